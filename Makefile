@@ -1,0 +1,41 @@
+# talkgate: `make run` serves, `make test` runs every test. Both build .venv on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HASH   := $(shell cat pyproject.toml package.json package-lock.json 2>/dev/null | sha1sum | cut -c1-12)
+RUN_STAMP  := $(VENV)/.run-$(HASH)
+TEST_STAMP := $(VENV)/.test-$(HASH)
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
+	rm -f $(VENV)/.run-*; touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
+	rm -f $(VENV)/.test-* $(VENV)/.run-*; touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
+	$(BIN)/talkgate db upgrade
+	$(BIN)/talkgate serve
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(TEST_STAMP)
+	$(BIN)/python bench/relay.py
+	$(BIN)/python bench/recorder.py
+
+clean:
+	rm -rf $(VENV) node_modules data .pytest_cache

@@ -1,0 +1,3 @@
+"""talkgate: a self-hosted gateway between apps and real-time voice agents."""
+
+__version__ = "0.1.0"

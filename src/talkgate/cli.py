@@ -1,0 +1,171 @@
+"""``talkgate serve | simulator | db upgrade | token``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+
+from pydantic import SecretStr
+
+from talkgate.settings import Settings
+
+log = logging.getLogger("talkgate")
+
+SIMULATOR_AGENT_ID = "agent_simulator"
+SIMULATOR_AVATAR_ID = "00000000-0000-4000-8000-000000000001"
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _with_simulator(settings: Settings) -> Settings:
+    """Start the built-in simulator on a free local port and point the provider settings at it."""
+    from talkgate.serving import ServerThread
+    from talkgate.simulator import SimulatorConfig, create_simulator_app
+
+    key, avatar_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    config = SimulatorConfig(api_key=key, liveavatar_api_key=avatar_key)
+    server = ServerThread(create_simulator_app(config))
+    log.warning(
+        "no ELEVENLABS_API_KEY set: using the built-in provider simulator at %s "
+        "(its agent echoes what you say)",
+        server.http_url,
+    )
+    server.start()
+    return settings.model_copy(
+        update={
+            "elevenlabs_api_key": SecretStr(key),
+            "elevenlabs_base_url": server.http_url,
+            "elevenlabs_agent_id": settings.elevenlabs_agent_id or SIMULATOR_AGENT_ID,
+            "liveavatar_api_key": SecretStr(avatar_key),
+            "liveavatar_base_url": server.http_url,
+            "liveavatar_avatar_id": settings.liveavatar_avatar_id or SIMULATOR_AVATAR_ID,
+            "simulator_mode": True,
+        }
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from talkgate.serving import bind, uvicorn_config
+    from talkgate.web.app import create_app
+
+    settings = Settings()
+    _logging(settings.log_level)
+    if args.host:
+        settings = settings.model_copy(update={"host": args.host})
+    if args.port is not None:
+        settings = settings.model_copy(update={"port": args.port})
+    if settings.elevenlabs_api_key is None:
+        settings = _with_simulator(settings)
+    else:
+        log.info("talkgate: using ElevenLabs at %s", settings.elevenlabs_base_url)
+    sock = bind(settings.host, settings.port)
+    if settings.port == 0:
+        settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    from talkgate.persistence.migrate import upgrade
+
+    upgrade(settings.effective_database_url)
+    server = uvicorn.Server(uvicorn_config(create_app(settings), proxy_headers=True))
+    log.info("talkgate listening on http://%s:%s", settings.host, settings.port)
+    server.run(sockets=[sock])
+    return 0
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from talkgate.protocol.audio import AudioFormat
+    from talkgate.serving import bind, uvicorn_config
+    from talkgate.simulator import SimulatorConfig, create_simulator_app
+    from talkgate.simulator.agent import AgentConfig
+
+    _logging(args.log_level)
+    agent = AgentConfig(
+        input_format=AudioFormat.parse(args.input_format),
+        output_format=AudioFormat.parse(args.output_format),
+        strict=args.strict,
+    )
+    config = SimulatorConfig(
+        api_key=args.api_key,
+        agent=agent,
+        public_agent_ids=frozenset(args.public_agent),
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+        liveavatar_api_key=args.liveavatar_api_key,
+    )
+    sock = bind(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    log.info("talkgate simulator listening on http://%s:%s (strict=%s)", host, port, args.strict)
+    uvicorn.Server(uvicorn_config(create_simulator_app(config))).run(sockets=[sock])
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from talkgate.persistence.migrate import upgrade
+
+    settings = Settings()
+    _logging(settings.log_level)
+    upgrade(settings.effective_database_url, args.revision)
+    print(f"database at revision {args.revision}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from talkgate.auth import TokenVerifier
+
+    settings = Settings()
+    token = TokenVerifier(settings).issue(args.user, ttl_s=args.ttl)
+    print(f"# JWT for user {args.user!r}, valid {args.ttl or settings.jwt_ttl_s} s", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="talkgate", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the app (starts the simulator when no API key is set)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    sim = sub.add_parser("simulator", help="serve the offline ElevenLabs/LiveAvatar simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8001)
+    sim.add_argument("--api-key", default="sim-key")
+    sim.add_argument("--liveavatar-api-key", default="sim-liveavatar-key")
+    sim.add_argument("--strict", action="store_true", help="accept only ElevenLabs' published protocol")
+    sim.add_argument("--input-format", default="pcm_16000")
+    sim.add_argument("--output-format", default="pcm_16000")
+    sim.add_argument("--public-agent", action="append", default=[], help="agent id that needs no signature")
+    sim.add_argument("--webhook-url")
+    sim.add_argument("--webhook-secret")
+    sim.add_argument("--log-level", default="INFO")
+    sim.set_defaults(func=cmd_simulator)
+
+    db = sub.add_parser("db", help="database migrations")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    up = dbsub.add_parser("upgrade", help="migrate to the newest schema")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(func=cmd_db)
+
+    token = sub.add_parser("token", help="print a JWT for a local user (last line of output)")
+    token.add_argument("--user", required=True)
+    token.add_argument("--ttl", type=int)
+    token.set_defaults(func=cmd_token)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""The one exception tree of talkgate.
+
+Every error a peer can see carries a stable ``code`` (what an app switches on) and a human
+``message``. Foreign exceptions (httpx, websockets, SQLAlchemy, OS errors) are translated at the
+edge that meets them, with ``raise ... from exc``.
+
+    TalkgateError
+    ├── ProtocolError        bad input from a peer: app, provider frame, media socket
+    │   ├── AudioError       bad_audio, empty_audio, bad_base64, chunk_too_large, bad_format
+    │   └── TurnError        not_recording, already_recording (push-to-talk state machine)
+    ├── ProviderError        the provider failed: unreachable, refused the key, closed, timed out
+    ├── AuthError            missing, expired or forged credentials
+    ├── NotFoundError        unknown id, or another user's id (indistinguishable on purpose)
+    ├── ConflictError        an operation that the current state forbids
+    └── StorageError         a recording could not be written or read
+
+This module is a leaf: it imports nothing of talkgate, so the pure ``protocol`` package may use it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Codes an app may see in ``conversation_error`` events and error bodies."""
+
+    # app input
+    BAD_REQUEST = "bad_request"
+    BAD_AUDIO = "bad_audio"
+    BAD_BASE64 = "bad_base64"
+    EMPTY_AUDIO = "empty_audio"
+    CHUNK_TOO_LARGE = "chunk_too_large"
+    BAD_FORMAT = "bad_format"
+    NOT_RECORDING = "not_recording"
+    ALREADY_RECORDING = "already_recording"
+    NO_CONVERSATION = "no_conversation"
+    CONVERSATION_ACTIVE = "conversation_active"
+    UNKNOWN_VOICE = "unknown_voice"
+    # provider side
+    PROVIDER_UNREACHABLE = "provider_unreachable"
+    PROVIDER_AUTH = "provider_auth"
+    PROVIDER_ERROR = "provider_error"
+    PROVIDER_CLOSED = "provider_closed"
+    PROVIDER_TIMEOUT = "provider_timeout"
+    PROVIDER_REJECTED_DIALECT = "provider_rejected_dialect"
+    BAD_PROVIDER_FRAME = "bad_provider_frame"
+    # platform
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    STORAGE_ERROR = "storage_error"
+    INTERNAL = "internal"
+
+
+class TalkgateError(Exception):
+    """Base of every talkgate error; ``code`` is stable, ``message`` is for people."""
+
+    default_code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code or self.default_code
+        self.message = message
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code.value, "message": self.message}
+
+
+class ProtocolError(TalkgateError):
+    default_code = ErrorCode.BAD_REQUEST
+
+
+class AudioError(ProtocolError):
+    default_code = ErrorCode.BAD_AUDIO
+
+
+class TurnError(ProtocolError):
+    default_code = ErrorCode.NOT_RECORDING
+
+
+class ProviderError(TalkgateError):
+    default_code = ErrorCode.PROVIDER_ERROR
+
+
+class AuthError(TalkgateError):
+    default_code = ErrorCode.UNAUTHORIZED
+
+
+class NotFoundError(TalkgateError):
+    default_code = ErrorCode.NOT_FOUND
+
+
+class ConflictError(TalkgateError):
+    default_code = ErrorCode.CONFLICT
+
+
+class StorageError(TalkgateError):
+    default_code = ErrorCode.STORAGE_ERROR

@@ -1,0 +1,106 @@
+"""SQLAlchemy 2 tables. API schemas live in ``web``; every query lives in ``repository``."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Integer, String, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def cuid() -> str:
+    """A cuid-like id: 'c', a base-36 millisecond timestamp, then random base-36 characters."""
+    ms = int(time.time() * 1000)
+    stamp = ""
+    while ms:
+        ms, r = divmod(ms, 36)
+        stamp = _ALPHABET[r] + stamp
+    return "c" + stamp + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class CallStatus(StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+    RECOVERED = "recovered"  # a recording left by a crash, repaired at start-up
+    FAILED = "failed"
+
+
+class AudioSource(StrEnum):
+    MEDIA_STREAM = "media_stream"
+    RELAY = "relay"
+    CLIENT_CHUNKS = "client_chunks"
+    PROVIDER = "provider"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+
+class User(TimestampMixin, Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class ConversationSession(TimestampMixin, Base):
+    """Seed 004's ``ConversationSession`` model, column for column."""
+
+    __tablename__ = "conversation_sessions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=cuid)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default=SessionStatus.ACTIVE, server_default="active")
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, server_default=func.now()
+    )
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CallLog(TimestampMixin, Base):
+    __tablename__ = "call_logs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=cuid)
+    conversation_id: Mapped[str] = mapped_column(String(128), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    provider: Mapped[str] = mapped_column(String(32), default="elevenlabs")
+    provider_conversation_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    voice: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default=CallStatus.ACTIVE)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    audio_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    audio_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    audio_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    audio_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    transcript: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    turns: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    end_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -1,0 +1,1 @@
+"""Pure wire vocabulary and rules: no asyncio, sockets, clock or database."""

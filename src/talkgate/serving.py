@@ -1,0 +1,82 @@
+"""Running ASGI apps with uvicorn on sockets we bind ourselves (so port 0 works)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
+    kwargs.setdefault("log_config", None)
+    kwargs.setdefault("ws_max_size", 4 * 1024 * 1024)
+    kwargs.setdefault("lifespan", "on")
+    kwargs.setdefault("ws", "websockets-sansio")
+    return uvicorn.Config(app, **kwargs)
+
+
+class ServerThread:
+    """One uvicorn server on its own event loop in a daemon thread, bound to ``host:port``."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
+        self.sock = bind(host, port)
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.server = uvicorn.Server(uvicorn_config(app, **kwargs))
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"uvicorn:{self.port}")
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
+        finally:
+            self.loop.close()
+
+    def start(self, timeout: float = 20.0) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server on port {self.port} did not start")
+            time.sleep(0.01)  # readiness poll of uvicorn's own flag
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+@contextlib.contextmanager
+def running(app: Any, **kwargs: Any) -> Iterator[ServerThread]:
+    server = ServerThread(app, **kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()

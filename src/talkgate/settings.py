@@ -1,0 +1,173 @@
+"""Configuration: the one place that reads the environment (and an optional ``.env`` file)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from talkgate.errors import ErrorCode, ProtocolError
+from talkgate.protocol.dialect import KeepAliveMode, TurnEndMode
+
+DEV_JWT_SECRET = "talkgate-development-only-secret-change-me"  # noqa: S105 - refused in production
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "secret", "your_api_key", DEV_JWT_SECRET})
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Voice(StrEnum):
+    DEFAULT = "default"
+    FEMALE = "female"
+    MALE = "male"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    environment: Environment = Field(Environment.DEVELOPMENT, validation_alias=_env("TALKGATE_ENV"))
+
+    # --- ElevenLabs ---
+    elevenlabs_api_key: SecretStr | None = Field(None, validation_alias=_env("ELEVENLABS_API_KEY"))
+    elevenlabs_base_url: str = Field(
+        "https://api.elevenlabs.io", validation_alias=_env("ELEVENLABS_BASE_URL")
+    )
+    elevenlabs_agent_id: str | None = Field(None, validation_alias=_env("ELEVENLABS_AGENT_ID"))
+    elevenlabs_agent_id_default: str | None = Field(
+        None, validation_alias=_env("ELEVENLABS_AGENT_ID_DEFAULT")
+    )
+    elevenlabs_agent_id_female: str | None = Field(None, validation_alias=_env("ELEVENLABS_AGENT_ID_FEMALE"))
+    elevenlabs_agent_id_male: str | None = Field(None, validation_alias=_env("ELEVENLABS_AGENT_ID_MALE"))
+    elevenlabs_public_agents: bool = Field(False, validation_alias=_env("ELEVENLABS_PUBLIC_AGENTS"))
+    elevenlabs_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("ELEVENLABS_WEBHOOK_SECRET")
+    )
+
+    # --- LiveAvatar ---
+    liveavatar_api_key: SecretStr | None = Field(None, validation_alias=_env("LIVEAVATAR_API_KEY"))
+    liveavatar_base_url: str = Field(
+        "https://api.liveavatar.com", validation_alias=_env("LIVEAVATAR_BASE_URL")
+    )
+    liveavatar_avatar_id: str | None = Field(None, validation_alias=_env("LIVEAVATAR_AVATAR_ID"))
+    liveavatar_voice_id: str | None = Field(None, validation_alias=_env("LIVEAVATAR_VOICE_ID"))
+    liveavatar_context_id: str | None = Field(None, validation_alias=_env("LIVEAVATAR_CONTEXT_ID"))
+
+    # --- serving ---
+    host: str = Field("127.0.0.1", validation_alias=_env("TALKGATE_HOST"))
+    port: int = Field(8000, validation_alias=_env("TALKGATE_PORT"))
+    public_url: str | None = Field(
+        None, validation_alias=_env("TALKGATE_PUBLIC_URL", "NEXT_PUBLIC_BACKEND_DOMAIN", "VERCEL_URL")
+    )
+    data_dir: Path = Field(Path("data"), validation_alias=_env("TALKGATE_DATA_DIR"))
+    database_url: str | None = Field(None, validation_alias=_env("TALKGATE_DATABASE_URL"))
+    storage_url: str | None = Field(None, validation_alias=_env("TALKGATE_STORAGE_URL"))
+    media_port: int | None = Field(None, validation_alias=_env("TALKGATE_MEDIA_PORT"))
+    redis_url: str | None = Field(None, validation_alias=_env("TALKGATE_REDIS_URL"))
+    cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("TALKGATE_CORS_ORIGINS"))
+    log_level: str = Field("INFO", validation_alias=_env("TALKGATE_LOG_LEVEL"))
+
+    # --- auth ---
+    jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), validation_alias=_env("TALKGATE_JWT_SECRET"))
+    jwt_jwks_url: str | None = Field(None, validation_alias=_env("TALKGATE_JWT_JWKS_URL"))
+    jwt_audience: str | None = Field(None, validation_alias=_env("TALKGATE_JWT_AUDIENCE"))
+    jwt_issuer: str | None = Field(None, validation_alias=_env("TALKGATE_JWT_ISSUER"))
+    jwt_ttl_s: int = Field(24 * 3600, validation_alias=_env("TALKGATE_JWT_TTL"))
+
+    # --- relay and dialects (PROTOCOL.md "Dialects") ---
+    ptt_turn_end: TurnEndMode = Field(TurnEndMode.SIGNAL, validation_alias=_env("TALKGATE_PTT_TURN_END"))
+    ptt_silence_ms: int = Field(800, ge=100, le=5000, validation_alias=_env("TALKGATE_PTT_SILENCE_MS"))
+    keepalive: KeepAliveMode = Field(KeepAliveMode.TEXT, validation_alias=_env("TALKGATE_KEEPALIVE"))
+    keepalive_interval_s: float = Field(15.0, gt=0, validation_alias=_env("TALKGATE_KEEPALIVE_INTERVAL"))
+    inactivity_timeout: int = Field(180, ge=0, le=180, validation_alias=_env("TALKGATE_INACTIVITY_TIMEOUT"))
+    max_chunk_bytes: int = Field(128_000, gt=0, validation_alias=_env("TALKGATE_MAX_CHUNK_BYTES"))
+    provider_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("TALKGATE_PROVIDER_TIMEOUT"))
+    media_streaming: bool | None = Field(None, validation_alias=_env("TALKGATE_MEDIA_STREAMING"))
+
+    # Set by ``serve`` when it starts the built-in simulator; not read from the environment.
+    simulator_mode: bool = Field(False, exclude=True)
+
+    @field_validator("public_url")
+    @classmethod
+    def _normalise_public_url(cls, value: str | None) -> str | None:
+        # The seed's NEXT_PUBLIC_BACKEND_DOMAIN and VERCEL_URL are bare host names.
+        if not value:
+            return None
+        value = value.rstrip("/")
+        return value if "://" in value else f"https://{value}"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"TALKGATE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes long")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Self:
+        if self.environment is Environment.PRODUCTION:
+            if self.jwt_secret.get_secret_value() in PLACEHOLDER_SECRETS and not self.jwt_jwks_url:
+                raise ValueError("TALKGATE_JWT_SECRET is a placeholder; set a real secret in production")
+            for name in ("elevenlabs_api_key", "liveavatar_api_key", "elevenlabs_webhook_secret"):
+                secret = getattr(self, name)
+                if secret is not None and secret.get_secret_value() in PLACEHOLDER_SECRETS:
+                    raise ValueError(f"{name.upper()} is a placeholder; set the real key in production")
+        return self
+
+    # --- derived values ---
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'talkgate.db'}"
+
+    @property
+    def effective_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.data_dir / 'recordings').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def media_streaming_enabled(self) -> bool:
+        # Seed 001's media streaming is not in ElevenLabs' published API: on against the simulator,
+        # off against the real provider unless asked for.
+        return self.simulator_mode if self.media_streaming is None else self.media_streaming
+
+    def agent_id_for(self, voice: str | None) -> str:
+        """Seed 001's voice → agent mapping, each falling back to ELEVENLABS_AGENT_ID."""
+        try:
+            v = Voice(voice or Voice.DEFAULT)
+        except ValueError:
+            raise ProtocolError(
+                f"unknown voice {voice!r}; expected one of {', '.join(x.value for x in Voice)}",
+                code=ErrorCode.UNKNOWN_VOICE,
+            ) from None
+        specific = {
+            Voice.DEFAULT: self.elevenlabs_agent_id_default,
+            Voice.FEMALE: self.elevenlabs_agent_id_female,
+            Voice.MALE: self.elevenlabs_agent_id_male,
+        }[v]
+        agent = specific or self.elevenlabs_agent_id
+        if not agent:
+            raise ProtocolError(
+                f"no agent configured for voice {v.value!r}; set ELEVENLABS_AGENT_ID",
+                code=ErrorCode.UNKNOWN_VOICE,
+            )
+        return agent

@@ -1,0 +1,368 @@
+"""The ElevenLabs Agents side of the simulator: REST, the conversation socket, media streaming,
+the post-call webhook and recordings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import websockets
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from talkgate.protocol import convai
+from talkgate.protocol.audio import b64encode_audio
+from talkgate.protocol.media import CallEnd, MediaAudio, Track
+from talkgate.protocol.signing import webhook_signature_header
+from talkgate.simulator.agent import EchoAgent, Reaction
+from talkgate.simulator.mp3 import encode_mp3
+from talkgate.simulator.state import (
+    ConversationRecord,
+    MediaConfig,
+    Registry,
+    SignatureError,
+    SimulatorConfig,
+    new_conversation_id,
+    sign_conversation,
+    verify_conversation_signature,
+)
+
+log = logging.getLogger("talkgate.simulator")
+
+MEDIA_QUEUE_FRAMES = 2000  # about 200 s of 100 ms frames; beyond that media frames are dropped
+
+
+def _invalid_key() -> JSONResponse:
+    return JSONResponse(
+        {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}, status_code=401
+    )
+
+
+def _unprocessable(loc: str, msg: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": [{"loc": ["query", loc], "msg": msg, "type": "value_error"}]}, status_code=422
+    )
+
+
+def _ws_base(request: Request) -> str:
+    scheme = "wss" if request.url.scheme == "https" else "ws"
+    return f"{scheme}://{request.url.netloc}"
+
+
+class ElevenLabsSimulator:
+    def __init__(self, config: SimulatorConfig, registry: Registry) -> None:
+        self.config = config
+        self.registry = registry
+        self._background: set[asyncio.Task[None]] = set()
+
+    def routes(self) -> list[Route | WebSocketRoute]:
+        return [
+            Route("/v1/convai/conversation/get-signed-url", self.get_signed_url),
+            Route("/v1/convai/conversation/get_signed_url", self.get_signed_url),
+            Route("/v1/convai/conversation/token", self.get_token),
+            Route("/v1/convai/conversation/start", self.start_conversation, methods=["POST"]),
+            Route("/v1/convai/conversations/{conversation_id}/audio", self.get_audio),
+            Route("/v1/convai/conversations/{conversation_id}", self.get_conversation),
+            WebSocketRoute("/v1/convai/conversation", self.conversation_socket),
+        ]
+
+    def _authorized(self, request: Request) -> bool:
+        return request.headers.get("xi-api-key") == self.config.api_key
+
+    # --- REST ---------------------------------------------------------------------------------
+
+    def _signed_url(self, request: Request, agent_id: str, conversation_id: str | None) -> str:
+        expires = time.time() + self.config.signed_url_ttl_s
+        signature = sign_conversation(self.config.signing_secret, agent_id, expires, conversation_id)
+        query = urlencode({"agent_id": agent_id, "conversation_signature": signature})
+        return f"{_ws_base(request)}/v1/convai/conversation?{query}"
+
+    async def get_signed_url(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _invalid_key()
+        agent_id = request.query_params.get("agent_id")
+        if not agent_id:
+            return _unprocessable("agent_id", "field required")
+        cid = new_conversation_id() if request.query_params.get("include_conversation_id") == "true" else None
+        return JSONResponse({"signed_url": self._signed_url(request, agent_id, cid)})
+
+    async def get_token(self, request: Request) -> Response:
+        agent_id = request.query_params.get("agent_id")
+        if not agent_id:
+            return _unprocessable("agent_id", "field required")
+        if agent_id not in self.config.public_agent_ids and not self._authorized(request):
+            return _invalid_key()
+        expires = time.time() + self.config.signed_url_ttl_s
+        return JSONResponse({"token": sign_conversation(self.config.signing_secret, agent_id, expires, None)})
+
+    async def start_conversation(self, request: Request) -> Response:
+        """Seed 001's ``POST /v1/convai/conversation/start`` with ``media: {stream, websocket_url}``.
+
+        Not in ElevenLabs' published API. An optional ``conversation_id`` in the body lets the
+        caller choose the id the media frames will carry.
+        """
+        if not self._authorized(request):
+            return _invalid_key()
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"detail": "body is not JSON"}, status_code=400)
+        agent_id = body.get("agent_id") if isinstance(body, dict) else None
+        if not isinstance(agent_id, str) or not agent_id:
+            return JSONResponse(
+                {"detail": [{"loc": ["body", "agent_id"], "msg": "field required"}]}, status_code=422
+            )
+        cid = body.get("conversation_id") or new_conversation_id()
+        if not isinstance(cid, str) or len(cid) > 128:
+            return JSONResponse({"detail": "conversation_id must be a short string"}, status_code=422)
+        media = body.get("media")
+        streaming = False
+        if isinstance(media, dict) and media.get("stream") is True:
+            url = media.get("websocket_url")
+            if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+                return JSONResponse(
+                    {"detail": [{"loc": ["body", "media", "websocket_url"], "msg": "must be a ws(s) URL"}]},
+                    status_code=422,
+                )
+            self.registry.pending_media[cid] = MediaConfig(url)
+            streaming = True
+        return JSONResponse(
+            {
+                "conversation_id": cid,
+                "signed_url": self._signed_url(request, agent_id, cid),
+                "media_streaming": streaming,
+            }
+        )
+
+    async def get_audio(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _invalid_key()
+        record = self.registry.conversations.get(request.path_params["conversation_id"])
+        if record is None or record.ended_at is None:
+            return JSONResponse({"detail": "conversation not found"}, status_code=404)
+        mp3 = await asyncio.to_thread(encode_mp3, bytes(record.audio), 16000)
+        return Response(mp3, media_type="audio/mpeg")
+
+    async def get_conversation(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _invalid_key()
+        record = self.registry.conversations.get(request.path_params["conversation_id"])
+        if record is None:
+            return JSONResponse({"detail": "conversation not found"}, status_code=404)
+        return JSONResponse(
+            {
+                "conversation_id": record.conversation_id,
+                "agent_id": record.agent_id,
+                "status": "done" if record.ended_at else "in-progress",
+                "transcript": record.transcript,
+                "metadata": {
+                    "start_time_unix_secs": int(record.started_at),
+                    "call_duration_secs": int((record.ended_at or time.time()) - record.started_at),
+                },
+            }
+        )
+
+    # --- the conversation socket --------------------------------------------------------------
+
+    async def _refuse(self, websocket: WebSocket, error_type: str, message: str) -> None:
+        await websocket.send_text(convai.ServerError(1008, error_type, message).serialize())
+        await websocket.close(1008, error_type)
+
+    async def conversation_socket(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        params = websocket.query_params
+        agent_id = params.get("agent_id")
+        if not agent_id:
+            await self._refuse(websocket, "missing_fields", "agent_id is required")
+            return
+        signature = params.get("conversation_signature") or params.get("token")
+        conversation_id: str | None = None
+        if signature:
+            try:
+                conversation_id = verify_conversation_signature(
+                    self.config.signing_secret, signature, agent_id, time.time()
+                )
+            except SignatureError as exc:
+                await self._refuse(websocket, "authorization_error", str(exc))
+                return
+        elif agent_id not in self.config.public_agent_ids:
+            await self._refuse(websocket, "authorization_error", "this agent requires a signed URL")
+            return
+        record = self.registry.create(agent_id, conversation_id)
+        loop = asyncio.get_running_loop()
+        input_timeout = None
+        if not self.config.agent.strict:
+            # Seed 000's inactivity_timeout (a TTS-socket parameter) is honoured in lenient mode.
+            with contextlib.suppress(ValueError):
+                input_timeout = float(min(180, max(1, int(params.get("inactivity_timeout", "")))))
+        agent = EchoAgent(
+            record.conversation_id, self.config.agent, loop.time(), input_timeout_s=input_timeout
+        )
+        log.info("conversation %s started (agent %s)", record.conversation_id, agent_id)
+        media = _MediaTap(record) if record.media else None
+        try:
+            await self._run(websocket, agent, record, media)
+        finally:
+            record.ended_at = time.time()
+            if media:
+                await media.finish()
+            log.info(
+                "conversation %s ended (%s %s)",
+                record.conversation_id,
+                record.close_code,
+                record.close_reason,
+            )
+            if self.config.webhook_url and self.config.webhook_secret:
+                task = asyncio.create_task(self._post_call_webhook(record))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _run(
+        self, websocket: WebSocket, agent: EchoAgent, record: ConversationRecord, media: _MediaTap | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue(maxsize=256)
+
+        async def reader() -> None:
+            try:
+                while True:
+                    message = await websocket.receive()
+                    if message["type"] == "websocket.disconnect":
+                        break
+                    data = message.get("text")
+                    await inbox.put(data if data is not None else message.get("bytes") or b"")
+            finally:
+                await inbox.put(None)
+
+        async def apply(reaction: Reaction) -> bool:
+            for event in reaction.events:
+                self._note_transcript(record, event)
+                await websocket.send_text(event.serialize())
+            for pcm in reaction.caller_audio:
+                record.add_audio(pcm)
+                if media:
+                    media.send(MediaAudio(Track.CALLER, record.conversation_id, b64encode_audio(pcm)))
+            for pcm in reaction.agent_audio:
+                record.add_audio(pcm)
+                if media:
+                    media.send(MediaAudio(Track.AGENT, record.conversation_id, b64encode_audio(pcm)))
+            if reaction.close:
+                record.close_code, record.close_reason = reaction.close.code, reaction.close.reason
+                await websocket.close(reaction.close.code, reaction.close.reason)
+                return False
+            return True
+
+        reader_task = asyncio.create_task(reader())
+        try:
+            if not await apply(agent.start()):
+                return
+            while True:
+                timeout = max(0.0, agent.next_deadline() - loop.time())
+                try:
+                    raw = await asyncio.wait_for(inbox.get(), timeout)
+                except TimeoutError:
+                    if not await apply(agent.tick(loop.time())):
+                        return
+                    continue
+                if raw is None:
+                    record.close_code = record.close_code or 1000
+                    record.close_reason = record.close_reason or "client closed"
+                    return
+                record.frames.append(_frame_for_log(raw))
+                if not await apply(agent.receive(raw, loop.time())):
+                    return
+        except (WebSocketDisconnect, RuntimeError, websockets.ConnectionClosed):
+            record.close_code = record.close_code or 1006
+        finally:
+            reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await reader_task
+
+    @staticmethod
+    def _note_transcript(record: ConversationRecord, event: convai.ServerEvent) -> None:
+        if isinstance(event, convai.UserTranscript):
+            record.transcript.append({"role": "user", "message": event.text})
+        elif isinstance(event, convai.AgentResponse):
+            record.transcript.append({"role": "agent", "message": event.text})
+
+    async def _post_call_webhook(self, record: ConversationRecord) -> None:
+        assert self.config.webhook_url and self.config.webhook_secret
+        mp3 = await asyncio.to_thread(encode_mp3, bytes(record.audio), 16000)
+        timestamp = int(time.time())
+        body = json.dumps(
+            {
+                "type": "post_call_audio",
+                "event_timestamp": timestamp,
+                "data": {
+                    "agent_id": record.agent_id,
+                    "conversation_id": record.conversation_id,
+                    "full_audio": b64encode_audio(mp3),
+                },
+            }
+        ).encode()
+        header = webhook_signature_header(self.config.webhook_secret.encode(), body, timestamp)
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                response = await client.post(
+                    self.config.webhook_url,
+                    content=body,
+                    headers={"content-type": "application/json", "ElevenLabs-Signature": header},
+                )
+            log.info("post_call_audio webhook for %s: HTTP %s", record.conversation_id, response.status_code)
+        except httpx.HTTPError as exc:
+            log.warning("post_call_audio webhook for %s failed: %s", record.conversation_id, exc)
+
+
+def _frame_for_log(raw: str | bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {"_unparsed": raw if isinstance(raw, str) else raw.decode("utf-8", "replace")}
+
+
+class _MediaTap:
+    """Seed 001's media streaming: the simulator dials the app's media socket and streams both
+    sides as they happen, then ``call_end``. A slow receiver loses frames, not the conversation."""
+
+    def __init__(self, record: ConversationRecord) -> None:
+        assert record.media is not None
+        self.record = record
+        self.url = record.media.websocket_url
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=MEDIA_QUEUE_FRAMES)
+        self.dropped = 0
+        self.task = asyncio.create_task(self._pump())
+
+    def send(self, event: MediaAudio | CallEnd) -> None:
+        try:
+            self.queue.put_nowait(event.serialize())
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def finish(self) -> None:
+        self.send(CallEnd(self.record.conversation_id))
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(self.task, 10)
+        except (TimeoutError, asyncio.CancelledError):
+            self.task.cancel()
+
+    async def _pump(self) -> None:
+        cid = self.record.conversation_id
+        try:
+            async with websockets.connect(self.url, open_timeout=5, max_size=2**22) as ws:
+                log.info("media stream for %s connected", cid)
+                while (frame := await self.queue.get()) is not None:
+                    await ws.send(frame)
+        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+            log.warning("media stream for %s failed: %s", cid, exc)
+        if self.dropped:
+            log.warning("media stream for %s dropped %d frames", cid, self.dropped)

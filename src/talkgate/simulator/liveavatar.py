@@ -1,0 +1,254 @@
+"""The LiveAvatar side of the simulator: REST with the ``{code, data, message}`` envelope and a
+WebSocket stand-in for the LiveKit room's data channel (same JSON, same topics)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from talkgate.errors import ProtocolError
+from talkgate.protocol.audio import PCM_16000, dbfs, rms
+from talkgate.protocol.liveavatar import (
+    CONTROL_TOPIC,
+    RESPONSE_TOPIC,
+    Command,
+    DataPacket,
+    Event,
+)
+from talkgate.simulator.state import SimulatorConfig
+
+log = logging.getLogger("talkgate.simulator.liveavatar")
+
+SUCCESS = 1000  # the official SDK treats anything but 1000 as failure
+END_REASONS = frozenset(
+    {
+        "UNKNOWN",
+        "USER_DISCONNECTED",
+        "SERVER_ERROR",
+        "IDLE_TIMEOUT",
+        "NO_CREDITS",
+        "USER_CLOSED",
+        "AVATAR_DELETED",
+        "MAX_DURATION_REACHED",
+        "ZOMBIE_SESSION_REAP",
+        "AGENT_HANG_UP",
+    }
+)
+
+
+def envelope(data: object, status: int = 200, code: int = SUCCESS, message: str = "success") -> JSONResponse:
+    return JSONResponse({"code": code, "data": data, "message": message}, status_code=status)
+
+
+def failure(status: int, message: str) -> JSONResponse:
+    return envelope(None, status=status, code=status * 10, message=message)
+
+
+@dataclass(slots=True)
+class AvatarSession:
+    session_id: str
+    session_token: str
+    body: dict[str, object]
+    room_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    started: bool = False
+    stopped_reason: str | None = None
+    last_seen: float = field(default_factory=time.monotonic)
+    sockets: set[WebSocket] = field(default_factory=set)
+    transcript: list[dict[str, str]] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+
+class LiveAvatarSimulator:
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.sessions: dict[str, AvatarSession] = {}
+
+    def routes(self) -> list[Route | WebSocketRoute]:
+        return [
+            Route("/v1/sessions/token", self.create_token, methods=["POST"]),
+            Route("/v1/sessions/start", self.start, methods=["POST"]),
+            Route("/v1/sessions/keep-alive", self.keep_alive, methods=["POST"]),
+            Route("/v1/sessions/stop", self.stop, methods=["POST"]),
+            WebSocketRoute("/_liveavatar/room", self.room),
+        ]
+
+    # --- REST ---------------------------------------------------------------------------------
+
+    def _by_bearer(self, request: Request) -> AvatarSession | None:
+        auth = request.headers.get("authorization", "")
+        token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
+        return next((s for s in self.sessions.values() if s.session_token == token), None) if token else None
+
+    async def _json(self, request: Request) -> dict[str, object] | None:
+        try:
+            body = await request.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def create_token(self, request: Request) -> Response:
+        if request.headers.get("x-api-key") != self.config.liveavatar_api_key:
+            return failure(401, "Invalid API key")
+        body = await self._json(request)
+        if body is None:
+            return failure(400, "body must be a JSON object")
+        if body.get("mode", "FULL") != "FULL":
+            return failure(422, "only FULL mode is simulated")
+        if not isinstance(body.get("avatar_id"), str) or not body["avatar_id"]:
+            return JSONResponse(
+                {"detail": [{"loc": ["body", "avatar_id"], "msg": "field required"}]}, status_code=422
+            )
+        if body.get("interactivity_type", "CONVERSATIONAL") not in ("CONVERSATIONAL", "PUSH_TO_TALK"):
+            return JSONResponse(
+                {"detail": [{"loc": ["body", "interactivity_type"], "msg": "invalid enum value"}]},
+                status_code=422,
+            )
+        session = AvatarSession(str(uuid.uuid4()), secrets.token_urlsafe(32), body)
+        self.sessions[session.session_id] = session
+        return envelope({"session_id": session.session_id, "session_token": session.session_token})
+
+    async def start(self, request: Request) -> Response:
+        session = self._by_bearer(request)
+        if session is None:
+            return failure(401, "Invalid session token")
+        if session.stopped_reason:
+            return failure(400, "session already stopped")
+        session.started = True
+        session.last_seen = time.monotonic()
+        scheme = "wss" if request.url.scheme == "https" else "ws"
+        return envelope(
+            {
+                "session_id": session.session_id,
+                "livekit_url": f"{scheme}://{request.url.netloc}/_liveavatar/room",
+                "livekit_client_token": session.room_token,
+                "max_session_duration": 1200,
+            },
+            status=201,
+        )
+
+    def _authorized_session(
+        self, request: Request, body: dict[str, object] | None
+    ) -> AvatarSession | JSONResponse:
+        by_bearer = self._by_bearer(request)
+        if by_bearer is not None:
+            return by_bearer
+        if request.headers.get("x-api-key") != self.config.liveavatar_api_key:
+            return failure(401, "Invalid API key")
+        sid = body.get("session_id") if body else None
+        if not isinstance(sid, str):
+            return failure(400, "session_id is required")
+        session = self.sessions.get(sid)
+        return session if session is not None else failure(404, "session not found")
+
+    async def keep_alive(self, request: Request) -> Response:
+        found = self._authorized_session(request, await self._json(request))
+        if isinstance(found, JSONResponse):
+            return found
+        self._expire(found)
+        if found.stopped_reason:
+            return failure(400, f"session stopped ({found.stopped_reason})")
+        found.last_seen = time.monotonic()
+        return envelope(None)
+
+    async def stop(self, request: Request) -> Response:
+        body = await self._json(request) or {}
+        found = self._authorized_session(request, body)
+        if isinstance(found, JSONResponse):
+            return found
+        reason = body.get("reason", "USER_CLOSED")
+        if reason not in END_REASONS:
+            return failure(422, f"unknown reason {reason!r}")
+        if not found.stopped_reason:
+            await self._stop(found, str(reason))
+        return envelope(None)
+
+    def _expire(self, session: AvatarSession) -> None:
+        if (
+            not session.stopped_reason
+            and time.monotonic() - session.last_seen > self.config.liveavatar_idle_timeout_s
+        ):
+            session.stopped_reason = "IDLE_TIMEOUT"
+
+    async def _stop(self, session: AvatarSession, reason: str) -> None:
+        session.stopped_reason = reason
+        packet = DataPacket(RESPONSE_TOPIC, Event.SESSION_STOPPED, {"end_reason": reason}).serialize()
+        for ws in list(session.sockets):
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await ws.send_text(packet)
+                await ws.close(1000)
+
+    # --- the data-channel stand-in ------------------------------------------------------------
+
+    async def room(self, websocket: WebSocket) -> None:
+        token = websocket.query_params.get("token")
+        session = next((s for s in self.sessions.values() if s.room_token == token and s.started), None)
+        if session is None or session.stopped_reason:
+            await websocket.close(4401, "invalid or expired room token")
+            return
+        await websocket.accept()
+        session.sockets.add(websocket)
+        window: list[bytes] | None = None
+        ptt = session.body.get("interactivity_type") == "PUSH_TO_TALK"
+
+        async def emit(event: Event, **payload: object) -> None:
+            await websocket.send_text(DataPacket(RESPONSE_TOPIC, event, payload).serialize())
+
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                session.last_seen = time.monotonic()
+                if message.get("bytes") is not None:
+                    # Microphone audio (PCM16 16 kHz); outside a PTT window it is ignored.
+                    if window is not None:
+                        window.append(message["bytes"])
+                    continue
+                try:
+                    packet = DataPacket.parse(message.get("text") or "")
+                except ProtocolError as exc:
+                    log.info("bad data packet on %s: %s", session.session_id, exc.message)
+                    continue
+                if packet.topic != CONTROL_TOPIC:
+                    continue
+                session.commands.append(packet.event_type)
+                if packet.event_type == Command.START_PTT:
+                    if not ptt or window is not None:
+                        await emit(Event.PTT_START_FAILED)
+                    else:
+                        window = []
+                        await emit(Event.PTT_STARTED)
+                elif packet.event_type == Command.STOP_PTT:
+                    if window is None:
+                        await emit(Event.PTT_STOP_FAILED)
+                        continue
+                    heard, window = b"".join(window), None
+                    await emit(Event.PTT_STOPPED)
+                    await self._answer(session, heard, emit)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            session.sockets.discard(websocket)
+
+    async def _answer(self, session: AvatarSession, heard: bytes, emit: object) -> None:
+        assert callable(emit)
+        heard = heard[: len(heard) - len(heard) % 2]
+        seconds = PCM_16000.duration_ms(len(heard)) / 1000.0
+        user_text = f"[{seconds:.2f} s of speech at {dbfs(rms(heard)):.0f} dBFS]"
+        avatar_text = f"I heard {seconds:.2f} seconds of audio."
+        session.transcript += [{"role": "user", "text": user_text}, {"role": "avatar", "text": avatar_text}]
+        await emit(Event.USER_TRANSCRIPTION, text=user_text)
+        await emit(Event.AVATAR_SPEAK_STARTED)
+        await emit(Event.AVATAR_TRANSCRIPTION, text=avatar_text)
+        await asyncio.sleep(0)
+        await emit(Event.AVATAR_SPEAK_ENDED)

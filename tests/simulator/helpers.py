@@ -1,0 +1,54 @@
+"""Talking to the simulator over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import httpx
+import websockets
+
+from talkgate.serving import ServerThread
+from tests.conftest import AGENT_ID, SIM_KEY, TIMEOUT
+
+
+async def signed_url(sim: ServerThread, agent_id: str = AGENT_ID) -> str:
+    async with httpx.AsyncClient() as client:
+        r = await client.get(
+            f"{sim.http_url}/v1/convai/conversation/get-signed-url",
+            params={"agent_id": agent_id},
+            headers={"xi-api-key": SIM_KEY},
+        )
+    r.raise_for_status()
+    return r.json()["signed_url"]
+
+
+async def recv_json(ws: websockets.ClientConnection, skip_pings: bool = True) -> dict[str, Any]:
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        if not (skip_pings and frame["type"] == "ping"):
+            return frame
+
+
+async def recv_until(ws: websockets.ClientConnection, kind: str) -> list[dict[str, Any]]:
+    frames = []
+    while True:
+        frame = await recv_json(ws)
+        frames.append(frame)
+        if frame["type"] == kind:
+            return frames
+
+
+async def frames_of(sim: ServerThread, conversation_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient() as client:
+        r = await client.get(f"{sim.http_url}/_simulator/conversations/{conversation_id}/frames")
+    r.raise_for_status()
+    return r.json()
+
+
+def audio_of(frames: list[dict[str, Any]]) -> bytes:
+    return b"".join(
+        base64.b64decode(f["audio_event"]["audio_base_64"]) for f in frames if f["type"] == "audio"
+    )
