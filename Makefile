@@ -27,7 +27,7 @@ run: $(RUN_STAMP)
 	$(BIN)/talkgate serve
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 test: lint
