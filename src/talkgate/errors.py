@@ -37,6 +37,8 @@ class ErrorCode(StrEnum):
     NO_CONVERSATION = "no_conversation"
     CONVERSATION_ACTIVE = "conversation_active"
     UNKNOWN_VOICE = "unknown_voice"
+    UNKNOWN_AGENT = "unknown_agent"
+    SLOW_CONSUMER = "slow_consumer"
     # provider side
     PROVIDER_UNREACHABLE = "provider_unreachable"
     PROVIDER_AUTH = "provider_auth"

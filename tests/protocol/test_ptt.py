@@ -45,3 +45,11 @@ def test_empty_audio_is_refused_inside_a_turn():
         ptt.audio(b"")
     assert err.value.code is ErrorCode.EMPTY_AUDIO
     assert ptt.end().chunks == 0
+
+
+def test_odd_byte_counts_are_bad_audio():
+    ptt = PushToTalk()
+    ptt.start()
+    with pytest.raises(AudioError) as err:
+        ptt.audio(b"\x00\x01\x02")
+    assert err.value.code is ErrorCode.BAD_AUDIO

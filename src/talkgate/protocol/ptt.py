@@ -68,6 +68,8 @@ class PushToTalk:
             )
         if not data:
             raise AudioError("empty audio chunk is never forwarded", code=ErrorCode.EMPTY_AUDIO)
+        if len(data) % 2:
+            raise AudioError(f"PCM16 audio needs an even number of bytes, got {len(data)}")
         self._chunks += 1
         self._nbytes += len(data)
         return AudioAccepted(self.turn, data)

@@ -4,24 +4,55 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import socketio
 from fastapi import FastAPI
 
 from talkgate import __version__
 from talkgate.settings import Settings
+from talkgate.web.runtime import Runtime
+from talkgate.web.sio import create_sio
 
 
-def create_app(settings: Settings) -> FastAPI:
+class TalkgateApp(socketio.ASGIApp):  # type: ignore[misc]
+    """The ASGI entry point; ``api`` is the FastAPI app, ``sio`` the Socket.IO server."""
+
+    api: FastAPI
+    sio: socketio.AsyncServer
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.api.state.runtime
+        return runtime
+
+
+def create_app(settings: Settings) -> TalkgateApp:
+    holder: dict[str, Runtime] = {}
+
+    def get_runtime() -> Runtime:
+        return holder["runtime"]
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.build(settings)
+        holder["runtime"] = runtime
+        api.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.aclose()
 
-    app = FastAPI(title="talkgate", version=__version__, lifespan=lifespan)
-    app.state.settings = settings
+    api = FastAPI(title="talkgate", version=__version__, lifespan=lifespan)
+    api.state.settings = settings
 
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, object]:
+    @api.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, Any]:
         """Liveness; public."""
         return {"status": "ok", "version": __version__, "simulator": settings.simulator_mode}
 
+    sio = create_sio(get_runtime, settings.cors_origins)
+    app = TalkgateApp(sio, other_asgi_app=api, socketio_path="socket.io")
+    app.api = api
+    app.sio = sio
     return app

@@ -1,0 +1,161 @@
+"""Every query talkgate makes. Each method is one short transaction; every read and write of a
+user's rows is scoped by ``user_id``, so another user's id is simply not found."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from talkgate.errors import ConflictError, NotFoundError
+from talkgate.persistence.models import (
+    CallLog,
+    CallStatus,
+    ConversationSession,
+    SessionStatus,
+    User,
+    cuid,
+    utcnow,
+)
+
+
+class Repository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def _ensure_user(self, db: AsyncSession, user_id: str) -> None:
+        dialect = db.bind.dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        await db.execute(insert(User).values(id=user_id).on_conflict_do_nothing(index_elements=["id"]))
+
+    # --- conversation sessions (seed 004) ---
+
+    async def start_session(
+        self, user_id: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> ConversationSession:
+        async with self._sessions.begin() as db:
+            await self._ensure_user(db, user_id)
+            sid = session_id or cuid()
+            existing = await db.scalar(
+                select(ConversationSession).where(ConversationSession.session_id == sid)
+            )
+            if existing is not None:
+                if existing.user_id != user_id:
+                    raise ConflictError("that sessionId is taken")
+                return existing
+            row = ConversationSession(user_id=user_id, session_id=sid, metadata_=metadata)
+            db.add(row)
+            await db.flush()
+            return row
+
+    async def end_session(self, user_id: str, session_id: str) -> ConversationSession:
+        async with self._sessions.begin() as db:
+            row = await db.scalar(
+                select(ConversationSession).where(
+                    ConversationSession.session_id == session_id, ConversationSession.user_id == user_id
+                )
+            )
+            if row is None:
+                raise NotFoundError("no such session")
+            if row.status != SessionStatus.ENDED:
+                row.status = SessionStatus.ENDED
+                row.ended_at = utcnow()
+            return row
+
+    async def get_session(self, user_id: str, session_id: str) -> ConversationSession:
+        async with self._sessions() as db:
+            row = await db.scalar(
+                select(ConversationSession).where(
+                    ConversationSession.session_id == session_id, ConversationSession.user_id == user_id
+                )
+            )
+        if row is None:
+            raise NotFoundError("no such session")
+        return row
+
+    # --- call logs ---
+
+    async def create_call(self, user_id: str, conversation_id: str, **fields: Any) -> CallLog:
+        async with self._sessions.begin() as db:
+            await self._ensure_user(db, user_id)
+            existing = await db.scalar(select(CallLog).where(CallLog.conversation_id == conversation_id))
+            if existing is not None:
+                if existing.user_id != user_id:
+                    raise ConflictError("that conversationId is taken")
+                return existing
+            row = CallLog(user_id=user_id, conversation_id=conversation_id, transcript=[], turns=[], **fields)
+            db.add(row)
+            await db.flush()
+            return row
+
+    async def finish_call(
+        self,
+        conversation_id: str,
+        *,
+        ended_at: datetime | None = None,
+        duration_ms: int | None = None,
+        status: CallStatus = CallStatus.ENDED,
+        **fields: Any,
+    ) -> None:
+        values: dict[str, Any] = {"status": status, "ended_at": ended_at or utcnow(), "updated_at": utcnow()}
+        if duration_ms is not None:
+            values["duration_ms"] = duration_ms
+        values.update({k: v for k, v in fields.items() if v is not None})
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(CallLog).where(CallLog.conversation_id == conversation_id).values(**values)
+            )
+
+    async def set_call_audio(
+        self, conversation_id: str, *, key: str, url: str, source: str, nbytes: int, status: str | None = None
+    ) -> None:
+        values: dict[str, Any] = {
+            "audio_key": key,
+            "audio_url": url,
+            "audio_source": source,
+            "audio_bytes": nbytes,
+            "updated_at": utcnow(),
+        }
+        if status:
+            values["status"] = status
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(CallLog).where(CallLog.conversation_id == conversation_id).values(**values)
+            )
+
+    async def call_by_conversation(self, conversation_id: str) -> CallLog | None:
+        async with self._sessions() as db:
+            return await db.scalar(select(CallLog).where(CallLog.conversation_id == conversation_id))
+
+    async def get_call(self, user_id: str, conversation_id: str) -> CallLog:
+        async with self._sessions() as db:
+            row = await db.scalar(
+                select(CallLog).where(CallLog.conversation_id == conversation_id, CallLog.user_id == user_id)
+            )
+        if row is None:
+            raise NotFoundError("no such call")
+        return row
+
+    async def list_calls(
+        self, user_id: str, *, limit: int = 50, offset: int = 0
+    ) -> tuple[list[CallLog], int]:
+        async with self._sessions() as db:
+            total = await db.scalar(
+                select(func.count()).select_from(CallLog).where(CallLog.user_id == user_id)
+            )
+            rows = await db.scalars(
+                select(CallLog)
+                .where(CallLog.user_id == user_id)
+                .order_by(CallLog.started_at.desc(), CallLog.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+            return list(rows), int(total or 0)
+
+    async def calls_with_status(self, status: str) -> list[CallLog]:
+        async with self._sessions() as db:
+            return list(await db.scalars(select(CallLog).where(CallLog.status == status)))

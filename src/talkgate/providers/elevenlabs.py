@@ -1,0 +1,239 @@
+"""ElevenLabs Agents: REST with httpx, the conversation socket with websockets.
+
+Foreign errors become ``ProviderError`` here. The API key is sent only in the ``xi-api-key``
+header of REST calls; the conversation socket uses the signed URL, which is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from talkgate.errors import AudioError, ErrorCode, ProtocolError, ProviderError
+from talkgate.protocol import convai
+from talkgate.protocol.audio import AudioFormat
+from talkgate.providers.base import Closed
+
+log = logging.getLogger("talkgate.providers.elevenlabs")
+
+MAX_FRAME = 16 * 1024 * 1024  # the official SDK's max_size
+
+
+def _redact(url: str) -> str:
+    """A URL fit for logs: scheme, host and path only."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _raise_for_status(response: httpx.Response, what: str) -> None:
+    if response.is_success:
+        return
+    if response.status_code in (401, 403):
+        raise ProviderError(
+            f"ElevenLabs refused the API key while {what} (HTTP {response.status_code})",
+            code=ErrorCode.PROVIDER_AUTH,
+        )
+    if response.status_code == 404:
+        raise ProviderError(f"ElevenLabs found nothing while {what} (HTTP 404)")
+    detail = response.text[:200]
+    raise ProviderError(f"ElevenLabs failed while {what}: HTTP {response.status_code} {detail}")
+
+
+class ElevenLabsProvider:
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, api_key: str, *, timeout: float = 10.0
+    ) -> None:
+        self._http = http
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.timeout = timeout
+
+    async def _request(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        headers = {"xi-api-key": self._api_key, **kwargs.pop("headers", {})}
+        try:
+            response = await self._http.request(
+                method, f"{self.base_url}{path}", headers=headers, timeout=self.timeout, **kwargs
+            )
+        except httpx.TimeoutException as exc:
+            raise ProviderError(
+                f"ElevenLabs timed out while {what}", code=ErrorCode.PROVIDER_TIMEOUT
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderError(
+                f"ElevenLabs is unreachable while {what}: {type(exc).__name__}",
+                code=ErrorCode.PROVIDER_UNREACHABLE,
+            ) from exc
+        _raise_for_status(response, what)
+        return response
+
+    async def signed_url(self, agent_id: str) -> str:
+        response = await self._request(
+            "GET",
+            "/v1/convai/conversation/get-signed-url",
+            "getting a signed URL",
+            params={"agent_id": agent_id},
+        )
+        url = response.json().get("signed_url")
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise ProviderError("ElevenLabs returned no signed_url")
+        return url
+
+    def public_url(self, agent_id: str) -> str:
+        """The plain socket URL of a public agent (no signature needed)."""
+        parts = urlsplit(self.base_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return urlunsplit(
+            (scheme, parts.netloc, "/v1/convai/conversation", urlencode({"agent_id": agent_id}), "")
+        )
+
+    async def start_conversation(
+        self, agent_id: str, conversation_id: str, media_url: str | None
+    ) -> dict[str, Any]:
+        """Seed 001's ``POST /v1/convai/conversation/start`` (not in the published API)."""
+        body: dict[str, Any] = {"agent_id": agent_id, "conversation_id": conversation_id}
+        if media_url:
+            body["media"] = {"stream": True, "websocket_url": media_url}
+        response = await self._request(
+            "POST", "/v1/convai/conversation/start", "starting a conversation with media streaming", json=body
+        )
+        data = response.json()
+        if not isinstance(data, dict) or not isinstance(data.get("signed_url"), str):
+            raise ProviderError("ElevenLabs returned no signed_url for the started conversation")
+        return data
+
+    async def recording(self, conversation_id: str) -> bytes:
+        """The provider's MP3 of a finished conversation."""
+        response = await self._request(
+            "GET", f"/v1/convai/conversations/{conversation_id}/audio", "fetching the recording"
+        )
+        return response.content
+
+    async def open_conversation(
+        self,
+        agent_id: str,
+        init: convai.ConversationInitiationClientData,
+        *,
+        inactivity_timeout: int = 0,
+        signed_url: str | None = None,
+    ) -> ElevenLabsConversation:
+        url = signed_url or await self.signed_url(agent_id)
+        if inactivity_timeout:
+            # Seed 000 extends the idle timeout with this parameter (PROTOCOL.md "Dialects").
+            url += ("&" if "?" in url else "?") + urlencode({"inactivity_timeout": inactivity_timeout})
+        return await ElevenLabsConversation.open(url, init, timeout=self.timeout)
+
+
+class ElevenLabsConversation:
+    """One conversation socket: sends client events, yields server events, answers pings."""
+
+    def __init__(self, ws: ClientConnection, metadata: convai.ConversationInitiationMetadata) -> None:
+        self._ws = ws
+        self.conversation_id = metadata.conversation_id
+        self.input_format = AudioFormat.parse(metadata.user_input_audio_format)
+        self.output_format = AudioFormat.parse(metadata.agent_output_audio_format)
+        self.last_sent_type: str | None = None
+        self.pings = 0
+        self._closed: Closed | None = None
+
+    @classmethod
+    async def open(
+        cls, url: str, init: convai.ConversationInitiationClientData, *, timeout: float  # noqa: ASYNC109
+    ) -> ElevenLabsConversation:
+        try:
+            ws = await websockets.connect(url, max_size=MAX_FRAME, open_timeout=timeout, compression=None)
+        except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+            raise ProviderError(
+                f"cannot open the ElevenLabs conversation socket at {_redact(url)}: {type(exc).__name__}",
+                code=ErrorCode.PROVIDER_UNREACHABLE,
+            ) from exc
+        try:
+            await ws.send(init.serialize())
+            async with asyncio.timeout(timeout):
+                raw = await ws.recv()
+            first = convai.parse_server_event(raw)
+        except websockets.ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd else None
+            reason = exc.rcvd.reason if exc.rcvd else ""
+            errcode = (
+                ErrorCode.PROVIDER_AUTH if code == convai.CloseCode.POLICY else ErrorCode.PROVIDER_CLOSED
+            )
+            raise ProviderError(
+                f"ElevenLabs closed the conversation before it started ({code} {reason})".strip(),
+                code=errcode,
+            ) from exc
+        except TimeoutError as exc:
+            await ws.close()
+            raise ProviderError(
+                "ElevenLabs sent no conversation metadata in time", code=ErrorCode.PROVIDER_TIMEOUT
+            ) from exc
+        except ProtocolError as exc:
+            await ws.close()
+            raise ProviderError(f"ElevenLabs sent a malformed first frame: {exc.message}") from exc
+        if isinstance(first, convai.ServerError):
+            await ws.close()
+            raise ProviderError(f"ElevenLabs refused the conversation: {first.error_type} {first.message}")
+        if not isinstance(first, convai.ConversationInitiationMetadata):
+            await ws.close()
+            raise ProviderError(f"ElevenLabs' first frame was {first.type!r}, not conversation metadata")
+        try:
+            return cls(ws, first)
+        except AudioError as exc:
+            await ws.close()
+            raise ProviderError(f"ElevenLabs announced an unknown audio format: {exc.message}") from exc
+
+    @property
+    def closed(self) -> Closed | None:
+        return self._closed
+
+    def _note_close(self, exc: websockets.ConnectionClosed | None = None) -> Closed:
+        if self._closed is None:
+            frame = exc.rcvd if exc is not None else self._ws.protocol.close_rcvd
+            self._closed = Closed(
+                frame.code if frame else None,
+                frame.reason if frame else "connection lost",
+                self.last_sent_type,
+            )
+        return self._closed
+
+    async def send(self, event: convai.ClientEvent) -> None:
+        try:
+            await self._ws.send(event.serialize())
+        except websockets.ConnectionClosed as exc:
+            closed = self._note_close(exc)
+            raise ProviderError(
+                f"ElevenLabs conversation is closed ({closed.code} {closed.reason})",
+                code=ErrorCode.PROVIDER_CLOSED,
+            ) from exc
+        self.last_sent_type = event.type
+
+    async def events(self) -> AsyncIterator[convai.ServerEvent]:
+        try:
+            async for raw in self._ws:
+                try:
+                    event = convai.parse_server_event(raw)
+                except ProtocolError as exc:
+                    log.warning(
+                        "conversation %s: dropped a malformed frame: %s", self.conversation_id, exc.message
+                    )
+                    continue
+                if isinstance(event, convai.Ping):
+                    # Answer at once, as both official SDKs do.
+                    self.pings += 1
+                    await self._ws.send(convai.Pong(event.event_id).serialize())
+                    continue
+                yield event
+        except websockets.ConnectionClosed as exc:
+            self._note_close(exc)
+        else:
+            self._note_close()
+
+    async def close(self) -> None:
+        await self._ws.close()
+        self._note_close()

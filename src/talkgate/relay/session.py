@@ -1,0 +1,302 @@
+"""One app socket ↔ one upstream conversation.
+
+A ``RelaySession`` runs a TaskGroup with one task per direction (and a keep-alive timer); app
+commands (turn start, audio, turn end, text) arrive in order from the Socket.IO handlers, which
+run one at a time per socket. Backpressure policy:
+
+- app → provider: a bounded queue; when it is full, the handler waits, so a fast app is slowed
+  down at its own socket rather than buffered without bound.
+- provider → app: when the app's outgoing packet queue holds more than ``max_app_backlog``
+  packets, agent audio is dropped (transcripts and other events still go), counted, and the app is
+  told once with a non-fatal ``slow_consumer`` error. The recording tap sees every chunk anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from talkgate.errors import ErrorCode, ProviderError, TalkgateError
+from talkgate.protocol import app_events, convai
+from talkgate.protocol.audio import AudioFormat, Encoding, b64encode_audio, pcm16_to_ulaw
+from talkgate.protocol.dialect import Dialect, rejection_hint
+from talkgate.protocol.ptt import PushToTalk, TurnEnded
+from talkgate.providers.base import Closed, UpstreamConversation
+
+log = logging.getLogger("talkgate.relay")
+
+UPSTREAM_QUEUE = 256  # about 25 s of 100 ms chunks
+MAX_APP_BACKLOG = 200
+
+
+class Emit(Protocol):
+    def __call__(self, event: str, payload: dict[str, Any]) -> Awaitable[None]: ...
+
+
+class Tap(Protocol):
+    """Where the relay's audio goes to be recorded (both tracks, in their wire formats)."""
+
+    def caller(self, pcm: bytes, fmt: AudioFormat) -> None: ...
+
+    def agent(self, audio_b64: str, fmt: AudioFormat) -> None: ...
+
+
+@dataclass(slots=True)
+class TurnTiming:
+    """Release → first transcript → first agent audio, per push-to-talk turn (milliseconds)."""
+
+    turn: int
+    released_at: float
+    transcript_ms: float | None = None
+    first_audio_ms: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"turn": self.turn, "transcriptMs": self.transcript_ms, "firstAudioMs": self.first_audio_ms}
+
+
+@dataclass(slots=True)
+class SessionStats:
+    chunks_up: int = 0
+    bytes_up: int = 0
+    audio_down: int = 0
+    audio_dropped_interrupted: int = 0
+    audio_dropped_slow_app: int = 0
+    turns: list[TurnTiming] = field(default_factory=list)
+    transcript: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RelaySession:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        upstream: UpstreamConversation,
+        dialect: Dialect,
+        emit: Emit,
+        app_backlog: Callable[[], int] = lambda: 0,
+        tap: Tap | None = None,
+        keepalive_interval_s: float = 15.0,
+        max_app_backlog: int = MAX_APP_BACKLOG,
+    ) -> None:
+        self.session_id = session_id
+        self.upstream = upstream
+        self.dialect = dialect
+        self.ptt = PushToTalk()
+        self.stats = SessionStats()
+        self._emit = emit
+        self._app_backlog = app_backlog
+        self._tap = tap
+        self._keepalive_interval = keepalive_interval_s
+        self._max_app_backlog = max_app_backlog
+        self._queue: asyncio.Queue[convai.ClientEvent] = asyncio.Queue(UPSTREAM_QUEUE)
+        self._loop = asyncio.get_running_loop()
+        self._last_sent = self._loop.time()
+        self._last_interrupt = 0
+        self._slow_app_notified = False
+        self._provider_error: convai.ServerError | None = None
+        self.started_at = time.time()
+        self._t0 = time.monotonic()
+        self.end_reason: str | None = None
+        self.ended = asyncio.Event()
+        self.app_format = AudioFormat(Encoding.PCM, upstream.input_format.sample_rate)
+
+    @property
+    def conversation_id(self) -> str:
+        return self.upstream.conversation_id
+
+    @property
+    def duration_ms(self) -> int:
+        return int((time.monotonic() - self._t0) * 1000)
+
+    def started_payload(self) -> dict[str, Any]:
+        return {
+            "sessionId": self.session_id,
+            "conversationId": self.conversation_id,
+            # What the app must send (PCM16 at the provider's rate) and what it will receive.
+            "inputFormat": self.app_format.name,
+            "outputFormat": self.upstream.output_format.name,
+        }
+
+    # --- app commands (called in order by the socket's handlers) -----------------------------
+
+    def _check_open(self) -> None:
+        if self.ended.is_set() or self.end_reason is not None:
+            raise ProviderError("the conversation has ended", code=ErrorCode.NO_CONVERSATION)
+
+    async def _send(self, event: convai.ClientEvent) -> None:
+        await self._queue.put(event)
+
+    async def start_turn(self) -> int:
+        self._check_open()
+        started = self.ptt.start()
+        for event in self.dialect.upstream(started, self.upstream.input_format):
+            await self._send(event)
+        return started.turn
+
+    async def audio(self, data: bytes, b64: str | None = None) -> None:
+        self._check_open()
+        self.ptt.audio(data)  # not_recording outside a turn; empty_audio, bad_audio (odd bytes)
+        if self._tap is not None:
+            self._tap.caller(data, self.app_format)
+        fmt = self.upstream.input_format
+        if fmt.encoding is Encoding.ULAW:
+            b64 = b64encode_audio(pcm16_to_ulaw(data))
+        elif b64 is None:
+            b64 = b64encode_audio(data)
+        self.stats.chunks_up += 1
+        self.stats.bytes_up += len(data)
+        await self._send(convai.UserAudioChunk(b64))
+
+    async def end_turn(self) -> TurnEnded:
+        self._check_open()
+        ended = self.ptt.end()
+        self.stats.turns.append(TurnTiming(ended.turn, time.monotonic()))
+        # Seed 000: the end goes out at once, right behind the turn's audio; no silence, no delay.
+        for event in self.dialect.upstream(ended, self.upstream.input_format):
+            await self._send(event)
+        return ended
+
+    async def keepalive(self) -> None:
+        self._check_open()
+        await self._send(self.dialect.keepalive_event())
+
+    async def message(self, event: convai.ClientEvent) -> None:
+        self._check_open()
+        await self._send(event)
+
+    async def stop(self, reason: str) -> None:
+        """End from the app's side (``conversation_end`` or a dropped socket)."""
+        if self.end_reason is None:
+            self.end_reason = reason
+        await self.upstream.close()
+
+    # --- the tasks ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Relay until either side ends; then tell the app why."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                writer = tg.create_task(self._write())
+                timer = tg.create_task(self._keepalive_timer())
+                await self._read()
+                writer.cancel()
+                timer.cancel()
+        except Exception:
+            log.exception("conversation %s: relay failed", self.conversation_id)
+            self.end_reason = self.end_reason or "error"
+            await self.upstream.close()
+        finally:
+            await self._finish()
+
+    async def _write(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self.upstream.send(event)
+            except ProviderError:
+                return  # the reader sees the close and ends the session
+            self._last_sent = self._loop.time()
+
+    async def _keepalive_timer(self) -> None:
+        while True:
+            due = self._last_sent + self._keepalive_interval
+            await asyncio.sleep(max(0.0, due - self._loop.time()))
+            if self._loop.time() - self._last_sent >= self._keepalive_interval and not self.ptt.talking:
+                await self._send(self.dialect.keepalive_event())
+                self._last_sent = self._loop.time()  # counted as sent once queued
+
+    async def _read(self) -> None:
+        out_fmt = self.upstream.output_format.name
+        async for event in self.upstream.events():
+            if isinstance(event, convai.AgentAudio):
+                # Drop audio older than the last interruption; the reply may share its id.
+                if event.event_id < self._last_interrupt:
+                    self.stats.audio_dropped_interrupted += 1
+                    continue
+                if self._tap is not None:
+                    self._tap.agent(event.audio_base_64, self.upstream.output_format)
+                self._mark_turn("first_audio_ms")
+                if self._app_backlog() > self._max_app_backlog:
+                    await self._slow_app()
+                    continue
+                self.stats.audio_down += 1
+                await self._emit(
+                    app_events.ServerEventName.AGENT_AUDIO,
+                    {"audio": event.audio_base_64, "eventId": event.event_id, "format": out_fmt},
+                )
+                continue
+            if isinstance(event, convai.ServerError):
+                self._provider_error = event
+                continue
+            if isinstance(event, convai.Interruption):
+                self._last_interrupt = max(self._last_interrupt, event.event_id)
+            elif isinstance(event, convai.UserTranscript):
+                self._mark_turn("transcript_ms")
+                self.stats.transcript.append({"role": "user", "text": event.text, "eventId": event.event_id})
+            elif isinstance(event, convai.AgentResponse):
+                self.stats.transcript.append({"role": "agent", "text": event.text, "eventId": event.event_id})
+            elif isinstance(event, convai.AgentResponseCorrection):
+                self._correct(event)
+            payload = app_events.provider_message(event)
+            if payload is not None:
+                await self._emit(app_events.ServerEventName.CONVERSATION_MESSAGE, payload)
+
+    def _mark_turn(self, attr: str) -> None:
+        if self.stats.turns and getattr(self.stats.turns[-1], attr) is None:
+            turn = self.stats.turns[-1]
+            setattr(turn, attr, round((time.monotonic() - turn.released_at) * 1000, 1))
+
+    def _correct(self, event: convai.AgentResponseCorrection) -> None:
+        for entry in reversed(self.stats.transcript):
+            if entry["role"] == "agent" and entry["eventId"] == event.event_id:
+                entry["text"] = event.corrected
+                return
+
+    async def _slow_app(self) -> None:
+        self.stats.audio_dropped_slow_app += 1
+        if not self._slow_app_notified:
+            self._slow_app_notified = True
+            log.warning("conversation %s: app is not keeping up; dropping agent audio", self.conversation_id)
+            await self._emit(
+                app_events.ServerEventName.CONVERSATION_ERROR,
+                {
+                    "code": ErrorCode.SLOW_CONSUMER.value,
+                    "message": "the app is not reading fast enough; agent audio is being dropped",
+                    "fatal": False,
+                },
+            )
+
+    def _closing_error(self, closed: Closed | None) -> TalkgateError | None:
+        if self.end_reason is not None:
+            return None
+        if closed is None or closed.normal:
+            return None
+        detail = f"(close {closed.code}{': ' + closed.reason if closed.reason else ''})"
+        if self._provider_error is not None:
+            detail = f"{self._provider_error.error_type}: {self._provider_error.message} {detail}"
+        if closed.code == convai.CloseCode.POLICY and (hint := rejection_hint(closed.last_sent_type)):
+            return ProviderError(f"{hint} {detail}", code=ErrorCode.PROVIDER_REJECTED_DIALECT)
+        if closed.code == convai.CloseCode.OPERATIONAL and self._provider_error is not None:
+            code = (
+                ErrorCode.PROVIDER_TIMEOUT
+                if "timeout" in self._provider_error.error_type
+                else ErrorCode.PROVIDER_ERROR
+            )
+            return ProviderError(f"the provider ended the conversation: {detail}", code=code)
+        return ProviderError(f"the provider closed the conversation {detail}", code=ErrorCode.PROVIDER_CLOSED)
+
+    async def _finish(self) -> None:
+        closed = self.upstream.closed
+        error = self._closing_error(closed)
+        if self.end_reason is None:
+            self.end_reason = "error" if error else "agent"
+        if error is not None:
+            log.warning("conversation %s: %s", self.conversation_id, error.message)
+            await self._emit(
+                app_events.ServerEventName.CONVERSATION_ERROR, app_events.error_payload(error, fatal=True)
+            )
+        self.ended.set()

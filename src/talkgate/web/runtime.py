@@ -1,0 +1,71 @@
+"""What the app's lifespan builds and owns: engine, repository, HTTP client, provider, registry."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
+
+from talkgate.auth import Principal, TokenVerifier
+from talkgate.persistence.engine import make_engine, make_sessionmaker
+from talkgate.persistence.repository import Repository
+from talkgate.protocol.dialect import Dialect
+from talkgate.providers.elevenlabs import ElevenLabsProvider
+from talkgate.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from talkgate.relay.session import RelaySession
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    repo: Repository
+    http: httpx.AsyncClient
+    elevenlabs: ElevenLabsProvider
+    verifier: TokenVerifier
+    dialect: Dialect
+    relays: dict[str, RelaySession] = field(default_factory=dict)  # Socket.IO sid → live relay
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        engine = make_engine(settings.effective_database_url)
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        key = settings.elevenlabs_api_key.get_secret_value() if settings.elevenlabs_api_key else ""
+        return cls(
+            settings=settings,
+            engine=engine,
+            repo=Repository(make_sessionmaker(engine)),
+            http=http,
+            elevenlabs=ElevenLabsProvider(
+                http, settings.elevenlabs_base_url, key, timeout=settings.provider_timeout_s
+            ),
+            verifier=TokenVerifier(settings),
+            dialect=Dialect(settings.ptt_turn_end, settings.keepalive, settings.ptt_silence_ms),
+        )
+
+    def spawn(self, coro: object) -> asyncio.Task[None]:
+        """A background task that is kept referenced until it ends."""
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def authenticate(self, token: str | None) -> Principal:
+        if self.settings.jwt_jwks_url:
+            return await asyncio.to_thread(self.verifier.verify, token)  # may fetch the JWKS
+        return self.verifier.verify(token)
+
+    async def aclose(self) -> None:
+        for relay in list(self.relays.values()):
+            await relay.stop("server_shutdown")
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=10)
+        await self.http.aclose()
+        await self.engine.dispose()

@@ -1,0 +1,227 @@
+"""The Socket.IO server: the app's push-to-talk relay (seeds 000, 002, 004).
+
+Handlers for one socket run one at a time, in arrival order (``async_handlers=False``), so a
+turn's audio can never overtake its ``user-audio-end``; a slow upstream slows that socket only.
+Every client event may take an acknowledgement; a failure is also emitted as
+``conversation_error`` so that clients which only listen see it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+
+from talkgate.errors import AuthError, ErrorCode, ProtocolError, ProviderError, TalkgateError
+from talkgate.persistence.models import CallStatus
+from talkgate.protocol import app_events
+from talkgate.protocol.app_events import ClientEventName as C
+from talkgate.protocol.app_events import ServerEventName as S
+from talkgate.relay.session import RelaySession
+from talkgate.web.runtime import Runtime
+
+log = logging.getLogger("talkgate.sio")
+
+Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+
+
+def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | None) -> socketio.AsyncServer:
+    settings_origins = cors_origins or None  # None: same origin only (python-socketio's default)
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        async_handlers=False,
+        cors_allowed_origins=settings_origins,
+        max_http_buffer_size=1_000_000,
+        ping_interval=20,
+        ping_timeout=20,
+    )
+
+    async def emit(sid: str, event: str, payload: dict[str, Any]) -> None:
+        await sio.emit(event, payload, to=sid)
+
+    def backlog(sid: str) -> Callable[[], int]:
+        def size() -> int:
+            eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
+            socket = sio.eio.sockets.get(eio_sid) if eio_sid else None
+            return socket.queue.qsize() if socket is not None else 0
+
+        return size
+
+    async def fail(sid: str, exc: TalkgateError, *, fatal: bool = False) -> dict[str, Any]:
+        await emit(sid, S.CONVERSATION_ERROR, app_events.error_payload(exc, fatal=fatal))
+        return app_events.failed(exc)
+
+    def handler(fn: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def wrapped(sid: str, payload: Any = None, *_: Any) -> dict[str, Any]:
+            try:
+                return await fn(sid, payload)
+            except TalkgateError as exc:
+                return await fail(sid, exc)
+            except Exception:
+                log.exception("socket %s: handler %s failed", sid, fn.__name__)
+                return await fail(sid, TalkgateError("internal error"))
+
+        wrapped.__name__ = fn.__name__
+        return wrapped
+
+    def relay_of(sid: str) -> RelaySession:
+        relay = get_runtime().relays.get(sid)
+        if relay is None:
+            raise ProtocolError(
+                "no conversation is running; send conversation_start first", code=ErrorCode.NO_CONVERSATION
+            )
+        return relay
+
+    @sio.event
+    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if token is None:
+            header = environ.get("HTTP_AUTHORIZATION", "")
+            token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        try:
+            principal = await get_runtime().authenticate(token)
+        except AuthError as exc:
+            # The client's connect_error receives {message, data: {code}} (socket.io-client: err.data).
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, {"code": exc.code.value}) from None
+        await sio.save_session(sid, {"user_id": principal.user_id})
+        log.info("socket %s connected for user %s", sid, principal.user_id)
+
+    @sio.event
+    async def disconnect(sid: str, *_: Any) -> None:
+        relay = get_runtime().relays.get(sid)
+        if relay is not None:
+            await relay.stop("disconnected")
+
+    async def conversation_start(sid: str, payload: Any) -> dict[str, Any]:
+        rt = get_runtime()
+        if sid in rt.relays:
+            raise ProtocolError(
+                "a conversation is already running on this socket", code=ErrorCode.CONVERSATION_ACTIVE
+            )
+        request = app_events.ConversationStart.parse(payload)
+        if request.input_codec.compressed:
+            raise ProtocolError(
+                f"inputFormat {request.input_codec.value} is not supported by this server",
+                code=ErrorCode.BAD_FORMAT,
+            )
+        settings = rt.settings
+        agent_id = settings.agent_id_for(request.voice)
+        if request.agent_id is not None:
+            allowed = {settings.agent_id_for(v) for v in ("default", "female", "male")}
+            if request.agent_id not in allowed:
+                raise ProtocolError(
+                    "agentId is not one of this server's agents", code=ErrorCode.UNKNOWN_AGENT
+                )
+            agent_id = request.agent_id
+        user_id = (await sio.get_session(sid))["user_id"]
+        try:
+            upstream = await rt.elevenlabs.open_conversation(
+                agent_id, request.initiation(user_id), inactivity_timeout=settings.inactivity_timeout
+            )
+        except ProviderError as exc:
+            await fail(sid, exc, fatal=True)
+            await emit(
+                sid,
+                S.CONVERSATION_ENDED,
+                {"sessionId": None, "conversationId": None, "reason": "error", "durationMs": 0},
+            )
+            return app_events.failed(exc)
+        session = await rt.repo.start_session(user_id, metadata={"agentId": agent_id, **request.metadata})
+        await rt.repo.create_call(
+            user_id,
+            upstream.conversation_id,
+            agent_id=agent_id,
+            voice=request.voice or "default",
+            session_id=session.session_id,
+            started_at=session.started_at,
+        )
+        relay = RelaySession(
+            session_id=session.session_id,
+            upstream=upstream,
+            dialect=rt.dialect,
+            emit=lambda event, body: emit(sid, event, body),
+            app_backlog=backlog(sid),
+            keepalive_interval_s=settings.keepalive_interval_s,
+        )
+        rt.relays[sid] = relay
+        log.info(
+            "socket %s: conversation %s started (session %s)", sid, relay.conversation_id, session.session_id
+        )
+        await emit(sid, S.CONVERSATION_STARTED, relay.started_payload())
+        rt.spawn(run_relay(sid, user_id, relay))
+        return app_events.ok(**relay.started_payload())
+
+    async def run_relay(sid: str, user_id: str, relay: RelaySession) -> None:
+        rt = get_runtime()
+        try:
+            await relay.run()
+        finally:
+            rt.relays.pop(sid, None)
+            ended: dict[str, Any] = {
+                "sessionId": relay.session_id,
+                "conversationId": relay.conversation_id,
+                "reason": relay.end_reason,
+                "durationMs": relay.duration_ms,
+            }
+            try:
+                await rt.repo.end_session(user_id, relay.session_id)
+                await rt.repo.finish_call(
+                    relay.conversation_id,
+                    duration_ms=relay.duration_ms,
+                    status=CallStatus.FAILED if relay.end_reason == "error" else CallStatus.ENDED,
+                    transcript=relay.stats.transcript,
+                    turns=[t.as_dict() for t in relay.stats.turns],
+                    end_reason=relay.end_reason,
+                )
+            except Exception:
+                log.exception("conversation %s: could not save the call log", relay.conversation_id)
+            log.info("socket %s: conversation %s ended (%s)", sid, relay.conversation_id, relay.end_reason)
+            await emit(sid, S.CONVERSATION_ENDED, ended)
+
+    async def user_audio_start(sid: str, _: Any) -> dict[str, Any]:
+        return app_events.ok(turn=await relay_of(sid).start_turn())
+
+    async def send_audio(sid: str, payload: Any) -> dict[str, Any]:
+        relay = relay_of(sid)
+        data, b64 = app_events.parse_send_audio(payload, get_runtime().settings.max_chunk_bytes)
+        await relay.audio(data, b64)
+        return app_events.ok()
+
+    async def user_audio_end(sid: str, _: Any) -> dict[str, Any]:
+        ended = await relay_of(sid).end_turn()
+        return app_events.ok(turn=ended.turn, chunks=ended.chunks, bytes=ended.nbytes)
+
+    async def user_activity_signal(sid: str, _: Any) -> dict[str, Any]:
+        await relay_of(sid).keepalive()
+        return app_events.ok()
+
+    async def conversation_message(sid: str, payload: Any) -> dict[str, Any]:
+        relay = relay_of(sid)
+        await relay.message(app_events.parse_conversation_message(payload))
+        return app_events.ok()
+
+    async def conversation_end(sid: str, _: Any) -> dict[str, Any]:
+        relay = relay_of(sid)
+        await relay.stop("client")
+        await relay.ended.wait()
+        return app_events.ok(sessionId=relay.session_id, conversationId=relay.conversation_id)
+
+    @sio.on("*")
+    async def unknown_event(event: str, sid: str, *_: Any) -> dict[str, Any]:
+        return await fail(sid, ProtocolError(f"unknown event {event[:64]!r}"))
+
+    for name, fn in {
+        C.CONVERSATION_START: conversation_start,
+        C.USER_AUDIO_START: user_audio_start,
+        C.SEND_AUDIO: send_audio,
+        C.USER_AUDIO_END: user_audio_end,
+        C.USER_ACTIVITY_SIGNAL: user_activity_signal,
+        C.CONVERSATION_MESSAGE: conversation_message,
+        C.CONVERSATION_END: conversation_end,
+    }.items():
+        fn.__name__ = name.value.replace("-", "_")
+        sio.on(name.value, handler(fn))
+
+    return sio

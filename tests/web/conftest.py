@@ -1,0 +1,112 @@
+"""A real talkgate server (uvicorn on 127.0.0.1:0) in front of a real simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import socketio
+from pydantic import SecretStr
+
+from talkgate.auth import TokenVerifier
+from talkgate.persistence.migrate import upgrade
+from talkgate.serving import ServerThread
+from talkgate.settings import Settings
+from talkgate.web.app import create_app
+from tests.conftest import AGENT_ID, SIM_KEY, TIMEOUT
+
+JWT_SECRET = "test-jwt-secret-0123456789-abcdefghijklmnop"
+
+
+def make_settings(tmp_path, sim: ServerThread | None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "elevenlabs_api_key": SecretStr(SIM_KEY),
+        "elevenlabs_base_url": sim.http_url if sim else "http://127.0.0.1:9",
+        "elevenlabs_agent_id": AGENT_ID,
+        "data_dir": tmp_path / "data",
+        "jwt_secret": SecretStr(JWT_SECRET),
+        "simulator_mode": True,
+        "provider_timeout_s": 5.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class Gate:
+    server: ServerThread
+    settings: Settings
+    app: Any
+
+    @property
+    def url(self) -> str:
+        return self.server.http_url
+
+    def token(self, user: str = "alice", **kw: Any) -> str:
+        return TokenVerifier(self.settings).issue(user, **kw)
+
+    def headers(self, user: str = "alice") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+
+def start_gate(tmp_path, sim: ServerThread | None, **overrides: Any) -> Gate:
+    settings = make_settings(tmp_path, sim, **overrides)
+    upgrade(settings.effective_database_url)
+    app = create_app(settings)
+    return Gate(ServerThread(app).start(), settings, app)
+
+
+@pytest.fixture
+def gate(tmp_path, simulator) -> Iterator[Gate]:
+    g = start_gate(tmp_path, simulator)
+    yield g
+    g.server.stop()
+
+
+@dataclass
+class AppClient:
+    """A python-socketio AsyncClient that records every event it receives, in order."""
+
+    sio: socketio.AsyncClient
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def wait_for(self, event: str, count: int = 1, pred: Any = None) -> list[Any]:
+        def matching() -> list[Any]:
+            return [p for e, p in self.events if e == event and (pred is None or pred(p))]
+
+        async with asyncio.timeout(TIMEOUT):
+            async with self._arrived:
+                await self._arrived.wait_for(lambda: len(matching()) >= count)
+        return matching()
+
+    def of(self, event: str) -> list[Any]:
+        return [p for e, p in self.events if e == event]
+
+    async def call(self, event: str, data: Any = None) -> Any:
+        return await self.sio.call(event, data if data is not None else {}, timeout=TIMEOUT)
+
+
+async def connect(gate: Gate, user: str = "alice", token: str | None = None) -> AppClient:
+    client = AppClient(socketio.AsyncClient(reconnection=False))
+
+    async def record(event: str, *args: Any) -> None:
+        client.events.append((event, args[0] if args else None))
+        async with client._arrived:
+            client._arrived.notify_all()
+
+    client.sio.on("*", record)
+    await client.sio.connect(
+        gate.url, auth={"token": token or gate.token(user)}, transports=["websocket"], wait_timeout=TIMEOUT
+    )
+    return client
+
+
+@pytest.fixture
+async def app_client(gate) -> AsyncIterator[AppClient]:
+    client = await connect(gate)
+    yield client
+    await client.sio.disconnect()
