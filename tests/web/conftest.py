@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,9 @@ class Gate:
 
 def start_gate(tmp_path, sim: ServerThread | None, **overrides: Any) -> Gate:
     settings = make_settings(tmp_path, sim, **overrides)
-    upgrade(settings.effective_database_url)
+    # Alembic runs its own event loop; a thread keeps it apart from an async test's loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(upgrade, settings.effective_database_url).result()
     app = create_app(settings)
     return Gate(ServerThread(app).start(), settings, app)
 

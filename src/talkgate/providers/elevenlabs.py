@@ -144,7 +144,11 @@ class ElevenLabsConversation:
 
     @classmethod
     async def open(
-        cls, url: str, init: convai.ConversationInitiationClientData, *, timeout: float  # noqa: ASYNC109
+        cls,
+        url: str,
+        init: convai.ConversationInitiationClientData,
+        *,
+        timeout: float,  # noqa: ASYNC109
     ) -> ElevenLabsConversation:
         try:
             ws = await websockets.connect(url, max_size=MAX_FRAME, open_timeout=timeout, compression=None)

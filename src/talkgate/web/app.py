@@ -33,6 +33,8 @@ def create_app(settings: Settings) -> TalkgateApp:
     def get_runtime() -> Runtime:
         return holder["runtime"]
 
+    sio = create_sio(get_runtime, settings.cors_origins)
+
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.build(settings)
@@ -42,6 +44,7 @@ def create_app(settings: Settings) -> TalkgateApp:
             yield
         finally:
             await runtime.aclose()
+            await sio.shutdown()
 
     api = FastAPI(title="talkgate", version=__version__, lifespan=lifespan)
     api.state.settings = settings
@@ -51,7 +54,6 @@ def create_app(settings: Settings) -> TalkgateApp:
         """Liveness; public."""
         return {"status": "ok", "version": __version__, "simulator": settings.simulator_mode}
 
-    sio = create_sio(get_runtime, settings.cors_origins)
     app = TalkgateApp(sio, other_asgi_app=api, socketio_path="socket.io")
     app.api = api
     app.sio = sio
