@@ -1,0 +1,400 @@
+"""Relay latency benchmark: N concurrent push-to-talk sessions through three relays to one sink.
+
+    python bench/relay.py [--sessions 200] [--duration 15]
+
+Each session sends 16 kHz PCM in 100 ms chunks (base64), in turns of 3 s with 1 s pauses. The
+first 8 bytes of every chunk carry its send time (CLOCK_MONOTONIC, shared by all processes on
+Linux); the sink provider records arrival minus send. Relays measured, each in its own process:
+
+- bare: a ``websockets`` pass-through (client frames are already provider frames);
+- minimal: python-socketio that only forwards ``send_audio`` as ``user_audio_chunk``;
+- talkgate: ``talkgate serve`` (validation, PTT state machine, dialect, bounded queues).
+
+The load generator drives Socket.IO with raw Engine.IO frames over ``websockets`` so that it is not
+the bottleneck. Release → ``end_user_audio`` is measured from the send time of a turn's last
+chunk (sent right before ``user-audio-end``) to the arrival of ``end_user_audio``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import websockets
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+CHUNK_BYTES = 3200  # 100 ms at 16 kHz PCM16
+JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstu"
+
+
+def now_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+# --- the sink provider (own process) -------------------------------------------------------------
+
+
+def run_sink(port: int) -> None:
+    chunk_lat: list[float] = []
+    end_lat: list[float] = []
+
+    def http(conn: Any, request: Any) -> Response | None:
+        path = request.path
+        if path.startswith("/v1/convai/conversation/get-signed-url"):
+            body = json.dumps({"signed_url": f"ws://127.0.0.1:{port}/v1/convai/conversation?agent_id=a&s=x"})
+        elif path.startswith("/stats"):
+            body = json.dumps({"chunk": chunk_lat, "end": end_lat})
+        elif path.startswith("/reset"):
+            chunk_lat.clear()
+            end_lat.clear()
+            body = "{}"
+        else:
+            return None
+        data = body.encode()
+        headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return Response(HTTPStatus.OK, "OK", headers, data)
+
+    async def handler(ws: Any) -> None:
+        last_send = 0
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "conversation_initiation_metadata",
+                    "conversation_initiation_metadata_event": {
+                        "conversation_id": f"conv_{id(ws)}",
+                        "agent_output_audio_format": "pcm_16000",
+                        "user_input_audio_format": "pcm_16000",
+                    },
+                }
+            )
+        )
+        async for raw in ws:
+            t = now_ns()
+            if raw.startswith('{"user_audio_chunk":"'):
+                head = base64.b64decode(raw[21:33])
+                last_send = struct.unpack_from("<Q", head)[0]
+                chunk_lat.append((t - last_send) / 1e6)
+            elif '"end_user_audio"' in raw and last_send:
+                end_lat.append((t - last_send) / 1e6)
+
+    async def main() -> None:
+        async with websockets.serve(handler, "127.0.0.1", port, process_request=http, compression=None):
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
+# --- the two floors (own processes) --------------------------------------------------------------
+
+
+def run_bare(port: int, sink: int) -> None:
+    async def handler(ws: Any) -> None:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{sink}/v1/convai/conversation", compression=None
+        ) as up:
+            await up.send('{"type":"conversation_initiation_client_data"}')
+            await up.recv()
+
+            async def down() -> None:
+                async for m in up:
+                    await ws.send(m)
+
+            task = asyncio.create_task(down())
+            async for m in ws:
+                await up.send(m)
+            task.cancel()
+
+    async def main() -> None:
+        async with websockets.serve(handler, "127.0.0.1", port, compression=None):
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
+def run_minimal(port: int, sink: int) -> None:
+    import socketio
+    import uvicorn
+
+    sio = socketio.AsyncServer(async_mode="asgi", async_handlers=False)
+    ups: dict[str, Any] = {}
+
+    @sio.event
+    async def connect(sid: str, environ: Any, auth: Any = None) -> None:
+        pass
+
+    @sio.on("conversation_start")
+    async def start(sid: str, data: Any = None) -> dict[str, Any]:
+        up = await websockets.connect(f"ws://127.0.0.1:{sink}/v1/convai/conversation", compression=None)
+        await up.send('{"type":"conversation_initiation_client_data"}')
+        await up.recv()
+        ups[sid] = up
+        return {"ok": True}
+
+    @sio.on("send_audio")
+    async def send_audio(sid: str, data: Any) -> None:
+        await ups[sid].send('{"user_audio_chunk":"' + data["audio"] + '"}')
+
+    @sio.on("user-audio-end")
+    async def end(sid: str, data: Any = None) -> None:
+        await ups[sid].send('{"type":"end_user_audio"}')
+
+    @sio.event
+    async def disconnect(sid: str, *_: Any) -> None:
+        up = ups.pop(sid, None)
+        if up:
+            await up.close()
+
+    uvicorn.run(
+        socketio.ASGIApp(sio), host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
+    )
+
+
+# --- the load generator ---------------------------------------------------------------------------
+
+
+class EngineIO:
+    """Just enough of Engine.IO 4 / Socket.IO 5 over a raw websocket."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.acks: dict[int, asyncio.Future[Any]] = {}
+        self.next_ack = 0
+
+    @classmethod
+    async def open(cls, url: str, token: str | None) -> EngineIO:
+        ws = await websockets.connect(f"{url}/socket.io/?EIO=4&transport=websocket", compression=None)
+        await ws.recv()  # 0{"sid":...}
+        await ws.send("40" + json.dumps({"token": token} if token else {}))
+        connected = await ws.recv()
+        if not connected.startswith("40"):
+            raise RuntimeError(f"refused: {connected}")
+        self = cls(ws)
+        self.reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        async for m in self.ws:
+            if m == "2":
+                await self.ws.send("3")
+            elif m.startswith("43"):
+                i = 2
+                while m[i].isdigit():
+                    i += 1
+                fut = self.acks.pop(int(m[2:i]), None)
+                if fut and not fut.done():
+                    fut.set_result(json.loads(m[i:]))
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        await self.ws.send(
+            "42" + json.dumps([event, data] if data is not None else [event], separators=(",", ":"))
+        )
+
+    async def call(self, event: str, data: Any = None) -> Any:
+        self.next_ack += 1
+        fut = asyncio.get_running_loop().create_future()
+        self.acks[self.next_ack] = fut
+        await self.ws.send(f"42{self.next_ack}" + json.dumps([event, data or {}]))
+        return await asyncio.wait_for(fut, 30)
+
+    async def close(self) -> None:
+        self.reader.cancel()
+        await self.ws.close()
+
+
+def chunk_b64(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    return rng.integers(-3000, 3000, CHUNK_BYTES // 2, dtype="<i2").tobytes()
+
+
+async def session(kind: str, url: str, token: str | None, duration: float, start_delay: float) -> None:
+    await asyncio.sleep(start_delay)
+    body = bytearray(chunk_b64(int(start_delay * 1000)))
+    if kind == "bare":
+        ws = await websockets.connect(url, compression=None)
+
+        async def send_chunk() -> None:
+            struct.pack_into("<Q", body, 0, now_ns())
+            await ws.send('{"user_audio_chunk":"' + base64.b64encode(body).decode() + '"}')
+
+        async def begin() -> None:
+            await ws.send('{"type":"user_message_begin"}')
+
+        async def end() -> None:
+            await ws.send('{"type":"end_user_audio"}')
+    else:
+        eio = await EngineIO.open(url, token)
+        await eio.call("conversation_start")
+
+        async def send_chunk() -> None:
+            struct.pack_into("<Q", body, 0, now_ns())
+            await eio.emit("send_audio", {"audio": base64.b64encode(body).decode()})
+
+        async def begin() -> None:
+            await eio.emit("user-audio-start")
+
+        async def end() -> None:
+            await eio.emit("user-audio-end")
+
+    loop = asyncio.get_running_loop()
+    stop = loop.time() + duration
+    next_tick = loop.time()
+    while loop.time() < stop:
+        await begin()
+        for i in range(30):  # a 3 s turn; the release follows the last chunk at once
+            if i:
+                next_tick += 0.1
+                await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            await send_chunk()
+        await end()
+        next_tick += 1.1  # 1 s between turns
+        await asyncio.sleep(max(0.0, next_tick - loop.time()))
+    if kind == "bare":
+        await ws.close()
+    else:
+        await eio.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+async def get_json(port: int, path: str) -> Any:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    data = await r.readuntil(b"\r\n\r\n")
+    length = int(
+        next(h for h in data.decode().split("\r\n") if h.lower().startswith("content-length")).split(":")[1]
+    )
+    body = await r.readexactly(length)
+    w.close()
+    return json.loads(body)
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+async def measure(kind: str, n: int, duration: float, sink: int, tmp: Path) -> dict[str, Any]:
+    port = free_port()
+    env = {**os.environ}
+    if kind == "talkgate":
+        env.update(
+            {
+                "ELEVENLABS_API_KEY": "bench-key",
+                "ELEVENLABS_BASE_URL": f"http://127.0.0.1:{sink}",
+                "ELEVENLABS_AGENT_ID": "a",
+                "TALKGATE_DATA_DIR": str(tmp / "data"),
+                "TALKGATE_JWT_SECRET": JWT_SECRET,
+                "TALKGATE_LOG_LEVEL": "WARNING",
+                "TALKGATE_INACTIVITY_TIMEOUT": "0",
+            }
+        )
+        cmd = [sys.executable, "-m", "talkgate.cli", "serve", "--port", str(port)]
+    else:
+        cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--sink", str(sink)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_port(port)
+        token = None
+        if kind == "talkgate":
+            from talkgate.auth import TokenVerifier
+            from talkgate.settings import Settings
+
+            token = TokenVerifier(Settings(_env_file=None, jwt_secret=JWT_SECRET)).issue("bench")  # type: ignore[call-arg]
+        url = f"ws://127.0.0.1:{port}" if kind != "bare" else f"ws://127.0.0.1:{port}/"
+        await get_json(sink, "/reset")
+        cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        await asyncio.gather(*(session(kind, url, token, duration, i * 1.0 / n) for i in range(n)))
+        cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+        stats = await get_json(sink, "/stats")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    return {
+        "kind": kind,
+        "chunks": len(stats["chunk"]),
+        "p50": pct(stats["chunk"], 50),
+        "p99": pct(stats["chunk"], 99),
+        "end_p99": pct(stats["end"], 99),
+        "cpu": cpu,
+    }
+
+
+async def bench(n: int, duration: float) -> None:
+    sink_port = free_port()
+    sink = subprocess.Popen([sys.executable, __file__, "--serve", "sink", "--port", str(sink_port)])
+    try:
+        await wait_port(sink_port)
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = [
+                await measure(kind, n, duration, sink_port, Path(tmp))
+                for kind in ("bare", "minimal", "talkgate")
+            ]
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    print(f"\n{n} sessions, {duration:g} s, 100 ms chunks; latency = app send → provider arrival (ms)")
+    print(f"{'relay':<10}{'chunks':>9}{'p50':>9}{'p99':>9}{'release→end p99':>17}{'CPU (cores)':>13}")
+    for r in rows:
+        print(
+            f"{r['kind']:<10}{r['chunks']:>9}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['end_p99']:>17.2f}{r['cpu']:>13.2f}"
+        )
+    ratio = rows[2]["p99"] / rows[1]["p99"]
+    print(f"relay p99 ratio (talkgate/minimal socket.io) at {n} sessions: {ratio:.2f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sessions", type=int, default=200)
+    p.add_argument("--duration", type=float, default=15.0)
+    p.add_argument("--serve", choices=["sink", "bare", "minimal"], help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--sink", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve == "sink":
+        run_sink(args.port)
+    elif args.serve == "bare":
+        run_bare(args.port, args.sink)
+    elif args.serve == "minimal":
+        run_minimal(args.port, args.sink)
+    else:
+        asyncio.run(bench(args.sessions, args.duration))
+
+
+if __name__ == "__main__":
+    main()
