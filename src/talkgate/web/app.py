@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from talkgate import __version__
 from talkgate.settings import Settings
+from talkgate.web.api import install as install_api
 from talkgate.web.runtime import Runtime
 from talkgate.web.sio import create_sio
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> TalkgateApp:
         """Liveness; public."""
         return {"status": "ok", "version": __version__, "simulator": settings.simulator_mode}
 
+    install_api(api)
     app = TalkgateApp(sio, other_asgi_app=api, socketio_path="socket.io")
     app.api = api
     app.sio = sio
