@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,22 @@ async def connect(gate: Gate, user: str = "alice", token: str | None = None) -> 
         gate.url, auth={"token": token or gate.token(user)}, transports=["websocket"], wait_timeout=TIMEOUT
     )
     return client
+
+
+@asynccontextmanager
+async def gated(
+    tmp_path, sim: ServerThread | None, **overrides: Any
+) -> AsyncIterator[tuple[Gate, AppClient]]:
+    """A talkgate server with its own settings and one connected app, both closed afterwards."""
+    gate = start_gate(tmp_path, sim, **overrides)
+    try:
+        client = await connect(gate)
+        try:
+            yield gate, client
+        finally:
+            await client.sio.disconnect()
+    finally:
+        gate.server.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import websockets
 
 from talkgate.protocol import convai
 from tests.conftest import start_simulator
-from tests.web.conftest import connect, start_gate
+from tests.web.conftest import connect, gated, start_gate
 from tests.web.test_relay_ptt import sim_frames, speech, upstream_kinds
 
 
@@ -21,11 +21,9 @@ async def ptt_turn(client, pcm: bytes) -> None:
 async def test_silence_dialect_and_user_activity_keepalive_work_with_a_strict_provider(
     tmp_path, strict_simulator
 ):
-    gate = start_gate(
+    async with gated(
         tmp_path, strict_simulator, ptt_turn_end="silence", keepalive="user_activity", ptt_silence_ms=700
-    )
-    client = await connect(gate)
-    try:
+    ) as (_gate, client):
         cid = (await client.call("conversation_start"))["conversationId"]
         said = speech(300)
         await ptt_turn(client, said)
@@ -39,15 +37,10 @@ async def test_silence_dialect_and_user_activity_keepalive_work_with_a_strict_pr
         assert kinds[:2] == ["conversation_initiation_client_data", "user_audio_chunk"]
         assert kinds.count("user_audio_chunk") == 1 + 7  # the turn, then 700 ms of silence in 100 ms chunks
         assert not client.of("conversation_error")
-    finally:
-        await client.sio.disconnect()
-        gate.server.stop()
 
 
 async def test_seed_dialect_against_a_strict_provider_names_the_setting_to_change(tmp_path, strict_simulator):
-    gate = start_gate(tmp_path, strict_simulator)
-    client = await connect(gate)
-    try:
+    async with gated(tmp_path, strict_simulator) as (_gate, client):
         await client.call("conversation_start")
         await client.call("user-audio-start")
         (error,) = await client.wait_for("conversation_error")
@@ -57,28 +50,18 @@ async def test_seed_dialect_against_a_strict_provider_names_the_setting_to_chang
         assert ended["reason"] == "error"
         # the socket still works: a new conversation can start
         assert (await client.call("conversation_start"))["ok"]
-    finally:
-        await client.sio.disconnect()
-        gate.server.stop()
 
 
 async def test_text_keepalive_against_a_strict_provider_names_its_setting(tmp_path, strict_simulator):
-    gate = start_gate(tmp_path, strict_simulator)
-    client = await connect(gate)
-    try:
+    async with gated(tmp_path, strict_simulator) as (_gate, client):
         await client.call("conversation_start")
         await client.call("user_activity_signal")
         (error,) = await client.wait_for("conversation_error")
         assert "TALKGATE_KEEPALIVE=user_activity" in error["message"]
-    finally:
-        await client.sio.disconnect()
-        gate.server.stop()
 
 
 async def test_talkgate_sends_keepalives_by_itself_between_turns_only(tmp_path, simulator):
-    gate = start_gate(tmp_path, simulator, keepalive_interval_s=0.1)
-    client = await connect(gate)
-    try:
+    async with gated(tmp_path, simulator, keepalive_interval_s=0.1) as (_gate, client):
         cid = (await client.call("conversation_start"))["conversationId"]
         for _ in range(50):  # wait until at least two keep-alives have reached the provider
             kinds = upstream_kinds(await sim_frames(simulator, cid))
@@ -92,9 +75,6 @@ async def test_talkgate_sends_keepalives_by_itself_between_turns_only(tmp_path, 
         during = upstream_kinds(await sim_frames(simulator, cid)).count("text")
         assert during == before
         await client.call("user-audio-end")
-    finally:
-        await client.sio.disconnect()
-        gate.server.stop()
 
 
 async def test_inactivity_timeout_is_on_the_upstream_url(tmp_path):
@@ -189,23 +169,18 @@ async def test_provider_closing_mid_turn_ends_the_session_within_a_second(tmp_pa
 
 async def test_provider_timeout_1002_is_a_fatal_timeout_error(tmp_path):
     sim = start_simulator(input_timeout_s=0.3)
-    gate = start_gate(tmp_path, sim, keepalive_interval_s=60, inactivity_timeout=0)
-    client = await connect(gate)
     try:
-        await client.call("conversation_start")
-        (error,) = await client.wait_for("conversation_error")
-        assert error["code"] == "provider_timeout" and "transport_receive_timeout" in error["message"]
-        assert (await client.wait_for("conversation_ended"))[0]["reason"] == "error"
+        async with gated(tmp_path, sim, keepalive_interval_s=60, inactivity_timeout=0) as (_gate, client):
+            await client.call("conversation_start")
+            (error,) = await client.wait_for("conversation_error")
+            assert error["code"] == "provider_timeout" and "transport_receive_timeout" in error["message"]
+            assert (await client.wait_for("conversation_ended"))[0]["reason"] == "error"
     finally:
-        await client.sio.disconnect()
-        gate.server.stop()
         sim.stop()
 
 
 async def test_interruption_drops_older_agent_audio_but_keeps_the_reply(tmp_path, simulator):
-    gate = start_gate(tmp_path, simulator)
-    client = await connect(gate)
-    try:
+    async with gated(tmp_path, simulator) as (_gate, client):
         await client.call("conversation_start")
         await ptt_turn(client, speech(2000, 1))  # the agent "plays" 2 s
         await client.wait_for("agent_audio", 20)
@@ -223,9 +198,6 @@ async def test_interruption_drops_older_agent_audio_but_keeps_the_reply(tmp_path
         audio = await client.wait_for("agent_audio", 21)
         assert audio[-1]["eventId"] == interrupt["eventId"]  # same id as the interruption: kept
         assert base64.b64decode(audio[-1]["audio"]) == reply
-    finally:
-        await client.sio.disconnect()
-        gate.server.stop()
 
 
 async def test_a_dropped_app_socket_ends_its_conversation_cleanly(tmp_path, simulator):

@@ -66,17 +66,6 @@ class Repository:
                 row.ended_at = utcnow()
             return row
 
-    async def get_session(self, user_id: str, session_id: str) -> ConversationSession:
-        async with self._sessions() as db:
-            row = await db.scalar(
-                select(ConversationSession).where(
-                    ConversationSession.session_id == session_id, ConversationSession.user_id == user_id
-                )
-            )
-        if row is None:
-            raise NotFoundError("no such session")
-        return row
-
     # --- call logs ---
 
     async def create_call(self, user_id: str, conversation_id: str, **fields: Any) -> CallLog:

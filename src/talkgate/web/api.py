@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from talkgate.auth import Principal, bearer
-from talkgate.errors import AuthError, ErrorCode, NotFoundError, ProtocolError, ProviderError, TalkgateError
+from talkgate.errors import ErrorCode, ProtocolError, TalkgateError
 from talkgate.persistence.models import ConversationSession
 from talkgate.web.runtime import Runtime
 
@@ -112,5 +112,5 @@ def build_router() -> APIRouter:
 
 def install(api: Any) -> None:
     api.include_router(build_router())
-    for exc_type in (TalkgateError, AuthError, NotFoundError, ProviderError):
-        api.add_exception_handler(exc_type, lambda _req, exc: error_response(exc))
+    # Starlette looks handlers up along the exception's MRO, so the base class covers the tree.
+    api.add_exception_handler(TalkgateError, lambda _req, exc: error_response(exc))
