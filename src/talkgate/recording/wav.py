@@ -1,0 +1,99 @@
+"""The streaming WAV file: appended to as audio arrives, header patched on finalise, repaired after
+a crash. Blocking file I/O: the recorder calls these from a worker thread, never on the event loop.
+
+A live file carries "size unknown" (0xFFFFFFFF) in its header, which most players read as "to the
+end of the file", and holds an exclusive ``flock`` while it is written, so that the start-up repair
+of one process never touches a file another live process is still writing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+from pathlib import Path
+
+from talkgate.errors import ErrorCode, StorageError
+from talkgate.protocol.audio import WAV_HEADER_SIZE, parse_wav_header, wav_header
+
+UNKNOWN_SIZE = 0xFFFFFFFF
+LIVE_SUFFIX = ".wav.part"
+
+
+def _open_header(sample_rate: int, channels: int) -> bytes:
+    header = bytearray(wav_header(0, sample_rate, channels))
+    struct.pack_into("<I", header, 4, UNKNOWN_SIZE)
+    struct.pack_into("<I", header, 40, UNKNOWN_SIZE)
+    return bytes(header)
+
+
+def _patch_sizes(fd: int, data_bytes: int) -> None:
+    os.pwrite(fd, struct.pack("<I", 36 + data_bytes), 4)
+    os.pwrite(fd, struct.pack("<I", data_bytes), 40)
+
+
+class WavWriter:
+    """One WAV being written. Each ``write`` reaches the OS at once (no user-space buffer), so a
+    killed process loses nothing it had written."""
+
+    def __init__(self, path: Path, *, sample_rate: int = 16000, channels: int = 1) -> None:
+        self.path = path
+        self.block_align = 2 * channels
+        self.data_bytes = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(self._fd, _open_header(sample_rate, channels))
+        except OSError:
+            os.close(self._fd)
+            raise
+
+    def write(self, pcm: bytes) -> None:
+        view = memoryview(pcm)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self.data_bytes += len(pcm)
+
+    def finalize(self, *, sync: bool = True) -> int:
+        """Patch the header with the real sizes, make it durable, close; returns the data bytes."""
+        _patch_sizes(self._fd, self.data_bytes)
+        if sync:
+            os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        return self.data_bytes
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def try_lock(path: Path) -> int | None:
+    """An fd holding an exclusive lock on ``path``, or None if a live writer holds it."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def repair(fd: int) -> int:
+    """Make a WAV whose writer died valid: data size from the file size, a half sample dropped.
+    Returns the data bytes."""
+    size = os.fstat(fd).st_size
+    head = os.pread(fd, WAV_HEADER_SIZE, 0)
+    if len(head) < WAV_HEADER_SIZE:
+        raise StorageError("recording is shorter than a WAV header", code=ErrorCode.BAD_FORMAT)
+    info = parse_wav_header(head)
+    align = info.channels * info.bits // 8
+    data = size - info.data_offset
+    data -= data % align
+    os.ftruncate(fd, info.data_offset + data)
+    _patch_sizes(fd, data)
+    os.fsync(fd)
+    return data
