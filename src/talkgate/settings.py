@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     max_chunk_bytes: int = Field(128_000, gt=0, validation_alias=_env("TALKGATE_MAX_CHUNK_BYTES"))
     provider_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("TALKGATE_PROVIDER_TIMEOUT"))
     media_streaming: bool | None = Field(None, validation_alias=_env("TALKGATE_MEDIA_STREAMING"))
+    recording_channels: int = Field(1, ge=1, le=2, validation_alias=_env("TALKGATE_RECORDING_CHANNELS"))
+    call_end_wait_s: float = Field(5.0, ge=0, le=60, validation_alias=_env("TALKGATE_CALL_END_WAIT"))
 
     # Set by ``serve`` when it starts the built-in simulator; not read from the environment.
     simulator_mode: bool = Field(False, exclude=True)
@@ -139,6 +141,11 @@ class Settings(BaseSettings):
     @property
     def effective_storage_url(self) -> str:
         return self.storage_url or f"file://{(self.data_dir / 'recordings').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Recordings being written; what a crash leaves here is repaired at the next start."""
+        return self.data_dir / "spool"
 
     @property
     def effective_public_url(self) -> str:

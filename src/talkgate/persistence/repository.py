@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from talkgate.errors import ConflictError, NotFoundError
 from talkgate.persistence.models import (
+    AudioSource,
     CallLog,
     CallStatus,
     ConversationSession,
@@ -21,6 +22,13 @@ from talkgate.persistence.models import (
     cuid,
     utcnow,
 )
+
+AUDIO_RANK = {
+    AudioSource.PROVIDER: 1,
+    AudioSource.CLIENT_CHUNKS: 2,
+    AudioSource.RELAY: 3,
+    AudioSource.MEDIA_STREAM: 4,
+}
 
 
 class Repository:
@@ -99,22 +107,33 @@ class Repository:
                 update(CallLog).where(CallLog.conversation_id == conversation_id).values(**values)
             )
 
-    async def set_call_audio(
-        self, conversation_id: str, *, key: str, url: str, source: str, nbytes: int, status: str | None = None
-    ) -> None:
-        values: dict[str, Any] = {
-            "audio_key": key,
-            "audio_url": url,
-            "audio_source": source,
-            "audio_bytes": nbytes,
-            "updated_at": utcnow(),
-        }
-        if status:
-            values["status"] = status
+    async def mark_recording(self, conversation_id: str, source: str) -> None:
+        """A live recording of ``source`` has begun: other processes' call ends wait for it."""
         async with self._sessions.begin() as db:
             await db.execute(
-                update(CallLog).where(CallLog.conversation_id == conversation_id).values(**values)
+                update(CallLog)
+                .where(CallLog.conversation_id == conversation_id, CallLog.audio_key.is_(None))
+                .values(audio_source=source, updated_at=utcnow())
             )
+
+    async def set_call_audio(
+        self, conversation_id: str, *, key: str, url: str, source: str, nbytes: int, status: str | None = None
+    ) -> bool:
+        """Attach a stored recording unless the call already has one from a better source
+        (media stream > relay > the app's chunks > the provider's copy). Returns whether it did."""
+        async with self._sessions.begin() as db:
+            row = await db.scalar(
+                select(CallLog).where(CallLog.conversation_id == conversation_id).with_for_update()
+            )
+            if row is None:
+                return False
+            if row.audio_key and AUDIO_RANK.get(row.audio_source or "", 0) > AUDIO_RANK[source]:
+                return False
+            row.audio_key, row.audio_url, row.audio_source, row.audio_bytes = key, url, source, nbytes
+            row.updated_at = utcnow()
+            if status:
+                row.status = status
+            return True
 
     async def call_by_conversation(self, conversation_id: str) -> CallLog | None:
         async with self._sessions() as db:
@@ -145,6 +164,6 @@ class Repository:
             )
             return list(rows), int(total or 0)
 
-    async def calls_with_status(self, status: str) -> list[CallLog]:
+    async def call_by_id(self, call_id: str) -> CallLog | None:
         async with self._sessions() as db:
-            return list(await db.scalars(select(CallLog).where(CallLog.status == status)))
+            return await db.get(CallLog, call_id)

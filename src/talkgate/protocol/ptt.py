@@ -60,7 +60,8 @@ class PushToTalk:
         self._chunks = self._nbytes = 0
         return TurnStarted(self.turn)
 
-    def audio(self, data: bytes) -> AudioAccepted:
+    def audio(self, data: bytes, *, pcm16: bool = True) -> AudioAccepted:
+        """Accept a chunk of the open turn; ``pcm16=False`` for compressed streams (any byte count)."""
         if self.state is not TurnState.TALKING:
             raise TurnError(
                 "audio outside a turn is not forwarded; send user-audio-start first",
@@ -68,7 +69,7 @@ class PushToTalk:
             )
         if not data:
             raise AudioError("empty audio chunk is never forwarded", code=ErrorCode.EMPTY_AUDIO)
-        if len(data) % 2:
+        if pcm16 and len(data) % 2:
             raise AudioError(f"PCM16 audio needs an even number of bytes, got {len(data)}")
         self._chunks += 1
         self._nbytes += len(data)

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from talkgate.errors import StorageError
-from talkgate.recording.mixer import TimelineMixer
+from talkgate.errors import AudioError, StorageError
+from talkgate.protocol.audio import PCM_16000, AudioFormat, b64decode_audio, convert
+from talkgate.recording.mixer import AGENT, CALLER, TimelineMixer
 from talkgate.recording.wav import WavWriter
 
 log = logging.getLogger("talkgate.recording")
@@ -147,3 +148,21 @@ class Recorder:
                 await self._pump_task
         if self._writer is not None:
             await asyncio.to_thread(self._writer.close)
+
+
+class RelayTap:
+    """The push-to-talk relay's audio into a recorder: the caller's PCM and the agent's audio in the
+    provider's output format, both converted to the recording's 16 kHz PCM."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def caller(self, pcm: bytes, fmt: AudioFormat) -> None:
+        await self.recorder.add(CALLER, convert(pcm, fmt, PCM_16000) if fmt != PCM_16000 else pcm)
+
+    async def agent(self, audio_b64: str, fmt: AudioFormat) -> None:
+        try:
+            audio = b64decode_audio(audio_b64)
+        except AudioError:
+            return  # the relay forwards the provider's frame as it is; it just is not recorded
+        await self.recorder.add(AGENT, convert(audio, fmt, PCM_16000) if fmt != PCM_16000 else audio)

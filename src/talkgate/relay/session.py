@@ -20,8 +20,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from talkgate.errors import ErrorCode, ProviderError, TalkgateError
+from talkgate.codecs import StreamDecoder
+from talkgate.errors import AudioError, ErrorCode, ProviderError, TalkgateError
 from talkgate.protocol import app_events, convai
+from talkgate.protocol.app_events import InputCodec
 from talkgate.protocol.audio import AudioFormat, Encoding, b64encode_audio, pcm16_to_ulaw
 from talkgate.protocol.dialect import Dialect, rejection_hint
 from talkgate.protocol.ptt import PushToTalk, TurnEnded
@@ -29,6 +31,7 @@ from talkgate.providers.base import Closed, UpstreamConversation
 
 log = logging.getLogger("talkgate.relay")
 
+DECODED_CHUNK = 3200  # 100 ms of 16 kHz PCM16: the size the provider's own clients send
 UPSTREAM_QUEUE = 256  # about 25 s of 100 ms chunks
 MAX_APP_BACKLOG = 200
 
@@ -40,9 +43,9 @@ class Emit(Protocol):
 class Tap(Protocol):
     """Where the relay's audio goes to be recorded (both tracks, in their wire formats)."""
 
-    def caller(self, pcm: bytes, fmt: AudioFormat) -> None: ...
+    async def caller(self, pcm: bytes, fmt: AudioFormat) -> None: ...
 
-    def agent(self, audio_b64: str, fmt: AudioFormat) -> None: ...
+    async def agent(self, audio_b64: str, fmt: AudioFormat) -> None: ...
 
 
 @dataclass(slots=True)
@@ -79,6 +82,7 @@ class RelaySession:
         emit: Emit,
         app_backlog: Callable[[], int] = lambda: 0,
         tap: Tap | None = None,
+        input_codec: InputCodec = InputCodec.PCM_16000,
         keepalive_interval_s: float = 15.0,
         max_app_backlog: int = MAX_APP_BACKLOG,
     ) -> None:
@@ -90,6 +94,8 @@ class RelaySession:
         self._emit = emit
         self._app_backlog = app_backlog
         self._tap = tap
+        self.input_codec = input_codec
+        self._decoder: StreamDecoder | None = None
         self._keepalive_interval = keepalive_interval_s
         self._max_app_backlog = max_app_backlog
         self._queue: asyncio.Queue[convai.ClientEvent] = asyncio.Queue(UPSTREAM_QUEUE)
@@ -117,7 +123,7 @@ class RelaySession:
             "sessionId": self.session_id,
             "conversationId": self.conversation_id,
             # What the app must send (PCM16 at the provider's rate) and what it will receive.
-            "inputFormat": self.app_format.name,
+            "inputFormat": self.input_codec.value if self.input_codec.compressed else self.app_format.name,
             "outputFormat": self.upstream.output_format.name,
         }
 
@@ -133,15 +139,27 @@ class RelaySession:
     async def start_turn(self) -> int:
         self._check_open()
         started = self.ptt.start()
+        if self.input_codec.compressed:
+            # Each turn is a stream of its own (MediaRecorder starts a new file on every press).
+            self._decoder = StreamDecoder(self.input_codec, self.upstream.input_format.sample_rate)
         for event in self.dialect.upstream(started, self.upstream.input_format):
             await self._send(event)
         return started.turn
 
     async def audio(self, data: bytes, b64: str | None = None) -> None:
         self._check_open()
-        self.ptt.audio(data)  # not_recording outside a turn; empty_audio, bad_audio (odd bytes)
+        # not_recording outside a turn; empty_audio; bad_audio (odd bytes of PCM)
+        self.ptt.audio(data, pcm16=self._decoder is None)
+        if self._decoder is None:
+            await self._forward(data, b64)
+            return
+        self._decoder.feed(data)  # bad_audio once the stream turns out to be broken
+        if pcm := self._decoder.take():
+            await self._forward(pcm, None)
+
+    async def _forward(self, data: bytes, b64: str | None) -> None:
         if self._tap is not None:
-            self._tap.caller(data, self.app_format)
+            await self._tap.caller(data, self.app_format)
         fmt = self.upstream.input_format
         if fmt.encoding is Encoding.ULAW:
             b64 = b64encode_audio(pcm16_to_ulaw(data))
@@ -154,10 +172,21 @@ class RelaySession:
     async def end_turn(self) -> TurnEnded:
         self._check_open()
         ended = self.ptt.end()
+        failure: AudioError | None = None
+        if self._decoder is not None:
+            decoder, self._decoder = self._decoder, None
+            try:
+                pcm = await asyncio.to_thread(decoder.finish)
+            except AudioError as exc:
+                failure, pcm = exc, b""  # the turn still ends upstream, then the app hears why
+            for i in range(0, len(pcm), DECODED_CHUNK):
+                await self._forward(pcm[i : i + DECODED_CHUNK], None)
         self.stats.turns.append(TurnTiming(ended.turn, time.monotonic()))
         # Seed 000: the end goes out at once, right behind the turn's audio; no silence, no delay.
         for event in self.dialect.upstream(ended, self.upstream.input_format):
             await self._send(event)
+        if failure is not None:
+            raise failure
         return ended
 
     async def keepalive(self) -> None:
@@ -172,6 +201,9 @@ class RelaySession:
         """End from the app's side (``conversation_end`` or a dropped socket)."""
         if self.end_reason is None:
             self.end_reason = reason
+        if self._decoder is not None:
+            self._decoder.abort()
+            self._decoder = None
         await self.upstream.close()
 
     # --- the tasks ----------------------------------------------------------------------------
@@ -218,7 +250,7 @@ class RelaySession:
                     self.stats.audio_dropped_interrupted += 1
                     continue
                 if self._tap is not None:
-                    self._tap.agent(event.audio_base_64, self.upstream.output_format)
+                    await self._tap.agent(event.audio_base_64, self.upstream.output_format)
                 self._mark_turn("first_audio_ms")
                 if self._app_backlog() > self._max_app_backlog:
                     await self._slow_app()

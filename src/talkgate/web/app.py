@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,8 +13,12 @@ from fastapi import FastAPI
 from talkgate import __version__
 from talkgate.settings import Settings
 from talkgate.web.api import install as install_api
+from talkgate.web.calls import build_router as calls_router
+from talkgate.web.media import MEDIA_PATH, media_socket
 from talkgate.web.runtime import Runtime
 from talkgate.web.sio import create_sio
+
+log = logging.getLogger("talkgate")
 
 
 class TalkgateApp(socketio.ASGIApp):  # type: ignore[misc]
@@ -41,6 +46,9 @@ def create_app(settings: Settings) -> TalkgateApp:
         runtime = Runtime.build(settings)
         holder["runtime"] = runtime
         api.state.runtime = runtime
+        recovered = await runtime.recordings.recover()
+        if recovered:
+            log.warning("recovered %d recording(s) left by a crash: %s", len(recovered), ", ".join(recovered))
         try:
             yield
         finally:
@@ -56,7 +64,26 @@ def create_app(settings: Settings) -> TalkgateApp:
         return {"status": "ok", "version": __version__, "simulator": settings.simulator_mode}
 
     install_api(api)
+    api.include_router(calls_router())
+    api.add_api_websocket_route(MEDIA_PATH, media_socket)
     app = TalkgateApp(sio, other_asgi_app=api, socketio_path="socket.io")
     app.api = api
     app.sio = sio
     return app
+
+
+def create_media_app(main: TalkgateApp) -> Any:
+    """Seed 001's option B: the media socket alone, on a port of its own (``TALKGATE_MEDIA_PORT``),
+    sharing the main app's runtime; a reverse proxy routes ``/ws/elevenlabs-media`` to it."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    media = Starlette(routes=[WebSocketRoute(MEDIA_PATH, media_socket)])
+
+    class _State:
+        @property
+        def runtime(self) -> Runtime:
+            return main.runtime
+
+    media.state = _State()  # type: ignore[assignment]
+    return media

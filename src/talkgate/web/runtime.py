@@ -13,7 +13,9 @@ from talkgate.persistence.engine import make_engine, make_sessionmaker
 from talkgate.persistence.repository import Repository
 from talkgate.protocol.dialect import Dialect
 from talkgate.providers.elevenlabs import ElevenLabsProvider
+from talkgate.recording.storage import Storage, open_storage
 from talkgate.settings import Settings
+from talkgate.web.recordings import Recordings
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +32,8 @@ class Runtime:
     elevenlabs: ElevenLabsProvider
     verifier: TokenVerifier
     dialect: Dialect
+    storage: Storage
+    recordings: Recordings
     relays: dict[str, RelaySession] = field(default_factory=dict)  # Socket.IO sid → live relay
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -38,16 +42,21 @@ class Runtime:
         engine = make_engine(settings.effective_database_url)
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         key = settings.elevenlabs_api_key.get_secret_value() if settings.elevenlabs_api_key else ""
+        repo = Repository(make_sessionmaker(engine))
+        elevenlabs = ElevenLabsProvider(
+            http, settings.elevenlabs_base_url, key, timeout=settings.provider_timeout_s
+        )
+        storage = open_storage(settings.effective_storage_url)
         return cls(
             settings=settings,
             engine=engine,
-            repo=Repository(make_sessionmaker(engine)),
+            repo=repo,
             http=http,
-            elevenlabs=ElevenLabsProvider(
-                http, settings.elevenlabs_base_url, key, timeout=settings.provider_timeout_s
-            ),
+            elevenlabs=elevenlabs,
             verifier=TokenVerifier(settings),
             dialect=Dialect(settings.ptt_turn_end, settings.keepalive, settings.ptt_silence_ms),
+            storage=storage,
+            recordings=Recordings(settings, repo, storage, elevenlabs),
         )
 
     def spawn(self, coro: object) -> asyncio.Task[None]:
@@ -67,5 +76,6 @@ class Runtime:
             await relay.stop("server_shutdown")
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=10)
+        await self.recordings.abort_all()
         await self.http.aclose()
         await self.engine.dispose()

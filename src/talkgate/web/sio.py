@@ -15,11 +15,13 @@ from typing import Any
 import socketio
 
 from talkgate.errors import AuthError, ErrorCode, ProtocolError, ProviderError, TalkgateError
-from talkgate.persistence.models import CallStatus
+from talkgate.persistence.models import AudioSource, CallStatus
 from talkgate.protocol import app_events
 from talkgate.protocol.app_events import ClientEventName as C
 from talkgate.protocol.app_events import ServerEventName as S
+from talkgate.recording.recorder import RelayTap
 from talkgate.relay.session import RelaySession
+from talkgate.web.recordings import LiveRecording
 from talkgate.web.runtime import Runtime
 
 log = logging.getLogger("talkgate.sio")
@@ -101,11 +103,6 @@ def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | Non
                 "a conversation is already running on this socket", code=ErrorCode.CONVERSATION_ACTIVE
             )
         request = app_events.ConversationStart.parse(payload)
-        if request.input_codec.compressed:
-            raise ProtocolError(
-                f"inputFormat {request.input_codec.value} is not supported by this server",
-                code=ErrorCode.BAD_FORMAT,
-            )
         settings = rt.settings
         agent_id = settings.agent_id_for(request.voice)
         if request.agent_id is not None:
@@ -129,7 +126,7 @@ def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | Non
             )
             return app_events.failed(exc)
         session = await rt.repo.start_session(user_id, metadata={"agentId": agent_id, **request.metadata})
-        await rt.repo.create_call(
+        call = await rt.repo.create_call(
             user_id,
             upstream.conversation_id,
             agent_id=agent_id,
@@ -137,12 +134,15 @@ def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | Non
             session_id=session.session_id,
             started_at=session.started_at,
         )
+        recording = await rt.recordings.start(call, AudioSource.RELAY)
         relay = RelaySession(
             session_id=session.session_id,
             upstream=upstream,
             dialect=rt.dialect,
             emit=lambda event, body: emit(sid, event, body),
             app_backlog=backlog(sid),
+            tap=RelayTap(recording.recorder),
+            input_codec=request.input_codec,
             keepalive_interval_s=settings.keepalive_interval_s,
         )
         rt.relays[sid] = relay
@@ -150,20 +150,22 @@ def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | Non
             "socket %s: conversation %s started (session %s)", sid, relay.conversation_id, session.session_id
         )
         await emit(sid, S.CONVERSATION_STARTED, relay.started_payload())
-        rt.spawn(run_relay(sid, user_id, relay))
+        rt.spawn(run_relay(sid, user_id, relay, recording))
         return app_events.ok(**relay.started_payload())
 
-    async def run_relay(sid: str, user_id: str, relay: RelaySession) -> None:
+    async def run_relay(sid: str, user_id: str, relay: RelaySession, recording: LiveRecording) -> None:
         rt = get_runtime()
         try:
             await relay.run()
         finally:
             rt.relays.pop(sid, None)
+            audio_url = await rt.recordings.finish(recording)
             ended: dict[str, Any] = {
                 "sessionId": relay.session_id,
                 "conversationId": relay.conversation_id,
                 "reason": relay.end_reason,
                 "durationMs": relay.duration_ms,
+                "audioUrl": audio_url,
             }
             try:
                 await rt.repo.end_session(user_id, relay.session_id)

@@ -1,0 +1,183 @@
+"""Seed 001's routes: the media-streaming signed URL, call end, the app's chunks, call logs and their
+audio, and the provider's ``post_call_audio`` webhook. A user reaches only their own calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
+from talkgate.persistence.models import CallLog
+from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
+from talkgate.protocol.signing import verify_webhook_signature
+from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, iso
+from talkgate.web.media import media_url
+
+log = logging.getLogger("talkgate.calls")
+
+MAX_CHUNK_UPLOAD = 1024 * 1024
+MAX_WEBHOOK_BODY = 64 * 1024 * 1024
+ConversationId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
+
+
+class SignedUrlRequest(BaseModel):
+    voice: str | None = Field(None, max_length=32)
+    conversationId: str | None = Field(None, pattern=SESSION_ID_PATTERN)
+
+
+def call_json(row: CallLog, *, transcript: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "conversationId": row.conversation_id,
+        "sessionId": row.session_id,
+        "provider": row.provider,
+        "agentId": row.agent_id,
+        "voice": row.voice,
+        "status": row.status,
+        "startedAt": iso(row.started_at),
+        "endedAt": iso(row.ended_at),
+        "durationMs": row.duration_ms,
+        "audioUrl": row.audio_url,
+        "audioSource": row.audio_source if row.audio_key else None,
+        "audioBytes": row.audio_bytes,
+        "endReason": row.end_reason,
+    }
+    if transcript:
+        body["transcript"] = row.transcript
+        body["turns"] = row.turns
+    return body
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ProtocolError(f"body over the limit of {limit} bytes", code=ErrorCode.CHUNK_TOO_LARGE)
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise ProtocolError(f"body over the limit of {limit} bytes", code=ErrorCode.CHUNK_TOO_LARGE)
+    return bytes(body)
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix="/api", tags=["calls"])
+
+    @router.post("/elevenlabs-signed-url")
+    async def elevenlabs_signed_url(body: SignedUrlRequest, user: User, rt: Rt) -> Any:
+        """Seed 001: a signed URL for the voice's agent; with a conversationId and media streaming
+        on, the conversation is started with its audio streamed to talkgate's media socket."""
+        settings = rt.settings
+        agent_id = settings.agent_id_for(body.voice)
+        cid = body.conversationId
+        streaming = bool(cid) and settings.media_streaming_enabled
+        if cid is None:
+            return {
+                "signedUrl": await rt.elevenlabs.signed_url(agent_id),
+                "conversationId": None,
+                "mediaStreamingEnabled": False,
+            }
+        await rt.repo.create_call(user.user_id, cid, agent_id=agent_id, voice=body.voice or "default")
+        if streaming:
+            started = await rt.elevenlabs.start_conversation(agent_id, cid, media_url(settings, cid))
+            signed = started["signed_url"]
+            streaming = bool(started.get("media_streaming", True))
+        else:
+            signed = await rt.elevenlabs.signed_url(agent_id)
+        return {"signedUrl": signed, "conversationId": cid, "mediaStreamingEnabled": streaming}
+
+    @router.get("/calls")
+    async def list_calls(
+        user: User,
+        rt: Rt,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> Any:
+        """The user's calls, newest first."""
+        rows, total = await rt.repo.list_calls(user.user_id, limit=limit, offset=offset)
+        return {
+            "calls": [call_json(r, transcript=False) for r in rows],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+
+    @router.get("/calls/{conversation_id}")
+    async def get_call(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
+        return call_json(await rt.repo.get_call(user.user_id, conversation_id))
+
+    @router.get("/calls/{conversation_id}/audio", response_model=None)
+    async def get_audio(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
+        """The call's WAV; Range requests work, so a player can seek."""
+        call = await rt.repo.get_call(user.user_id, conversation_id)
+        if not call.audio_key:
+            raise NotFoundError("this call has no recording (yet)")
+        path = rt.storage.local_path(call.audio_key)
+        return FileResponse(
+            path, media_type="audio/wav", filename=f"{conversation_id}.wav", content_disposition_type="inline"
+        )
+
+    @router.post("/calls/{conversation_id}/chunks")
+    async def upload_chunk(conversation_id: ConversationId, request: Request, user: User, rt: Rt) -> Any:
+        """The app's own copy of its audio: raw PCM16 16 kHz mono (``application/octet-stream``),
+        or JSON ``{audio: base64, format?}`` in any provider format."""
+        call = await rt.repo.get_call(user.user_id, conversation_id)
+        body = await _read_limited(request, MAX_CHUNK_UPLOAD * 2)
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                obj = json.loads(body)
+            except ValueError as exc:
+                raise ProtocolError(f"body is not JSON: {exc}") from exc
+            if not isinstance(obj, dict) or not isinstance(obj.get("audio"), str):
+                raise ProtocolError("expected {audio: base64, format?}")
+            fmt = AudioFormat.parse(str(obj.get("format") or "pcm_16000"))
+            raw = b64decode_audio(obj["audio"], max_bytes=MAX_CHUNK_UPLOAD)
+            if fmt.encoding is Encoding.PCM:
+                validate_pcm16(raw)
+            pcm = convert(raw, fmt, PCM_16000) if fmt != PCM_16000 else raw
+        else:
+            pcm = validate_pcm16(body, max_bytes=MAX_CHUNK_UPLOAD)
+        total = await rt.recordings.add_chunk(call, pcm)
+        return {"ok": True, "bytes": len(pcm), "totalBytes": total}
+
+    @router.post("/calls/{conversation_id}/end")
+    async def end_call(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
+        """Finalise the call: media stream's recording, else the relay's, else the app's chunks,
+        else the provider's; the call log says which."""
+        call = await rt.repo.get_call(user.user_id, conversation_id)
+        return call_json(await rt.recordings.end_call(call))
+
+    @router.post("/elevenlabs/webhook", tags=["webhooks"])
+    async def post_call_webhook(request: Request, rt: Rt) -> Any:
+        """The provider's post-call webhook (public, HMAC-signed): ``post_call_audio`` gives a call
+        without a better recording the provider's copy."""
+        secret = rt.settings.elevenlabs_webhook_secret
+        if secret is None:
+            raise NotFoundError("webhooks are not configured (ELEVENLABS_WEBHOOK_SECRET)")
+        body = await _read_limited(request, MAX_WEBHOOK_BODY)
+        verify_webhook_signature(
+            secret.get_secret_value().encode(), body, request.headers.get("elevenlabs-signature"), time.time()
+        )
+        try:
+            event = json.loads(body)
+            kind, data = event["type"], event["data"]
+            cid = data["conversation_id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProtocolError("webhook body is not a provider event") from exc
+        call = await rt.repo.call_by_conversation(str(cid))
+        if call is None:
+            log.info("webhook %s for an unknown conversation; ignored", kind)
+            return {"ok": True, "used": False}
+        if kind != "post_call_audio" or not isinstance(data.get("full_audio"), str):
+            log.info("webhook %s for %s; nothing to do", kind, cid)
+            return {"ok": True, "used": False}
+        audio = b64decode_audio(data["full_audio"], max_bytes=MAX_WEBHOOK_BODY)
+        used = await rt.recordings.import_provider_audio(call, audio)
+        return {"ok": True, "used": used}
+
+    return router

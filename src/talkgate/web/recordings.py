@@ -1,0 +1,258 @@
+"""Recordings of calls: live recorders, where finished files go, the call-end fallback chain, and the
+start-up repair of what a crash left behind.
+
+Files being written live in the spool folder as ``<call id>.<source>.wav.part`` (the call id is a
+cuid talkgate made, never a request's text). The state another process may need, which recording
+is live and where a finished one is, lives in the database and in storage, so a call's media
+socket and its call-end request may reach different processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from talkgate.codecs import decode_file
+from talkgate.errors import ConflictError, ProviderError, StorageError, TalkgateError
+from talkgate.persistence.models import AudioSource, CallLog, CallStatus, utcnow
+from talkgate.persistence.repository import Repository
+from talkgate.protocol.audio import wav_header
+from talkgate.providers.elevenlabs import ElevenLabsProvider
+from talkgate.recording.recorder import Recorder
+from talkgate.recording.storage import Storage
+from talkgate.recording.wav import LIVE_SUFFIX, repair, try_lock
+from talkgate.settings import Settings
+
+log = logging.getLogger("talkgate.recordings")
+
+SPOOL_NAME = re.compile(r"^(?P<call>[a-z0-9]{1,40})\.(?P<source>[a-z_]{1,16})" + re.escape(LIVE_SUFFIX) + "$")
+CHUNKS_SUFFIX = ".chunks.pcm"
+MAX_CHUNKS_BYTES = 256 * 1024 * 1024  # about 2 hours of 16 kHz PCM16 uploaded by an app
+RATE = 16000
+
+
+@dataclass
+class LiveRecording:
+    call_id: str
+    conversation_id: str
+    source: AudioSource
+    recorder: Recorder
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    url: str | None = None
+
+
+class Recordings:
+    def __init__(
+        self, settings: Settings, repo: Repository, storage: Storage, provider: ElevenLabsProvider
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.storage = storage
+        self.provider = provider
+        self.spool = settings.spool_dir
+        self.live: dict[str, LiveRecording] = {}  # conversation id → recording in this process
+
+    @staticmethod
+    def key_for(call_id: str) -> str:
+        return f"calls/{call_id}.wav"
+
+    def audio_url(self, conversation_id: str) -> str:
+        return f"{self.settings.effective_public_url}/api/calls/{conversation_id}/audio"
+
+    # --- live recordings (media stream, relay) ---
+
+    async def start(self, call: CallLog, source: AudioSource) -> LiveRecording:
+        if call.conversation_id in self.live:
+            raise ConflictError("this conversation is already being recorded")
+        path = self.spool / f"{call.id}.{source.value}{LIVE_SUFFIX}"
+        recorder = Recorder(path, channels=self.settings.recording_channels)
+        await recorder.open()
+        live = LiveRecording(call.id, call.conversation_id, source, recorder)
+        self.live[call.conversation_id] = live
+        await self.repo.mark_recording(call.conversation_id, source.value)
+        log.info("recording %s (%s) started", call.conversation_id, source.value)
+        return live
+
+    async def finish(self, live: LiveRecording) -> str | None:
+        """Finalise, store and attach to the call log; returns the audio URL. Never raises: a failed
+        store leaves the spool file, which the next start-up repairs and attaches."""
+        try:
+            finished = await live.recorder.close()
+            key = self.key_for(live.call_id)
+            nbytes = await self.storage.put_file(key, finished.path)
+            url = self.audio_url(live.conversation_id)
+            if await self.repo.set_call_audio(
+                live.conversation_id, key=key, url=url, source=live.source.value, nbytes=nbytes
+            ):
+                live.url = url
+            log.info(
+                "recording %s (%s) stored: %d ms, %d bytes",
+                live.conversation_id,
+                live.source.value,
+                finished.duration_ms,
+                nbytes,
+            )
+        except Exception:
+            log.exception("recording %s: could not be stored; kept for repair", live.conversation_id)
+        finally:
+            self.live.pop(live.conversation_id, None)
+            live.done.set()
+        return live.url
+
+    async def abort_all(self) -> None:
+        """Shutdown: finish every live recording (they are complete up to now)."""
+        await asyncio.gather(*(self.finish(live) for live in list(self.live.values())))
+
+    # --- the app's own chunks (seed 001's fallback) ---
+
+    def _chunks_path(self, call_id: str) -> Path:
+        return self.spool / f"{call_id}{CHUNKS_SUFFIX}"
+
+    async def add_chunk(self, call: CallLog, pcm: bytes) -> int:
+        path = self._chunks_path(call.id)
+
+        def append() -> int:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                size = os.fstat(fd).st_size
+                if size + len(pcm) > MAX_CHUNKS_BYTES:
+                    raise StorageError("this call has more uploaded audio than talkgate keeps")
+                os.write(fd, pcm)
+                return size + len(pcm)
+            finally:
+                os.close(fd)
+
+        return await asyncio.to_thread(append)
+
+    async def _store_chunks(self, call: CallLog) -> bool:
+        path = self._chunks_path(call.id)
+
+        def read() -> bytes | None:
+            try:
+                pcm = path.read_bytes()
+            except FileNotFoundError:
+                return None
+            return pcm[: len(pcm) - len(pcm) % 2]
+
+        pcm = await asyncio.to_thread(read)
+        if not pcm:
+            return False
+        await self._attach(call, wav_header(len(pcm), RATE) + pcm, AudioSource.CLIENT_CHUNKS)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        return True
+
+    async def _attach(self, call: CallLog, wav: bytes, source: AudioSource) -> bool:
+        key = self.key_for(call.id)
+        nbytes = await self.storage.put_bytes(key, wav)
+        return await self.repo.set_call_audio(
+            call.conversation_id,
+            key=key,
+            url=self.audio_url(call.conversation_id),
+            source=source,
+            nbytes=nbytes,
+        )
+
+    # --- the provider's copy ---
+
+    async def import_provider_audio(self, call: CallLog, audio: bytes) -> bool:
+        """The provider's MP3 (recording API or post_call_audio webhook) as the call's WAV."""
+        pcm = await asyncio.to_thread(decode_file, audio, RATE)
+        return await self._attach(call, wav_header(len(pcm), RATE) + pcm, AudioSource.PROVIDER)
+
+    # --- call end (seed 001) ---
+
+    async def _wait_for_live(self, call: CallLog) -> CallLog:
+        """A recording that is still being written (here or in another process) is the best source:
+        give it ``call_end_wait_s`` to finish."""
+        deadline = time.monotonic() + self.settings.call_end_wait_s
+        live = self.live.get(call.conversation_id)
+        if live is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.done.wait(), self.settings.call_end_wait_s)
+        while True:
+            row = await self.repo.call_by_conversation(call.conversation_id)
+            assert row is not None
+            if row.audio_key or time.monotonic() >= deadline:
+                return row
+            await asyncio.sleep(0.1)  # another process is writing it; the database is the only signal
+
+    async def end_call(self, call: CallLog) -> CallLog:
+        """Media socket's recording first, else the relay's, else the app's chunks, else the
+        provider's recording API. Idempotent."""
+        live_sources = (AudioSource.MEDIA_STREAM, AudioSource.RELAY)
+        if not call.audio_key and call.audio_source in live_sources:
+            call = await self._wait_for_live(call)
+        if not call.audio_key and not await self._store_chunks(call):
+            try:
+                audio = await self.provider.recording(call.provider_conversation_id or call.conversation_id)
+                await self.import_provider_audio(call, audio)
+            except (ProviderError, TalkgateError) as exc:
+                log.warning("call %s: no recording from the provider: %s", call.conversation_id, exc.message)
+        if call.status == CallStatus.ACTIVE:
+            ended = utcnow()
+            started = (
+                call.started_at if call.started_at.tzinfo else call.started_at.replace(tzinfo=ended.tzinfo)
+            )
+            await self.repo.finish_call(
+                call.conversation_id,
+                ended_at=ended,
+                duration_ms=int((ended - started).total_seconds() * 1000),
+                end_reason="call_end",
+            )
+        row = await self.repo.call_by_conversation(call.conversation_id)
+        assert row is not None
+        return row
+
+    # --- start-up repair ---
+
+    async def recover(self) -> list[str]:
+        """Repair the WAVs a crash left in the spool, store them, mark their calls ``recovered``.
+        Files another live process holds (flock) are left alone. Returns the conversation ids."""
+        recovered: list[str] = []
+        if not self.spool.is_dir():
+            return recovered
+        for path in sorted(self.spool.iterdir()):
+            match = SPOOL_NAME.match(path.name)
+            if match is None or match["source"] not in AudioSource.__members__.values():
+                continue
+            fd = await asyncio.to_thread(try_lock, path)
+            if fd is None:
+                continue  # a live recording of another process
+            try:
+                data_bytes = await asyncio.to_thread(repair, fd)
+                call = await self.repo.call_by_id(match["call"])
+                if call is None:
+                    log.warning("spool file %s belongs to no call; left in place", path.name)
+                    continue
+                key = self.key_for(call.id)
+                nbytes = await self.storage.put_file(key, path)
+                await self.repo.set_call_audio(
+                    call.conversation_id,
+                    key=key,
+                    url=self.audio_url(call.conversation_id),
+                    source=match["source"],
+                    nbytes=nbytes,
+                    status=CallStatus.RECOVERED,
+                )
+                if call.status == CallStatus.ACTIVE:
+                    await self.repo.finish_call(
+                        call.conversation_id, status=CallStatus.RECOVERED, end_reason="server_crash"
+                    )
+                recovered.append(call.conversation_id)
+                log.warning(
+                    "recording %s recovered after a crash: %d bytes of audio",
+                    call.conversation_id,
+                    data_bytes,
+                )
+            except TalkgateError as exc:
+                log.error("spool file %s could not be repaired: %s", path.name, exc.message)
+            finally:
+                os.close(fd)
+        return recovered
