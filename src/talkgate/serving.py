@@ -34,8 +34,16 @@ def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
 class ServerThread:
     """One uvicorn server on its own event loop in a daemon thread, bound to ``host:port``."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> None:
-        self.sock = bind(host, port)
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        sock: socket.socket | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.sock = sock or bind(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         self.server = uvicorn.Server(uvicorn_config(app, **kwargs))
         self.loop: asyncio.AbstractEventLoop | None = None

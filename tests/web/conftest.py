@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from talkgate.auth import TokenVerifier
 from talkgate.persistence.migrate import upgrade
-from talkgate.serving import ServerThread
+from talkgate.serving import ServerThread, bind
 from talkgate.settings import Settings
 from talkgate.web.app import create_app
 from tests.conftest import AGENT_ID, SIM_KEY, TIMEOUT
@@ -55,12 +55,17 @@ class Gate:
 
 
 def start_gate(tmp_path, sim: ServerThread | None, **overrides: Any) -> Gate:
+    # Bound first, so that the URLs talkgate hands out (media socket, audio) carry the real port.
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    overrides.setdefault("port", port)
+    overrides.setdefault("public_url", f"http://127.0.0.1:{port}")
     settings = make_settings(tmp_path, sim, **overrides)
     # Alembic runs its own event loop; a thread keeps it apart from an async test's loop.
     with ThreadPoolExecutor(1) as pool:
         pool.submit(upgrade, settings.effective_database_url).result()
     app = create_app(settings)
-    return Gate(ServerThread(app).start(), settings, app)
+    return Gate(ServerThread(app, sock=sock).start(), settings, app)
 
 
 @pytest.fixture

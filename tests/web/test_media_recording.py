@@ -1,0 +1,193 @@
+"""Seed 001: media streaming into talkgate's media socket, call end, and the call-log routes."""
+
+import time
+
+import httpx
+import pytest
+import websockets
+
+from talkgate.web.media import media_url
+from tests.conftest import SIM_KEY
+from tests.web.recording_helpers import direct_turn, expected_mix, find, noise, wav_pcm
+
+
+async def start_media_call(client: httpx.AsyncClient, gate, cid: str, user: str = "alice") -> str:
+    r = await client.post(
+        "/api/elevenlabs-signed-url",
+        headers=gate.headers(user),
+        json={"voice": "default", "conversationId": cid},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["conversationId"] == cid and body["mediaStreamingEnabled"] is True
+    assert SIM_KEY not in r.text
+    return body["signedUrl"]
+
+
+async def test_a_media_streamed_call_ends_in_a_call_log_whose_wav_is_the_exact_mix(gate):
+    caller = noise(600, seed=1)
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        signed = await start_media_call(client, gate, "conv_media_1")
+        cid, agent = await direct_turn(signed, caller)
+        assert cid == "conv_media_1" and agent == caller  # the simulator's agent echoes
+
+        r = await client.post(f"/api/calls/{cid}/end", headers=gate.headers())
+        assert r.status_code == 200, r.text
+        call = r.json()
+        assert call["audioSource"] == "media_stream" and call["status"] == "ended"
+        assert call["audioUrl"] == f"{gate.url}/api/calls/{cid}/audio"
+        audio = await client.get(call["audioUrl"], headers=gate.headers())
+        assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+
+    pcm = wav_pcm(audio.content)
+    at_caller = find(pcm, caller[:64])
+    at_agent = find(pcm, agent[:64], at_caller + len(caller))
+    assert 0 <= at_caller < 16_000  # the caller spoke within half a second of the call's start
+    assert at_agent >= at_caller + len(caller)  # the agent answered after the turn, not over it
+    assert pcm == expected_mix(len(pcm), [(at_caller, caller), (at_agent, agent)])
+    assert len(pcm) == at_agent + len(agent)
+
+
+async def test_call_end_is_idempotent_and_the_list_shows_the_call(gate):
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        signed = await start_media_call(client, gate, "conv_media_2")
+        await direct_turn(signed, noise(200, seed=2), paced=False)
+        first = (await client.post("/api/calls/conv_media_2/end", headers=gate.headers())).json()
+        again = (await client.post("/api/calls/conv_media_2/end", headers=gate.headers())).json()
+        assert first == again
+        listed = (await client.get("/api/calls", headers=gate.headers())).json()
+        assert listed["total"] == 1
+        assert [c["conversationId"] for c in listed["calls"]] == ["conv_media_2"]
+        assert listed["calls"][0]["audioSource"] == "media_stream"
+        assert (await client.get("/api/calls", headers=gate.headers("bob"))).json()["total"] == 0
+
+
+async def test_audio_supports_range_requests_for_seeking(gate):
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        signed = await start_media_call(client, gate, "conv_range")
+        await direct_turn(signed, noise(300, seed=3), paced=False)
+        await client.post("/api/calls/conv_range/end", headers=gate.headers())
+        whole = (await client.get("/api/calls/conv_range/audio", headers=gate.headers())).content
+        part = await client.get(
+            "/api/calls/conv_range/audio", headers={**gate.headers(), "Range": "bytes=1000-1999"}
+        )
+        assert part.status_code == 206
+        assert part.headers["content-range"] == f"bytes 1000-1999/{len(whole)}"
+        assert part.content == whole[1000:2000]
+        assert part.headers["accept-ranges"] == "bytes"
+
+
+async def test_another_users_call_is_not_found_anywhere(gate):
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        signed = await start_media_call(client, gate, "conv_alice")
+        await direct_turn(signed, noise(200, seed=4), paced=False)
+        await client.post("/api/calls/conv_alice/end", headers=gate.headers("alice"))
+        bob = gate.headers("bob")
+        for method, path in [
+            ("GET", "/api/calls/conv_alice"),
+            ("GET", "/api/calls/conv_alice/audio"),
+            ("POST", "/api/calls/conv_alice/end"),
+            ("POST", "/api/calls/conv_alice/chunks"),
+        ]:
+            r = await client.request(method, path, headers=bob, content=b"\x00\x01")
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
+        # Bob cannot take over Alice's conversation id either.
+        r = await client.post(
+            "/api/elevenlabs-signed-url",
+            headers=bob,
+            json={"voice": "default", "conversationId": "conv_alice"},
+        )
+        assert r.status_code == 409
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/calls/..%2F..%2Fetc%2Fpasswd",
+        "/api/calls/a.b/audio",
+        "/api/calls/%00/end",
+        "/api/calls/" + "x" * 129,
+    ],
+)
+async def test_path_like_ids_are_refused(gate, path):
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        method = "POST" if path.endswith("/end") else "GET"
+        r = await client.request(method, path, headers=gate.headers())
+        assert r.status_code in (404, 422)
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        ("POST", "/api/elevenlabs-signed-url"),
+        ("GET", "/api/calls"),
+        ("GET", "/api/calls/c1"),
+        ("GET", "/api/calls/c1/audio"),
+        ("POST", "/api/calls/c1/end"),
+        ("POST", "/api/calls/c1/chunks"),
+    ],
+)
+async def test_call_routes_refuse_missing_expired_and_forged_tokens(gate, route):
+    method, path = route
+    forged = gate.token().rsplit(".", 1)[0] + ".AAAA"
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        for headers in (
+            {},
+            {"Authorization": f"Bearer {gate.token(ttl_s=-60)}"},
+            {"Authorization": f"Bearer {forged}"},
+        ):
+            r = await client.request(method, path, headers=headers, json={"voice": "default"})
+            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+
+
+async def test_unsigned_forged_expired_and_unknown_media_sockets_are_refused_before_storing(gate):
+    settings = gate.settings
+    base = f"ws://127.0.0.1:{gate.server.port}/ws/elevenlabs-media"
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        await start_media_call(client, gate, "conv_guarded")
+    good = media_url(settings, "conv_guarded")
+    refused = [
+        f"{base}",
+        f"{base}?conversation_id=conv_guarded",
+        good.replace("conversation_id=conv_guarded", "conversation_id=conv_other"),  # another id
+        good[:-4] + ("0000" if not good.endswith("0000") else "1111"),  # forged signature
+        media_url(settings, "conv_guarded", now=time.time() - 7200),  # expired
+        media_url(settings, "../../etc/passwd"),  # path-like, even when signed
+        media_url(settings, "conv_never_started"),  # signed, but no such call
+    ]
+    for url in refused:
+        with pytest.raises(websockets.InvalidStatus) as caught:
+            async with websockets.connect(url):
+                pass
+        assert caught.value.response.status_code == 403, url
+    spool = settings.spool_dir
+    assert not spool.exists() or not any(spool.iterdir())
+    # The good URL still works after all that.
+    async with websockets.connect(good) as ws:
+        await ws.send('{"type":"call_end","conversation_id":"conv_guarded"}')
+        await ws.wait_closed()
+
+
+async def test_bad_media_frames_are_skipped_and_the_rest_is_recorded(gate):
+    caller = noise(300, seed=5)
+    import base64
+
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        await start_media_call(client, gate, "conv_noisy")
+        async with websockets.connect(media_url(gate.settings, "conv_noisy")) as ws:
+            for frame in [
+                "not json",
+                '{"type":"audio_input","conversation_id":"conv_noisy","audio":"***"}',
+                '{"type":"audio_input","conversation_id":"conv_noisy","audio":"AAE="}',  # 2 bytes: fine
+                '{"type":"audio_input","conversation_id":"conv_noisy","audio":"AA=="}',  # odd byte count
+                '{"type":"audio_input","conversation_id":"conv_other","audio":"AAA="}',  # another call
+                '{"type":"agent_thinking","conversation_id":"conv_noisy"}',  # unknown: logged only
+            ]:
+                await ws.send(frame)
+            b64 = base64.b64encode(caller).decode()
+            await ws.send(f'{{"type":"audio_input","conversation_id":"conv_noisy","audio":"{b64}"}}')
+            await ws.send('{"type":"call_end","conversation_id":"conv_noisy"}')
+            await ws.wait_closed()
+        call = (await client.post("/api/calls/conv_noisy/end", headers=gate.headers())).json()
+        pcm = wav_pcm((await client.get(call["audioUrl"], headers=gate.headers())).content)
+    assert pcm == b"\x00\x01" + caller
