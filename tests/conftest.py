@@ -23,9 +23,7 @@ AGENT_ID = "agent_test"
 def start_simulator(**overrides: object) -> ServerThread:
     agent_fields = {k: overrides.pop(k) for k in list(overrides) if k in AgentConfig.__dataclass_fields__}
     config = SimulatorConfig(api_key=SIM_KEY, agent=AgentConfig(**agent_fields), **overrides)  # type: ignore[arg-type]
-    server = ServerThread(create_simulator_app(config)).start()
-    server.sim_config = config  # type: ignore[attr-defined]  # tests may point its webhook at a gate
-    return server
+    return ServerThread(create_simulator_app(config)).start()
 
 
 @pytest.fixture

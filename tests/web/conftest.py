@@ -54,9 +54,9 @@ class Gate:
         return {"Authorization": f"Bearer {self.token(user)}"}
 
 
-def start_gate(tmp_path, sim: ServerThread | None, **overrides: Any) -> Gate:
+def start_gate(tmp_path, sim: ServerThread | None, sock: Any = None, **overrides: Any) -> Gate:
     # Bound first, so that the URLs talkgate hands out (media socket, audio) carry the real port.
-    sock = bind("127.0.0.1", 0)
+    sock = sock or bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     overrides.setdefault("port", port)
     overrides.setdefault("public_url", f"http://127.0.0.1:{port}")

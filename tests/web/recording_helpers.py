@@ -47,7 +47,9 @@ def expected_mix(length: int, placements: list[tuple[int, bytes]]) -> bytes:
     return np.clip(out, -32768, 32767).astype("<i2").tobytes()
 
 
-async def direct_turn(signed_url: str, pcm: bytes, *, paced: bool = True) -> tuple[str, bytes]:
+async def direct_turn(
+    signed_url: str, pcm: bytes, *, paced: bool = True, before_end: Any = None
+) -> tuple[str, bytes]:
     """Seed 002's direct mode: the app talks to the provider's socket itself, one push-to-talk turn
     sent as a microphone would (one 100 ms chunk every 100 ms), then waits for the agent's echo.
     Returns the conversation id and the agent audio received."""
@@ -70,6 +72,8 @@ async def direct_turn(signed_url: str, pcm: bytes, *, paced: bool = True) -> tup
                 elif event.get("type") == "ping":
                     eid = event["ping_event"]["event_id"]
                     await ws.send(json.dumps({"type": "pong", "event_id": eid}))
+        if before_end is not None:
+            await before_end(cid)
     return cid, bytes(agent)
 
 
