@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -38,3 +40,43 @@ def strict_simulator() -> Iterator[ServerThread]:
     server = start_simulator(strict=True)
     yield server
     server.stop()
+
+
+PG_ADMIN_DSN = os.environ.get("TALKGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg(statement: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, dropped afterwards. Skipped where the machine
+    has no PostgreSQL, except in CI, where a missing PostgreSQL is a failure."""
+    name = f"talkgate_test_{secrets.token_hex(4)}"
+    try:
+        _pg(f'CREATE DATABASE "{name}"')
+    except (OSError, ImportError) as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {PG_ADMIN_DSN} is required in CI: {exc}")
+        pytest.skip(f"no PostgreSQL at {PG_ADMIN_DSN}: {exc}")
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    yield f"{base}/{name}"
+    _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Each persistence test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'talkgate.db'}"
+    return str(request.getfixturevalue("postgres_url"))

@@ -8,6 +8,7 @@ import websockets
 
 from talkgate.web.media import media_url
 from tests.conftest import SIM_KEY
+from tests.web.conftest import start_gate
 from tests.web.recording_helpers import direct_turn, expected_mix, find, noise, wav_pcm
 
 
@@ -191,3 +192,24 @@ async def test_bad_media_frames_are_skipped_and_the_rest_is_recorded(gate):
         call = (await client.post("/api/calls/conv_noisy/end", headers=gate.headers())).json()
         pcm = wav_pcm((await client.get(call["audioUrl"], headers=gate.headers())).content)
     assert pcm == b"\x00\x01" + caller
+
+
+async def test_the_call_flow_works_the_same_on_postgresql(tmp_path, simulator, postgres_url):
+    gate = start_gate(tmp_path, simulator, database_url=postgres_url)
+    caller = noise(300, seed=6)
+    cid = f"conv_pg_{int(time.time() * 1000)}"
+    try:
+        async with httpx.AsyncClient(base_url=gate.url) as client:
+            signed = await start_media_call(client, gate, cid, user="pg_user")
+            _, agent = await direct_turn(signed, caller)
+            call = (await client.post(f"/api/calls/{cid}/end", headers=gate.headers("pg_user"))).json()
+            assert (call["audioSource"], call["status"]) == ("media_stream", "ended")
+            assert call["startedAt"].endswith("+00:00")
+            pcm = wav_pcm((await client.get(call["audioUrl"], headers=gate.headers("pg_user"))).content)
+            listed = (await client.get("/api/calls", headers=gate.headers("pg_user"))).json()
+            assert cid in [c["conversationId"] for c in listed["calls"]]
+        at_caller = find(pcm, caller[:64])
+        at_agent = find(pcm, agent[:64], at_caller + len(caller))
+        assert pcm == expected_mix(len(pcm), [(at_caller, caller), (at_agent, agent)])
+    finally:
+        gate.server.stop()

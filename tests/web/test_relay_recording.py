@@ -41,7 +41,9 @@ async def test_a_relayed_conversation_is_recorded_with_both_sides_on_one_timelin
         assert (call["audioSource"], call["status"]) == ("relay", "ended")
         assert [t["role"] for t in call["transcript"]] == ["user", "agent"]
         # Call end after the relay ended keeps the relay's recording.
-        assert (await client.post(f"/api/calls/{cid}/end", headers=gate.headers())).json()["audioSource"] == "relay"
+        assert (await client.post(f"/api/calls/{cid}/end", headers=gate.headers())).json()[
+            "audioSource"
+        ] == "relay"
         pcm = wav_pcm((await client.get(ended["audioUrl"], headers=gate.headers())).content)
     at_caller = find(pcm, caller[:64])
     at_agent = find(pcm, agent[:64], at_caller + len(caller))

@@ -197,9 +197,7 @@ class Recordings:
                 log.warning("call %s: no recording from the provider: %s", call.conversation_id, exc.message)
         if call.status == CallStatus.ACTIVE:
             ended = utcnow()
-            started = (
-                call.started_at if call.started_at.tzinfo else call.started_at.replace(tzinfo=ended.tzinfo)
-            )
+            started = call.started_at
             await self.repo.finish_call(
                 call.conversation_id,
                 ended_at=ended,

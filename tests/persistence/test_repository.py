@@ -1,0 +1,102 @@
+"""The repository on SQLite and on PostgreSQL: the same behaviour, row for row."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import delete, text
+
+from talkgate.errors import ConflictError, NotFoundError
+from talkgate.persistence.engine import make_engine, make_sessionmaker
+from talkgate.persistence.migrate import upgrade
+from talkgate.persistence.models import AudioSource, CallStatus, SessionStatus, User, cuid
+from talkgate.persistence.repository import Repository
+
+
+@pytest.fixture
+async def repo(database_url):
+    with ThreadPoolExecutor(1) as pool:  # Alembic runs its own event loop
+        pool.submit(upgrade, database_url).result()
+    engine = make_engine(database_url)
+    yield Repository(make_sessionmaker(engine))
+    async with engine.begin() as conn:  # PostgreSQL's database is shared by the run: leave it empty
+        await conn.execute(delete(User))
+    await engine.dispose()
+
+
+def uid() -> str:
+    return f"user_{cuid()}"
+
+
+async def test_sessions_follow_seed_004(repo):
+    alice = uid()
+    row = await repo.start_session(alice, metadata={"agentId": "a1"})
+    assert (row.user_id, row.status, row.metadata_, row.ended_at) == (
+        alice,
+        SessionStatus.ACTIVE,
+        {"agentId": "a1"},
+        None,
+    )
+    assert len(row.id) >= 20 and row.id[0] == "c"  # cuid-like
+    again = await repo.start_session(alice, row.session_id)
+    assert again.id == row.id
+    with pytest.raises(ConflictError):
+        await repo.start_session(uid(), row.session_id)
+    ended = await repo.end_session(alice, row.session_id)
+    assert ended.status == SessionStatus.ENDED and ended.ended_at is not None
+    assert (await repo.end_session(alice, row.session_id)).ended_at == ended.ended_at  # idempotent
+    with pytest.raises(NotFoundError):
+        await repo.end_session(uid(), row.session_id)
+
+
+async def test_call_logs_are_per_user_and_newest_first(repo):
+    alice, bob = uid(), uid()
+    for i in range(3):
+        await repo.create_call(alice, f"conv_{alice}_{i}", agent_id="a1", voice="default")
+    await repo.create_call(bob, f"conv_{bob}")
+    rows, total = await repo.list_calls(alice, limit=2)
+    assert total == 3 and [r.conversation_id for r in rows] == [f"conv_{alice}_2", f"conv_{alice}_1"]
+    with pytest.raises(NotFoundError):
+        await repo.get_call(bob, f"conv_{alice}_0")
+    with pytest.raises(ConflictError):
+        await repo.create_call(bob, f"conv_{alice}_0")
+    await repo.finish_call(f"conv_{alice}_0", duration_ms=1234, transcript=[{"role": "user", "text": "hi"}])
+    done = await repo.get_call(alice, f"conv_{alice}_0")
+    assert (done.status, done.duration_ms, done.transcript) == (
+        CallStatus.ENDED,
+        1234,
+        [{"role": "user", "text": "hi"}],
+    )
+
+
+async def test_a_better_recording_source_wins_and_a_worse_one_does_not(repo):
+    alice = uid()
+    cid = f"conv_{alice}"
+    await repo.create_call(alice, cid)
+    await repo.mark_recording(cid, AudioSource.MEDIA_STREAM)
+    assert (await repo.call_by_conversation(cid)).audio_source == "media_stream"
+    assert await repo.set_call_audio(
+        cid, key="calls/a.wav", url="u1", source=AudioSource.CLIENT_CHUNKS, nbytes=10
+    )
+    assert await repo.set_call_audio(
+        cid, key="calls/b.wav", url="u2", source=AudioSource.MEDIA_STREAM, nbytes=20
+    )
+    assert not await repo.set_call_audio(
+        cid, key="calls/c.wav", url="u3", source=AudioSource.PROVIDER, nbytes=30
+    )
+    row = await repo.call_by_conversation(cid)
+    assert (row.audio_key, row.audio_source, row.audio_bytes) == ("calls/b.wav", "media_stream", 20)
+
+
+async def test_deleting_a_user_cascades_to_sessions_and_calls(repo):
+    alice = uid()
+    session = await repo.start_session(alice)
+    await repo.create_call(alice, f"conv_{alice}", session_id=session.session_id)
+    async with repo._sessions.begin() as db:
+        await db.execute(delete(User).where(User.id == alice))
+    async with repo._sessions() as db:
+        left = await db.scalar(
+            text("select count(*) from call_logs where user_id = :u").bindparams(u=alice)
+        ) + await db.scalar(
+            text("select count(*) from conversation_sessions where user_id = :u").bindparams(u=alice)
+        )
+    assert left == 0

@@ -1,0 +1,133 @@
+"""A server killed (SIGKILL) in the middle of a recording comes back with a valid WAV of the call."""
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+from pydantic import SecretStr
+
+from talkgate.auth import TokenVerifier
+from talkgate.serving import bind
+from talkgate.settings import Settings
+from tests.conftest import AGENT_ID, SIM_KEY, TIMEOUT
+from tests.web.recording_helpers import find, noise, wav_pcm
+
+JWT_SECRET = "crash-test-jwt-secret-0123456789abcdefghij"
+
+
+def free_port() -> int:
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+class Server:
+    def __init__(self, tmp_path, simulator) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "ELEVENLABS_API_KEY": SIM_KEY,
+            "ELEVENLABS_BASE_URL": simulator.http_url,
+            "ELEVENLABS_AGENT_ID": AGENT_ID,
+            "TALKGATE_DATA_DIR": str(tmp_path / "data"),
+            "TALKGATE_PORT": str(self.port),
+            "TALKGATE_PUBLIC_URL": self.url,
+            "TALKGATE_JWT_SECRET": JWT_SECRET,
+            "TALKGATE_MEDIA_STREAMING": "true",
+        }
+        self.log = tmp_path / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "talkgate.cli", "serve"], env=self.env, stdout=out, stderr=out
+            )
+
+    async def start(self) -> None:
+        self.proc = self.spawn()
+        async with httpx.AsyncClient() as client, asyncio.timeout(TIMEOUT * 3):
+            while True:
+                assert self.proc.poll() is None, self.log.read_text()
+                try:
+                    if (await client.get(f"{self.url}/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)  # readiness poll of a process we just started
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def server_factory(tmp_path, simulator):
+    servers: list[Server] = []
+
+    def make() -> Server:
+        servers.append(Server(tmp_path, simulator))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+async def test_sigkill_mid_recording_then_restart_gives_a_valid_wav_up_to_the_kill(server_factory):
+    server = server_factory()
+    await server.start()
+    settings = Settings(_env_file=None, jwt_secret=SecretStr(JWT_SECRET))  # type: ignore[call-arg]
+    headers = {"Authorization": f"Bearer {TokenVerifier(settings).issue('alice')}"}
+    caller = noise(5000, seed=31)
+    step = 3200
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        r = await client.post(
+            "/api/elevenlabs-signed-url",
+            headers=headers,
+            json={"voice": "default", "conversationId": "conv_crash"},
+        )
+        assert r.json()["mediaStreamingEnabled"] is True
+        sent = 0
+        async with websockets.connect(r.json()["signedUrl"]) as ws:
+            await ws.recv()  # metadata
+            await ws.send(json.dumps({"type": "user_message_begin"}))
+            for _ in range(25):  # 2.5 s at a microphone's pace, then the server dies mid-sentence
+                await asyncio.sleep(0.1)
+                await ws.send(
+                    json.dumps({"user_audio_chunk": base64.b64encode(caller[sent : sent + step]).decode()})
+                )
+                sent += step
+            server.kill()
+            sent_at_kill = sent
+
+    restarted = server_factory()
+    restarted.port, restarted.url, restarted.env = server.port, server.url, server.env
+    await restarted.start()  # start-up repairs the spool before serving
+    async with httpx.AsyncClient(base_url=restarted.url) as client:
+        call = (await client.get("/api/calls/conv_crash", headers=headers)).json()
+        assert (call["status"], call["audioSource"]) == ("recovered", "media_stream")
+        blob = (await client.get(call["audioUrl"], headers=headers)).content
+    pcm = wav_pcm(blob)  # a valid WAV: the header's sizes match the file
+    start = find(pcm, caller[:64])
+    assert 0 <= start < 16_000
+    voiced = np.frombuffer(pcm[start:], dtype="<i2")
+    kept = 2 * int(np.flatnonzero(voiced)[-1] + 1)  # the noise has no zero samples; silence follows it
+    assert pcm[start : start + kept] == caller[:kept]
+    assert kept >= sent_at_kill - 32_000, f"lost {(sent_at_kill - kept) / 32:.0f} ms before the kill"
