@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import secrets
 import sys
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -28,7 +30,18 @@ def _with_simulator(settings: Settings) -> Settings:
     from talkgate.simulator import SimulatorConfig, create_simulator_app
 
     key, avatar_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    config = SimulatorConfig(api_key=key, liveavatar_api_key=avatar_key)
+    webhook_secret = (
+        settings.elevenlabs_webhook_secret.get_secret_value()
+        if settings.elevenlabs_webhook_secret
+        else secrets.token_urlsafe(24)
+    )
+    config = SimulatorConfig(
+        api_key=key,
+        liveavatar_api_key=avatar_key,
+        # The simulator posts post_call_audio to this server, signed, as the provider would.
+        webhook_url=f"{settings.effective_public_url}/api/elevenlabs/webhook",
+        webhook_secret=webhook_secret,
+    )
     server = ServerThread(create_simulator_app(config))
     log.warning(
         "no ELEVENLABS_API_KEY set: using the built-in provider simulator at %s "
@@ -41,6 +54,7 @@ def _with_simulator(settings: Settings) -> Settings:
             "elevenlabs_api_key": SecretStr(key),
             "elevenlabs_base_url": server.http_url,
             "elevenlabs_agent_id": settings.elevenlabs_agent_id or SIMULATOR_AGENT_ID,
+            "elevenlabs_webhook_secret": SecretStr(webhook_secret),
             "liveavatar_api_key": SecretStr(avatar_key),
             "liveavatar_base_url": server.http_url,
             "liveavatar_avatar_id": settings.liveavatar_avatar_id or SIMULATOR_AVATAR_ID,
@@ -50,10 +64,7 @@ def _with_simulator(settings: Settings) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from talkgate.serving import bind, uvicorn_config
-    from talkgate.web.app import create_app
+    from talkgate.serving import bind
 
     settings = Settings()
     _logging(settings.log_level)
@@ -61,20 +72,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"host": args.host})
     if args.port is not None:
         settings = settings.model_copy(update={"port": args.port})
+    sock = bind(settings.host, settings.port)  # first, so port 0 becomes a real port in every URL
+    if settings.port == 0:
+        settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     if settings.elevenlabs_api_key is None:
         settings = _with_simulator(settings)
     else:
         log.info("talkgate: using ElevenLabs at %s", settings.elevenlabs_base_url)
-    sock = bind(settings.host, settings.port)
-    if settings.port == 0:
-        settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     from talkgate.persistence.migrate import upgrade
 
     upgrade(settings.effective_database_url)
-    server = uvicorn.Server(uvicorn_config(create_app(settings), proxy_headers=True))
-    log.info("talkgate listening on http://%s:%s", settings.host, settings.port)
-    server.run(sockets=[sock])
+    media_sock = bind(settings.host, settings.media_port) if settings.media_port else None
+    asyncio.run(_serve(settings, sock, media_sock))
     return 0
+
+
+async def _serve(settings: Settings, sock: Any, media_sock: Any) -> None:
+    import contextlib
+
+    import uvicorn
+
+    from talkgate.serving import uvicorn_config
+    from talkgate.web.app import create_app, create_media_app
+
+    app = create_app(settings)
+    main = uvicorn.Server(uvicorn_config(app, proxy_headers=True))
+    log.info("talkgate listening on http://%s:%s", settings.host, settings.port)
+    if media_sock is None:
+        await main.serve(sockets=[sock])
+        return
+
+    class MediaServer(uvicorn.Server):
+        def capture_signals(self) -> Any:  # the main server owns the signals and stops this one
+            return contextlib.nullcontext()
+
+    media = MediaServer(uvicorn_config(create_media_app(app), lifespan="off", proxy_headers=True))
+    log.info(
+        "media socket also on ws://%s:%s/ws/elevenlabs-media", settings.host, media_sock.getsockname()[1]
+    )
+    media_task = asyncio.create_task(media.serve(sockets=[media_sock]))
+    try:
+        await main.serve(sockets=[sock])
+    finally:
+        media.should_exit = True
+        await media_task
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""A server killed (SIGKILL) in the middle of a recording comes back with a valid WAV of the call."""
+"""`talkgate serve` as a real process: SIGKILL mid-recording and restart; the media socket on its own port."""
 
 import asyncio
 import base64
@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from talkgate.auth import TokenVerifier
 from talkgate.serving import bind
 from talkgate.settings import Settings
+from talkgate.web.media import media_url
 from tests.conftest import AGENT_ID, SIM_KEY, TIMEOUT
 from tests.web.recording_helpers import find, noise, wav_pcm
 
@@ -131,3 +132,33 @@ async def test_sigkill_mid_recording_then_restart_gives_a_valid_wav_up_to_the_ki
     kept = 2 * int(np.flatnonzero(voiced)[-1] + 1)  # the noise has no zero samples; silence follows it
     assert pcm[start : start + kept] == caller[:kept]
     assert kept >= sent_at_kill - 32_000, f"lost {(sent_at_kill - kept) / 32:.0f} ms before the kill"
+
+
+async def test_the_media_socket_can_be_served_on_a_port_of_its_own(server_factory):
+    server = server_factory()
+    media_port = free_port()
+    server.env["TALKGATE_MEDIA_PORT"] = str(media_port)
+    await server.start()
+    settings = Settings(_env_file=None, jwt_secret=SecretStr(JWT_SECRET), public_url=server.url)  # type: ignore[call-arg]
+    headers = {"Authorization": f"Bearer {TokenVerifier(settings).issue('alice')}"}
+    caller = noise(200, seed=32)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        # The conversation is created here; the provider's media socket goes to the media port
+        # (where a reverse proxy would route /ws/elevenlabs-media).
+        r = await client.post(
+            "/api/elevenlabs-signed-url", headers=headers, json={"conversationId": "conv_port"}
+        )
+        assert r.status_code == 200
+        url = media_url(settings, "conv_port").replace(f":{server.port}/", f":{media_port}/")
+        async with websockets.connect(url) as ws:
+            b64 = base64.b64encode(caller).decode()
+            await ws.send(json.dumps({"type": "audio_input", "conversation_id": "conv_port", "audio": b64}))
+            await ws.send(json.dumps({"type": "call_end", "conversation_id": "conv_port"}))
+            await ws.wait_closed()
+        with pytest.raises(websockets.InvalidStatus):  # the media port checks signatures too
+            async with websockets.connect(url.split("?")[0] + "?conversation_id=conv_port"):
+                pass
+        call = (await client.post("/api/calls/conv_port/end", headers=headers)).json()
+        assert call["audioSource"] == "media_stream"
+        pcm = wav_pcm((await client.get(call["audioUrl"], headers=headers)).content)
+    assert pcm == caller
