@@ -74,6 +74,7 @@ class Recorder:
         self._pump_task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
         self.chunks = 0
+        self.peak_memory = 0
 
     @property
     def memory_bytes(self) -> int:
@@ -92,6 +93,7 @@ class Recorder:
         self._mixer.add(track, pcm, self._clock())
         self.chunks += 1
         self._pending += self._mixer.drain(self._clock())
+        self.peak_memory = max(self.peak_memory, self.memory_bytes)
         if len(self._pending) >= WRITE_BLOCK:
             self._wake.set()
         if len(self._pending) >= MAX_PENDING:

@@ -82,6 +82,7 @@ class Recordings:
     async def finish(self, live: LiveRecording) -> str | None:
         """Finalise, store and attach to the call log; returns the audio URL. Never raises: a failed
         store leaves the spool file, which the next start-up repairs and attaches."""
+        began = time.perf_counter()
         try:
             finished = await live.recorder.close()
             key = self.key_for(live.call_id)
@@ -92,11 +93,13 @@ class Recordings:
             ):
                 live.url = url
             log.info(
-                "recording %s (%s) stored: %d ms, %d bytes",
+                "recording %s (%s) stored: %d ms of audio, %d bytes, finalized in %.1f ms, peak memory %d bytes",
                 live.conversation_id,
                 live.source.value,
                 finished.duration_ms,
                 nbytes,
+                (time.perf_counter() - began) * 1000,
+                live.recorder.peak_memory,
             )
         except Exception:
             log.exception("recording %s: could not be stored; kept for repair", live.conversation_id)
