@@ -93,7 +93,8 @@ class Recordings:
             ):
                 live.url = url
             log.info(
-                "recording %s (%s) stored: %d ms of audio, %d bytes, finalized in %.1f ms, peak memory %d bytes",
+                "recording %s (%s) stored: %d ms of audio, %d bytes, "
+                "finalized in %.1f ms, peak memory %d bytes",
                 live.conversation_id,
                 live.source.value,
                 finished.duration_ms,
