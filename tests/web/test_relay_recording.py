@@ -6,6 +6,7 @@ import base64
 import httpx
 
 from tests.audio_files import best_correlation, encode, speechlike
+from tests.web.conftest import gated
 from tests.web.recording_helpers import expected_mix, find, noise, wav_pcm
 
 
@@ -88,3 +89,20 @@ async def test_a_broken_compressed_stream_is_a_clear_error_and_the_next_turn_wor
 async def test_an_unknown_input_format_is_refused(gate, app_client):
     r = await app_client.call("conversation_start", {"voice": "default", "inputFormat": "flac"})
     assert r["ok"] is False and r["error"]["code"] == "bad_format"
+
+
+async def test_when_recording_is_impossible_the_conversation_still_works_and_says_so(tmp_path, simulator):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "spool").write_text("a file where the spool folder should be")
+    async with gated(tmp_path, simulator) as (_gate, client):
+        started = await client.call("conversation_start", {"voice": "default"})
+        assert started["ok"] is True
+        assert client.of("conversation_error")[0]["code"] == "storage_error"
+        caller = noise(100, seed=22)
+        await client.call("user-audio-start")
+        await client.call("send_audio", caller)
+        await client.call("user-audio-end")
+        assert await echo_of(client, len(caller)) == caller
+        await client.call("conversation_end")
+        ended = (await client.wait_for("conversation_ended"))[0]
+        assert ended["audioUrl"] is None and ended["reason"] == "client"

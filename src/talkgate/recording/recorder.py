@@ -25,7 +25,7 @@ from talkgate.recording.wav import WavWriter
 
 log = logging.getLogger("talkgate.recording")
 
-WRITE_BLOCK = 16_000  # half a second of 16 kHz mono: wake the pump early
+WRITE_BLOCK = 32_000  # a second of 16 kHz mono: wake the pump early
 MAX_PENDING = 64_000  # two seconds: beyond this, add() waits for the disk
 
 
@@ -49,7 +49,7 @@ class Recorder:
         sample_rate: int = 16000,
         channels: int = 1,
         clock: Callable[[], float] = time.monotonic,
-        flush_interval_s: float = 0.25,
+        flush_interval_s: float = 0.5,
         gap_tolerance_s: float = 0.25,
         max_lead_s: float = 2.0,
     ) -> None:
@@ -109,10 +109,13 @@ class Recorder:
         self._room.set()
 
     async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while not self._closing:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+                # A timer handle, not wait_for: no task per wake-up on this hot path.
+                timer = loop.call_later(self._flush_interval, self._wake.set)
+                await self._wake.wait()
+                timer.cancel()
                 self._wake.clear()
                 self._pending += self._mixer.drain(self._clock())
                 await self._write_pending()

@@ -79,7 +79,12 @@ async def media_socket(websocket: WebSocket) -> None:
         await websocket.close(1008)
         return
     await websocket.accept()
-    live = await rt.recordings.start(call, AudioSource.MEDIA_STREAM)
+    try:
+        live = await rt.recordings.start(call, AudioSource.MEDIA_STREAM)
+    except OSError as exc:
+        log.error("media %s: cannot record: %s", cid, exc)
+        await websocket.close(1011, "storage unavailable")  # the provider may retry
+        return
     frames = bad = 0
     try:
         while True:

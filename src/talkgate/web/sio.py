@@ -14,7 +14,14 @@ from typing import Any
 
 import socketio
 
-from talkgate.errors import AuthError, ErrorCode, ProtocolError, ProviderError, TalkgateError
+from talkgate.errors import (
+    AuthError,
+    ErrorCode,
+    ProtocolError,
+    ProviderError,
+    StorageError,
+    TalkgateError,
+)
 from talkgate.persistence.models import AudioSource, CallStatus
 from talkgate.protocol import app_events
 from talkgate.protocol.app_events import ClientEventName as C
@@ -134,14 +141,19 @@ def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | Non
             session_id=session.session_id,
             started_at=session.started_at,
         )
-        recording = await rt.recordings.start(call, AudioSource.RELAY)
+        recording: LiveRecording | None = None
+        try:
+            recording = await rt.recordings.start(call, AudioSource.RELAY)
+        except OSError as exc:  # the conversation matters more than its recording: go on, say so
+            log.error("conversation %s: cannot record: %s", upstream.conversation_id, exc)
+            await fail(sid, StorageError("this conversation cannot be recorded (storage unavailable)"))
         relay = RelaySession(
             session_id=session.session_id,
             upstream=upstream,
             dialect=rt.dialect,
             emit=lambda event, body: emit(sid, event, body),
             app_backlog=backlog(sid),
-            tap=RelayTap(recording.recorder),
+            tap=RelayTap(recording.recorder) if recording else None,
             input_codec=request.input_codec,
             keepalive_interval_s=settings.keepalive_interval_s,
         )
@@ -153,13 +165,13 @@ def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | Non
         rt.spawn(run_relay(sid, user_id, relay, recording))
         return app_events.ok(**relay.started_payload())
 
-    async def run_relay(sid: str, user_id: str, relay: RelaySession, recording: LiveRecording) -> None:
+    async def run_relay(sid: str, user_id: str, relay: RelaySession, recording: LiveRecording | None) -> None:
         rt = get_runtime()
         try:
             await relay.run()
         finally:
             rt.relays.pop(sid, None)
-            audio_url = await rt.recordings.finish(recording)
+            audio_url = await rt.recordings.finish(recording) if recording else None
             ended: dict[str, Any] = {
                 "sessionId": relay.session_id,
                 "conversationId": relay.conversation_id,
