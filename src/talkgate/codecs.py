@@ -79,6 +79,11 @@ class _Pipe(io.RawIOBase):
             self._buf += data
             self._cv.notify()
 
+    def contents(self) -> bytes:
+        """Everything fed and not yet read (the whole turn, when no reader ran)."""
+        with self._cv:
+            return bytes(self._buf)
+
     def end(self) -> None:
         with self._cv:
             self._eof = True
@@ -141,10 +146,8 @@ class StreamDecoder:
     def finish(self, timeout: float = 10.0) -> bytes:
         """Blocking: end the stream, wait for the decoder, return the rest. Run in a worker thread."""
         if self._whole:
-            with self._pipe._cv:
-                data = bytes(self._pipe._buf)
             try:
-                return decode_file(data, self._rate, self._fmt)
+                return decode_file(self._pipe.contents(), self._rate, self._fmt)
             except AudioError as exc:
                 raise AudioError(
                     f"could not decode the {self.codec.value} stream: {exc.message}", code=ErrorCode.BAD_AUDIO

@@ -26,6 +26,12 @@ async def test_signed_url_works_and_never_carries_the_key(gate):
         ("GET", "/conversation/signed-url"),
         ("POST", "/conversation/start-session"),
         ("POST", "/conversation/end-session"),
+        ("POST", "/api/elevenlabs-signed-url"),
+        ("GET", "/api/calls"),
+        ("GET", "/api/calls/c1"),
+        ("GET", "/api/calls/c1/audio"),
+        ("POST", "/api/calls/c1/end"),
+        ("POST", "/api/calls/c1/chunks"),
     ],
 )
 async def test_every_route_refuses_missing_expired_and_forged_tokens(gate, route):

@@ -117,30 +117,6 @@ async def test_path_like_ids_are_refused(gate, path):
         assert r.status_code in (404, 422)
 
 
-@pytest.mark.parametrize(
-    "route",
-    [
-        ("POST", "/api/elevenlabs-signed-url"),
-        ("GET", "/api/calls"),
-        ("GET", "/api/calls/c1"),
-        ("GET", "/api/calls/c1/audio"),
-        ("POST", "/api/calls/c1/end"),
-        ("POST", "/api/calls/c1/chunks"),
-    ],
-)
-async def test_call_routes_refuse_missing_expired_and_forged_tokens(gate, route):
-    method, path = route
-    forged = gate.token().rsplit(".", 1)[0] + ".AAAA"
-    async with httpx.AsyncClient(base_url=gate.url) as client:
-        for headers in (
-            {},
-            {"Authorization": f"Bearer {gate.token(ttl_s=-60)}"},
-            {"Authorization": f"Bearer {forged}"},
-        ):
-            r = await client.request(method, path, headers=headers, json={"voice": "default"})
-            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
-
-
 async def test_unsigned_forged_expired_and_unknown_media_sockets_are_refused_before_storing(gate):
     settings = gate.settings
     base = f"ws://127.0.0.1:{gate.server.port}/ws/elevenlabs-media"
