@@ -108,3 +108,11 @@ def test_audio_that_would_land_before_committed_audio_goes_after_it() -> None:
 def test_odd_byte_counts_are_refused() -> None:
     with pytest.raises(AudioError):
         TimelineMixer().add(CALLER, b"\x01\x02\x03", 0.0)
+
+
+def test_a_reply_never_starts_over_caller_audio_sent_ahead_of_real_time() -> None:
+    caller, agent = ramp(8000), ramp(1600, 20_000)
+    mixer = TimelineMixer()
+    assert mixer.add(CALLER, caller, 0.3) == 4800  # half a second arrives at once
+    assert mixer.add(AGENT, agent, 0.6) == 12800  # the reply arrives before that half second is over
+    assert mixer.add(CALLER, ramp(100), 0.85) == 12800  # the caller may still talk over the reply

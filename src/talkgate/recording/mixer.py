@@ -69,7 +69,12 @@ class TimelineMixer:
         """Where a chunk of ``frames`` arriving at ``now_s`` starts on the timeline."""
         now = self._frame(now_s)
         cursor = self._cursor[track]
-        start = cursor if now - cursor <= self._tolerance else now
+        idle = now - cursor > self._tolerance
+        start = now if idle else cursor
+        if track == AGENT and idle:
+            # The agent answers what it has heard: a new reply never starts over caller audio
+            # already received (which may run ahead of real time when sent in a burst).
+            start = max(start, self._cursor[CALLER])
         return max(start, self._emitted)
 
     def add(self, track: int, pcm: bytes, now_s: float) -> int:
