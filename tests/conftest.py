@@ -80,3 +80,58 @@ def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'talkgate.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "talkgate-test-access-key",
+    "AWS_SECRET_ACCESS_KEY": "talkgate-test-secret-key-0123456789",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto_server as a real S3-compatible HTTP endpoint, one process for the test run."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from talkgate.serving import bind
+
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    beside = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    exe = beside if os.path.exists(beside) else shutil.which("moto_server") or "moto_server"
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + TIMEOUT * 3
+    while True:
+        assert proc.poll() is None, "moto_server exited"
+        try:
+            httpx.get(f"{url}/moto-api/", timeout=1)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "moto_server did not start"
+            time.sleep(0.05)  # readiness poll of a process we just started
+    yield url
+    proc.terminate()
+    proc.wait(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint, monkeypatch) -> str:
+    """A fresh bucket on the S3 endpoint; returns its name. Credentials are in the environment, where
+    botocore's chain finds them, as in a deployment."""
+    import boto3
+
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"talkgate-{secrets.token_hex(4)}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return bucket

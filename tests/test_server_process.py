@@ -1,4 +1,5 @@
-"""`talkgate serve` as a real process: SIGKILL mid-recording and restart; the media socket on its own port."""
+"""`talkgate serve` as a real process: SIGKILL mid-recording and restart; the media socket on its own
+port; two processes sharing one deployment (PostgreSQL and a bucket)."""
 
 import asyncio
 import base64
@@ -18,8 +19,8 @@ from talkgate.auth import TokenVerifier
 from talkgate.serving import bind
 from talkgate.settings import Settings
 from talkgate.web.media import media_url
-from tests.conftest import AGENT_ID, SIM_KEY, TIMEOUT
-from tests.web.recording_helpers import find, noise, wav_pcm
+from tests.conftest import AGENT_ID, S3_CREDENTIALS, SIM_KEY, TIMEOUT
+from tests.web.recording_helpers import direct_turn, expected_mix, find, noise, wav_pcm
 
 JWT_SECRET = "crash-test-jwt-secret-0123456789abcdefghij"
 
@@ -32,7 +33,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp_path, simulator) -> None:
+    def __init__(self, tmp_path, simulator, name: str = "server") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -40,13 +41,13 @@ class Server:
             "ELEVENLABS_API_KEY": SIM_KEY,
             "ELEVENLABS_BASE_URL": simulator.http_url,
             "ELEVENLABS_AGENT_ID": AGENT_ID,
-            "TALKGATE_DATA_DIR": str(tmp_path / "data"),
+            "TALKGATE_DATA_DIR": str(tmp_path / name / "data"),
             "TALKGATE_PORT": str(self.port),
             "TALKGATE_PUBLIC_URL": self.url,
             "TALKGATE_JWT_SECRET": JWT_SECRET,
             "TALKGATE_MEDIA_STREAMING": "true",
         }
-        self.log = tmp_path / "server.log"
+        self.log = tmp_path / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def spawn(self) -> subprocess.Popen[bytes]:
@@ -82,8 +83,8 @@ class Server:
 def server_factory(tmp_path, simulator):
     servers: list[Server] = []
 
-    def make() -> Server:
-        servers.append(Server(tmp_path, simulator))
+    def make(name: str = "server") -> Server:
+        servers.append(Server(tmp_path, simulator, name))
         return servers[-1]
 
     yield make
@@ -162,3 +163,50 @@ async def test_the_media_socket_can_be_served_on_a_port_of_its_own(server_factor
         assert call["audioSource"] == "media_stream"
         pcm = wav_pcm((await client.get(call["audioUrl"], headers=headers)).content)
     assert pcm == caller
+
+
+@pytest.mark.postgres
+@pytest.mark.s3
+async def test_two_processes_share_a_deployment_media_socket_on_one_call_end_on_the_other(
+    server_factory, postgres_url, s3_endpoint, s3_bucket
+):
+    shared = {
+        **S3_CREDENTIALS,
+        "TALKGATE_DATABASE_URL": postgres_url,
+        "TALKGATE_STORAGE_URL": f"s3://{s3_bucket}/shared",
+        "TALKGATE_S3_ENDPOINT_URL": s3_endpoint,
+    }
+    a, b = server_factory("a"), server_factory("b")
+    for server in (a, b):
+        server.env.update(shared)
+    await a.start()
+    await b.start()  # after a: the schema is migrated once
+    settings = Settings(_env_file=None, jwt_secret=SecretStr(JWT_SECRET))  # type: ignore[call-arg]
+    headers = {"Authorization": f"Bearer {TokenVerifier(settings).issue('alice')}"}
+    caller = noise(800, seed=33)
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            f"{a.url}/api/elevenlabs-signed-url",
+            headers=headers,
+            json={"voice": "default", "conversationId": "conv_two"},
+        )
+        assert r.status_code == 200, r.text
+        signed = r.json()["signedUrl"]
+        _, agent = await direct_turn(signed, caller)
+        # Sent as soon as the turn is over, while a may still be writing: b waits for a's recording
+        # through the database, then finds it in the bucket.
+        ended = await client.post(f"{b.url}/api/calls/conv_two/end", headers=headers, timeout=TIMEOUT)
+        assert ended.status_code == 200, ended.text
+        end_result = ended.json()
+        assert end_result["audioSource"] == "media_stream" and end_result["status"] == "ended"
+        assert end_result["audioUrl"] == f"{a.url}/api/calls/conv_two/audio"
+        from_b = await client.get(f"{b.url}/api/calls/conv_two/audio", headers=headers)
+        from_a = await client.get(f"{a.url}/api/calls/conv_two/audio", headers=headers)
+        listed_on_a = (await client.get(f"{a.url}/api/calls", headers=headers)).json()
+    assert from_b.status_code == 200 and from_b.content == from_a.content
+    assert [c["conversationId"] for c in listed_on_a["calls"]] == ["conv_two"]
+    pcm = wav_pcm(from_b.content)
+    at_caller = find(pcm, caller[:64])
+    at_agent = find(pcm, agent[:64], at_caller + len(caller))
+    assert at_caller >= 0 and at_agent >= at_caller + len(caller)
+    assert pcm == expected_mix(len(pcm), [(at_caller, caller), (at_agent, agent)])

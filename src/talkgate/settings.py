@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), validation_alias=_env("TALKGATE_DATA_DIR"))
     database_url: str | None = Field(None, validation_alias=_env("TALKGATE_DATABASE_URL"))
     storage_url: str | None = Field(None, validation_alias=_env("TALKGATE_STORAGE_URL"))
+    s3_endpoint_url: str | None = Field(None, validation_alias=_env("TALKGATE_S3_ENDPOINT_URL"))
+    s3_region: str | None = Field(None, validation_alias=_env("TALKGATE_S3_REGION", "AWS_REGION"))
     media_port: int | None = Field(None, validation_alias=_env("TALKGATE_MEDIA_PORT"))
     redis_url: str | None = Field(None, validation_alias=_env("TALKGATE_REDIS_URL"))
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("TALKGATE_CORS_ORIGINS"))

@@ -1,22 +1,32 @@
-"""Where finished recordings go. A local folder by default (``file://`` URL or a plain path).
+"""Where finished recordings go: a local folder by default (``file://`` URL or a plain path), or an
+S3-compatible bucket (``s3://bucket/prefix``) so that several talkgate processes share them.
 
 Keys are made by talkgate (``calls/<call id>.wav``, the call id a cuid) and checked again here, so
-no id from a request ever becomes a path. S3-compatible buckets plug in behind the same protocol.
+no id from a request ever becomes a path or an object name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import os
 import re
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from talkgate.errors import NotFoundError, StorageError
 
+if TYPE_CHECKING:
+    from talkgate.settings import Settings
+
 KEY_PATTERN = re.compile(r"^[a-z]+/[A-Za-z0-9_-]{1,128}\.wav$")
+READ_BLOCK = 256 * 1024  # what a playback response sends at a time
+PART_BYTES = 8 * 1024 * 1024  # multipart upload part (S3's minimum is 5 MiB)
 
 
 def check_key(key: str) -> str:
@@ -26,6 +36,10 @@ def check_key(key: str) -> str:
 
 
 class Storage(Protocol):
+    async def check(self) -> None:
+        """Fail at start-up, with a clear message, when the store cannot be used."""
+        ...
+
     async def put_file(self, key: str, source: Path) -> int:
         """Store a finished local file under ``key`` (the file is moved or uploaded); returns bytes."""
         ...
@@ -36,12 +50,23 @@ class Storage(Protocol):
         """A path a response can stream from (with Range), when the store is on this machine."""
         ...
 
-    async def exists(self, key: str) -> bool: ...
+    async def size(self, key: str) -> int:
+        """Bytes stored under ``key``; NotFoundError when there is nothing."""
+        ...
+
+    def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes ``start``..``end`` (inclusive) of the object, as they arrive."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    async def check(self) -> None:
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -77,12 +102,190 @@ class LocalStorage:
             raise NotFoundError("recording not found in storage")
         return path
 
-    async def exists(self, key: str) -> bool:
-        return await asyncio.to_thread(self._path(key).is_file)
+    async def size(self, key: str) -> int:
+        return await asyncio.to_thread(lambda: self.local_path(key).stat().st_size)
+
+    async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        path = self.local_path(key)
+        handle = await asyncio.to_thread(path.open, "rb")
+        try:
+            await asyncio.to_thread(handle.seek, start)
+            left = end - start + 1
+            while left > 0:
+                block = await asyncio.to_thread(handle.read, min(READ_BLOCK, left))
+                if not block:
+                    return
+                left -= len(block)
+                yield block
+        finally:
+            await asyncio.to_thread(handle.close)
+
+    async def aclose(self) -> None:
+        return None
 
 
-def open_storage(url: str) -> Storage:
+class S3Storage:
+    """An S3-compatible bucket through aioboto3 (AWS's botocore, asynchronous). Credentials come from
+    botocore's usual chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, profiles, instance
+    roles) and are never logged. A finished recording is uploaded (multipart when large, read from
+    disk by aiofiles' threads) and its spool file removed only once the upload succeeded."""
+
+    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None, region: str | None) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+            raise StorageError(f"invalid bucket name {bucket[:64]!r}")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self._opening = asyncio.Lock()
+
+    def _name(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    async def _s3(self) -> Any:
+        # Opened lazily: the client belongs to the event loop that first uses it (the app's).
+        if self._client is None:
+            async with self._opening:
+                if self._client is None:
+                    import aioboto3
+                    from botocore.config import Config
+
+                    session = aioboto3.Session()
+                    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
+                    self._client = await self._stack.enter_async_context(
+                        session.client(
+                            "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config
+                        )
+                    )
+        return self._client
+
+    async def _call(self, what: str, key: str | None, op: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return await op
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise NotFoundError("recording not found in storage") from None
+            raise StorageError(f"bucket {self.bucket}: {what} {key or ''} failed: {code}") from None
+        except BotoCoreError as exc:
+            raise StorageError(f"bucket {self.bucket}: {what} failed: {type(exc).__name__}") from exc
+
+    async def check(self) -> None:
+        s3 = await self._s3()
+        try:
+            await self._call("head_bucket", None, s3.head_bucket(Bucket=self.bucket))
+        except NotFoundError:
+            raise StorageError(f"bucket {self.bucket!r} does not exist") from None
+
+    async def put_file(self, key: str, source: Path) -> int:
+        """Upload in parts of ``PART_BYTES`` read by a worker thread: memory stays at one part
+        whatever the call's length, and the event loop never reads the disk."""
+        s3 = await self._s3()
+        name = self._name(key)
+        handle = await asyncio.to_thread(source.open, "rb")
+        try:
+            first = await asyncio.to_thread(handle.read, PART_BYTES)
+            if len(first) < PART_BYTES:
+                await self.put_bytes(key, first)
+                size = len(first)
+            else:
+                size = await self._multipart(s3, key, name, handle, first)
+        finally:
+            await asyncio.to_thread(handle.close)
+        await asyncio.to_thread(source.unlink, missing_ok=True)
+        return size
+
+    async def _multipart(self, s3: Any, key: str, name: str, handle: Any, first: bytes) -> int:
+        started = await self._call(
+            "create_multipart_upload",
+            key,
+            s3.create_multipart_upload(Bucket=self.bucket, Key=name, ContentType="audio/wav"),
+        )
+        upload_id = started["UploadId"]
+        parts: list[dict[str, Any]] = []
+        size = 0
+        try:
+            block = first
+            while block:
+                number = len(parts) + 1
+                done = await self._call(
+                    "upload_part",
+                    key,
+                    s3.upload_part(
+                        Bucket=self.bucket,
+                        Key=name,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=io.BytesIO(block),
+                    ),
+                )
+                parts.append({"ETag": done["ETag"], "PartNumber": number})
+                size += len(block)
+                block = await asyncio.to_thread(handle.read, PART_BYTES)
+            await self._call(
+                "complete_multipart_upload",
+                key,
+                s3.complete_multipart_upload(
+                    Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                ),
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await s3.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+            raise
+        return size
+
+    async def put_bytes(self, key: str, data: bytes) -> int:
+        s3 = await self._s3()
+        body = io.BytesIO(data)  # aiohttp streams a file-like body instead of one large write
+        await self._call(
+            "put_object",
+            key,
+            s3.put_object(Bucket=self.bucket, Key=self._name(key), Body=body, ContentType="audio/wav"),
+        )
+        return len(data)
+
+    def local_path(self, key: str) -> None:
+        return None
+
+    async def size(self, key: str) -> int:
+        s3 = await self._s3()
+        head = await self._call("head_object", key, s3.head_object(Bucket=self.bucket, Key=self._name(key)))
+        return int(head["ContentLength"])
+
+    async def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        s3 = await self._s3()
+        got = await self._call(
+            "get_object",
+            key,
+            s3.get_object(Bucket=self.bucket, Key=self._name(key), Range=f"bytes={start}-{end}"),
+        )
+        body = got["Body"]
+        try:
+            async for block in body.iter_chunks(READ_BLOCK):
+                yield block
+        finally:
+            body.close()
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+
+def open_storage(url: str, settings: Settings | None = None) -> Storage:
     parts = urlsplit(url)
     if parts.scheme in ("", "file"):
         return LocalStorage(Path(unquote(parts.path if parts.scheme else url)))
-    raise StorageError(f"storage scheme {parts.scheme!r} is not supported (use file://)")
+    if parts.scheme == "s3":
+        return S3Storage(
+            parts.netloc,
+            unquote(parts.path),
+            endpoint_url=settings.s3_endpoint_url if settings else None,
+            region=settings.s3_region if settings else None,
+        )
+    raise StorageError(f"storage scheme {parts.scheme!r} is not supported (use file:// or s3://)")

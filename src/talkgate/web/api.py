@@ -28,6 +28,7 @@ STATUS_FOR_CODE = {
     ErrorCode.PROVIDER_UNREACHABLE: 502,
     ErrorCode.PROVIDER_ERROR: 502,
     ErrorCode.PROVIDER_TIMEOUT: 504,
+    ErrorCode.STORAGE_ERROR: 503,
 }
 
 

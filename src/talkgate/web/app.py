@@ -46,6 +46,7 @@ def create_app(settings: Settings) -> TalkgateApp:
         runtime = Runtime.build(settings)
         holder["runtime"] = runtime
         api.state.runtime = runtime
+        await runtime.storage.check()
         recovered = await runtime.recordings.recover()
         if recovered:
             log.warning("recovered %d recording(s) left by a crash: %s", len(recovered), ", ".join(recovered))

@@ -9,7 +9,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
@@ -17,6 +17,7 @@ from talkgate.persistence.models import CallLog
 from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
 from talkgate.protocol.signing import verify_webhook_signature
 from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, iso
+from talkgate.web.byte_ranges import Unsatisfiable, byte_range
 from talkgate.web.media import media_url
 
 log = logging.getLogger("talkgate.calls")
@@ -29,6 +30,29 @@ ConversationId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 class SignedUrlRequest(BaseModel):
     voice: str | None = Field(None, max_length=32)
     conversationId: str | None = Field(None, pattern=SESSION_ID_PATTERN)
+
+
+async def _stream_from_store(rt: Any, key: str, conversation_id: str, range_header: str | None) -> Response:
+    """A recording in a bucket, streamed through talkgate (the same origin, the same auth check),
+    with Range so that a player can seek."""
+    size = await rt.storage.size(key)
+    headers = {
+        "accept-ranges": "bytes",
+        "content-disposition": f'inline; filename="{conversation_id}.wav"',
+    }
+    try:
+        wanted = byte_range(range_header, size)
+    except Unsatisfiable:
+        return Response(status_code=416, headers={**headers, "content-range": f"bytes */{size}"})
+    start, end = wanted or (0, size - 1)
+    headers["content-length"] = str(end - start + 1)
+    status = 200
+    if wanted is not None:
+        status = 206
+        headers["content-range"] = f"bytes {start}-{end}/{size}"
+    return StreamingResponse(
+        rt.storage.read(key, start, end), status_code=status, media_type="audio/wav", headers=headers
+    )
 
 
 def call_json(row: CallLog, *, transcript: bool = True) -> dict[str, Any]:
@@ -112,15 +136,20 @@ def build_router() -> APIRouter:
         return call_json(await rt.repo.get_call(user.user_id, conversation_id))
 
     @router.get("/calls/{conversation_id}/audio", response_model=None)
-    async def get_audio(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
+    async def get_audio(conversation_id: ConversationId, request: Request, user: User, rt: Rt) -> Any:
         """The call's WAV; Range requests work, so a player can seek."""
         call = await rt.repo.get_call(user.user_id, conversation_id)
         if not call.audio_key:
             raise NotFoundError("this call has no recording (yet)")
         path = rt.storage.local_path(call.audio_key)
-        return FileResponse(
-            path, media_type="audio/wav", filename=f"{conversation_id}.wav", content_disposition_type="inline"
-        )
+        if path is not None:
+            return FileResponse(
+                path,
+                media_type="audio/wav",
+                filename=f"{conversation_id}.wav",
+                content_disposition_type="inline",
+            )
+        return await _stream_from_store(rt, call.audio_key, conversation_id, request.headers.get("range"))
 
     @router.post("/calls/{conversation_id}/chunks")
     async def upload_chunk(conversation_id: ConversationId, request: Request, user: User, rt: Rt) -> Any:

@@ -46,7 +46,7 @@ class Runtime:
         elevenlabs = ElevenLabsProvider(
             http, settings.elevenlabs_base_url, key, timeout=settings.provider_timeout_s
         )
-        storage = open_storage(settings.effective_storage_url)
+        storage = open_storage(settings.effective_storage_url, settings)
         return cls(
             settings=settings,
             engine=engine,
@@ -77,5 +77,6 @@ class Runtime:
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=10)
         await self.recordings.abort_all()
+        await self.storage.aclose()
         await self.http.aclose()
         await self.engine.dispose()

@@ -1,0 +1,94 @@
+"""S3Storage against moto_server: a real S3-compatible endpoint over HTTP."""
+
+import pytest
+
+from talkgate.errors import NotFoundError, StorageError
+from talkgate.recording.storage import S3Storage, open_storage
+from talkgate.settings import Settings
+
+pytestmark = pytest.mark.s3
+
+
+@pytest.fixture
+async def store(s3_endpoint, s3_bucket):
+    storage = S3Storage(s3_bucket, "rec", endpoint_url=s3_endpoint, region="us-east-1")
+    await storage.check()
+    yield storage
+    await storage.aclose()
+
+
+async def collect(storage, key, start, end) -> bytes:
+    return b"".join([block async for block in storage.read(key, start, end)])
+
+
+async def test_put_bytes_then_size_and_ranged_reads(store):
+    data = bytes(range(256)) * 4000  # 1 MB, more than one read block
+    assert await store.put_bytes("calls/abc.wav", data) == len(data)
+    assert await store.size("calls/abc.wav") == len(data)
+    assert await collect(store, "calls/abc.wav", 0, len(data) - 1) == data
+    assert await collect(store, "calls/abc.wav", 1000, 1999) == data[1000:2000]
+    assert store.local_path("calls/abc.wav") is None
+
+
+async def test_put_file_uploads_a_large_file_in_parts_and_removes_the_spool_copy(store, tmp_path):
+    data = bytes(range(251)) * 80_000  # 20 MB: above botocore's 8 MB multipart threshold
+    source = tmp_path / "x.wav.part"
+    source.write_bytes(data)
+    assert await store.put_file("calls/big.wav", source) == len(data)
+    assert not source.exists()
+    assert await collect(store, "calls/big.wav", len(data) - 10, len(data) - 1) == data[-10:]
+
+
+async def test_objects_live_under_the_prefix(store, s3_endpoint, s3_bucket):
+    import boto3
+
+    await store.put_bytes("calls/p1.wav", b"RIFF")
+    listed = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").list_objects_v2(
+        Bucket=s3_bucket
+    )
+    assert [o["Key"] for o in listed["Contents"]] == ["rec/calls/p1.wav"]
+
+
+async def test_a_missing_object_is_not_found(store):
+    with pytest.raises(NotFoundError):
+        await store.size("calls/nothing.wav")
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd.wav", "calls/a/b.wav", "calls/x.mp3", "calls/.wav"])
+async def test_keys_that_are_not_talkgates_own_are_refused(store, key):
+    with pytest.raises(StorageError, match="invalid storage key"):
+        await store.put_bytes(key, b"x")
+
+
+async def test_a_missing_bucket_fails_the_start_up_check_with_its_name(s3_endpoint, s3_bucket):
+    storage = S3Storage("no-such-bucket-here", "", endpoint_url=s3_endpoint, region="us-east-1")
+    try:
+        with pytest.raises(StorageError, match="no-such-bucket-here"):
+            await storage.check()
+    finally:
+        await storage.aclose()
+
+
+async def test_an_unreachable_endpoint_is_a_storage_error(s3_bucket):
+    storage = S3Storage("talkgate-x", "", endpoint_url="http://127.0.0.1:9", region="us-east-1")
+    try:
+        with pytest.raises(StorageError, match="head_bucket failed"):
+            await storage.check()
+    finally:
+        await storage.aclose()
+
+
+def test_open_storage_reads_the_url_and_settings():
+    settings = Settings(_env_file=None, s3_endpoint_url="http://s3.local:9000", s3_region="eu-west-1")  # type: ignore[call-arg]
+    store = open_storage("s3://my-bucket/some/prefix/", settings)
+    assert isinstance(store, S3Storage)
+    assert (store.bucket, store.prefix, store.endpoint_url, store.region) == (
+        "my-bucket",
+        "some/prefix",
+        "http://s3.local:9000",
+        "eu-west-1",
+    )
+    with pytest.raises(StorageError, match="invalid bucket name"):
+        open_storage("s3://../x", settings)
+    with pytest.raises(StorageError, match="not supported"):
+        open_storage("ftp://x/y", settings)
