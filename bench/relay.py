@@ -4,7 +4,9 @@
 
 Each session sends 16 kHz PCM in 100 ms chunks (base64), in turns of 3 s with 1 s pauses. The
 first 8 bytes of every chunk carry its send time (CLOCK_MONOTONIC, shared by all processes on
-Linux); the sink provider records arrival minus send. Relays measured, each in its own process:
+Linux); the sink provider records arrival minus send. Every session first connects and starts
+its conversation (connect + ``conversation_start`` time is reported as "start"); once all have
+started, they talk, and only that traffic is measured. Relays measured, each in its own process:
 
 - bare: a ``websockets`` pass-through (client frames are already provider frames);
 - minimal: python-socketio that only forwards ``send_audio`` as ``user_audio_chunk``;
@@ -220,9 +222,28 @@ def chunk_b64(seed: int) -> bytes:
     return rng.integers(-3000, 3000, CHUNK_BYTES // 2, dtype="<i2").tobytes()
 
 
-async def session(kind: str, url: str, token: str | None, duration: float, start_delay: float) -> None:
+class Phase:
+    """Every session connects and starts its conversation first (their start times are measured
+    on their own); then, all started, they talk, and only that traffic's latency is measured."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.started: list[float] = []
+        self.all_started = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def started_one(self, seconds: float) -> None:
+        self.started.append(seconds)
+        if len(self.started) == self.n:
+            self.all_started.set()
+
+
+async def session(
+    kind: str, url: str, token: str | None, duration: float, start_delay: float, phase: Phase
+) -> None:
     await asyncio.sleep(start_delay)
     body = bytearray(chunk_b64(int(start_delay * 1000)))
+    t0 = time.monotonic()
     if kind == "bare":
         ws = await websockets.connect(url, compression=None)
 
@@ -249,6 +270,9 @@ async def session(kind: str, url: str, token: str | None, duration: float, start
         async def end() -> None:
             await eio.emit("user-audio-end")
 
+    phase.started_one(time.monotonic() - t0)
+    await phase.go.wait()
+    await asyncio.sleep(start_delay)  # the sessions' chunks stay spread over the 100 ms tick
     loop = asyncio.get_running_loop()
     stop = loop.time() + duration
     next_tick = loop.time()
@@ -327,7 +351,9 @@ async def measure(kind: str, n: int, duration: float, sink: int, tmp: Path) -> d
         cmd = [sys.executable, "-m", "talkgate.cli", "serve", "--port", str(port)]
     else:
         cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--sink", str(sink)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = tmp / f"{kind}.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         await wait_port(port)
         token = None
@@ -337,11 +363,23 @@ async def measure(kind: str, n: int, duration: float, sink: int, tmp: Path) -> d
 
             token = TokenVerifier(Settings(_env_file=None, jwt_secret=JWT_SECRET)).issue("bench")  # type: ignore[call-arg]
         url = f"ws://127.0.0.1:{port}" if kind != "bare" else f"ws://127.0.0.1:{port}/"
+        phase = Phase(n)
+        spread = 0.1 if kind == "bare" else 1.0  # conversation starts over the first second
+        sessions = asyncio.gather(
+            *(session(kind, url, token, duration, i * spread / n, phase) for i in range(n))
+        )
+        await phase.all_started.wait()
         await get_json(sink, "/reset")
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-        await asyncio.gather(*(session(kind, url, token, duration, i * 1.0 / n) for i in range(n)))
+        phase.go.set()
+        await sessions
         cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
         stats = await get_json(sink, "/stats")
+    except BaseException:
+        print(
+            f"--- {kind} relay's log (last lines) ---\n" + "\n".join(log_path.read_text().splitlines()[-30:])
+        )
+        raise
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -352,36 +390,45 @@ async def measure(kind: str, n: int, duration: float, sink: int, tmp: Path) -> d
         "p99": pct(stats["chunk"], 99),
         "end_p99": pct(stats["end"], 99),
         "cpu": cpu,
+        "start_p50": pct(phase.started, 50) * 1000,
+        "start_p99": pct(phase.started, 99) * 1000,
     }
 
 
-async def bench(n: int, duration: float) -> None:
+async def bench(n: int, duration: float, kinds: tuple[str, ...] = ("bare", "minimal", "talkgate")) -> None:
     sink_port = free_port()
     sink = subprocess.Popen([sys.executable, __file__, "--serve", "sink", "--port", str(sink_port)])
     try:
         await wait_port(sink_port)
         with tempfile.TemporaryDirectory() as tmp:
-            rows = [
-                await measure(kind, n, duration, sink_port, Path(tmp))
-                for kind in ("bare", "minimal", "talkgate")
-            ]
+            rows = [await measure(kind, n, duration, sink_port, Path(tmp)) for kind in kinds]
     finally:
         sink.terminate()
         sink.wait(10)
     print(f"\n{n} sessions, {duration:g} s, 100 ms chunks; latency = app send → provider arrival (ms)")
-    print(f"{'relay':<10}{'chunks':>9}{'p50':>9}{'p99':>9}{'release→end p99':>17}{'CPU (cores)':>13}")
+    print("(measured once every session has started; 'start' = connect + conversation_start, ms)")
+    print(
+        f"{'relay':<10}{'chunks':>9}{'p50':>9}{'p99':>9}{'release→end p99':>17}{'CPU (cores)':>13}"
+        f"{'start p50':>11}{'start p99':>11}"
+    )
     for r in rows:
         print(
-            f"{r['kind']:<10}{r['chunks']:>9}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['end_p99']:>17.2f}{r['cpu']:>13.2f}"
+            f"{r['kind']:<10}{r['chunks']:>9}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['end_p99']:>17.2f}"
+            f"{r['cpu']:>13.2f}{r['start_p50']:>11.1f}{r['start_p99']:>11.1f}"
         )
-    ratio = rows[2]["p99"] / rows[1]["p99"]
-    print(f"relay p99 ratio (talkgate/minimal socket.io) at {n} sessions: {ratio:.2f}")
+    by_kind = {r["kind"]: r for r in rows}
+    if "talkgate" in by_kind and "minimal" in by_kind:
+        ratio = by_kind["talkgate"]["p99"] / by_kind["minimal"]["p99"]
+        print(f"relay p99 ratio (talkgate/minimal socket.io) at {n} sessions: {ratio:.2f}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=200)
     p.add_argument("--duration", type=float, default=15.0)
+    p.add_argument(
+        "--only", choices=["bare", "minimal", "talkgate"], action="append", help="measure these relays only"
+    )
     p.add_argument("--serve", choices=["sink", "bare", "minimal"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--sink", type=int, help=argparse.SUPPRESS)
@@ -393,7 +440,7 @@ def main() -> None:
     elif args.serve == "minimal":
         run_minimal(args.port, args.sink)
     else:
-        asyncio.run(bench(args.sessions, args.duration))
+        asyncio.run(bench(args.sessions, args.duration, tuple(args.only or ("bare", "minimal", "talkgate"))))
 
 
 if __name__ == "__main__":

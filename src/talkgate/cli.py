@@ -7,6 +7,7 @@ import asyncio
 import logging
 import secrets
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import SecretStr
@@ -83,8 +84,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     upgrade(settings.effective_database_url)
     media_sock = bind(settings.host, settings.media_port) if settings.media_port else None
-    asyncio.run(_serve(settings, sock, media_sock))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve(settings, sock, media_sock))
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop (installed with uvicorn[standard]) where it exists, as ``uvicorn.run`` would pick: the
+    relay's per-chunk socket work costs about half as much on it."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve(settings: Settings, sock: Any, media_sock: Any) -> None:

@@ -100,3 +100,36 @@ async def test_deleting_a_user_cascades_to_sessions_and_calls(repo):
             text("select count(*) from conversation_sessions where user_id = :u").bindparams(u=alice)
         )
     assert left == 0
+
+
+async def test_a_relayed_conversation_opens_and_closes_its_session_and_call_together(repo):
+    alice, bob = uid(), uid()
+    cid = f"conv_{cuid()}"
+    session, call = await repo.open_conversation(
+        alice, cid, metadata={"agentId": "a1"}, audio_source=AudioSource.RELAY, agent_id="a1", voice="male"
+    )
+    assert (session.user_id, session.status, session.metadata_) == (
+        alice,
+        SessionStatus.ACTIVE,
+        {"agentId": "a1"},
+    )
+    assert (call.session_id, call.audio_source, call.agent_id, call.voice) == (
+        session.session_id,
+        AudioSource.RELAY,
+        "a1",
+        "male",
+    )
+    assert call.started_at == session.started_at
+    with pytest.raises(ConflictError):  # a provider conversation id belongs to one call log
+        await repo.open_conversation(bob, cid, metadata=None)
+
+    await repo.close_conversation(
+        alice, session.session_id, cid, duration_ms=1500, status=CallStatus.ENDED, end_reason="client"
+    )
+    ended = await repo.get_call(alice, cid)
+    assert (ended.status, ended.duration_ms, ended.end_reason) == (CallStatus.ENDED, 1500, "client")
+    assert ended.ended_at is not None
+    listed = await repo.end_session(alice, session.session_id)  # idempotent: already ended
+    assert listed.status == SessionStatus.ENDED
+    with pytest.raises(NotFoundError):
+        await repo.get_call(bob, cid)

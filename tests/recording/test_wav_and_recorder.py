@@ -1,13 +1,16 @@
 import asyncio
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from talkgate.errors import StorageError
 from talkgate.protocol.audio import PCM_16000, parse_wav_header, tone, wav_bytes
+from talkgate.recording.disk import DiskThread
 from talkgate.recording.mixer import AGENT, CALLER
-from talkgate.recording.recorder import Recorder
+from talkgate.recording.recorder import MAX_PENDING, Recorder
 from talkgate.recording.wav import WavWriter, repair, try_lock
 
 
@@ -98,3 +101,76 @@ async def test_memory_per_recording_is_flat_in_call_length(tmp_path: Path, minut
     finished = await recorder.close()
     assert finished.data_bytes == minutes * 600 * len(chunk)
     assert peak <= 256 * 1024
+
+
+async def wait_until(condition) -> None:
+    """Poll a condition another thread makes true (the test timeout bounds the wait)."""
+    while not condition():  # noqa: ASYNC110 - the disk thread is what is watched
+        await asyncio.sleep(0.005)
+
+
+async def test_a_failing_disk_ends_the_recording_with_an_error_and_keeps_what_was_written(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    path = tmp_path / "full.wav.part"
+    recorder = Recorder(path, clock=clock, flush_interval_s=0.01)
+    await recorder.open()
+    chunk = tone(PCM_16000, 100)
+    for _ in range(10):
+        clock.now += 0.1
+        await recorder.add(CALLER, chunk)
+    clock.now += 1.0
+    await wait_until(lambda: os.stat(path).st_size >= 44 + 10 * len(chunk))
+    written = os.stat(path).st_size - 44
+
+    def disk_full(pcm: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    recorder._writer.write = disk_full  # type: ignore[union-attr,method-assign]
+    for _ in range(5):
+        clock.now += 0.1
+        await recorder.add(CALLER, chunk)
+    clock.now += 1.0
+    await wait_until(lambda: recorder.error is not None)
+    for _ in range(100):  # after the failure, adds neither block nor grow memory
+        await recorder.add(CALLER, chunk)
+    assert recorder.memory_bytes < 200_000
+    with pytest.raises(StorageError, match="No space left on device"):
+        await recorder.close()
+    fd = try_lock(path)
+    assert fd is not None
+    try:
+        assert repair(fd) == written  # what reached the disk before the failure is a valid WAV
+    finally:
+        os.close(fd)
+
+
+async def test_a_stalled_disk_makes_add_wait_instead_of_growing_memory(tmp_path: Path) -> None:
+    disk = DiskThread(name="stalled-disk")
+    clock = Clock()
+    recorder = Recorder(tmp_path / "slow.wav.part", clock=clock, flush_interval_s=0.01, disk=disk)
+    await recorder.open()
+    gate = threading.Event()
+    disk.submit(gate.wait)  # every job after this one waits until the gate opens
+    chunk = tone(PCM_16000, 100)
+    adds = 0
+
+    async def feed() -> None:
+        nonlocal adds
+        while True:
+            clock.now += 0.1
+            await recorder.add(CALLER, chunk)
+            adds += 1
+
+    feeder = asyncio.create_task(feed())
+    await wait_until(lambda: recorder.memory_bytes >= MAX_PENDING)
+    stalled_at = adds
+    await asyncio.sleep(0.2)  # the disk is stalled: the feeder must be parked, not adding
+    assert adds <= stalled_at + 1
+    assert recorder.memory_bytes <= MAX_PENDING + 200_000
+    gate.set()
+    await wait_until(lambda: adds >= stalled_at + 30)  # the disk is back: adds go on
+    feeder.cancel()
+    finished = await recorder.close()
+    assert finished.data_bytes >= adds * len(chunk) - len(chunk)

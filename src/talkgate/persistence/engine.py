@@ -13,7 +13,13 @@ from talkgate.persistence.migrate import ensure_sqlite_dir
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         ensure_sqlite_dir(url)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # One connection: SQLite has one writer at a time, and connections that contend for it wait
+        # in SQLite's busy handler, which sleeps in growing steps (measured: 300 conversations
+        # starting within a second took 6 s each with SQLAlchemy's default pool of 5 + 10). In the
+        # pool's queue they wait on the event loop instead and go one after another at once.
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=60
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_connection: Any, _: Any) -> None:

@@ -74,6 +74,63 @@ class Repository:
                 row.ended_at = utcnow()
             return row
 
+    # --- a relayed conversation: its session and call log together ---
+
+    async def open_conversation(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        metadata: dict[str, Any] | None,
+        audio_source: str | None = None,
+        **fields: Any,
+    ) -> tuple[ConversationSession, CallLog]:
+        """A new ConversationSession and its call log in one transaction (the relay's start path,
+        which a burst of apps connecting at once makes hot)."""
+        async with self._sessions.begin() as db:
+            await self._ensure_user(db, user_id)
+            taken = await db.scalar(select(CallLog.user_id).where(CallLog.conversation_id == conversation_id))
+            if taken is not None:
+                raise ConflictError("that conversationId is taken")
+            now = utcnow()
+            session = ConversationSession(
+                user_id=user_id, session_id=cuid(), metadata_=metadata, started_at=now
+            )
+            call = CallLog(
+                user_id=user_id,
+                conversation_id=conversation_id,
+                session_id=session.session_id,
+                started_at=now,
+                audio_source=audio_source,
+                transcript=[],
+                turns=[],
+                **fields,
+            )
+            db.add_all([session, call])
+            await db.flush()
+            return session, call
+
+    async def close_conversation(
+        self, user_id: str, session_id: str, conversation_id: str, **finish: Any
+    ) -> None:
+        """End the session and finish its call log in one transaction."""
+        now = utcnow()
+        values: dict[str, Any] = {"ended_at": now, "updated_at": now}
+        values.update({k: v for k, v in finish.items() if v is not None})
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(ConversationSession)
+                .where(
+                    ConversationSession.session_id == session_id,
+                    ConversationSession.user_id == user_id,
+                    ConversationSession.status != SessionStatus.ENDED,
+                )
+                .values(status=SessionStatus.ENDED, ended_at=now, updated_at=now)
+            )
+            await db.execute(
+                update(CallLog).where(CallLog.conversation_id == conversation_id).values(**values)
+            )
+
     # --- call logs ---
 
     async def create_call(self, user_id: str, conversation_id: str, **fields: Any) -> CallLog:
@@ -107,8 +164,9 @@ class Repository:
                 update(CallLog).where(CallLog.conversation_id == conversation_id).values(**values)
             )
 
-    async def mark_recording(self, conversation_id: str, source: str) -> None:
-        """A live recording of ``source`` has begun: other processes' call ends wait for it."""
+    async def mark_recording(self, conversation_id: str, source: str | None) -> None:
+        """A live recording of ``source`` has begun: other processes' call ends wait for it
+        (None: the recording that was announced could not start)."""
         async with self._sessions.begin() as db:
             await db.execute(
                 update(CallLog)

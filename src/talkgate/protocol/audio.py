@@ -102,8 +102,12 @@ def b64decode_audio(text: str, *, max_bytes: int | None = None) -> bytes:
         raise AudioError("audio must be a base64 string", code=ErrorCode.BAD_BASE64)
     if max_bytes is not None and len(text) > (max_bytes + 2) // 3 * 4:
         raise AudioError(f"audio chunk over the limit of {max_bytes} bytes", code=ErrorCode.CHUNK_TOO_LARGE)
+    if len(text) % 4 or text.endswith("==="):
+        raise AudioError("audio is not valid base64: incorrect padding", code=ErrorCode.BAD_BASE64)
     try:
-        return base64.b64decode(text, validate=True)
+        # strict_mode checks the alphabet and padding in C; b64decode(validate=True) runs a regex
+        # first and costs several times as much on the relay's hot path.
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise AudioError(f"audio is not valid base64: {exc}", code=ErrorCode.BAD_BASE64) from exc
 

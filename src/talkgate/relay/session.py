@@ -1,11 +1,14 @@
 """One app socket ↔ one upstream conversation.
 
-A ``RelaySession`` runs a TaskGroup with one task per direction (and a keep-alive timer); app
+A ``RelaySession`` runs a TaskGroup with the provider → app reader and a keep-alive timer. App
 commands (turn start, audio, turn end, text) arrive in order from the Socket.IO handlers, which
-run one at a time per socket. Backpressure policy:
+run one at a time per socket, and go upstream from the handler itself: the socket's handler
+sequence is the app → provider direction, so order is kept without a queue and a task switch per
+chunk (which cost the relay a fifth of its CPU under load). Backpressure policy:
 
-- app → provider: a bounded queue; when it is full, the handler waits, so a fast app is slowed
-  down at its own socket rather than buffered without bound.
+- app → provider: when the provider's socket buffer is above its high-water mark, the send (and
+  so the app's handler) waits, so a fast app is slowed down at its own socket rather than
+  buffered without bound.
 - provider → app: when the app's outgoing packet queue holds more than ``max_app_backlog``
   packets, agent audio is dropped (transcripts and other events still go), counted, and the app is
   told once with a non-fatal ``slow_consumer`` error. The recording tap sees every chunk anyway.
@@ -32,7 +35,6 @@ from talkgate.providers.base import Closed, UpstreamConversation
 log = logging.getLogger("talkgate.relay")
 
 DECODED_CHUNK = 3200  # 100 ms of 16 kHz PCM16: the size the provider's own clients send
-UPSTREAM_QUEUE = 256  # about 25 s of 100 ms chunks
 MAX_APP_BACKLOG = 200
 
 
@@ -98,7 +100,6 @@ class RelaySession:
         self._decoder: StreamDecoder | None = None
         self._keepalive_interval = keepalive_interval_s
         self._max_app_backlog = max_app_backlog
-        self._queue: asyncio.Queue[convai.ClientEvent] = asyncio.Queue(UPSTREAM_QUEUE)
         self._loop = asyncio.get_running_loop()
         self._last_sent = self._loop.time()
         self._last_interrupt = 0
@@ -134,7 +135,11 @@ class RelaySession:
             raise ProviderError("the conversation has ended", code=ErrorCode.NO_CONVERSATION)
 
     async def _send(self, event: convai.ClientEvent) -> None:
-        await self._queue.put(event)
+        try:
+            await self.upstream.send(event)
+        except ProviderError:
+            return  # the reader sees the close, ends the session and tells the app why
+        self._last_sent = self._loop.time()
 
     async def start_turn(self) -> int:
         self._check_open()
@@ -212,10 +217,8 @@ class RelaySession:
         """Relay until either side ends; then tell the app why."""
         try:
             async with asyncio.TaskGroup() as tg:
-                writer = tg.create_task(self._write())
                 timer = tg.create_task(self._keepalive_timer())
                 await self._read()
-                writer.cancel()
                 timer.cancel()
         except Exception:
             log.exception("conversation %s: relay failed", self.conversation_id)
@@ -224,22 +227,13 @@ class RelaySession:
         finally:
             await self._finish()
 
-    async def _write(self) -> None:
-        while True:
-            event = await self._queue.get()
-            try:
-                await self.upstream.send(event)
-            except ProviderError:
-                return  # the reader sees the close and ends the session
-            self._last_sent = self._loop.time()
-
     async def _keepalive_timer(self) -> None:
         while True:
             due = self._last_sent + self._keepalive_interval
             await asyncio.sleep(max(0.0, due - self._loop.time()))
             if self._loop.time() - self._last_sent >= self._keepalive_interval and not self.ptt.talking:
                 await self._send(self.dialect.keepalive_event())
-                self._last_sent = self._loop.time()  # counted as sent once queued
+                self._last_sent = self._loop.time()  # also when the send failed: no busy loop
 
     async def _read(self) -> None:
         out_fmt = self.upstream.output_format.name

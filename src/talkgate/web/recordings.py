@@ -67,7 +67,9 @@ class Recordings:
 
     # --- live recordings (media stream, relay) ---
 
-    async def start(self, call: CallLog, source: AudioSource) -> LiveRecording:
+    async def start(self, call: CallLog, source: AudioSource, *, announced: bool = False) -> LiveRecording:
+        """Start recording ``call``; ``announced``: its call log already names ``source`` (it was
+        created so), so other processes' call ends know to wait for it."""
         if call.conversation_id in self.live:
             raise ConflictError("this conversation is already being recorded")
         path = self.spool / f"{call.id}.{source.value}{LIVE_SUFFIX}"
@@ -75,7 +77,8 @@ class Recordings:
         await recorder.open()
         live = LiveRecording(call.id, call.conversation_id, source, recorder)
         self.live[call.conversation_id] = live
-        await self.repo.mark_recording(call.conversation_id, source.value)
+        if not announced:
+            await self.repo.mark_recording(call.conversation_id, source.value)
         log.info("recording %s (%s) started", call.conversation_id, source.value)
         return live
 

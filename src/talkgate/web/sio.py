@@ -132,20 +132,24 @@ def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | Non
                 {"sessionId": None, "conversationId": None, "reason": "error", "durationMs": 0},
             )
             return app_events.failed(exc)
-        session = await rt.repo.start_session(user_id, metadata={"agentId": agent_id, **request.metadata})
-        call = await rt.repo.create_call(
-            user_id,
-            upstream.conversation_id,
-            agent_id=agent_id,
-            voice=request.voice or "default",
-            session_id=session.session_id,
-            started_at=session.started_at,
-        )
+        try:
+            session, call = await rt.repo.open_conversation(
+                user_id,
+                upstream.conversation_id,
+                metadata={"agentId": agent_id, **request.metadata},
+                audio_source=AudioSource.RELAY,
+                agent_id=agent_id,
+                voice=request.voice or "default",
+            )
+        except BaseException:
+            await upstream.close()
+            raise
         recording: LiveRecording | None = None
         try:
-            recording = await rt.recordings.start(call, AudioSource.RELAY)
+            recording = await rt.recordings.start(call, AudioSource.RELAY, announced=True)
         except OSError as exc:  # the conversation matters more than its recording: go on, say so
             log.error("conversation %s: cannot record: %s", upstream.conversation_id, exc)
+            await rt.repo.mark_recording(upstream.conversation_id, None)
             await fail(sid, StorageError("this conversation cannot be recorded (storage unavailable)"))
         relay = RelaySession(
             session_id=session.session_id,
@@ -180,8 +184,9 @@ def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | Non
                 "audioUrl": audio_url,
             }
             try:
-                await rt.repo.end_session(user_id, relay.session_id)
-                await rt.repo.finish_call(
+                await rt.repo.close_conversation(
+                    user_id,
+                    relay.session_id,
                     relay.conversation_id,
                     duration_ms=relay.duration_ms,
                     status=CallStatus.FAILED if relay.end_reason == "error" else CallStatus.ENDED,
