@@ -29,6 +29,22 @@ def verify_media_signature(
         raise AuthError("media stream URL has expired")
 
 
+def audio_signature(secret: bytes, user_id: str, conversation_id: str, expires: int) -> str:
+    """Signature of a playback link: one user's recording of one call, until ``expires``."""
+    msg = f"audio:{user_id}:{conversation_id}:{expires}".encode()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+def verify_audio_signature(
+    secret: bytes, user_id: str, conversation_id: str, expires: int, signature: str, now: float
+) -> None:
+    expected = audio_signature(secret, user_id, conversation_id, expires)
+    if not hmac.compare_digest(expected, signature):
+        raise AuthError("playback link signature does not match")
+    if now > expires:
+        raise AuthError("playback link has expired")
+
+
 def webhook_signature_header(secret: bytes, body: bytes, timestamp: int) -> str:
     """``ElevenLabs-Signature: t=<unix>,v0=<hex HMAC-SHA256(secret, "t.body")>``."""
     mac = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()

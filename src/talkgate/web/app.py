@@ -15,6 +15,7 @@ from talkgate.settings import Settings
 from talkgate.web.api import install as install_api
 from talkgate.web.calls import build_router as calls_router
 from talkgate.web.media import MEDIA_PATH, media_socket
+from talkgate.web.pages import install as install_pages
 from talkgate.web.runtime import Runtime
 from talkgate.web.sio import create_sio
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> TalkgateApp:
         return {"status": "ok", "version": __version__, "simulator": settings.simulator_mode}
 
     install_api(api)
+    install_pages(api, settings)
     api.include_router(calls_router())
     api.add_api_websocket_route(MEDIA_PATH, media_socket)
     app = TalkgateApp(sio, other_asgi_app=api, socketio_path="socket.io")

@@ -3,10 +3,12 @@ audio, and the provider's ``post_call_audio`` webhook. A user reaches only their
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
@@ -15,7 +17,7 @@ from pydantic import BaseModel, Field
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
 from talkgate.persistence.models import CallLog
 from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
-from talkgate.protocol.signing import verify_webhook_signature
+from talkgate.protocol.signing import audio_signature, verify_audio_signature, verify_webhook_signature
 from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, iso
 from talkgate.web.byte_ranges import Unsatisfiable, byte_range
 from talkgate.web.media import media_url
@@ -23,6 +25,7 @@ from talkgate.web.media import media_url
 log = logging.getLogger("talkgate.calls")
 
 MAX_CHUNK_UPLOAD = 1024 * 1024
+AUDIO_LINK_TTL_S = 15 * 60
 MAX_WEBHOOK_BODY = 64 * 1024 * 1024
 ConversationId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 
@@ -30,6 +33,11 @@ ConversationId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 class SignedUrlRequest(BaseModel):
     voice: str | None = Field(None, max_length=32)
     conversationId: str | None = Field(None, pattern=SESSION_ID_PATTERN)
+
+
+def audio_secret(settings: Any) -> bytes:
+    # A key of its own, derived from the JWT secret, so a playback signature is never a valid token.
+    return hashlib.sha256(b"talkgate-audio:" + settings.jwt_secret.get_secret_value().encode()).digest()
 
 
 async def _stream_from_store(rt: Any, key: str, conversation_id: str, range_header: str | None) -> Response:
@@ -138,7 +146,36 @@ def build_router() -> APIRouter:
     @router.get("/calls/{conversation_id}/audio", response_model=None)
     async def get_audio(conversation_id: ConversationId, request: Request, user: User, rt: Rt) -> Any:
         """The call's WAV; Range requests work, so a player can seek."""
+        return await _audio_response(rt, user.user_id, conversation_id, request)
+
+    @router.get("/calls/{conversation_id}/audio-link")
+    async def audio_link(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
+        """A playback URL that needs no Authorization header, for an ``<audio>`` element (which
+        cannot send one): signed for this user and call, valid for ``AUDIO_LINK_TTL_S``."""
         call = await rt.repo.get_call(user.user_id, conversation_id)
+        if not call.audio_key:
+            raise NotFoundError("this call has no recording (yet)")
+        expires = int(time.time()) + AUDIO_LINK_TTL_S
+        sig = audio_signature(audio_secret(rt.settings), user.user_id, conversation_id, expires)
+        query = urlencode({"user": user.user_id, "expires": expires, "signature": sig})
+        return {"url": f"/api/recordings/{conversation_id}.wav?{query}", "expiresAt": expires}
+
+    @router.get("/recordings/{conversation_id}.wav", response_model=None, include_in_schema=False)
+    async def linked_audio(
+        conversation_id: ConversationId,
+        request: Request,
+        rt: Rt,
+        user: Annotated[str, Query(max_length=256)],
+        expires: Annotated[int, Query()],
+        signature: Annotated[str, Query(max_length=128)],
+    ) -> Any:
+        verify_audio_signature(
+            audio_secret(rt.settings), user, conversation_id, expires, signature, time.time()
+        )
+        return await _audio_response(rt, user, conversation_id, request)
+
+    async def _audio_response(rt: Any, user_id: str, conversation_id: str, request: Request) -> Any:
+        call = await rt.repo.get_call(user_id, conversation_id)
         if not call.audio_key:
             raise NotFoundError("this call has no recording (yet)")
         path = rt.storage.local_path(call.audio_key)

@@ -1,0 +1,115 @@
+"""Debian's Chromium driven by Playwright, with a fake microphone playing a speech WAV, against
+``talkgate serve`` run as `make run` runs it: no API key, so with the built-in simulator."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from talkgate.codecs import decode_file
+from talkgate.serving import bind
+from tests.conftest import IN_CI, TIMEOUT
+
+CHROMIUM = "/usr/lib/chromium/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SPEECH = "Push to talk test. The quick brown fox jumps over the lazy dog. One two three four five."
+
+
+def _require(thing: str, present: bool) -> None:
+    if not present:
+        if IN_CI:
+            pytest.fail(f"{thing} is required in CI (.ci/run installs it)")
+        pytest.skip(f"{thing} is not installed")
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> tuple[Path, bytes]:
+    """espeak-ng speech (22.05 kHz WAV) for the fake microphone, and the same as 16 kHz PCM16."""
+    _require("espeak-ng", shutil.which("espeak-ng") is not None)
+    path = tmp_path_factory.mktemp("mic") / "speech.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), SPEECH], check=True)
+    return path, decode_file(path.read_bytes(), 16000)
+
+
+@pytest.fixture(scope="module")
+def chromium(speech_wav):
+    # Module scope: sync Playwright keeps an event loop running while it is open, which the async
+    # tests of later modules must not meet.
+    _require("Debian's chromium", os.path.exists(CHROMIUM))
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={speech_wav[0]}%noloop",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+class Talkgate:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.url = url
+        self.proc = proc
+        self.log = log
+
+
+@pytest.fixture
+def talkgate(tmp_path) -> Iterator[Talkgate]:
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELEVENLABS_", "TALKGATE_"))}
+    env.update({"TALKGATE_DATA_DIR": str(tmp_path / "data"), "TALKGATE_PORT": str(port)})
+    log = tmp_path / "talkgate.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "talkgate.cli", "serve"], env=env, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + TIMEOUT * 3
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)  # readiness poll of a process we just started
+    yield Talkgate(url, proc, log)
+    proc.terminate()
+    proc.wait(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def page(chromium, talkgate):
+    context = chromium.new_context(viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
+    )
+    page.errors = errors  # type: ignore[attr-defined]
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)

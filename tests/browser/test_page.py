@@ -1,0 +1,151 @@
+"""The web page in a real Chromium with a fake microphone: push-to-talk in relay and direct mode,
+spacebar and toggle, the call-log page, and the recording checked against the spoken input."""
+
+from __future__ import annotations
+
+import base64
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.audio_files import best_correlation
+from tests.browser.conftest import screenshot
+from tests.web.recording_helpers import wav_pcm
+
+pytestmark = pytest.mark.browser
+WAIT_MS = 20_000
+
+
+def sign_in_and_connect(page, url: str, mode: str, style: str = "hold") -> None:
+    page.goto(url)
+    page.click("#dev-signin")
+    page.wait_for_selector("#talk:not([hidden])")
+    page.select_option("#mode", mode)
+    page.select_option("#ptt-style", style)
+    page.click("#connect")
+    page.wait_for_function("window.talkgate.state === 'ready'", timeout=WAIT_MS)
+
+
+def hold_button(page, seconds: float) -> None:
+    box = page.locator("#ptt").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.wait_for_timeout(int(seconds * 1000))  # the person speaks for this long
+    page.mouse.up()
+
+
+def wait_for_reply(page, turns: int) -> None:
+    page.wait_for_function(
+        f"""window.talkgate.stats.transcripts.filter(t => t.role === 'user').length >= {turns}
+            && window.talkgate.stats.transcripts.filter(t => t.role === 'agent').length >= {turns}
+            && window.talkgate.player.stats.ended >= 1""",
+        timeout=WAIT_MS,
+    )
+
+
+def recording_of(page, base: str, conversation_id: str) -> tuple[dict, bytes]:
+    jwt = page.evaluate("sessionStorage.getItem('talkgate.token')")
+    headers = {"Authorization": f"Bearer {jwt}"}
+    call = httpx.get(f"{base}/api/calls/{conversation_id}", headers=headers).json()
+    audio = httpx.get(f"{base}/api/calls/{conversation_id}/audio", headers=headers)
+    assert audio.status_code == 200, audio.text
+    return call, wav_pcm(audio.content)
+
+
+def assert_speech_recorded(pcm: bytes, speech: bytes) -> None:
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    assert np.sqrt(np.mean(samples**2)) > 300, "the recording is silent"
+    reference = speech[int(0.4 * 32000) : int(2.2 * 32000)]  # spoken while the button was held
+    r, lag = best_correlation(reference, pcm, max_lag=4 * 16000)
+    assert r >= 0.9, f"recording does not match the microphone input: r={r:.3f} at lag {lag}"
+
+
+def check_call_page(page, base: str, conversation_id: str, source: str, name: str, transcript: bool) -> None:
+    page.goto(f"{base}/calls")
+    row = page.locator(f"tr[data-id='{conversation_id}']")
+    row.wait_for(timeout=WAIT_MS)
+    assert source in row.inner_text()
+    row.click()
+    page.wait_for_function(
+        f"window.talkgateCalls.shown && window.talkgateCalls.shown.id === '{conversation_id}'"
+        " && window.talkgateCalls.shown.samples > 0",
+        timeout=WAIT_MS,
+    )
+    if transcript:  # a relayed call's transcript passed through talkgate
+        assert "I heard" in page.locator("#detail-transcript").inner_text()
+    src = page.get_attribute("#player", "src")
+    assert src and src.startswith(f"/api/recordings/{conversation_id}.wav?")
+    # The player's link streams with Range, so seeking works without fetching the whole file.
+    part = httpx.get(f"{base}{src}", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and len(part.content) == 100
+    screenshot(page, name)
+
+
+def test_relay_mode_hold_to_talk_transcript_echo_call_log_and_recording(page, talkgate, speech_wav):
+    sign_in_and_connect(page, talkgate.url, "relay")
+    hold_button(page, 3.0)
+    wait_for_reply(page, 1)
+    stats = page.evaluate("window.talkgate.stats")
+    assert stats["turns"] == 1 and stats["chunksSent"] >= 25  # 3 s in chunks of about 100 ms
+    assert page.evaluate("window.talkgate.player.stats.peak") > 0.01  # the echoed voice played
+    transcript = page.locator("#transcript").inner_text()
+    assert "s of speech" in transcript and "I heard" in transcript
+    screenshot(page, "talk-relay")
+    cid = page.evaluate("window.talkgate.conversationId")
+    page.click("#connect")  # disconnect: the relay ends and its recording is stored
+    page.wait_for_function("window.talkgate.state === 'idle'", timeout=WAIT_MS)
+    check_call_page(page, talkgate.url, cid, "relay", "calls-relay", transcript=True)
+    call, pcm = recording_of(page, talkgate.url, cid)
+    assert call["audioSource"] == "relay"
+    assert_speech_recorded(pcm, speech_wav[1])
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_direct_mode_speaks_the_provider_protocol_and_the_media_socket_records(page, talkgate, speech_wav):
+    sign_in_and_connect(page, talkgate.url, "direct")
+    hold_button(page, 3.0)
+    wait_for_reply(page, 1)
+    cid = page.evaluate("window.talkgate.conversationId")
+    assert cid.startswith("conv_")
+    page.click("#connect")  # ends the provider socket, then POST /api/calls/{id}/end
+    page.wait_for_function("window.talkgate.state === 'idle'", timeout=WAIT_MS)
+    check_call_page(page, talkgate.url, cid, "media stream", "calls-direct", transcript=False)
+    call, pcm = recording_of(page, talkgate.url, cid)
+    assert call["audioSource"] == "media_stream"
+    assert_speech_recorded(pcm, speech_wav[1])
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_spacebar_hold_and_toggle_mode_each_make_a_turn(page, talkgate):
+    sign_in_and_connect(page, talkgate.url, "relay")
+    page.keyboard.down("Space")
+    page.wait_for_function("window.talkgate.state === 'talking'", timeout=WAIT_MS)
+    page.wait_for_timeout(1500)  # speaking
+    page.keyboard.up("Space")
+    wait_for_reply(page, 1)
+
+    page.select_option("#ptt-style", "toggle")
+    page.click("#ptt")
+    page.wait_for_function("window.talkgate.state === 'talking'", timeout=WAIT_MS)
+    assert page.get_attribute("#ptt", "aria-pressed") == "true"
+    page.wait_for_timeout(1500)  # speaking, hands free
+    page.click("#ptt")
+    wait_for_reply(page, 2)
+    assert page.evaluate("window.talkgate.stats.turns") == 2
+    assert page.get_attribute("#ptt", "aria-pressed") == "false"
+    screenshot(page, "talk-toggle")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_the_page_explains_a_refused_sign_in(page, talkgate):
+    page.goto(talkgate.url)
+    page.fill("#token-input", "not-a-token")
+    page.click("#token-form button")
+    assert page.locator("#signin-error").inner_text() == "That is not a JWT."
+    forged = "e30." + base64.urlsafe_b64encode(b'{"sub":"x","exp":9999999999}').decode().rstrip("=") + ".sig"
+    page.fill("#token-input", forged)
+    page.click("#token-form button")
+    page.click("#connect")  # the server refuses the forged token at the socket handshake
+    page.wait_for_function("window.talkgate.state === 'error'", timeout=WAIT_MS)
+    assert "sign-in is missing or has expired" in page.locator("#error").inner_text()
