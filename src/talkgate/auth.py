@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -76,3 +77,11 @@ def bearer(header: str | None) -> str | None:
     if header and header[:7].lower() == "bearer ":
         return header[7:].strip() or None
     return None
+
+
+def derived_key(settings: Settings, purpose: str) -> bytes:
+    """A signing key of its own for ``purpose`` (media URLs, playback links), derived from the JWT
+    secret, so that no such signature is ever a valid token, nor valid for another purpose."""
+    return hashlib.sha256(
+        f"talkgate-{purpose}:".encode() + settings.jwt_secret.get_secret_value().encode()
+    ).digest()

@@ -1,12 +1,11 @@
-"""S3Storage against moto_server: a real S3-compatible endpoint over HTTP."""
+"""S3Storage against moto_server (a real S3-compatible endpoint over HTTP), and LocalStorage's
+side of the same protocol."""
 
 import pytest
 
 from talkgate.errors import NotFoundError, StorageError
-from talkgate.recording.storage import S3Storage, open_storage
+from talkgate.recording.storage import LocalStorage, S3Storage, open_storage
 from talkgate.settings import Settings
-
-pytestmark = pytest.mark.s3
 
 
 @pytest.fixture
@@ -21,6 +20,19 @@ async def collect(storage, key, start, end) -> bytes:
     return b"".join([block async for block in storage.read(key, start, end)])
 
 
+async def test_a_local_folder_reads_ranges_the_same_way(tmp_path):
+    local = LocalStorage(tmp_path / "rec")
+    await local.check()
+    data = bytes(range(256)) * 4000
+    await local.put_bytes("calls/abc.wav", data)
+    assert await local.size("calls/abc.wav") == len(data)
+    assert await collect(local, "calls/abc.wav", 0, len(data) - 1) == data
+    assert await collect(local, "calls/abc.wav", 1000, 1999) == data[1000:2000]
+    with pytest.raises(NotFoundError):
+        await local.size("calls/nothing.wav")
+
+
+@pytest.mark.s3
 async def test_put_bytes_then_size_and_ranged_reads(store):
     data = bytes(range(256)) * 4000  # 1 MB, more than one read block
     assert await store.put_bytes("calls/abc.wav", data) == len(data)
@@ -30,6 +42,7 @@ async def test_put_bytes_then_size_and_ranged_reads(store):
     assert store.local_path("calls/abc.wav") is None
 
 
+@pytest.mark.s3
 async def test_put_file_uploads_a_large_file_in_parts_and_removes_the_spool_copy(store, tmp_path):
     data = bytes(range(251)) * 80_000  # 20 MB: above botocore's 8 MB multipart threshold
     source = tmp_path / "x.wav.part"
@@ -39,6 +52,7 @@ async def test_put_file_uploads_a_large_file_in_parts_and_removes_the_spool_copy
     assert await collect(store, "calls/big.wav", len(data) - 10, len(data) - 1) == data[-10:]
 
 
+@pytest.mark.s3
 async def test_objects_live_under_the_prefix(store, s3_endpoint, s3_bucket):
     import boto3
 
@@ -49,17 +63,20 @@ async def test_objects_live_under_the_prefix(store, s3_endpoint, s3_bucket):
     assert [o["Key"] for o in listed["Contents"]] == ["rec/calls/p1.wav"]
 
 
+@pytest.mark.s3
 async def test_a_missing_object_is_not_found(store):
     with pytest.raises(NotFoundError):
         await store.size("calls/nothing.wav")
 
 
+@pytest.mark.s3
 @pytest.mark.parametrize("key", ["../etc/passwd.wav", "calls/a/b.wav", "calls/x.mp3", "calls/.wav"])
 async def test_keys_that_are_not_talkgates_own_are_refused(store, key):
     with pytest.raises(StorageError, match="invalid storage key"):
         await store.put_bytes(key, b"x")
 
 
+@pytest.mark.s3
 async def test_a_missing_bucket_fails_the_start_up_check_with_its_name(s3_endpoint, s3_bucket):
     storage = S3Storage("no-such-bucket-here", "", endpoint_url=s3_endpoint, region="us-east-1")
     try:
@@ -69,6 +86,7 @@ async def test_a_missing_bucket_fails_the_start_up_check_with_its_name(s3_endpoi
         await storage.aclose()
 
 
+@pytest.mark.s3
 async def test_an_unreachable_endpoint_is_a_storage_error(s3_bucket):
     storage = S3Storage("talkgate-x", "", endpoint_url="http://127.0.0.1:9", region="us-east-1")
     try:

@@ -3,7 +3,6 @@ audio, and the provider's ``post_call_audio`` webhook. A user reaches only their
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -14,6 +13,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from talkgate.auth import derived_key
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
 from talkgate.persistence.models import CallLog
 from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
@@ -36,8 +36,7 @@ class SignedUrlRequest(BaseModel):
 
 
 def audio_secret(settings: Any) -> bytes:
-    # A key of its own, derived from the JWT secret, so a playback signature is never a valid token.
-    return hashlib.sha256(b"talkgate-audio:" + settings.jwt_secret.get_secret_value().encode()).digest()
+    return derived_key(settings, "audio")
 
 
 async def _stream_from_store(rt: Any, key: str, conversation_id: str, range_header: str | None) -> Response:

@@ -9,7 +9,6 @@ recording; a bad frame is logged and skipped, and the call goes on.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import re
 import time
@@ -18,6 +17,7 @@ from urllib.parse import urlencode
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from talkgate.auth import derived_key
 from talkgate.errors import AuthError, TalkgateError
 from talkgate.persistence.models import AudioSource
 from talkgate.protocol.audio import b64decode_audio, validate_pcm16
@@ -36,8 +36,7 @@ TRACKS = {Track.CALLER: CALLER, Track.AGENT: AGENT}
 
 
 def media_secret(settings: Settings) -> bytes:
-    # A key of its own, derived from the JWT secret, so a media signature is never a valid token.
-    return hashlib.sha256(b"talkgate-media:" + settings.jwt_secret.get_secret_value().encode()).digest()
+    return derived_key(settings, "media")
 
 
 def media_url(settings: Settings, conversation_id: str, now: float | None = None) -> str:

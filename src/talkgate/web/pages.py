@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.staticfiles import StaticFiles
@@ -82,7 +82,7 @@ def build_router(settings: Settings) -> APIRouter:
         }
 
     @router.post("/api/dev/token")
-    async def dev_token(body: DevSignIn, request: Request) -> Any:
+    async def dev_token(body: DevSignIn) -> Any:
         """One-click sign-in for a local user, only with the built-in simulator in development;
         a real deployment's app brings the JWT of its own identity provider."""
         if not _dev_sign_in(settings):
