@@ -1,13 +1,15 @@
 """`talkgate serve` as a real process: SIGKILL mid-recording and restart; the media socket on its own
-port; two processes sharing one deployment (PostgreSQL and a bucket)."""
+port; two processes sharing one deployment (PostgreSQL, a bucket, Redis); `--workers`."""
 
 import asyncio
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,6 +22,7 @@ from talkgate.serving import bind
 from talkgate.settings import Settings
 from talkgate.web.media import media_url
 from tests.conftest import AGENT_ID, S3_CREDENTIALS, SIM_KEY, TIMEOUT
+from tests.web.conftest import connect_to
 from tests.web.recording_helpers import direct_turn, expected_mix, find, noise, wav_pcm
 
 JWT_SECRET = "crash-test-jwt-secret-0123456789abcdefghij"
@@ -48,13 +51,21 @@ class Server:
             "TALKGATE_MEDIA_STREAMING": "true",
         }
         self.log = tmp_path / f"{name}.log"
+        self.args: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
 
     def spawn(self) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "talkgate.cli", "serve"], env=self.env, stdout=out, stderr=out
+                [sys.executable, "-m", "talkgate.cli", "serve", *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=out,
             )
+
+    def token(self, user: str) -> str:
+        settings = Settings(_env_file=None, jwt_secret=SecretStr(JWT_SECRET))  # type: ignore[call-arg]
+        return TokenVerifier(settings).issue(user)
 
     async def start(self) -> None:
         self.proc = self.spawn()
@@ -210,3 +221,124 @@ async def test_two_processes_share_a_deployment_media_socket_on_one_call_end_on_
     at_agent = find(pcm, agent[:64], at_caller + len(caller))
     assert at_caller >= 0 and at_agent >= at_caller + len(caller)
     assert pcm == expected_mix(len(pcm), [(at_caller, caller), (at_agent, agent)])
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_two_processes_on_redis_tell_the_user_on_one_when_a_recording_lands_on_the_other(
+    server_factory, postgres_url, redis_url, redis_channel
+):
+    a, b = server_factory("a"), server_factory("b")
+    for server in (a, b):
+        server.env.update(
+            {
+                "TALKGATE_DATABASE_URL": postgres_url,
+                "TALKGATE_REDIS_URL": redis_url,
+                "TALKGATE_REDIS_CHANNEL": redis_channel,
+            }
+        )
+    await a.start()
+    await b.start()
+    alice_on_a = await connect_to(a.url, a.token("alice"))
+    bob_on_a = await connect_to(a.url, a.token("bob"))
+    try:
+        async with httpx.AsyncClient(base_url=b.url) as client:
+            for user, cid, seed in (("alice", "conv_redis_a", 41), ("bob", "conv_redis_b", 42)):
+                headers = {"Authorization": f"Bearer {b.token(user)}"}
+                r = await client.post(
+                    "/api/elevenlabs-signed-url",
+                    headers=headers,
+                    json={"voice": "default", "conversationId": cid},
+                )
+                assert r.status_code == 200, r.text
+                await direct_turn(r.json()["signedUrl"], noise(300, seed=seed), paced=False)
+                ended = await client.post(f"/api/calls/{cid}/end", headers=headers, timeout=TIMEOUT)
+                assert ended.status_code == 200 and ended.json()["audioSource"] == "media_stream"
+        # b stored both recordings; a's sockets hear of them through Redis, each user of their own.
+        (bobs,) = await bob_on_a.wait_for("recording_ready")
+        (alices,) = await alice_on_a.wait_for("recording_ready")
+    finally:
+        await alice_on_a.sio.disconnect()
+        await bob_on_a.sio.disconnect()
+    assert alices["conversationId"] == "conv_redis_a" and bobs["conversationId"] == "conv_redis_b"
+    assert alices["audioUrl"] == f"{b.url}/api/calls/conv_redis_a/audio"
+    assert alices["audioSource"] == "media_stream" and alices["bytes"] > 44
+    # Redis keeps one publisher's order: alice's notice went out first, so had it reached bob's
+    # socket, it would be there before his own.
+    assert [e for e, _ in bob_on_a.events] == ["recording_ready"]
+    assert [e for e, _ in alice_on_a.events] == ["recording_ready"]
+
+
+def worker_pids(log: str) -> dict[int, list[int]]:
+    """Every pid each worker index was started with, from the supervisor's log lines."""
+    pids: dict[int, list[int]] = {}
+    for index, pid in re.findall(r"worker (\d+) started \(pid (\d+)\)", log):
+        pids.setdefault(int(index), []).append(int(pid))
+    return pids
+
+
+async def log_shows(server: Server, pattern: str, count: int = 1) -> str:
+    """Waits until the server's log has ``count`` lines matching ``pattern``; returns the log."""
+    async with asyncio.timeout(TIMEOUT * 3):
+        while True:
+            log = server.log.read_text()
+            if len(re.findall(pattern, log)) >= count:
+                return log
+            await asyncio.sleep(0.05)  # readiness poll of a log another process writes
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+async def relay_turn(url: str, token: str, pcm: bytes) -> bytes:
+    """One push-to-talk conversation through talkgate; returns the agent audio (the echo)."""
+    app = await connect_to(url, token)
+    try:
+        assert (await app.call("conversation_start", {"voice": "default"}))["ok"]
+        await app.call("user-audio-start")
+        assert (await app.call("send_audio", {"audio": base64.b64encode(pcm).decode()}))["ok"]
+        await app.call("user-audio-end")
+        while sum(len(base64.b64decode(p["audio"])) for p in app.of("agent_audio")) < len(pcm):
+            await app.wait_for("agent_audio", len(app.of("agent_audio")) + 1)
+        await app.call("conversation_end")
+        return b"".join(base64.b64decode(p["audio"]) for p in app.of("agent_audio"))
+    finally:
+        await app.sio.disconnect()
+
+
+@pytest.mark.redis
+async def test_workers_share_one_port_a_dead_worker_is_replaced_and_sigterm_stops_all(
+    server_factory, redis_url, redis_channel
+):
+    server = server_factory("workers")
+    server.args = ["--workers", "2"]
+    server.env.update({"TALKGATE_REDIS_URL": redis_url, "TALKGATE_REDIS_CHANNEL": redis_channel})
+    await server.start()
+    pids = worker_pids(await log_shows(server, r"\[worker \d\] talkgate: talkgate listening", 2))
+    assert all(alive(p[0]) for p in pids.values())
+
+    clips = [noise(200, seed=50 + i) for i in range(6)]
+    echoes = await asyncio.gather(
+        *(relay_turn(server.url, server.token(f"u{i}"), c) for i, c in enumerate(clips))
+    )
+    assert [e[: len(c)] for e, c in zip(echoes, clips, strict=True)] == clips
+
+    os.kill(pids[0][0], signal.SIGKILL)
+    await log_shows(server, r"\[worker 0\] talkgate: talkgate listening", 2)  # its replacement
+    log = server.log.read_text()
+    assert f"worker 0 (pid {pids[0][0]}) exited with -9" in log
+    replacement = worker_pids(log)[0][1]
+    assert alive(replacement) and alive(pids[1][0])
+    clip = noise(200, seed=60)
+    assert (await relay_turn(server.url, server.token("after"), clip))[: len(clip)] == clip
+
+    assert server.proc is not None
+    server.proc.terminate()
+    assert server.proc.wait(timeout=TIMEOUT * 3) == 0
+    assert not alive(replacement) and not alive(pids[1][0])
+    assert "Traceback" not in server.log.read_text()

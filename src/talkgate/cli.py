@@ -20,8 +20,9 @@ SIMULATOR_AGENT_ID = "agent_simulator"
 SIMULATOR_AVATAR_ID = "00000000-0000-4000-8000-000000000001"
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(level: str, worker: int | None = None) -> None:
+    where = "" if worker is None else f"[worker {worker}] "
+    logging.basicConfig(level=level.upper(), format=f"%(asctime)s %(levelname)s {where}%(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
@@ -84,9 +85,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     upgrade(settings.effective_database_url)
     media_sock = bind(settings.host, settings.media_port) if settings.media_port else None
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers <= 1:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(settings, sock, media_sock))
+        return 0
+    from talkgate.workers import Supervisor
+
+    if settings.redis_url is None:
+        log.warning(
+            "--workers %d without TALKGATE_REDIS_URL: events to a user reach only the sockets "
+            "of the worker that sends them",
+            workers,
+        )
+    if settings.effective_database_url.startswith("sqlite"):
+        log.warning("--workers %d on SQLite: one writer at a time; use PostgreSQL to scale", workers)
+    log.info("talkgate listening on http://%s:%s with %d workers", settings.host, settings.port, workers)
+    return Supervisor(workers, _worker, (settings, sock, media_sock)).run()
+
+
+def _worker(index: int, settings: Settings, sock: Any, media_sock: Any) -> None:
+    """One worker process of ``serve --workers`` (started by spawn: everything is set up again)."""
+    _logging(settings.log_level, worker=index)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_serve(settings, sock, media_sock))
-    return 0
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -186,6 +208,9 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the app (starts the simulator when no API key is set)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers", type=int, help="processes sharing the port (default: TALKGATE_WORKERS or 1)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     sim = sub.add_parser("simulator", help="serve the offline ElevenLabs/LiveAvatar simulator")

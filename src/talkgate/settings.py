@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     s3_region: str | None = Field(None, validation_alias=_env("TALKGATE_S3_REGION", "AWS_REGION"))
     media_port: int | None = Field(None, validation_alias=_env("TALKGATE_MEDIA_PORT"))
     redis_url: str | None = Field(None, validation_alias=_env("TALKGATE_REDIS_URL"))
+    redis_channel: str = Field("talkgate", min_length=1, validation_alias=_env("TALKGATE_REDIS_CHANNEL"))
+    workers: int = Field(1, ge=1, le=64, validation_alias=_env("TALKGATE_WORKERS"))
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("TALKGATE_CORS_ORIGINS"))
     log_level: str = Field("INFO", validation_alias=_env("TALKGATE_LOG_LEVEL"))
 
@@ -92,6 +94,8 @@ class Settings(BaseSettings):
     keepalive_interval_s: float = Field(15.0, gt=0, validation_alias=_env("TALKGATE_KEEPALIVE_INTERVAL"))
     inactivity_timeout: int = Field(180, ge=0, le=180, validation_alias=_env("TALKGATE_INACTIVITY_TIMEOUT"))
     max_chunk_bytes: int = Field(128_000, gt=0, validation_alias=_env("TALKGATE_MAX_CHUNK_BYTES"))
+    # One Socket.IO message (event and attachments): larger ones close that socket (Engine.IO's rule).
+    max_message_bytes: int = Field(1_000_000, ge=1024, validation_alias=_env("TALKGATE_MAX_MESSAGE_BYTES"))
     provider_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("TALKGATE_PROVIDER_TIMEOUT"))
     media_streaming: bool | None = Field(None, validation_alias=_env("TALKGATE_MEDIA_STREAMING"))
     recording_channels: int = Field(1, ge=1, le=2, validation_alias=_env("TALKGATE_RECORDING_CHANNELS"))

@@ -100,6 +100,11 @@ class AppClient:
 
 
 async def connect(gate: Gate, user: str = "alice", token: str | None = None) -> AppClient:
+    return await connect_to(gate.url, token or gate.token(user))
+
+
+async def connect_to(url: str, token: str) -> AppClient:
+    """An app on the WebSocket transport (as the page and bench use), recording every event."""
     client = AppClient(socketio.AsyncClient(reconnection=False))
 
     async def record(event: str, *args: Any) -> None:
@@ -108,9 +113,7 @@ async def connect(gate: Gate, user: str = "alice", token: str | None = None) -> 
             client._arrived.notify_all()
 
     client.sio.on("*", record)
-    await client.sio.connect(
-        gate.url, auth={"token": token or gate.token(user)}, transports=["websocket"], wait_timeout=TIMEOUT
-    )
+    await client.sio.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=TIMEOUT)
     return client
 
 

@@ -31,6 +31,14 @@ class ServerEventName(StrEnum):
     AGENT_AUDIO = "agent_audio"
     CONVERSATION_ENDED = "conversation_ended"
     CONVERSATION_ERROR = "conversation_error"
+    # To every socket of the call's user, on any process (through Redis when configured): the call's
+    # recording has been stored, whichever process or route stored it.
+    RECORDING_READY = "recording_ready"
+
+
+def user_room(user_id: str) -> str:
+    """The Socket.IO room holding every socket of one user."""
+    return f"user:{user_id}"
 
 
 class InputCodec(StrEnum):

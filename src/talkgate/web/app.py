@@ -11,6 +11,7 @@ import socketio
 from fastapi import FastAPI
 
 from talkgate import __version__
+from talkgate.protocol.app_events import user_room
 from talkgate.settings import Settings
 from talkgate.web.api import install as install_api
 from talkgate.web.calls import build_router as calls_router
@@ -40,14 +41,18 @@ def create_app(settings: Settings) -> TalkgateApp:
     def get_runtime() -> Runtime:
         return holder["runtime"]
 
-    sio = create_sio(get_runtime, settings.cors_origins)
+    sio = create_sio(get_runtime, settings)
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime.build(settings)
+        async def notify(user_id: str, event: str, payload: dict[str, Any]) -> None:
+            await sio.emit(event, payload, room=user_room(user_id))
+
+        runtime = Runtime.build(settings, notify=notify)
         holder["runtime"] = runtime
         api.state.runtime = runtime
         await runtime.storage.check()
+        await check_redis(settings.redis_url)
         recovered = await runtime.recordings.recover()
         if recovered:
             log.warning("recovered %d recording(s) left by a crash: %s", len(recovered), ", ".join(recovered))
@@ -73,6 +78,21 @@ def create_app(settings: Settings) -> TalkgateApp:
     app.api = api
     app.sio = sio
     return app
+
+
+async def check_redis(url: str | None) -> None:
+    """Fail at start, with the reason, rather than at the first cross-process event."""
+    if url is None:
+        return
+    import redis.asyncio as redis
+
+    client = redis.from_url(url)
+    try:
+        await client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise RuntimeError(f"TALKGATE_REDIS_URL: Redis does not answer: {exc}") from None
+    finally:
+        await client.aclose()
 
 
 def create_media_app(main: TalkgateApp) -> Any:

@@ -15,13 +15,16 @@ import logging
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from talkgate.codecs import decode_file
 from talkgate.errors import ConflictError, ProviderError, StorageError, TalkgateError
 from talkgate.persistence.models import AudioSource, CallLog, CallStatus, utcnow
 from talkgate.persistence.repository import Repository
+from talkgate.protocol.app_events import ServerEventName
 from talkgate.protocol.audio import wav_header
 from talkgate.providers.elevenlabs import ElevenLabsProvider
 from talkgate.recording.recorder import Recorder
@@ -37,8 +40,13 @@ MAX_CHUNKS_BYTES = 256 * 1024 * 1024  # about 2 hours of 16 kHz PCM16 uploaded b
 RATE = 16000
 
 
+# (user id, event, payload): tells every socket of that user, on whichever process holds it.
+Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+
+
 @dataclass
 class LiveRecording:
+    user_id: str
     call_id: str
     conversation_id: str
     source: AudioSource
@@ -49,8 +57,14 @@ class LiveRecording:
 
 class Recordings:
     def __init__(
-        self, settings: Settings, repo: Repository, storage: Storage, provider: ElevenLabsProvider
+        self,
+        settings: Settings,
+        repo: Repository,
+        storage: Storage,
+        provider: ElevenLabsProvider,
+        notify: Notify | None = None,
     ) -> None:
+        self.notify = notify
         self.settings = settings
         self.repo = repo
         self.storage = storage
@@ -75,7 +89,7 @@ class Recordings:
         path = self.spool / f"{call.id}.{source.value}{LIVE_SUFFIX}"
         recorder = Recorder(path, channels=self.settings.recording_channels)
         await recorder.open()
-        live = LiveRecording(call.id, call.conversation_id, source, recorder)
+        live = LiveRecording(call.user_id, call.id, call.conversation_id, source, recorder)
         self.live[call.conversation_id] = live
         if not announced:
             await self.repo.mark_recording(call.conversation_id, source.value)
@@ -95,6 +109,7 @@ class Recordings:
                 live.conversation_id, key=key, url=url, source=live.source.value, nbytes=nbytes
             ):
                 live.url = url
+                await self._announce(live.user_id, live.conversation_id, url, live.source.value, nbytes)
             log.info(
                 "recording %s (%s) stored: %d ms of audio, %d bytes, "
                 "finalized in %.1f ms, peak memory %d bytes",
@@ -158,13 +173,22 @@ class Recordings:
     async def _attach(self, call: CallLog, wav: bytes, source: AudioSource) -> bool:
         key = self.key_for(call.id)
         nbytes = await self.storage.put_bytes(key, wav)
-        return await self.repo.set_call_audio(
-            call.conversation_id,
-            key=key,
-            url=self.audio_url(call.conversation_id),
-            source=source,
-            nbytes=nbytes,
+        url = self.audio_url(call.conversation_id)
+        attached = await self.repo.set_call_audio(
+            call.conversation_id, key=key, url=url, source=source, nbytes=nbytes
         )
+        if attached:
+            await self._announce(call.user_id, call.conversation_id, url, source.value, nbytes)
+        return attached
+
+    async def _announce(self, user_id: str, conversation_id: str, url: str, source: str, nbytes: int) -> None:
+        if self.notify is None:
+            return
+        payload = {"conversationId": conversation_id, "audioUrl": url, "audioSource": source, "bytes": nbytes}
+        try:
+            await self.notify(user_id, ServerEventName.RECORDING_READY, payload)
+        except Exception:  # the recording is stored; a lost notice must not undo that
+            log.exception("recording %s: could not notify its user", conversation_id)
 
     # --- the provider's copy ---
 
@@ -245,6 +269,13 @@ class Recordings:
                     source=match["source"],
                     nbytes=nbytes,
                     status=CallStatus.RECOVERED,
+                )
+                await self._announce(
+                    call.user_id,
+                    call.conversation_id,
+                    self.audio_url(call.conversation_id),
+                    match["source"],
+                    nbytes,
                 )
                 if call.status == CallStatus.ACTIVE:
                     await self.repo.finish_call(

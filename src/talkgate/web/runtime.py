@@ -15,7 +15,7 @@ from talkgate.protocol.dialect import Dialect
 from talkgate.providers.elevenlabs import ElevenLabsProvider
 from talkgate.recording.storage import Storage, open_storage
 from talkgate.settings import Settings
-from talkgate.web.recordings import Recordings
+from talkgate.web.recordings import Notify, Recordings
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,7 +38,7 @@ class Runtime:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, notify: Notify | None = None) -> Runtime:
         engine = make_engine(settings.effective_database_url)
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         key = settings.elevenlabs_api_key.get_secret_value() if settings.elevenlabs_api_key else ""
@@ -56,7 +56,7 @@ class Runtime:
             verifier=TokenVerifier(settings),
             dialect=Dialect(settings.ptt_turn_end, settings.keepalive, settings.ptt_silence_ms),
             storage=storage,
-            recordings=Recordings(settings, repo, storage, elevenlabs),
+            recordings=Recordings(settings, repo, storage, elevenlabs, notify=notify),
         )
 
     def spawn(self, coro: object) -> asyncio.Task[None]:

@@ -28,6 +28,7 @@ from talkgate.protocol.app_events import ClientEventName as C
 from talkgate.protocol.app_events import ServerEventName as S
 from talkgate.recording.recorder import RelayTap
 from talkgate.relay.session import RelaySession
+from talkgate.settings import Settings
 from talkgate.web.recordings import LiveRecording
 from talkgate.web.runtime import Runtime
 
@@ -36,19 +37,27 @@ log = logging.getLogger("talkgate.sio")
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
 
-def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | None) -> socketio.AsyncServer:
-    settings_origins = cors_origins or None  # None: same origin only (python-socketio's default)
+def client_manager(settings: Settings) -> socketio.AsyncManager:
+    """In-process by default; with Redis, events to rooms reach sockets held by other processes."""
+    if settings.redis_url is None:
+        return socketio.AsyncManager()
+    return socketio.AsyncRedisManager(settings.redis_url, channel=settings.redis_channel)
+
+
+def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socketio.AsyncServer:
     sio = socketio.AsyncServer(
         async_mode="asgi",
+        client_manager=client_manager(settings),
         async_handlers=False,
-        cors_allowed_origins=settings_origins,
-        max_http_buffer_size=1_000_000,
+        cors_allowed_origins=settings.cors_origins or None,  # None: same origin only
+        max_http_buffer_size=settings.max_message_bytes,
         ping_interval=20,
         ping_timeout=20,
     )
 
     async def emit(sid: str, event: str, payload: dict[str, Any]) -> None:
-        await sio.emit(event, payload, to=sid)
+        # A relay's socket is always on this process: never publish its traffic to Redis.
+        await sio.emit(event, payload, to=sid, ignore_queue=True)
 
     def backlog(sid: str) -> Callable[[], int]:
         def size() -> int:
@@ -95,6 +104,7 @@ def create_sio(get_runtime: Callable[[], Runtime], cors_origins: list[str] | Non
             # The client's connect_error receives {message, data: {code}} (socket.io-client: err.data).
             raise socketio.exceptions.ConnectionRefusedError(exc.message, {"code": exc.code.value}) from None
         await sio.save_session(sid, {"user_id": principal.user_id})
+        await sio.enter_room(sid, app_events.user_room(principal.user_id))
         log.info("socket %s connected for user %s", sid, principal.user_id)
 
     @sio.event
