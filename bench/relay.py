@@ -1,6 +1,7 @@
 """Relay latency benchmark: N concurrent push-to-talk sessions through three relays to one sink.
 
-    python bench/relay.py [--sessions 200] [--duration 15]
+    python bench/relay.py [--sessions 200] [--duration 15] [--only talkgate]
+        [--workers 2 --database-url postgresql+asyncpg://... --redis-url redis://...]
 
 Each session sends 16 kHz PCM in 100 ms chunks (base64), in turns of 3 s with 1 s pauses. The
 first 8 bytes of every chunk carry its send time (CLOCK_MONOTONIC, shared by all processes on
@@ -10,7 +11,8 @@ started, they talk, and only that traffic is measured. Relays measured, each in 
 
 - bare: a ``websockets`` pass-through (client frames are already provider frames);
 - minimal: python-socketio that only forwards ``send_audio`` as ``user_audio_chunk``;
-- talkgate: ``talkgate serve`` (validation, PTT state machine, dialect, bounded queues).
+- talkgate: ``talkgate serve`` (validation, PTT state machine, dialect, recording), with
+  ``--workers N`` as N processes on one port (CPU is summed over all of them).
 
 The load generator drives Socket.IO with raw Engine.IO frames over ``websockets`` so that it is not
 the bottleneck. Release → ``end_user_audio`` is measured from the send time of a turn's last
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -292,9 +295,26 @@ async def session(
         await eio.close()
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``serve --workers`` runs its workers as children)."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            pids += process_tree(int(child))
+    return pids
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of the process and its live descendants."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -333,7 +353,26 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-async def measure(kind: str, n: int, duration: float, sink: int, tmp: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Deployment:
+    """How talkgate runs in the benchmark: one process by default."""
+
+    workers: int = 1
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {"TALKGATE_DATABASE_URL": self.database_url, "TALKGATE_REDIS_URL": self.redis_url}
+        return {k: v for k, v in env.items() if v}
+
+    def describe(self) -> str:
+        db = "PostgreSQL" if self.database_url and "postgres" in self.database_url else "SQLite"
+        return f"talkgate: {self.workers} worker(s), {db}" + (", Redis" if self.redis_url else "")
+
+
+async def measure(
+    kind: str, n: int, duration: float, sink: int, tmp: Path, deployment: Deployment
+) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ}
     if kind == "talkgate":
@@ -346,9 +385,11 @@ async def measure(kind: str, n: int, duration: float, sink: int, tmp: Path) -> d
                 "TALKGATE_JWT_SECRET": JWT_SECRET,
                 "TALKGATE_LOG_LEVEL": "WARNING",
                 "TALKGATE_INACTIVITY_TIMEOUT": "0",
+                **deployment.env(),
             }
         )
         cmd = [sys.executable, "-m", "talkgate.cli", "serve", "--port", str(port)]
+        cmd += ["--workers", str(deployment.workers)]
     else:
         cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--sink", str(sink)]
     log_path = tmp / f"{kind}.log"
@@ -395,18 +436,24 @@ async def measure(kind: str, n: int, duration: float, sink: int, tmp: Path) -> d
     }
 
 
-async def bench(n: int, duration: float, kinds: tuple[str, ...] = ("bare", "minimal", "talkgate")) -> None:
+async def bench(
+    n: int,
+    duration: float,
+    kinds: tuple[str, ...] = ("bare", "minimal", "talkgate"),
+    deployment: Deployment = Deployment(),
+) -> None:
     sink_port = free_port()
     sink = subprocess.Popen([sys.executable, __file__, "--serve", "sink", "--port", str(sink_port)])
     try:
         await wait_port(sink_port)
         with tempfile.TemporaryDirectory() as tmp:
-            rows = [await measure(kind, n, duration, sink_port, Path(tmp)) for kind in kinds]
+            rows = [await measure(k, n, duration, sink_port, Path(tmp), deployment) for k in kinds]
     finally:
         sink.terminate()
         sink.wait(10)
     print(f"\n{n} sessions, {duration:g} s, 100 ms chunks; latency = app send → provider arrival (ms)")
     print("(measured once every session has started; 'start' = connect + conversation_start, ms)")
+    print(f"({deployment.describe()}; CPU counts every process of a relay)")
     print(
         f"{'relay':<10}{'chunks':>9}{'p50':>9}{'p99':>9}{'release→end p99':>17}{'CPU (cores)':>13}"
         f"{'start p50':>11}{'start p99':>11}"
@@ -429,6 +476,9 @@ def main() -> None:
     p.add_argument(
         "--only", choices=["bare", "minimal", "talkgate"], action="append", help="measure these relays only"
     )
+    p.add_argument("--workers", type=int, default=1, help="talkgate serve --workers N")
+    p.add_argument("--database-url", help="talkgate's TALKGATE_DATABASE_URL (default: SQLite)")
+    p.add_argument("--redis-url", help="talkgate's TALKGATE_REDIS_URL")
     p.add_argument("--serve", choices=["sink", "bare", "minimal"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--sink", type=int, help=argparse.SUPPRESS)
@@ -440,7 +490,9 @@ def main() -> None:
     elif args.serve == "minimal":
         run_minimal(args.port, args.sink)
     else:
-        asyncio.run(bench(args.sessions, args.duration, tuple(args.only or ("bare", "minimal", "talkgate"))))
+        kinds = tuple(args.only or ("bare", "minimal", "talkgate"))
+        deployment = Deployment(args.workers, args.database_url, args.redis_url)
+        asyncio.run(bench(args.sessions, args.duration, kinds, deployment))
 
 
 if __name__ == "__main__":
