@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import numpy as np
@@ -328,6 +329,13 @@ async def test_workers_share_one_port_a_dead_worker_is_replaced_and_sigterm_stop
     )
     assert [e[: len(c)] for e, c in zip(echoes, clips, strict=True)] == clips
 
+    # Whichever worker answers /metrics, it counts the conversations of both.
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        for _ in range(4):
+            scraped = (await client.get("/metrics")).text
+            assert 'talkgate_conversations_total{kind="relay"} 6.0' in scraped
+            assert 'talkgate_live_conversations{kind="relay"} 0.0' in scraped
+
     os.kill(pids[0][0], signal.SIGKILL)
     await log_shows(server, r"\[worker 0\] talkgate: talkgate listening", 2)  # its replacement
     log = server.log.read_text()
@@ -342,3 +350,46 @@ async def test_workers_share_one_port_a_dead_worker_is_replaced_and_sigterm_stop
     assert server.proc.wait(timeout=TIMEOUT * 3) == 0
     assert not alive(replacement) and not alive(pids[1][0])
     assert "Traceback" not in server.log.read_text()
+
+
+async def test_a_full_run_logs_json_lines_naming_their_conversation_and_no_credential(server_factory):
+    server = server_factory("json")
+    server.env.update({"TALKGATE_LOG_FORMAT": "json", "TALKGATE_LOG_LEVEL": "DEBUG"})
+    await server.start()
+    token = server.token("alice")
+    headers = {"Authorization": f"Bearer {token}"}
+    credentials = [SIM_KEY, JWT_SECRET, token]
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        r = await client.post(
+            "/api/elevenlabs-signed-url", headers=headers, json={"conversationId": "conv_json"}
+        )
+        signed = r.json()["signedUrl"]
+        credentials.append(parse_qs(urlsplit(signed).query)["conversation_signature"][0])
+        await direct_turn(signed, noise(300, seed=70), paced=False)
+        assert (await client.post("/api/calls/conv_json/end", headers=headers)).status_code == 200
+        link = (await client.get("/api/calls/conv_json/audio-link", headers=headers)).json()["url"]
+        credentials.append(parse_qs(urlsplit(link).query)["signature"][0])
+        assert (await client.get(link, headers={"Range": "bytes=0-99"})).status_code == 206
+        assert (await client.get("/metrics")).status_code == 200
+    app = await connect_to(server.url, token)
+    try:
+        relayed = (await app.call("conversation_start", {"voice": "default"}))["conversationId"]
+        await app.call("user-audio-start")
+        await app.call("send_audio", {"audio": base64.b64encode(noise(200, seed=71)).decode()})
+        await app.call("user-audio-end")
+        await app.wait_for("agent_audio")
+        await app.call("conversation_end")
+        await app.wait_for("conversation_ended")
+    finally:
+        await app.sio.disconnect()
+    server.stop()
+
+    text = server.log.read_text()
+    entries = [json.loads(line) for line in text.splitlines()]  # every line is one JSON object
+    assert len(entries) > 30
+    for secret in credentials:
+        assert secret not in text, [e["message"] for e in entries if secret in json.dumps(e)][:3]
+    assert any("signature=[redacted]" in e["message"] for e in entries)  # the access log's line
+    for cid in ("conv_json", relayed):
+        about = [e for e in entries if cid in e["message"] and e["logger"].startswith("talkgate")]
+        assert len(about) >= 2 and all(e["conversation_id"] == cid for e in about), about

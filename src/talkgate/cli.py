@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Callable
@@ -20,10 +21,10 @@ SIMULATOR_AGENT_ID = "agent_simulator"
 SIMULATOR_AVATAR_ID = "00000000-0000-4000-8000-000000000001"
 
 
-def _logging(level: str, worker: int | None = None) -> None:
-    where = "" if worker is None else f"[worker {worker}] "
-    logging.basicConfig(level=level.upper(), format=f"%(asctime)s %(levelname)s {where}%(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _logging(settings: Settings, worker: int | None = None) -> None:
+    from talkgate.logs import setup
+
+    setup(settings.log_level, settings.log_format, worker)
 
 
 def _with_simulator(settings: Settings) -> Settings:
@@ -69,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from talkgate.serving import bind
 
     settings = Settings()
-    _logging(settings.log_level)
+    _logging(settings)
     if args.host:
         settings = settings.model_copy(update={"host": args.host})
     if args.port is not None:
@@ -90,7 +91,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(_serve(settings, sock, media_sock))
         return 0
-    from talkgate.workers import Supervisor
+    from talkgate.workers import Supervisor, metrics_dir
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir(settings)  # before any worker starts
 
     if settings.redis_url is None:
         log.warning(
@@ -106,7 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _worker(index: int, settings: Settings, sock: Any, media_sock: Any) -> None:
     """One worker process of ``serve --workers`` (started by spawn: everything is set up again)."""
-    _logging(settings.log_level, worker=index)
+    _logging(settings, worker=index)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_serve(settings, sock, media_sock))
 
@@ -155,12 +158,13 @@ async def _serve(settings: Settings, sock: Any, media_sock: Any) -> None:
 def cmd_simulator(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from talkgate.logs import setup
     from talkgate.protocol.audio import AudioFormat
     from talkgate.serving import bind, uvicorn_config
     from talkgate.simulator import SimulatorConfig, create_simulator_app
     from talkgate.simulator.agent import AgentConfig
 
-    _logging(args.log_level)
+    setup(args.log_level)
     agent = AgentConfig(
         input_format=AudioFormat.parse(args.input_format),
         output_format=AudioFormat.parse(args.output_format),
@@ -185,7 +189,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from talkgate.persistence.migrate import upgrade
 
     settings = Settings()
-    _logging(settings.log_level)
+    _logging(settings)
     upgrade(settings.effective_database_url, args.revision)
     print(f"database at revision {args.revision}")
     return 0

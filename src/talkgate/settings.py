@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, validation_alias=_env("TALKGATE_WORKERS"))
     cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("TALKGATE_CORS_ORIGINS"))
     log_level: str = Field("INFO", validation_alias=_env("TALKGATE_LOG_LEVEL"))
+    log_format: Literal["text", "json"] = Field("text", validation_alias=_env("TALKGATE_LOG_FORMAT"))
+    # /metrics: with a token, only `Authorization: Bearer <token>`; without, only loopback clients.
+    metrics_token: SecretStr | None = Field(None, validation_alias=_env("TALKGATE_METRICS_TOKEN"))
 
     # --- auth ---
     jwt_secret: SecretStr = Field(SecretStr(DEV_JWT_SECRET), validation_alias=_env("TALKGATE_JWT_SECRET"))

@@ -13,12 +13,18 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from talkgate.settings import Settings
 
 log = logging.getLogger("talkgate.workers")
 
@@ -27,6 +33,16 @@ multiprocessing.allow_connection_pickling()  # sockets travel to spawned childre
 STOP_GRACE_S = 30.0
 CRASH_WINDOW_S = 5.0  # a worker that dies this soon after its start counts as a start failure
 MAX_QUICK_CRASHES = 5  # in a row: the configuration is broken; stop instead of spinning
+
+
+def metrics_dir(settings: Settings) -> str:
+    """Where the workers' metrics meet (prometheus_client's multiprocess mode): the operator's
+    ``PROMETHEUS_MULTIPROC_DIR``, else a folder in the data dir; emptied, as values of a former run
+    would be summed in."""
+    path = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or settings.data_dir / "metrics")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return str(path)
 
 
 @dataclass
@@ -67,6 +83,7 @@ class Supervisor:
                     index = sentinels[sentinel]  # type: ignore[index]
                     proc = self.procs[index]
                     proc.join()
+                    _forget_metrics(proc.pid)
                     if self.stopping:
                         break
                     lived = time.monotonic() - self.started_at[index]
@@ -94,3 +111,11 @@ class Supervisor:
                 log.error("worker %d did not stop within %.0f s; killing it", index, STOP_GRACE_S)
                 proc.kill()
                 proc.join()
+
+
+def _forget_metrics(pid: int | None) -> None:
+    """A dead worker's live gauges must not count any more."""
+    if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

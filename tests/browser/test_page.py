@@ -72,8 +72,12 @@ def check_call_page(page, base: str, conversation_id: str, source: str, name: st
         " && window.talkgateCalls.shown.samples > 0",
         timeout=WAIT_MS,
     )
-    if transcript:  # a relayed call's transcript passed through talkgate
+    if transcript:  # a relayed call's transcript and turn latencies passed through talkgate
         assert "I heard" in page.locator("#detail-transcript").inner_text()
+        cells = page.locator("#turns tbody tr").first.locator("td").all_inner_texts()
+        assert cells[0] == "1" and all(c.endswith(" ms") and int(c[:-3]) >= 0 for c in cells[1:]), cells
+    else:  # direct mode: talkgate did not see the turns
+        assert page.locator("#detail-turns").is_hidden()
     src = page.get_attribute("#player", "src")
     assert src and src.startswith(f"/api/recordings/{conversation_id}.wav?")
     # The player's link streams with Range, so seeking works without fetching the whole file.

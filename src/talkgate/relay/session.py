@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from talkgate import metrics
 from talkgate.codecs import StreamDecoder
 from talkgate.errors import AudioError, ErrorCode, ProviderError, TalkgateError
 from talkgate.protocol import app_events, convai
@@ -48,6 +49,9 @@ class Tap(Protocol):
     async def caller(self, pcm: bytes, fmt: AudioFormat) -> None: ...
 
     async def agent(self, audio_b64: str, fmt: AudioFormat) -> None: ...
+
+
+TURN_STAGES = {"transcript_ms": "first_transcript", "first_audio_ms": "first_audio"}
 
 
 @dataclass(slots=True)
@@ -187,6 +191,7 @@ class RelaySession:
             for i in range(0, len(pcm), DECODED_CHUNK):
                 await self._forward(pcm[i : i + DECODED_CHUNK], None)
         self.stats.turns.append(TurnTiming(ended.turn, time.monotonic()))
+        metrics.TURNS.inc()
         # Seed 000: the end goes out at once, right behind the turn's audio; no silence, no delay.
         for event in self.dialect.upstream(ended, self.upstream.input_format):
             await self._send(event)
@@ -274,7 +279,9 @@ class RelaySession:
     def _mark_turn(self, attr: str) -> None:
         if self.stats.turns and getattr(self.stats.turns[-1], attr) is None:
             turn = self.stats.turns[-1]
-            setattr(turn, attr, round((time.monotonic() - turn.released_at) * 1000, 1))
+            elapsed = time.monotonic() - turn.released_at
+            setattr(turn, attr, round(elapsed * 1000, 1))
+            metrics.TURN_LATENCY_SECONDS.labels(TURN_STAGES[attr]).observe(elapsed)
 
     def _correct(self, event: convai.AgentResponseCorrection) -> None:
         for entry in reversed(self.stats.transcript):

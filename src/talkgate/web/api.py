@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from talkgate import metrics
 from talkgate.auth import Principal, bearer
 from talkgate.errors import ErrorCode, ProtocolError, TalkgateError
 from talkgate.persistence.models import ConversationSession
@@ -33,6 +34,7 @@ STATUS_FOR_CODE = {
 
 
 def error_response(exc: TalkgateError) -> JSONResponse:
+    metrics.ERRORS.labels(exc.code.value).inc()
     status = STATUS_FOR_CODE.get(exc.code, 400 if isinstance(exc, ProtocolError) else 500)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse({"error": exc.as_dict()}, status_code=status, headers=headers)

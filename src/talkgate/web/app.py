@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import socketio
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
-from talkgate import __version__
+from talkgate import __version__, metrics
+from talkgate.auth import bearer
 from talkgate.protocol.app_events import user_room
 from talkgate.settings import Settings
 from talkgate.web.api import install as install_api
@@ -21,6 +24,8 @@ from talkgate.web.runtime import Runtime
 from talkgate.web.sio import create_sio
 
 log = logging.getLogger("talkgate")
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 class TalkgateApp(socketio.ASGIApp):  # type: ignore[misc]
@@ -69,6 +74,27 @@ def create_app(settings: Settings) -> TalkgateApp:
     async def healthz() -> dict[str, Any]:
         """Liveness; public."""
         return {"status": "ok", "version": __version__, "simulator": settings.simulator_mode}
+
+    @api.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus exposition: with TALKGATE_METRICS_TOKEN, for that bearer token only; without,
+        for loopback clients only (uvicorn has already replaced a trusted proxy's address)."""
+        token = settings.metrics_token
+        if token is not None:
+            given = bearer(request.headers.get("authorization")) or ""
+            if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+                return JSONResponse(
+                    {"error": {"code": "unauthorized", "message": "a valid metrics token is required"}},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        elif request.client is None or request.client.host not in LOOPBACK:
+            return JSONResponse(
+                {"error": {"code": "forbidden", "message": "set TALKGATE_METRICS_TOKEN to scrape remotely"}},
+                status_code=403,
+            )
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     install_api(api)
     install_pages(api, settings)

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from talkgate import logs, metrics
 from talkgate.auth import derived_key
 from talkgate.errors import AuthError, TalkgateError
 from talkgate.persistence.models import AudioSource
@@ -77,6 +78,7 @@ async def media_socket(websocket: WebSocket) -> None:
         )
         await websocket.close(1008)
         return
+    logs.conversation_id.set(cid)
     await websocket.accept()
     try:
         live = await rt.recordings.start(call, AudioSource.MEDIA_STREAM)
@@ -85,6 +87,9 @@ async def media_socket(websocket: WebSocket) -> None:
         await websocket.close(1011, "storage unavailable")  # the provider may retry
         return
     frames = bad = 0
+    metrics.CONVERSATIONS.labels("media_stream").inc()
+    live_gauge = metrics.LIVE_CONVERSATIONS.labels("media_stream")
+    live_gauge.inc()
     try:
         while True:
             raw = await websocket.receive_text()
@@ -110,4 +115,5 @@ async def media_socket(websocket: WebSocket) -> None:
     finally:
         # Shielded: a server shutdown must not cut the finalisation short.
         await asyncio.shield(rt.recordings.finish(live))
+        live_gauge.dec()
         log.info("media %s: %d frames (%d skipped)", cid, frames, bad)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from talkgate import metrics
 from talkgate.codecs import decode_file
 from talkgate.errors import ConflictError, ProviderError, StorageError, TalkgateError
 from talkgate.persistence.models import AudioSource, CallLog, CallStatus, utcnow
@@ -182,6 +183,7 @@ class Recordings:
         return attached
 
     async def _announce(self, user_id: str, conversation_id: str, url: str, source: str, nbytes: int) -> None:
+        metrics.RECORDING_BYTES.labels(source).inc(nbytes)
         if self.notify is None:
             return
         payload = {"conversationId": conversation_id, "audioUrl": url, "audioSource": source, "bytes": nbytes}

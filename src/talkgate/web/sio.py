@@ -9,11 +9,13 @@ Every client event may take an acknowledgement; a failure is also emitted as
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
 
+from talkgate import logs, metrics
 from talkgate.errors import (
     AuthError,
     ErrorCode,
@@ -56,6 +58,8 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
     )
 
     async def emit(sid: str, event: str, payload: dict[str, Any]) -> None:
+        if event == S.CONVERSATION_ERROR:
+            metrics.ERRORS.labels(payload.get("code", "error")).inc()
         # A relay's socket is always on this process: never publish its traffic to Redis.
         await sio.emit(event, payload, to=sid, ignore_queue=True)
 
@@ -73,6 +77,9 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
 
     def handler(fn: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def wrapped(sid: str, payload: Any = None, *_: Any) -> dict[str, Any]:
+            # Handlers of one socket run in one task: say which conversation this event is for.
+            relay = get_runtime().relays.get(sid)
+            logs.conversation_id.set(relay.conversation_id if relay is not None else None)
             try:
                 return await fn(sid, payload)
             except TalkgateError as exc:
@@ -83,6 +90,8 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
 
         wrapped.__name__ = fn.__name__
         return wrapped
+
+    chunk_seconds = metrics.RELAY_CHUNK_SECONDS
 
     def relay_of(sid: str) -> RelaySession:
         relay = get_runtime().relays.get(sid)
@@ -142,6 +151,7 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
                 {"sessionId": None, "conversationId": None, "reason": "error", "durationMs": 0},
             )
             return app_events.failed(exc)
+        logs.conversation_id.set(upstream.conversation_id)  # run_relay, started below, inherits it
         try:
             session, call = await rt.repo.open_conversation(
                 user_id,
@@ -172,6 +182,8 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
             keepalive_interval_s=settings.keepalive_interval_s,
         )
         rt.relays[sid] = relay
+        metrics.CONVERSATIONS.labels("relay").inc()
+        metrics.LIVE_CONVERSATIONS.labels("relay").inc()
         log.info(
             "socket %s: conversation %s started (session %s)", sid, relay.conversation_id, session.session_id
         )
@@ -185,6 +197,7 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
             await relay.run()
         finally:
             rt.relays.pop(sid, None)
+            metrics.LIVE_CONVERSATIONS.labels("relay").dec()
             audio_url = await rt.recordings.finish(recording) if recording else None
             ended: dict[str, Any] = {
                 "sessionId": relay.session_id,
@@ -213,9 +226,11 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
         return app_events.ok(turn=await relay_of(sid).start_turn())
 
     async def send_audio(sid: str, payload: Any) -> dict[str, Any]:
+        began = time.perf_counter()
         relay = relay_of(sid)
         data, b64 = app_events.parse_send_audio(payload, get_runtime().settings.max_chunk_bytes)
         await relay.audio(data, b64)
+        chunk_seconds.observe(time.perf_counter() - began)
         return app_events.ok()
 
     async def user_audio_end(sid: str, _: Any) -> dict[str, Any]:

@@ -43,6 +43,26 @@ export function drawWaveform(canvas, samples) {
   ctx.stroke();
 }
 
+function ms(value) {
+  return value == null ? "—" : `${Math.round(value)} ms`;
+}
+
+// Per push-to-talk turn, as talkgate measured it: release → first transcript → first agent audio.
+function showTurns(turns) {
+  $("detail-turns").hidden = turns.length === 0;
+  const body = $("turns").querySelector("tbody");
+  body.replaceChildren();
+  for (const turn of turns) {
+    const row = document.createElement("tr");
+    for (const text of [String(turn.turn), ms(turn.transcriptMs), ms(turn.firstAudioMs)]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      row.append(td);
+    }
+    body.append(row);
+  }
+}
+
 async function showCall(id) {
   const call = await api(`/api/calls/${encodeURIComponent(id)}`);
   $("detail").hidden = false;
@@ -58,6 +78,7 @@ async function showCall(id) {
     li.textContent = entry.text;
     list.append(li);
   }
+  showTurns(call.turns || []);
   const player = $("player");
   const canvas = $("waveform");
   if (!call.audioUrl) {
