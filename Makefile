@@ -6,7 +6,7 @@ HASH   := $(shell cat pyproject.toml package.json package-lock.json 2>/dev/null 
 RUN_STAMP  := $(VENV)/.run-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-hostile lint bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(TEST_STAMP)
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The hostile-input suites with many more examples (and fresh random ones each run).
+test-hostile: $(TEST_STAMP)
+	TALKGATE_HOSTILE_EXAMPLES=2000 TALKGATE_HOSTILE_RANDOM=1 $(BIN)/pytest tests/hostile $(PYTEST_ARGS)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/relay.py

@@ -337,7 +337,7 @@ async def wait_port(port: int, timeout: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-async def get_json(port: int, path: str) -> Any:
+async def get_text(port: int, path: str) -> str:
     r, w = await asyncio.open_connection("127.0.0.1", port)
     w.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     data = await r.readuntil(b"\r\n\r\n")
@@ -346,7 +346,11 @@ async def get_json(port: int, path: str) -> Any:
     )
     body = await r.readexactly(length)
     w.close()
-    return json.loads(body)
+    return body.decode()
+
+
+async def get_json(port: int, path: str) -> Any:
+    return json.loads(await get_text(port, path))
 
 
 def pct(values: list[float], q: float) -> float:

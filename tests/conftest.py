@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -20,6 +20,13 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 SIM_KEY = "sim-test-key"
 AGENT_ID = "agent_test"
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll a condition another thread or process makes true, for at most TIMEOUT."""
+    async with asyncio.timeout(TIMEOUT):
+        while not condition():  # noqa: ASYNC110 - what is watched has no event to await
+            await asyncio.sleep(0.005)
 
 
 def start_simulator(**overrides: object) -> ServerThread:

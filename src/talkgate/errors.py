@@ -52,6 +52,8 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     STORAGE_ERROR = "storage_error"
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    REQUEST_TOO_LARGE = "request_too_large"
     INTERNAL = "internal"
 
 
@@ -99,3 +101,7 @@ class ConflictError(TalkgateError):
 
 class StorageError(TalkgateError):
     default_code = ErrorCode.STORAGE_ERROR
+
+
+class DatabaseUnavailable(TalkgateError):
+    default_code = ErrorCode.DATABASE_UNAVAILABLE

@@ -7,6 +7,7 @@ answers for all of them (prometheus_client's multiprocess mode).
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from prometheus_client import (
@@ -40,11 +41,17 @@ TURN_LATENCY_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0),
 )
 RECORDING_BYTES = Counter("talkgate_recording_bytes", "Bytes of recordings stored, by source", ["source"])
+EVENT_LOOP_TASKS = Gauge(
+    "talkgate_event_loop_tasks",
+    "asyncio tasks alive in the worker's event loop (read when scraped)",
+    multiprocess_mode="livesum",
+)
 ERRORS = Counter("talkgate_errors", "Errors reported to apps (socket events and HTTP), by code", ["code"])
 
 
 def render() -> tuple[bytes, str]:
-    """The exposition text and its content type."""
+    """The exposition text and its content type (called on the event loop)."""
+    EVENT_LOOP_TASKS.set(len(asyncio.all_tasks()))
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

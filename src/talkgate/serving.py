@@ -63,6 +63,12 @@ class ServerThread:
         try:
             self.loop.run_until_complete(self.server.serve(sockets=[self.sock]))
         finally:
+            # Tasks the libraries leave behind (a socket's ping or writer) end here, not at exit.
+            leftover = asyncio.all_tasks(self.loop)
+            for task in leftover:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
 
     def start(self, timeout: float = 20.0) -> ServerThread:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from talkgate.errors import ErrorCode, ProtocolError
 from talkgate.protocol.dialect import KeepAliveMode, TurnEndMode
@@ -77,7 +77,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, validation_alias=_env("TALKGATE_REDIS_URL"))
     redis_channel: str = Field("talkgate", min_length=1, validation_alias=_env("TALKGATE_REDIS_CHANNEL"))
     workers: int = Field(1, ge=1, le=64, validation_alias=_env("TALKGATE_WORKERS"))
-    cors_origins: list[str] = Field(default_factory=list, validation_alias=_env("TALKGATE_CORS_ORIGINS"))
+    # Comma-separated origins allowed to call talkgate from a browser (HTTP and Socket.IO); none by default.
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("TALKGATE_CORS_ORIGINS")
+    )
     log_level: str = Field("INFO", validation_alias=_env("TALKGATE_LOG_LEVEL"))
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("TALKGATE_LOG_FORMAT"))
     # /metrics: with a token, only `Authorization: Bearer <token>`; without, only loopback clients.
@@ -97,6 +100,8 @@ class Settings(BaseSettings):
     keepalive_interval_s: float = Field(15.0, gt=0, validation_alias=_env("TALKGATE_KEEPALIVE_INTERVAL"))
     inactivity_timeout: int = Field(180, ge=0, le=180, validation_alias=_env("TALKGATE_INACTIVITY_TIMEOUT"))
     max_chunk_bytes: int = Field(128_000, gt=0, validation_alias=_env("TALKGATE_MAX_CHUNK_BYTES"))
+    # An HTTP request body (JSON routes); the audio-chunk and webhook routes have larger caps of their own.
+    max_request_bytes: int = Field(1_048_576, ge=1024, validation_alias=_env("TALKGATE_MAX_REQUEST_BYTES"))
     # One Socket.IO message (event and attachments): larger ones close that socket (Engine.IO's rule).
     max_message_bytes: int = Field(1_000_000, ge=1024, validation_alias=_env("TALKGATE_MAX_MESSAGE_BYTES"))
     provider_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("TALKGATE_PROVIDER_TIMEOUT"))

@@ -12,6 +12,7 @@ from talkgate.recording.disk import DiskThread
 from talkgate.recording.mixer import AGENT, CALLER
 from talkgate.recording.recorder import MAX_PENDING, Recorder
 from talkgate.recording.wav import WavWriter, repair, try_lock
+from tests.conftest import wait_until
 
 
 class Clock:
@@ -101,12 +102,6 @@ async def test_memory_per_recording_is_flat_in_call_length(tmp_path: Path, minut
     finished = await recorder.close()
     assert finished.data_bytes == minutes * 600 * len(chunk)
     assert peak <= 256 * 1024
-
-
-async def wait_until(condition) -> None:
-    """Poll a condition another thread makes true (the test timeout bounds the wait)."""
-    while not condition():  # noqa: ASYNC110 - the disk thread is what is watched
-        await asyncio.sleep(0.005)
 
 
 async def test_a_failing_disk_ends_the_recording_with_an_error_and_keeps_what_was_written(

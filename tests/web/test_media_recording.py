@@ -61,6 +61,11 @@ async def test_call_end_is_idempotent_and_the_list_shows_the_call(gate):
         assert [c["conversationId"] for c in listed["calls"]] == ["conv_media_2"]
         assert listed["calls"][0]["audioSource"] == "media_stream"
         assert (await client.get("/api/calls", headers=gate.headers("bob"))).json()["total"] == 0
+        # Paging past the end is an empty page; an offset no database can take is a 422, not a 500.
+        far = await client.get("/api/calls?offset=2147483647", headers=gate.headers())
+        assert far.status_code == 200 and far.json()["calls"] == []
+        huge = await client.get("/api/calls?offset=13473545030382105292439552", headers=gate.headers())
+        assert huge.status_code == 422
 
 
 async def test_audio_supports_range_requests_for_seeking(gate):

@@ -152,7 +152,12 @@ class ElevenLabsConversation:
     ) -> ElevenLabsConversation:
         try:
             ws = await websockets.connect(url, max_size=MAX_FRAME, open_timeout=timeout, compression=None)
-        except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+        except TimeoutError as exc:
+            raise ProviderError(
+                f"the ElevenLabs conversation socket did not open within {timeout:g} s",
+                code=ErrorCode.PROVIDER_TIMEOUT,
+            ) from exc
+        except (OSError, websockets.InvalidHandshake) as exc:
             raise ProviderError(
                 f"cannot open the ElevenLabs conversation socket at {_redact(url)}: {type(exc).__name__}",
                 code=ErrorCode.PROVIDER_UNREACHABLE,

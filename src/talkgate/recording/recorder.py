@@ -15,7 +15,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,15 +203,35 @@ class RelayTap:
     """The push-to-talk relay's audio into a recorder: the caller's PCM and the agent's audio in the
     provider's output format, both converted to the recording's 16 kHz PCM."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(
+        self, recorder: Recorder, on_failure: Callable[[StorageError], Awaitable[object]] | None = None
+    ) -> None:
         self.recorder = recorder
+        self._on_failure = on_failure
+        self._failure_told = False
 
     async def caller(self, pcm: bytes, fmt: AudioFormat) -> None:
+        if self.recorder.error is not None:
+            return await self._failed()
         await self.recorder.add(CALLER, convert(pcm, fmt, PCM_16000) if fmt != PCM_16000 else pcm)
 
     async def agent(self, audio_b64: str, fmt: AudioFormat) -> None:
+        if self.recorder.error is not None:
+            return await self._failed()
         try:
             audio = b64decode_audio(audio_b64)
         except AudioError:
             return  # the relay forwards the provider's frame as it is; it just is not recorded
         await self.recorder.add(AGENT, convert(audio, fmt, PCM_16000) if fmt != PCM_16000 else audio)
+
+    async def _failed(self) -> None:
+        """The disk failed mid-call: the conversation goes on unrecorded; say so once."""
+        if self._failure_told or self._on_failure is None:
+            return
+        self._failure_told = True
+        await self._on_failure(
+            StorageError(
+                f"recording stopped ({self.recorder.error}); the conversation goes on, "
+                "and what was recorded until now is kept"
+            )
+        )

@@ -86,6 +86,7 @@ class ElevenLabsSimulator:
         return f"{_ws_base(request)}/v1/convai/conversation?{query}"
 
     async def get_signed_url(self, request: Request) -> Response:
+        await asyncio.sleep(self.config.response_delay_s)
         if not self._authorized(request):
             return _invalid_key()
         agent_id = request.query_params.get("agent_id")
@@ -177,6 +178,7 @@ class ElevenLabsSimulator:
         await websocket.close(1008, error_type)
 
     async def conversation_socket(self, websocket: WebSocket) -> None:
+        await asyncio.sleep(self.config.response_delay_s)
         await websocket.accept()
         params = websocket.query_params
         agent_id = params.get("agent_id")

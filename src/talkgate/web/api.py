@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 
 from talkgate import metrics
 from talkgate.auth import Principal, bearer
-from talkgate.errors import ErrorCode, ProtocolError, TalkgateError
+from talkgate.errors import DatabaseUnavailable, ErrorCode, ProtocolError, TalkgateError
 from talkgate.persistence.models import ConversationSession
 from talkgate.web.runtime import Runtime
 
@@ -30,7 +31,11 @@ STATUS_FOR_CODE = {
     ErrorCode.PROVIDER_ERROR: 502,
     ErrorCode.PROVIDER_TIMEOUT: 504,
     ErrorCode.STORAGE_ERROR: 503,
+    ErrorCode.DATABASE_UNAVAILABLE: 503,
 }
+
+
+DB_AWAY = DatabaseUnavailable("the database is unavailable; try again shortly")
 
 
 def error_response(exc: TalkgateError) -> JSONResponse:
@@ -117,3 +122,5 @@ def install(api: Any) -> None:
     api.include_router(build_router())
     # Starlette looks handlers up along the exception's MRO, so the base class covers the tree.
     api.add_exception_handler(TalkgateError, lambda _req, exc: error_response(exc))
+    # The database away (restart, fail-over): a 503 that says so, not a bare 500.
+    api.add_exception_handler(OperationalError, lambda _req, _exc: error_response(DB_AWAY))

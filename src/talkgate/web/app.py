@@ -10,6 +10,7 @@ from typing import Any
 
 import socketio
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
 from talkgate import __version__, metrics
@@ -18,6 +19,7 @@ from talkgate.protocol.app_events import user_room
 from talkgate.settings import Settings
 from talkgate.web.api import install as install_api
 from talkgate.web.calls import build_router as calls_router
+from talkgate.web.limits import BodyLimit
 from talkgate.web.media import MEDIA_PATH, media_socket
 from talkgate.web.pages import install as install_pages
 from talkgate.web.runtime import Runtime
@@ -96,6 +98,18 @@ def create_app(settings: Settings) -> TalkgateApp:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
+    api.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    if (
+        settings.cors_origins
+    ):  # none by default: browsers may read talkgate's answers from its own origin only
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Range"],
+            expose_headers=["Content-Range", "Accept-Ranges", "Content-Length"],
+            max_age=600,
+        )
     install_api(api)
     install_pages(api, settings)
     api.include_router(calls_router())

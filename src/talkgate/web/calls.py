@@ -84,6 +84,9 @@ def call_json(row: CallLog, *, transcript: bool = True) -> dict[str, Any]:
     return body
 
 
+MAX_OFFSET = 2**31 - 1  # the databases' OFFSET is a 64-bit integer; a larger one was a 500
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -127,7 +130,7 @@ def build_router() -> APIRouter:
         user: User,
         rt: Rt,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> Any:
         """The user's calls, newest first."""
         rows, total = await rt.repo.list_calls(user.user_id, limit=limit, offset=offset)

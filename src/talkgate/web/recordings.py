@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -22,9 +23,10 @@ from typing import Any
 
 from talkgate import metrics
 from talkgate.codecs import decode_file
-from talkgate.errors import ConflictError, ProviderError, StorageError, TalkgateError
+from talkgate.errors import ConflictError, NotFoundError, ProviderError, StorageError, TalkgateError
 from talkgate.persistence.models import AudioSource, CallLog, CallStatus, utcnow
 from talkgate.persistence.repository import Repository
+from talkgate.persistence.retry import retry_transient, transient
 from talkgate.protocol.app_events import ServerEventName
 from talkgate.protocol.audio import wav_header
 from talkgate.providers.elevenlabs import ElevenLabsProvider
@@ -106,9 +108,15 @@ class Recordings:
             key = self.key_for(live.call_id)
             nbytes = await self.storage.put_file(key, finished.path)
             url = self.audio_url(live.conversation_id)
-            if await self.repo.set_call_audio(
-                live.conversation_id, key=key, url=url, source=live.source.value, nbytes=nbytes
-            ):
+            attach = functools.partial(
+                self.repo.set_call_audio,
+                live.conversation_id,
+                key=key,
+                url=url,
+                source=live.source.value,
+                nbytes=nbytes,
+            )
+            if await retry_transient(attach, f"recording {live.conversation_id}"):
                 live.url = url
                 await self._announce(live.user_id, live.conversation_id, url, live.source.value, nbytes)
             log.info(
@@ -121,8 +129,19 @@ class Recordings:
                 (time.perf_counter() - began) * 1000,
                 live.recorder.peak_memory,
             )
-        except Exception:
-            log.exception("recording %s: could not be stored; kept for repair", live.conversation_id)
+        except StorageError as exc:  # the disk failed mid-call: keep what reached it
+            log.error("recording %s: %s; storing what was written", live.conversation_id, exc.message)
+            if await self._recover_file(live.recorder.path, live.call_id, live.source.value, None):
+                live.url = self.audio_url(live.conversation_id)
+        except Exception as exc:
+            if transient(exc):  # stored, but its call log does not say so yet: relink() will
+                log.error(
+                    "recording %s: stored, not yet linked to its call log (database unavailable: %s)",
+                    live.conversation_id,
+                    type(exc).__name__,
+                )
+            else:
+                log.exception("recording %s: could not be stored; kept for repair", live.conversation_id)
         finally:
             self.live.pop(live.conversation_id, None)
             live.done.set()
@@ -216,12 +235,40 @@ class Recordings:
                 return row
             await asyncio.sleep(0.1)  # another process is writing it; the database is the only signal
 
+    async def relink(self, call: CallLog) -> bool:
+        """A live recording stored while the database was unreachable: link it to its call now."""
+        if call.audio_key or call.audio_source not in (AudioSource.MEDIA_STREAM, AudioSource.RELAY):
+            return False
+        key = self.key_for(call.id)
+        try:
+            nbytes = await self.storage.size(key)
+        except NotFoundError:
+            return False
+        url = self.audio_url(call.conversation_id)
+        source = AudioSource(call.audio_source)
+        if not await self.repo.set_call_audio(
+            call.conversation_id, key=key, url=url, source=source, nbytes=nbytes
+        ):
+            return False
+        log.warning("recording %s: linked to its call log after a database outage", call.conversation_id)
+        await self._announce(call.user_id, call.conversation_id, url, source.value, nbytes)
+        return True
+
+    async def relink_by_conversation(self, conversation_id: str) -> str | None:
+        """``relink`` for a call known by its conversation id; returns its audio URL if linked."""
+        call = await self.repo.call_by_conversation(conversation_id)
+        if call is not None and await self.relink(call):
+            return self.audio_url(conversation_id)
+        return None
+
     async def end_call(self, call: CallLog) -> CallLog:
         """Media socket's recording first, else the relay's, else the app's chunks, else the
         provider's recording API. Idempotent."""
         live_sources = (AudioSource.MEDIA_STREAM, AudioSource.RELAY)
         if not call.audio_key and call.audio_source in live_sources:
             call = await self._wait_for_live(call)
+        if not call.audio_key and await self.relink(call):
+            call = await self.repo.call_by_conversation(call.conversation_id) or call
         if not call.audio_key and not await self._store_chunks(call):
             try:
                 audio = await self.provider.recording(call.provider_conversation_id or call.conversation_id)
@@ -241,6 +288,42 @@ class Recordings:
         assert row is not None
         return row
 
+    # --- repair ---
+
+    async def _recover_file(
+        self, path: Path, call_id: str, source: str, status: CallStatus | None
+    ) -> str | None:
+        """Repair one spool file (what reached the disk becomes a valid WAV), store it, attach it to
+        its call. Returns the conversation id; None when the file is another process's live
+        recording or cannot be saved now (it then stays for the next start-up)."""
+        fd = await asyncio.to_thread(try_lock, path)
+        if fd is None:
+            return None  # a live recording of another process
+        try:
+            data_bytes = await asyncio.to_thread(repair, fd)
+            call = await self.repo.call_by_id(call_id)
+            if call is None:
+                log.warning("spool file %s belongs to no call; left in place", path.name)
+                return None
+            key = self.key_for(call.id)
+            nbytes = await self.storage.put_file(key, path)
+            url = self.audio_url(call.conversation_id)
+            await self.repo.set_call_audio(
+                call.conversation_id, key=key, url=url, source=source, nbytes=nbytes, status=status
+            )
+            if call.status == CallStatus.ACTIVE and status is CallStatus.RECOVERED:
+                await self.repo.finish_call(
+                    call.conversation_id, status=CallStatus.RECOVERED, end_reason="server_crash"
+                )
+            await self._announce(call.user_id, call.conversation_id, url, source, nbytes)
+            log.warning("recording %s repaired: %d bytes of audio kept", call.conversation_id, data_bytes)
+            return call.conversation_id
+        except TalkgateError as exc:
+            log.error("spool file %s could not be repaired: %s", path.name, exc.message)
+            return None
+        finally:
+            os.close(fd)
+
     # --- start-up repair ---
 
     async def recover(self) -> list[str]:
@@ -253,44 +336,7 @@ class Recordings:
             match = SPOOL_NAME.match(path.name)
             if match is None or match["source"] not in AudioSource.__members__.values():
                 continue
-            fd = await asyncio.to_thread(try_lock, path)
-            if fd is None:
-                continue  # a live recording of another process
-            try:
-                data_bytes = await asyncio.to_thread(repair, fd)
-                call = await self.repo.call_by_id(match["call"])
-                if call is None:
-                    log.warning("spool file %s belongs to no call; left in place", path.name)
-                    continue
-                key = self.key_for(call.id)
-                nbytes = await self.storage.put_file(key, path)
-                await self.repo.set_call_audio(
-                    call.conversation_id,
-                    key=key,
-                    url=self.audio_url(call.conversation_id),
-                    source=match["source"],
-                    nbytes=nbytes,
-                    status=CallStatus.RECOVERED,
-                )
-                await self._announce(
-                    call.user_id,
-                    call.conversation_id,
-                    self.audio_url(call.conversation_id),
-                    match["source"],
-                    nbytes,
-                )
-                if call.status == CallStatus.ACTIVE:
-                    await self.repo.finish_call(
-                        call.conversation_id, status=CallStatus.RECOVERED, end_reason="server_crash"
-                    )
-                recovered.append(call.conversation_id)
-                log.warning(
-                    "recording %s recovered after a crash: %d bytes of audio",
-                    call.conversation_id,
-                    data_bytes,
-                )
-            except TalkgateError as exc:
-                log.error("spool file %s could not be repaired: %s", path.name, exc.message)
-            finally:
-                os.close(fd)
+            cid = await self._recover_file(path, match["call"], match["source"], CallStatus.RECOVERED)
+            if cid is not None:
+                recovered.append(cid)
         return recovered

@@ -8,6 +8,7 @@ Every client event may take an acknowledgement; a failure is also emitted as
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ import socketio
 from talkgate import logs, metrics
 from talkgate.errors import (
     AuthError,
+    DatabaseUnavailable,
     ErrorCode,
     ProtocolError,
     ProviderError,
@@ -25,6 +27,7 @@ from talkgate.errors import (
     TalkgateError,
 )
 from talkgate.persistence.models import AudioSource, CallStatus
+from talkgate.persistence.retry import retry_transient, transient
 from talkgate.protocol import app_events
 from talkgate.protocol.app_events import ClientEventName as C
 from talkgate.protocol.app_events import ServerEventName as S
@@ -35,6 +38,8 @@ from talkgate.web.recordings import LiveRecording
 from talkgate.web.runtime import Runtime
 
 log = logging.getLogger("talkgate.sio")
+
+LATER_DELAYS = (5.0,) * 60  # after the short retries: every 5 s for 5 minutes
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
 
@@ -177,7 +182,7 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
             dialect=rt.dialect,
             emit=lambda event, body: emit(sid, event, body),
             app_backlog=backlog(sid),
-            tap=RelayTap(recording.recorder) if recording else None,
+            tap=RelayTap(recording.recorder, on_failure=lambda exc: fail(sid, exc)) if recording else None,
             input_codec=request.input_codec,
             keepalive_interval_s=settings.keepalive_interval_s,
         )
@@ -199,6 +204,36 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
             rt.relays.pop(sid, None)
             metrics.LIVE_CONVERSATIONS.labels("relay").dec()
             audio_url = await rt.recordings.finish(recording) if recording else None
+            close = functools.partial(
+                rt.repo.close_conversation,
+                user_id,
+                relay.session_id,
+                relay.conversation_id,
+                duration_ms=relay.duration_ms,
+                status=CallStatus.FAILED if relay.end_reason == "error" else CallStatus.ENDED,
+                transcript=relay.stats.transcript,
+                turns=[t.as_dict() for t in relay.stats.turns],
+                end_reason=relay.end_reason,
+            )
+            what = f"call log {relay.conversation_id}"
+            try:
+                await retry_transient(close, what)
+                if recording is not None and audio_url is None:
+                    audio_url = await rt.recordings.relink_by_conversation(relay.conversation_id)
+            except Exception as exc:
+                if not transient(exc):
+                    log.exception("conversation %s: could not save the call log", relay.conversation_id)
+                else:  # the database is still away: tell the app, keep trying for a while
+                    log.error("conversation %s: call log not saved yet (database unavailable)", what)
+                    await fail(
+                        sid,
+                        DatabaseUnavailable(
+                            "the call log could not be saved yet (database unavailable); talkgate keeps "
+                            "trying for a few minutes"
+                        ),
+                    )
+                    rt.spawn(save_later(close, what, relay.conversation_id))
+            log.info("socket %s: conversation %s ended (%s)", sid, relay.conversation_id, relay.end_reason)
             ended: dict[str, Any] = {
                 "sessionId": relay.session_id,
                 "conversationId": relay.conversation_id,
@@ -206,21 +241,16 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
                 "durationMs": relay.duration_ms,
                 "audioUrl": audio_url,
             }
-            try:
-                await rt.repo.close_conversation(
-                    user_id,
-                    relay.session_id,
-                    relay.conversation_id,
-                    duration_ms=relay.duration_ms,
-                    status=CallStatus.FAILED if relay.end_reason == "error" else CallStatus.ENDED,
-                    transcript=relay.stats.transcript,
-                    turns=[t.as_dict() for t in relay.stats.turns],
-                    end_reason=relay.end_reason,
-                )
-            except Exception:
-                log.exception("conversation %s: could not save the call log", relay.conversation_id)
-            log.info("socket %s: conversation %s ended (%s)", sid, relay.conversation_id, relay.end_reason)
             await emit(sid, S.CONVERSATION_ENDED, ended)
+
+    async def save_later(close: Callable[[], Awaitable[None]], what: str, conversation_id: str) -> None:
+        rt = get_runtime()
+        try:
+            await retry_transient(close, what, LATER_DELAYS)
+            await rt.recordings.relink_by_conversation(conversation_id)
+            log.warning("%s saved after the database came back", what)
+        except Exception:
+            log.exception("%s: given up; the call log stays incomplete", what)
 
     async def user_audio_start(sid: str, _: Any) -> dict[str, Any]:
         return app_events.ok(turn=await relay_of(sid).start_turn())

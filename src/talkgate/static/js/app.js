@@ -32,6 +32,7 @@ const MESSAGES = {
   provider_rejected_dialect: "The provider refused a message; the server's dialect setting must change.",
   bad_provider_frame: "The provider sent something talkgate could not read.",
   storage_error: "This conversation cannot be recorded right now; it goes on without a recording.",
+  database_unavailable: "The call log could not be saved yet; talkgate keeps trying.",
   not_found: "Not found.",
   conflict: "That conflicts with the current state.",
   internal: "talkgate hit an internal error.",

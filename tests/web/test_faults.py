@@ -1,0 +1,263 @@
+"""Faults injected at talkgate's edges, each with its defined behaviour: a clear error, nothing
+already received lost, and no task, relay, recording or file handle left behind.
+
+Provider unreachable, refusing the key, closing mid-turn or timing out are in test_relay_faults.py;
+a disk failing inside the recorder is in tests/recording."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from talkgate.errors import StorageError
+from talkgate.persistence import retry
+from talkgate.web import sio as sio_module
+from tests.conftest import start_simulator, wait_until
+from tests.web.conftest import AppClient, Gate, connect, start_gate
+from tests.web.recording_helpers import expected_mix, find, noise, wav_pcm
+
+
+def open_files_under(path: Path) -> list[str]:
+    """This process's open file descriptors that point under ``path``."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(path.resolve())):
+            found.append(target)
+    return found
+
+
+async def assert_nothing_left(gate: Gate) -> None:
+    rt = gate.app.runtime
+    await wait_until(lambda: not rt.relays and not rt.recordings.live and not rt.tasks)
+    # The database's own connection stays open; no recording's file does. (A file response may
+    # close its file just after the client has read the last byte: hence the wait.)
+    recordings = (gate.settings.spool_dir, gate.settings.data_dir / "recordings")
+    await wait_until(lambda: not any(open_files_under(path) for path in recordings))
+
+
+async def paced_turn(app: AppClient, clip: bytes, turn: int) -> None:
+    """One push-to-talk turn at a microphone's pace, then its transcript and the whole echo."""
+    assert (await app.call("user-audio-start"))["turn"] == turn
+    for i in range(0, len(clip), 3200):
+        await asyncio.sleep(0.1)  # the recording's timeline is arrival time
+        assert (await app.call("send_audio", {"audio": base64.b64encode(clip[i : i + 3200]).decode()}))["ok"]
+    await app.call("user-audio-end")
+    await app.wait_for("conversation_message", turn, lambda p: p["type"] == "user_transcript")
+    while sum(len(base64.b64decode(p["audio"])) for p in app.of("agent_audio")) < turn * len(clip):
+        await app.wait_for("agent_audio", len(app.of("agent_audio")) + 1)
+
+
+class Outage:
+    """Makes repository writes fail as if the database were unreachable: the next ``times`` calls,
+    or every call until ``restore()``."""
+
+    def __init__(self, gate: Gate, *names: str, times: int | None = None) -> None:
+        self.left = times
+        self.down = True
+        self.failures = 0
+        repo = gate.app.runtime.repo
+        for name in names:
+            setattr(repo, name, self._wrap(getattr(repo, name)))
+
+    def _wrap(self, method):
+        async def failing(*args, **kwargs):
+            if self.down and (self.left is None or self.left > 0):
+                if self.left is not None:
+                    self.left -= 1
+                self.failures += 1
+                raise OperationalError("UPDATE call_logs", {}, ConnectionRefusedError("database is down"))
+            return await method(*args, **kwargs)
+
+        return failing
+
+    def restore(self) -> None:
+        self.down = False
+
+
+@pytest.fixture
+def quick_retries(monkeypatch):
+    monkeypatch.setattr(retry, "SHORT", (0.01, 0.02, 0.04))
+    monkeypatch.setattr(sio_module, "LATER_DELAYS", (0.05,) * 400)
+
+
+async def test_a_slow_provider_is_a_timeout_error_within_the_set_time(tmp_path):
+    slow = start_simulator(response_delay_s=5.0)
+    gate = start_gate(tmp_path, slow, provider_timeout_s=0.5)
+    app = await connect(gate)
+    try:
+        began = time.monotonic()
+        ack = await app.call("conversation_start")
+        elapsed = time.monotonic() - began
+        assert ack["ok"] is False and ack["error"]["code"] == "provider_timeout"
+        assert "timed out" in ack["error"]["message"]
+        assert elapsed < 0.5 + 1.0
+        (ended,) = await app.wait_for("conversation_ended")
+        assert ended["reason"] == "error"
+        assert (await app.call("user_activity_signal"))["error"]["code"] == "no_conversation"  # socket lives
+        await app.sio.disconnect()
+        await assert_nothing_left(gate)
+    finally:
+        gate.server.stop()
+        slow.stop()
+
+
+async def test_a_brief_database_outage_at_call_end_loses_nothing(gate, quick_retries):
+    app = await connect(gate)
+    clip = noise(300, seed=90)
+    try:
+        cid = (await app.call("conversation_start"))["conversationId"]
+        await paced_turn(app, clip, 1)
+        outage = Outage(gate, "close_conversation", "set_call_audio", times=4)
+        await app.call("conversation_end")
+        (ended,) = await app.wait_for("conversation_ended")
+    finally:
+        await app.sio.disconnect()
+    assert outage.failures == 4 and not app.of("conversation_error")
+    assert ended["audioUrl"] == f"{gate.url}/api/calls/{cid}/audio"
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        call = (await client.get(f"/api/calls/{cid}", headers=gate.headers())).json()
+        pcm = wav_pcm((await client.get(ended["audioUrl"], headers=gate.headers())).content)
+    assert call["status"] == "ended" and [t["role"] for t in call["transcript"]] == ["user", "agent"]
+    assert call["turns"][0]["turn"] == 1 and call["audioSource"] == "relay"
+    at = find(pcm, clip[:64])
+    assert at >= 0 and pcm[at : at + len(clip)] == clip
+    await assert_nothing_left(gate)
+
+
+async def test_a_long_database_outage_is_reported_and_the_call_log_saved_when_it_returns(gate, quick_retries):
+    app = await connect(gate)
+    clip = noise(300, seed=91)
+    try:
+        cid = (await app.call("conversation_start"))["conversationId"]
+        await paced_turn(app, clip, 1)
+        outage = Outage(gate, "close_conversation", "set_call_audio")
+        await app.call("conversation_end")
+        (error,) = await app.wait_for("conversation_error")
+        (ended,) = await app.wait_for("conversation_ended")
+    finally:
+        await app.sio.disconnect()
+    assert error["code"] == "database_unavailable" and error["fatal"] is False
+    assert "keeps trying" in error["message"]
+    assert ended["reason"] == "client"
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        during = (await client.get(f"/api/calls/{cid}", headers=gate.headers())).json()
+        assert during["status"] == "active" and not during["audioUrl"]  # not saved, not lost
+        outage.restore()
+        rt = gate.app.runtime
+        await wait_until(lambda: not rt.tasks)  # the background retry saved it and ended
+        call = (await client.get(f"/api/calls/{cid}", headers=gate.headers())).json()
+        pcm = wav_pcm((await client.get(call["audioUrl"], headers=gate.headers())).content)
+    assert call["status"] == "ended" and [t["role"] for t in call["transcript"]] == ["user", "agent"]
+    assert call["audioSource"] == "relay"
+    at = find(pcm, clip[:64])
+    assert at >= 0 and pcm[at : at + len(clip)] == clip
+    await assert_nothing_left(gate)
+
+
+async def test_http_routes_answer_503_while_the_database_is_away(gate):
+    Outage(gate, "list_calls")
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        r = await client.get("/api/calls", headers=gate.headers())
+    assert r.status_code == 503
+    assert r.json()["error"] == {
+        "code": "database_unavailable",
+        "message": "the database is unavailable; try again shortly",
+    }
+
+
+async def test_a_disk_failing_mid_call_is_reported_and_what_was_written_is_kept(gate):
+    app = await connect(gate)
+    first, second = noise(400, seed=92), noise(400, seed=93)
+    try:
+        cid = (await app.call("conversation_start"))["conversationId"]
+        await paced_turn(app, first, 1)
+        live = gate.app.runtime.recordings.live[cid]
+        await wait_until(lambda: os.stat(live.recorder.path).st_size >= 44 + 2 * len(first))
+
+        def disk_full(pcm: bytes) -> None:
+            raise OSError(28, "No space left on device")
+
+        live.recorder._writer.write = disk_full
+        await paced_turn(app, second, 2)  # the conversation goes on
+        (error,) = await app.wait_for("conversation_error")
+        await app.call("conversation_end")
+        (ended,) = await app.wait_for("conversation_ended")
+    finally:
+        await app.sio.disconnect()
+    assert error["code"] == "storage_error" and error["fatal"] is False
+    assert "No space left on device" in error["message"] and "kept" in error["message"]
+    async with httpx.AsyncClient() as client:
+        pcm = wav_pcm((await client.get(ended["audioUrl"], headers=gate.headers())).content)
+    # The first turn and its echo reached the disk before it failed: both are in the WAV, exactly.
+    at_caller = find(pcm, first[:64])
+    at_agent = find(pcm, first[:64], at_caller + len(first))
+    assert at_caller >= 0 and at_agent >= at_caller + len(first)
+    end = at_agent + len(first)
+    assert pcm[:end] == expected_mix(end, [(at_caller, first), (at_agent, first)])
+    await assert_nothing_left(gate)
+
+
+async def test_storage_failing_at_the_end_keeps_the_recording_for_the_next_start(gate):
+    rt = gate.app.runtime
+    real_put = rt.storage.put_file
+    failing = True
+
+    async def put_file(key: str, source: Path) -> int:
+        if failing:
+            raise StorageError("the bucket is unreachable")
+        return await real_put(key, source)
+
+    rt.storage.put_file = put_file
+    app = await connect(gate)
+    clip = noise(300, seed=94)
+    try:
+        cid = (await app.call("conversation_start"))["conversationId"]
+        await paced_turn(app, clip, 1)
+        await app.call("conversation_end")
+        (ended,) = await app.wait_for("conversation_ended")
+    finally:
+        await app.sio.disconnect()
+    assert ended["audioUrl"] is None
+    spooled = list(gate.settings.spool_dir.iterdir())
+    assert len(spooled) == 1 and spooled[0].name.endswith(".relay.wav.part")
+    failing = False
+    assert await rt.recordings.recover() == [cid]  # what the next start-up does
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        call = (await client.get(f"/api/calls/{cid}", headers=gate.headers())).json()
+        pcm = wav_pcm((await client.get(call["audioUrl"], headers=gate.headers())).content)
+    assert call["audioSource"] == "relay"
+    at = find(pcm, clip[:64])
+    assert at >= 0 and pcm[at : at + len(clip)] == clip
+    assert list(gate.settings.spool_dir.iterdir()) == []
+    await assert_nothing_left(gate)
+
+
+async def test_an_app_dropping_mid_turn_keeps_the_audio_it_sent(gate):
+    app = await connect(gate)
+    clip = noise(300, seed=95)
+    cid = (await app.call("conversation_start"))["conversationId"]
+    await app.call("user-audio-start")
+    for i in range(0, len(clip), 3200):
+        await asyncio.sleep(0.1)
+        await app.call("send_audio", {"audio": base64.b64encode(clip[i : i + 3200]).decode()})
+    await app.sio.disconnect()  # mid-turn: no user-audio-end
+    rt = gate.app.runtime
+    await wait_until(lambda: not rt.relays and not rt.tasks)
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        call = (await client.get(f"/api/calls/{cid}", headers=gate.headers())).json()
+        pcm = wav_pcm((await client.get(call["audioUrl"], headers=gate.headers())).content)
+    assert call["status"] == "ended" and call["endReason"] == "disconnected"
+    at = find(pcm, clip[:64])
+    assert at >= 0 and pcm[at : at + len(clip)] == clip
+    await assert_nothing_left(gate)
