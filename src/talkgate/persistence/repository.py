@@ -23,7 +23,7 @@ from talkgate.persistence.models import (
     utcnow,
 )
 
-AUDIO_RANK = {
+AUDIO_RANK: dict[str, int] = {
     AudioSource.PROVIDER: 1,
     AudioSource.CLIENT_CHUNKS: 2,
     AudioSource.RELAY: 3,
@@ -36,7 +36,7 @@ class Repository:
         self._sessions = sessions
 
     async def _ensure_user(self, db: AsyncSession, user_id: str) -> None:
-        dialect = db.bind.dialect.name
+        dialect = db.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         await db.execute(insert(User).values(id=user_id).on_conflict_do_nothing(index_elements=["id"]))
 
