@@ -43,6 +43,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 CHUNK_BYTES = 3200  # 100 ms at 16 kHz PCM16
+START_TIMEOUT_S = 60.0  # a session not started by then counts as a failed start
 JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstu"
 
 
@@ -232,12 +233,20 @@ class Phase:
     def __init__(self, n: int) -> None:
         self.n = n
         self.started: list[float] = []
+        self.failures: list[str] = []
         self.all_started = asyncio.Event()
         self.go = asyncio.Event()
 
     def started_one(self, seconds: float) -> None:
         self.started.append(seconds)
-        if len(self.started) == self.n:
+        self._check()
+
+    def failed_one(self, why: str) -> None:
+        self.failures.append(why)
+        self._check()
+
+    def _check(self) -> None:
+        if len(self.started) + len(self.failures) == self.n:
             self.all_started.set()
 
 
@@ -260,8 +269,15 @@ async def session(
         async def end() -> None:
             await ws.send('{"type":"end_user_audio"}')
     else:
-        eio = await EngineIO.open(url, token)
-        await eio.call("conversation_start")
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                eio = await EngineIO.open(url, token)
+                (ack,) = await eio.call("conversation_start")
+            if not ack.get("ok"):
+                raise RuntimeError(ack.get("error"))
+        except Exception as exc:  # counted and reported; the other sessions go on
+            phase.failed_one(repr(exc)[:200])
+            return
 
         async def send_chunk() -> None:
             struct.pack_into("<Q", body, 0, now_ns())
@@ -437,6 +453,8 @@ async def measure(
         "cpu": cpu,
         "start_p50": pct(phase.started, 50) * 1000,
         "start_p99": pct(phase.started, 99) * 1000,
+        "failed": len(phase.failures),
+        "why": phase.failures[-1] if phase.failures else "",
     }
 
 
@@ -460,13 +478,15 @@ async def bench(
     print(f"({deployment.describe()}; CPU counts every process of a relay)")
     print(
         f"{'relay':<10}{'chunks':>9}{'p50':>9}{'p99':>9}{'release→end p99':>17}{'CPU (cores)':>13}"
-        f"{'start p50':>11}{'start p99':>11}"
+        f"{'start p50':>11}{'start p99':>11}{'failed':>8}"
     )
     for r in rows:
         print(
             f"{r['kind']:<10}{r['chunks']:>9}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['end_p99']:>17.2f}"
-            f"{r['cpu']:>13.2f}{r['start_p50']:>11.1f}{r['start_p99']:>11.1f}"
+            f"{r['cpu']:>13.2f}{r['start_p50']:>11.1f}{r['start_p99']:>11.1f}{r['failed']:>8}"
         )
+        if r["failed"]:
+            print(f"  {r['kind']}: {r['failed']} sessions did not start; the last: {r['why']}")
     by_kind = {r["kind"]: r for r in rows}
     if "talkgate" in by_kind and "minimal" in by_kind:
         ratio = by_kind["talkgate"]["p99"] / by_kind["minimal"]["p99"]

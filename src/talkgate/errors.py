@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     STORAGE_ERROR = "storage_error"
     DATABASE_UNAVAILABLE = "database_unavailable"
     REQUEST_TOO_LARGE = "request_too_large"
+    NOT_CONFIGURED = "not_configured"
     INTERNAL = "internal"
 
 

@@ -1,7 +1,10 @@
 """The page's HTTP side: pages and modules from talkgate's own origin, the development sign-in,
 and signed playback links."""
 
+import json
+import re
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -11,6 +14,8 @@ from tests.conftest import SIM_KEY
 from tests.web.conftest import start_gate
 from tests.web.recording_helpers import direct_turn, noise, wav_pcm
 from tests.web.test_media_recording import start_media_call
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_pages_and_their_modules_come_from_talkgate_itself(gate):
@@ -23,6 +28,13 @@ async def test_pages_and_their_modules_come_from_talkgate_itself(gate):
         module = await client.get("/vendor/socket.io-client.esm.min.js")
         assert module.status_code == 200 and module.headers["content-type"].startswith("text/javascript")
         assert "_placeholder" in module.text  # the build whose binary attachments the server reads
+        livekit = await client.get("/vendor/livekit-client.esm.mjs")  # avatar mode with a real key
+        assert livekit.status_code == 200 and livekit.headers["content-type"].startswith("text/javascript")
+        assert "publishData" in livekit.text and not re.search(
+            r"^import .* from ['\"][^./]", livekit.text, re.M
+        )
+        pinned = json.loads((ROOT / "package.json").read_text())["dependencies"]
+        assert pinned == {"livekit-client": "2.23.0", "socket.io-client": "4.8.4"}  # exact versions
         assert (await client.get("/static/js/app.js")).status_code == 200
         assert (await client.get("/vendor/../package.json")).status_code == 404
         assert (await client.get("/vendor/lodash.js")).status_code == 404

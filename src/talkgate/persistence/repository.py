@@ -164,6 +164,24 @@ class Repository:
                 update(CallLog).where(CallLog.conversation_id == conversation_id).values(**values)
             )
 
+    async def append_transcript(
+        self, user_id: str, conversation_id: str, entries: list[dict[str, Any]], *, limit: int
+    ) -> int:
+        """Add lines to a user's call transcript (at most ``limit`` in all); returns its length."""
+        async with self._sessions.begin() as db:
+            row = await db.scalar(
+                select(CallLog)
+                .where(CallLog.conversation_id == conversation_id, CallLog.user_id == user_id)
+                .with_for_update()
+            )
+            if row is None:
+                raise NotFoundError("no such call")
+            if len(row.transcript) + len(entries) > limit:
+                raise ConflictError(f"a call keeps at most {limit} transcript lines")
+            row.transcript = [*row.transcript, *entries]  # a new list: the JSON column sees the change
+            row.updated_at = utcnow()
+            return len(row.transcript)
+
     async def mark_recording(self, conversation_id: str, source: str | None) -> None:
         """A live recording of ``source`` has begun: other processes' call ends wait for it
         (None: the recording that was announced could not start)."""

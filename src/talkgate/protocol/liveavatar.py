@@ -18,6 +18,22 @@ from talkgate.errors import ErrorCode, ProtocolError
 CONTROL_TOPIC = "agent-control"
 RESPONSE_TOPIC = "agent-response"
 
+# ``POST /v1/sessions/stop`` reasons, also ``session.stopped``'s ``end_reason``.
+END_REASONS = frozenset(
+    {
+        "UNKNOWN",
+        "USER_DISCONNECTED",
+        "SERVER_ERROR",
+        "IDLE_TIMEOUT",
+        "NO_CREDITS",
+        "USER_CLOSED",
+        "AVATAR_DELETED",
+        "MAX_DURATION_REACHED",
+        "ZOMBIE_SESSION_REAP",
+        "AGENT_HANG_UP",
+    }
+)
+
 
 class Command(StrEnum):
     START_PTT = "user.start_push_to_talk"
@@ -119,3 +135,122 @@ class DataPacket:
 
     def serialize(self) -> str:
         return json.dumps({"topic": self.topic, "data": {"event_type": self.event_type, **self.payload}})
+
+
+# --- the push-to-talk command machine -------------------------------------------------------------
+# The page runs it (static/js/avatar-ptt.js holds the same table; a test compares the two). The mic
+# is unmuted only between the provider's ``push_to_talk_started`` and the release, so no audio is
+# ever sent outside a window; a missing acknowledgement times out back to a safe state.
+
+
+class PttState(StrEnum):
+    IDLE = "idle"
+    STARTING = "starting"  # start sent, waiting for started
+    CANCELLING = "cancelling"  # released before started came: stop as soon as it does
+    TALKING = "talking"  # the window is open, the mic unmuted
+    STOPPING = "stopping"  # stop sent, waiting for stopped
+    ENDED = "ended"  # the session stopped: nothing more
+
+
+class PttInput(StrEnum):
+    PRESS = "press"
+    RELEASE = "release"
+    STARTED = "started"  # user.push_to_talk_started
+    START_FAILED = "start_failed"  # user.push_to_talk_start_failed
+    STOPPED = "stopped"  # user.push_to_talk_stopped
+    STOP_FAILED = "stop_failed"  # user.push_to_talk_stop_failed
+    TIMEOUT = "timeout"  # no acknowledgement in time
+    SESSION_STOPPED = "session_stopped"  # session.stopped
+
+
+class PttAction(StrEnum):
+    SEND_START = "send_start"
+    SEND_STOP = "send_stop"
+    UNMUTE = "unmute"
+    MUTE = "mute"
+    ARM_TIMER = "arm_timer"  # an acknowledgement is due
+    CANCEL_TIMER = "cancel_timer"
+    REPORT = "report"  # tell the user (the step's ``error`` says what)
+
+
+# (state, input) → (next state, actions, error for the user). A pair not listed changes nothing.
+PTT_TABLE: dict[tuple[PttState, PttInput], tuple[PttState, tuple[PttAction, ...], str | None]] = {
+    (PttState.IDLE, PttInput.PRESS): (PttState.STARTING, (PttAction.SEND_START, PttAction.ARM_TIMER), None),
+    (PttState.IDLE, PttInput.SESSION_STOPPED): (PttState.ENDED, (), None),
+    (PttState.STARTING, PttInput.RELEASE): (PttState.CANCELLING, (), None),
+    (PttState.STARTING, PttInput.STARTED): (
+        PttState.TALKING,
+        (PttAction.CANCEL_TIMER, PttAction.UNMUTE),
+        None,
+    ),
+    (PttState.STARTING, PttInput.START_FAILED): (
+        PttState.IDLE,
+        (PttAction.CANCEL_TIMER, PttAction.REPORT),
+        "the avatar could not start listening; try again",
+    ),
+    (PttState.STARTING, PttInput.TIMEOUT): (
+        PttState.IDLE,
+        (PttAction.SEND_STOP, PttAction.REPORT),
+        "the avatar did not answer the start of push-to-talk in time",
+    ),
+    (PttState.STARTING, PttInput.SESSION_STOPPED): (PttState.ENDED, (PttAction.CANCEL_TIMER,), None),
+    (PttState.CANCELLING, PttInput.PRESS): (PttState.STARTING, (), None),
+    (PttState.CANCELLING, PttInput.STARTED): (
+        PttState.STOPPING,
+        (PttAction.CANCEL_TIMER, PttAction.SEND_STOP, PttAction.ARM_TIMER),
+        None,
+    ),
+    (PttState.CANCELLING, PttInput.START_FAILED): (PttState.IDLE, (PttAction.CANCEL_TIMER,), None),
+    (PttState.CANCELLING, PttInput.TIMEOUT): (
+        PttState.IDLE,
+        (PttAction.SEND_STOP, PttAction.REPORT),
+        "the avatar did not answer the start of push-to-talk in time",
+    ),
+    (PttState.CANCELLING, PttInput.SESSION_STOPPED): (PttState.ENDED, (PttAction.CANCEL_TIMER,), None),
+    (PttState.TALKING, PttInput.RELEASE): (
+        PttState.STOPPING,
+        (PttAction.MUTE, PttAction.SEND_STOP, PttAction.ARM_TIMER),
+        None,
+    ),
+    (PttState.TALKING, PttInput.STOPPED): (PttState.IDLE, (PttAction.MUTE,), None),
+    (PttState.TALKING, PttInput.SESSION_STOPPED): (PttState.ENDED, (PttAction.MUTE,), None),
+    (PttState.STOPPING, PttInput.STOPPED): (PttState.IDLE, (PttAction.CANCEL_TIMER,), None),
+    (PttState.STOPPING, PttInput.STOP_FAILED): (
+        PttState.IDLE,
+        (PttAction.CANCEL_TIMER, PttAction.REPORT),
+        "the avatar could not stop listening cleanly",
+    ),
+    (PttState.STOPPING, PttInput.TIMEOUT): (
+        PttState.IDLE,
+        (PttAction.REPORT,),
+        "the avatar did not answer the end of push-to-talk in time",
+    ),
+    (PttState.STOPPING, PttInput.SESSION_STOPPED): (PttState.ENDED, (PttAction.CANCEL_TIMER,), None),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PttStep:
+    state: PttState
+    actions: tuple[PttAction, ...] = ()
+    error: str | None = None
+
+
+def ptt_step(state: PttState, event: PttInput) -> PttStep:
+    """What the machine does on ``event`` in ``state``; unlisted pairs are ignored."""
+    next_state, actions, error = PTT_TABLE.get((state, event), (state, (), None))
+    return PttStep(next_state, actions, error)
+
+
+def ptt_input(event_type: str) -> PttInput | None:
+    """The machine's input for a data-channel event type (None: not a push-to-talk event)."""
+    return EVENT_INPUTS.get(event_type)
+
+
+EVENT_INPUTS: dict[str, PttInput] = {
+    Event.PTT_STARTED: PttInput.STARTED,
+    Event.PTT_START_FAILED: PttInput.START_FAILED,
+    Event.PTT_STOPPED: PttInput.STOPPED,
+    Event.PTT_STOP_FAILED: PttInput.STOP_FAILED,
+    Event.SESSION_STOPPED: PttInput.SESSION_STOPPED,
+}

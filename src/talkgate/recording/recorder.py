@@ -73,6 +73,8 @@ class Recorder:
         )
         self._inbox: list[Chunk] = []
         self._inbox_bytes = 0
+        # Called on the event loop once, when the disk fails (the recorder stops recording).
+        self.on_error: Callable[[OSError], object] | None = None
         # Bytes handed to the disk thread, and bytes it has written: each counter has one writer
         # (the loop, the thread), so their difference is read without a lock.
         self._queued = 0
@@ -133,6 +135,8 @@ class Recorder:
             except OSError as exc:
                 self.error = exc
                 log.error("recording %s: writing failed: %s", self.path.name, exc)
+                if self.on_error is not None and self._loop is not None:
+                    self._loop.call_soon_threadsafe(self.on_error, exc)
         self._written += len(pcm)
         if self._waiting and self._loop is not None:
             self._loop.call_soon_threadsafe(self._room.set)
@@ -208,16 +212,17 @@ class RelayTap:
     ) -> None:
         self.recorder = recorder
         self._on_failure = on_failure
-        self._failure_told = False
+        self._told: asyncio.Task[None] | None = None
+        recorder.on_error = self._disk_failed
+
+    def _disk_failed(self, _exc: OSError) -> None:
+        if self._told is None:  # the task is kept referenced here until it is done
+            self._told = asyncio.ensure_future(self._failed())
 
     async def caller(self, pcm: bytes, fmt: AudioFormat) -> None:
-        if self.recorder.error is not None:
-            return await self._failed()
         await self.recorder.add(CALLER, convert(pcm, fmt, PCM_16000) if fmt != PCM_16000 else pcm)
 
     async def agent(self, audio_b64: str, fmt: AudioFormat) -> None:
-        if self.recorder.error is not None:
-            return await self._failed()
         try:
             audio = b64decode_audio(audio_b64)
         except AudioError:
@@ -226,9 +231,8 @@ class RelayTap:
 
     async def _failed(self) -> None:
         """The disk failed mid-call: the conversation goes on unrecorded; say so once."""
-        if self._failure_told or self._on_failure is None:
+        if self._on_failure is None:
             return
-        self._failure_told = True
         await self._on_failure(
             StorageError(
                 f"recording stopped ({self.recorder.error}); the conversation goes on, "

@@ -20,6 +20,7 @@ from talkgate.errors import ProtocolError
 from talkgate.protocol.audio import PCM_16000, dbfs, rms
 from talkgate.protocol.liveavatar import (
     CONTROL_TOPIC,
+    END_REASONS,
     RESPONSE_TOPIC,
     Command,
     DataPacket,
@@ -30,20 +31,6 @@ from talkgate.simulator.state import SimulatorConfig
 log = logging.getLogger("talkgate.simulator.liveavatar")
 
 SUCCESS = 1000  # the official SDK treats anything but 1000 as failure
-END_REASONS = frozenset(
-    {
-        "UNKNOWN",
-        "USER_DISCONNECTED",
-        "SERVER_ERROR",
-        "IDLE_TIMEOUT",
-        "NO_CREDITS",
-        "USER_CLOSED",
-        "AVATAR_DELETED",
-        "MAX_DURATION_REACHED",
-        "ZOMBIE_SESSION_REAP",
-        "AGENT_HANG_UP",
-    }
-)
 
 
 def envelope(data: object, status: int = 200, code: int = SUCCESS, message: str = "success") -> JSONResponse:
@@ -66,6 +53,10 @@ class AvatarSession:
     sockets: set[WebSocket] = field(default_factory=set)
     transcript: list[dict[str, str]] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    # For tests: the next such command fails ("fail") or gets no answer at all ("silent").
+    faults: dict[str, str] = field(default_factory=dict)
+    audio_bytes: int = 0  # microphone audio received inside push-to-talk windows
+    audio_outside_bytes: int = 0  # ... and outside them (the provider ignores it; a page should not send it)
 
 
 class LiveAvatarSimulator:
@@ -80,7 +71,38 @@ class LiveAvatarSimulator:
             Route("/v1/sessions/keep-alive", self.keep_alive, methods=["POST"]),
             Route("/v1/sessions/stop", self.stop, methods=["POST"]),
             WebSocketRoute("/_liveavatar/room", self.room),
+            Route("/_simulator/liveavatar/sessions/{session_id}", self.inspect, methods=["GET"]),
+            Route("/_simulator/liveavatar/sessions/{session_id}/faults", self.add_fault, methods=["POST"]),
         ]
+
+    # --- for tests ----------------------------------------------------------------------------
+
+    async def inspect(self, request: Request) -> Response:
+        session = self.sessions.get(request.path_params["session_id"])
+        if session is None:
+            return failure(404, "session not found")
+        return JSONResponse(
+            {
+                "body": session.body,
+                "started": session.started,
+                "stoppedReason": session.stopped_reason,
+                "commands": session.commands,
+                "transcript": session.transcript,
+                "audioBytes": session.audio_bytes,
+                "audioOutsideBytes": session.audio_outside_bytes,
+            }
+        )
+
+    async def add_fault(self, request: Request) -> Response:
+        session = self.sessions.get(request.path_params["session_id"])
+        body = await self._json(request)
+        if session is None or body is None:
+            return failure(404, "session not found")
+        command, fault = body.get("command"), body.get("fault")
+        if command not in (Command.START_PTT, Command.STOP_PTT) or fault not in ("fail", "silent"):
+            return failure(422, "command must be a push-to-talk command, fault 'fail' or 'silent'")
+        session.faults[str(command)] = str(fault)
+        return JSONResponse({"ok": True})
 
     # --- REST ---------------------------------------------------------------------------------
 
@@ -97,6 +119,7 @@ class LiveAvatarSimulator:
         return body if isinstance(body, dict) else None
 
     async def create_token(self, request: Request) -> Response:
+        await asyncio.sleep(self.config.response_delay_s)
         if request.headers.get("x-api-key") != self.config.liveavatar_api_key:
             return failure(401, "Invalid API key")
         body = await self._json(request)
@@ -213,6 +236,9 @@ class LiveAvatarSimulator:
                     # Microphone audio (PCM16 16 kHz); outside a PTT window it is ignored.
                     if window is not None:
                         window.append(message["bytes"])
+                        session.audio_bytes += len(message["bytes"])
+                    else:
+                        session.audio_outside_bytes += len(message["bytes"])
                     continue
                 try:
                     packet = DataPacket.parse(message.get("text") or "")
@@ -222,6 +248,17 @@ class LiveAvatarSimulator:
                 if packet.topic != CONTROL_TOPIC:
                     continue
                 session.commands.append(packet.event_type)
+                fault = session.faults.pop(packet.event_type, None)
+                if fault == "silent":
+                    continue
+                if fault == "fail":
+                    failed = (
+                        Event.PTT_START_FAILED
+                        if packet.event_type == Command.START_PTT
+                        else Event.PTT_STOP_FAILED
+                    )
+                    await emit(failed)
+                    continue
                 if packet.event_type == Command.START_PTT:
                     if not ptt or window is not None:
                         await emit(Event.PTT_START_FAILED)

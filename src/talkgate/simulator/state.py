@@ -30,7 +30,8 @@ class SimulatorConfig:
     liveavatar_api_key: str = "sim-liveavatar-key"
     liveavatar_idle_timeout_s: float = 300.0  # LiveAvatar stops idle sessions after 5 minutes
     signing_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    # A slow provider: each signed-URL answer and conversation-socket handshake waits this long.
+    # A slow provider: each signed-URL answer, conversation-socket handshake and LiveAvatar token
+    # answer waits this long.
     response_delay_s: float = 0.0
 
 

@@ -32,6 +32,7 @@ STATUS_FOR_CODE = {
     ErrorCode.PROVIDER_TIMEOUT: 504,
     ErrorCode.STORAGE_ERROR: 503,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
+    ErrorCode.NOT_CONFIGURED: 404,  # a feature this server does not offer: nothing there to reach
 }
 
 

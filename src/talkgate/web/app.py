@@ -18,6 +18,7 @@ from talkgate.auth import bearer
 from talkgate.protocol.app_events import user_room
 from talkgate.settings import Settings
 from talkgate.web.api import install as install_api
+from talkgate.web.avatar import build_router as avatar_router
 from talkgate.web.calls import build_router as calls_router
 from talkgate.web.limits import BodyLimit
 from talkgate.web.media import MEDIA_PATH, media_socket
@@ -113,6 +114,7 @@ def create_app(settings: Settings) -> TalkgateApp:
     install_api(api)
     install_pages(api, settings)
     api.include_router(calls_router())
+    api.include_router(avatar_router())
     api.add_api_websocket_route(MEDIA_PATH, media_socket)
     app = TalkgateApp(sio, other_asgi_app=api, socketio_path="socket.io")
     app.api = api

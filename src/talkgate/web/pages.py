@@ -24,6 +24,7 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 # npm file → URL under /vendor/ (the ES module builds the page imports).
 VENDOR_FILES = {
     "socket.io-client.esm.min.js": "socket.io-client/dist/socket.io.esm.min.js",
+    "livekit-client.esm.mjs": "livekit-client/dist/livekit-client.esm.mjs",
 }
 NO_CACHE = {"cache-control": "no-cache"}
 
@@ -79,6 +80,7 @@ def build_router(settings: Settings) -> APIRouter:
             "pttTurnEnd": settings.ptt_turn_end.value,
             "pttSilenceMs": settings.ptt_silence_ms,
             "mediaStreaming": settings.media_streaming_enabled,
+            "avatar": settings.liveavatar_api_key is not None,
         }
 
     @router.post("/api/dev/token")

@@ -14,6 +14,7 @@ from talkgate.persistence.engine import make_engine, make_sessionmaker
 from talkgate.persistence.repository import Repository
 from talkgate.protocol.dialect import Dialect
 from talkgate.providers.elevenlabs import ElevenLabsProvider
+from talkgate.providers.liveavatar import LiveAvatarProvider
 from talkgate.recording.storage import Storage, open_storage
 from talkgate.settings import Settings
 from talkgate.web.recordings import Notify, Recordings
@@ -31,6 +32,7 @@ class Runtime:
     repo: Repository
     http: httpx.AsyncClient
     elevenlabs: ElevenLabsProvider
+    liveavatar: LiveAvatarProvider | None  # None without LIVEAVATAR_API_KEY
     verifier: TokenVerifier
     dialect: Dialect
     storage: Storage
@@ -48,12 +50,21 @@ class Runtime:
             http, settings.elevenlabs_base_url, key, timeout=settings.provider_timeout_s
         )
         storage = open_storage(settings.effective_storage_url, settings)
+        avatar_key = settings.liveavatar_api_key.get_secret_value() if settings.liveavatar_api_key else ""
+        liveavatar = (
+            LiveAvatarProvider(
+                http, settings.liveavatar_base_url, avatar_key, timeout=settings.provider_timeout_s
+            )
+            if avatar_key
+            else None
+        )
         return cls(
             settings=settings,
             engine=engine,
             repo=repo,
             http=http,
             elevenlabs=elevenlabs,
+            liveavatar=liveavatar,
             verifier=TokenVerifier(settings),
             dialect=Dialect(settings.ptt_turn_end, settings.keepalive, settings.ptt_silence_ms),
             storage=storage,

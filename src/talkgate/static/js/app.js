@@ -1,6 +1,7 @@
 // The conversation page: sign-in, connect (relay or direct), push-to-talk in three forms
 // (press-and-hold button, spacebar hold, toggle), live transcripts, agent audio, a mic meter.
 import { api, setToken, signInLocally, token, userOf } from "./api.js";
+import { AvatarConversation } from "./avatar.js";
 import { Microphone } from "./capture.js";
 import { DirectConversation } from "./direct.js";
 import { AgentPlayer } from "./player.js";
@@ -33,6 +34,8 @@ const MESSAGES = {
   bad_provider_frame: "The provider sent something talkgate could not read.",
   storage_error: "This conversation cannot be recorded right now; it goes on without a recording.",
   database_unavailable: "The call log could not be saved yet; talkgate keeps trying.",
+  avatar_ptt: "The avatar did not follow push-to-talk.",
+  not_configured: "This server does not offer that.",
   not_found: "Not found.",
   conflict: "That conflicts with the current state.",
   internal: "talkgate hit an internal error.",
@@ -51,6 +54,7 @@ const ui = {
   player: null,
   talking: false,
   turnPending: false,
+  pressQueued: false,
   agentEntry: null,
   stats: { turns: 0, chunksSent: 0, bytesSent: 0, transcripts: [], errors: [] },
 };
@@ -119,6 +123,20 @@ function onMessage(m) {
   }
 }
 
+// The avatar's push-to-talk machine: the mic is live only once the avatar has said it listens.
+const AVATAR_STATE_TEXT = {
+  starting: "Waiting for the avatar to listen…",
+  cancelling: "Cancelling…",
+  talking: "Listening to you…",
+  stopping: "Sending…",
+};
+
+function onAvatarPtt(state) {
+  ui.avatarState = state;
+  if (AVATAR_STATE_TEXT[state]) setState(ui.state, AVATAR_STATE_TEXT[state]);
+  else if (state === "idle" && (ui.state === "talking" || ui.state === "ready")) setState("ready");
+}
+
 function onAudio(b64, format) {
   if (ui.player) ui.player.play(b64, format);
 }
@@ -129,6 +147,8 @@ function onEnded(info) {
   stopTalking(true);
   if (ui.mic) ui.mic.close();
   ui.mic = null;
+  $("avatar-video").hidden = true;
+  $("avatar-video").replaceChildren();
   if (ui.state !== "error") setState("idle", `Ended (${info.reason || "done"})`);
 }
 
@@ -155,8 +175,14 @@ async function connect() {
   const mode = $("mode").value;
   try {
     const config = await api("/api/config", { auth: false });
-    ui.conversation =
-      mode === "direct" ? new DirectConversation(config, handlers) : new RelayConversation(token(), handlers);
+    if (mode === "avatar") {
+      handlers.ptt = onAvatarPtt;
+      ui.conversation = new AvatarConversation(handlers, { videoHost: $("avatar-video") });
+    } else if (mode === "direct") {
+      ui.conversation = new DirectConversation(config, handlers);
+    } else {
+      ui.conversation = new RelayConversation(token(), handlers);
+    }
     const started = await ui.conversation.start({ voice: $("voice").value });
     ui.conversationId = started.conversationId;
     if (started.inputFormat && started.inputFormat !== "pcm_16000") {
@@ -197,7 +223,11 @@ async function disconnect() {
 }
 
 async function startTalking() {
-  if (ui.talking || !ui.conversation || !ui.mic || ui.turnPending) return;
+  if (ui.turnPending) {
+    ui.pressQueued = true; // the last turn's tail is still being sent: this press follows it
+    return;
+  }
+  if (ui.talking || !ui.conversation || !ui.mic) return;
   ui.talking = true;
   $("ptt").setAttribute("aria-pressed", "true");
   $("ptt").textContent = $("ptt-style").value === "toggle" ? "Click to send" : "Release to send";
@@ -216,6 +246,10 @@ async function startTalking() {
 }
 
 async function stopTalking(silent = false) {
+  if (ui.pressQueued) {
+    ui.pressQueued = false; // released before the queued press could begin: a tap, dropped
+    return;
+  }
   if (!ui.talking) return;
   ui.talking = false;
   ui.turnPending = true;
@@ -228,6 +262,10 @@ async function stopTalking(silent = false) {
   }
   ui.turnPending = false;
   if (ui.state === "talking") setState("ready");
+  if (ui.pressQueued && !silent) {
+    ui.pressQueued = false;
+    startTalking();
+  }
 }
 
 function wirePushToTalk() {
@@ -280,7 +318,14 @@ function wirePushToTalk() {
   });
 }
 
+function showAvatarOption(config) {
+  document.querySelector('#mode option[value="avatar"]').hidden = !config.avatar;
+}
+
 async function showSignedIn() {
+  api("/api/config", { auth: false })
+    .then(showAvatarOption)
+    .catch(() => {});
   const user = userOf(token());
   $("who").textContent = user ? `Signed in as ${user.sub}` : "";
   $("signin").hidden = true;
@@ -324,6 +369,7 @@ async function init() {
   $("signin").hidden = false;
   try {
     const config = await api("/api/config", { auth: false });
+    showAvatarOption(config);
     $("dev-signin").hidden = !config.devSignIn;
     $("dev-hint").hidden = !config.devSignIn;
   } catch {

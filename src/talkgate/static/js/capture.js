@@ -46,7 +46,7 @@ export class Microphone {
     this.source.connect(this.node).connect(mute).connect(this.context.destination);
   }
 
-  frame(pcm, peak) {
+  frame(pcm, peak, late = false) {
     this.onLevel(peak);
     if (!this.talking && !this.tailDone) {
       this.frames.push(pcm);
@@ -57,7 +57,7 @@ export class Microphone {
     this.frames.push(pcm);
     this.frameCount += pcm.length;
     if (this.frameCount >= (this.rate * CHUNK_MS) / 1000) this.flush();
-    if (this.tailDone && this.context.currentTime >= this.tailUntil) {
+    if (this.tailDone && (late || this.context.currentTime >= this.tailUntil)) {
       this.flush();
       const done = this.tailDone;
       this.tailDone = null;
@@ -91,7 +91,13 @@ export class Microphone {
     this.talking = false;
     this.tailUntil = this.context.currentTime + TAIL_MS / 1000;
     return new Promise((resolve) => {
-      this.tailDone = resolve;
+      // A microphone that stops delivering (unplugged, its track ended) must not hold the turn
+      // open: the tail ends after TAIL_MS of frames, or a little later by the clock.
+      const timer = setTimeout(() => this.frame(new Int16Array(0), 0, true), TAIL_MS + 300);
+      this.tailDone = () => {
+        clearTimeout(timer);
+        resolve();
+      };
     });
   }
 

@@ -1,0 +1,229 @@
+"""LiveAvatar push-to-talk sessions (seed 003): the REST client against the simulator and its
+failure envelopes, talkgate's routes (per user, key never handed out), and the page's command
+machine, which must be the same table as the Python one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from pydantic import SecretStr
+
+from talkgate.errors import ErrorCode, NotFoundError, ProviderError
+from talkgate.protocol.liveavatar import PTT_TABLE, Command, DataPacket, PttInput, PttState
+from talkgate.providers.liveavatar import AvatarToken, LiveAvatarProvider
+from talkgate.serving import ServerThread
+from tests.conftest import TIMEOUT, start_simulator
+from tests.web.conftest import start_gate
+
+KEY = "sim-liveavatar-key"
+AVATAR = "00000000-0000-4000-8000-00000000a1a1"
+STATIC = Path(__file__).resolve().parents[2] / "src" / "talkgate" / "static" / "js"
+
+
+def provider(sim: ServerThread, http: httpx.AsyncClient, key: str = KEY) -> LiveAvatarProvider:
+    return LiveAvatarProvider(http, sim.http_url, key, timeout=2.0)
+
+
+async def sim_session(sim: ServerThread, session_id: str) -> dict:
+    async with httpx.AsyncClient() as client:
+        return (await client.get(f"{sim.http_url}/_simulator/liveavatar/sessions/{session_id}")).json()
+
+
+async def test_the_rest_client_runs_a_session_through_its_life(simulator):
+    async with httpx.AsyncClient() as http:
+        la = provider(simulator, http)
+        token = await la.create_token(AVATAR, voice_id="v-1", context_id="c-1", language="de")
+        room = await la.start(token)
+        assert room.session_id == token.session_id and room.livekit_url.endswith("/_liveavatar/room")
+        assert room.livekit_client_token and room.max_session_duration == 1200
+        await la.keep_alive(token.session_id)
+        await la.stop(token.session_id, "USER_CLOSED")
+    seen = await sim_session(simulator, token.session_id)
+    assert seen["body"] == {
+        "mode": "FULL",
+        "avatar_id": AVATAR,
+        "avatar_persona": {"language": "de", "voice_id": "v-1", "context_id": "c-1"},
+        "interactivity_type": "PUSH_TO_TALK",
+        "is_sandbox": False,
+    }
+    assert seen["stoppedReason"] == "USER_CLOSED"
+
+
+async def test_failure_envelopes_become_clear_talkgate_errors(simulator):
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(ProviderError) as refused:
+            await provider(simulator, http, key="wrong-key").create_token(AVATAR)
+        assert refused.value.code is ErrorCode.PROVIDER_AUTH and "Invalid API key" in refused.value.message
+        with pytest.raises(ProviderError) as rejected:
+            await provider(simulator, http).create_token("")
+        assert "avatar_id: field required" in rejected.value.message
+        with pytest.raises(NotFoundError, match="session not found"):
+            await provider(simulator, http).keep_alive("no-such-session")
+        with pytest.raises(ProviderError) as bad_token:
+            await provider(simulator, http).start(AvatarToken("s", "not-a-token"))
+        assert bad_token.value.code is ErrorCode.PROVIDER_AUTH
+        la = provider(simulator, http)
+        token = await la.create_token(AVATAR)
+        await la.start(token)
+        await la.stop(token.session_id)
+        with pytest.raises(ProviderError, match="session stopped"):
+            await la.keep_alive(token.session_id)
+        with pytest.raises(ProviderError) as unknown:
+            await la.stop(token.session_id, "BORED")
+        assert unknown.value.code is ErrorCode.BAD_REQUEST
+        unreachable = LiveAvatarProvider(http, "http://127.0.0.1:9", KEY, timeout=2.0)
+        with pytest.raises(ProviderError) as away:
+            await unreachable.create_token(AVATAR)
+        assert away.value.code is ErrorCode.PROVIDER_UNREACHABLE
+
+
+async def test_a_slow_provider_is_a_timeout():
+    slow = start_simulator(response_delay_s=3.0)
+    try:
+        async with httpx.AsyncClient() as http:
+            with pytest.raises(ProviderError) as late:
+                await LiveAvatarProvider(http, slow.http_url, KEY, timeout=0.3).create_token(AVATAR)
+        assert late.value.code is ErrorCode.PROVIDER_TIMEOUT
+        assert late.value.message == "LiveAvatar timed out while creating a session token"
+    finally:
+        slow.stop()
+
+
+@pytest.fixture
+def avatar_gate(tmp_path, simulator):
+    gate = start_gate(
+        tmp_path,
+        simulator,
+        liveavatar_api_key=SecretStr(KEY),
+        liveavatar_base_url=simulator.http_url,
+        liveavatar_avatar_id=AVATAR,
+        liveavatar_context_id="ctx-1",
+    )
+    yield gate
+    gate.server.stop()
+
+
+async def test_a_session_is_a_call_log_and_the_key_never_leaves(avatar_gate, simulator):
+    gate = avatar_gate
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        r = await client.post("/api/liveavatar/session", headers=gate.headers(), json={})
+        assert r.status_code == 200, r.text
+        s = r.json()
+        assert KEY not in r.text and "session_token" not in r.text
+        assert s["transport"] == "simulator" and s["conversationId"] == "avatar_" + s["avatarSessionId"]
+        assert s["keepAliveIntervalMs"] == 60000 and s["ackTimeoutMs"] == 5000
+        cid = s["conversationId"]
+        # The page joins the room with the client token and runs one push-to-talk cycle.
+        url = f"{s['livekitUrl']}?token={s['livekitToken']}"
+        async with websockets.connect(url) as room:
+            await room.send(DataPacket("agent-control", Command.START_PTT).serialize())
+            assert DataPacket.parse(await room.recv()).event_type == "user.push_to_talk_started"
+            await room.send(b"\x01\x00" * 8000)  # half a second of audio inside the window
+            await room.send(DataPacket("agent-control", Command.STOP_PTT).serialize())
+            events = [DataPacket.parse(await room.recv()).event_type for _ in range(5)]
+        assert events[:2] == ["user.push_to_talk_stopped", "user.transcription"]
+        for line in ({"role": "user", "text": "hello there"}, {"role": "avatar", "text": "hi!"}):
+            assert (
+                await client.post(
+                    f"/api/liveavatar/session/{cid}/transcript", headers=gate.headers(), json=line
+                )
+            ).json()["ok"]
+        assert (
+            await client.post(f"/api/liveavatar/session/{cid}/keep-alive", headers=gate.headers())
+        ).json() == {"ok": True}
+        # Another user reaches none of it.
+        for path in ("keep-alive", "transcript", "stop"):
+            other = await client.post(
+                f"/api/liveavatar/session/{cid}/{path}",
+                headers=gate.headers("bob"),
+                json={"role": "user", "text": "x"},
+            )
+            assert other.status_code == 404, (path, other.text)
+        stopped = await client.post(f"/api/liveavatar/session/{cid}/stop", headers=gate.headers(), json={})
+        again = await client.post(f"/api/liveavatar/session/{cid}/stop", headers=gate.headers(), json={})
+        listed = (await client.get("/api/calls", headers=gate.headers())).json()
+        late = await client.post(f"/api/liveavatar/session/{cid}/keep-alive", headers=gate.headers())
+    call = stopped.json()
+    assert (
+        call["status"] == "ended" and call["endReason"] == "user_closed" and call["provider"] == "liveavatar"
+    )
+    assert call["transcript"] == [{"role": "user", "text": "hello there"}, {"role": "agent", "text": "hi!"}]
+    assert call["agentId"] == AVATAR and call["durationMs"] >= 0
+    assert again.json() == call  # idempotent
+    assert [c["conversationId"] for c in listed["calls"]] == [cid]
+    assert late.status_code == 400 and late.json()["error"]["code"] == "no_conversation"
+    seen = await sim_session(simulator, s["avatarSessionId"])
+    assert seen["stoppedReason"] == "USER_CLOSED" and seen["body"]["avatar_persona"]["context_id"] == "ctx-1"
+    assert seen["body"]["interactivity_type"] == "PUSH_TO_TALK" and seen["audioBytes"] == 16000
+
+
+async def test_bad_requests_get_specific_errors(avatar_gate):
+    gate = avatar_gate
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        h = gate.headers()
+        assert (
+            await client.post("/api/liveavatar/session", headers=h, json={"avatarId": "../x"})
+        ).status_code == 422
+        assert (await client.post("/api/liveavatar/session/conv_x/keep-alive", headers=h)).json()["error"][
+            "code"
+        ] == "bad_request"
+        assert (
+            await client.post("/api/liveavatar/session/avatar_nope/keep-alive", headers=h)
+        ).status_code == 404
+        s = (await client.post("/api/liveavatar/session", headers=h, json={})).json()
+        cid = s["conversationId"]
+        bad_reason = await client.post(
+            f"/api/liveavatar/session/{cid}/stop", headers=h, json={"reason": "BORED"}
+        )
+        assert bad_reason.status_code == 400 and "unknown reason" in bad_reason.json()["error"]["message"]
+        bad_role = await client.post(
+            f"/api/liveavatar/session/{cid}/transcript", headers=h, json={"role": "x", "text": "y"}
+        )
+        assert bad_role.status_code == 422
+        await client.post(f"/api/liveavatar/session/{cid}/stop", headers=h, json={"reason": "IDLE_TIMEOUT"})
+        call = (await client.get(f"/api/calls/{cid}", headers=h)).json()
+    assert call["endReason"] == "idle_timeout"
+
+
+async def test_without_a_key_avatar_sessions_are_refused_clearly(gate):
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        r = await client.post("/api/liveavatar/session", headers=gate.headers(), json={})
+        config = (await client.get("/api/config")).json()
+    assert r.status_code == 404 and r.json()["error"] == {
+        "code": "not_configured",
+        "message": "LiveAvatar is not configured on this server (LIVEAVATAR_API_KEY)",
+    }
+    assert config["avatar"] is False
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the page's module")
+def test_the_pages_machine_is_the_same_table_as_talkgates():
+    script = (
+        f"import {{ STATES, INPUTS, step }} from '{STATIC / 'avatar-ptt.js'}';"
+        "const out = {}; for (const s of STATES) for (const i of INPUTS) out[`${s} ${i}`] = step(s, i);"
+        "console.log(JSON.stringify({STATES, INPUTS, out}));"
+    )
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    js = json.loads(result.stdout)
+    assert js["STATES"] == [s.value for s in PttState] and js["INPUTS"] == [i.value for i in PttInput]
+    for state in PttState:
+        for event in PttInput:
+            want = PTT_TABLE.get((state, event), (state, (), None))
+            got = js["out"][f"{state.value} {event.value}"]
+            assert (got["state"], got["actions"], got["error"]) == (
+                want[0].value,
+                [a.value for a in want[1]],
+                want[2],
+            ), (state, event)
