@@ -72,8 +72,9 @@ def check_call_page(page, base: str, conversation_id: str, source: str, name: st
         " && window.talkgateCalls.shown.samples > 0",
         timeout=WAIT_MS,
     )
-    if transcript:  # a relayed call's transcript and turn latencies passed through talkgate
+    if transcript:  # relayed through talkgate, or posted by the page in direct mode
         assert "I heard" in page.locator("#detail-transcript").inner_text()
+    if source == "relay":  # turn latencies: talkgate measures them on the turns it relays
         cells = page.locator("#turns tbody tr").first.locator("td").all_inner_texts()
         assert cells[0] == "1" and all(c.endswith(" ms") and int(c[:-3]) >= 0 for c in cells[1:]), cells
     else:  # direct mode: talkgate did not see the turns
@@ -114,9 +115,10 @@ def test_direct_mode_speaks_the_provider_protocol_and_the_media_socket_records(p
     assert cid.startswith("conv_")
     page.click("#connect")  # ends the provider socket, then POST /api/calls/{id}/end
     page.wait_for_function("window.talkgate.state === 'idle'", timeout=WAIT_MS)
-    check_call_page(page, talkgate.url, cid, "media stream", "calls-direct", transcript=False)
+    check_call_page(page, talkgate.url, cid, "media stream", "calls-direct", transcript=True)
     call, pcm = recording_of(page, talkgate.url, cid)
     assert call["audioSource"] == "media_stream"
+    assert [t["role"] for t in call["transcript"]] == ["user", "agent"]  # posted by the page, in order
     assert_speech_recorded(pcm, speech_wav[1])
     assert page.errors == []  # type: ignore[attr-defined]
 

@@ -128,22 +128,19 @@ async def test_a_session_is_a_call_log_and_the_key_never_leaves(avatar_gate, sim
             await room.send(DataPacket("agent-control", Command.STOP_PTT).serialize())
             events = [DataPacket.parse(await room.recv()).event_type for _ in range(5)]
         assert events[:2] == ["user.push_to_talk_stopped", "user.transcription"]
-        for line in ({"role": "user", "text": "hello there"}, {"role": "avatar", "text": "hi!"}):
-            assert (
-                await client.post(
-                    f"/api/liveavatar/session/{cid}/transcript", headers=gate.headers(), json=line
-                )
-            ).json()["ok"]
+        for line in ({"role": "user", "text": "hello there"}, {"role": "agent", "text": "hi!"}):
+            posted = await client.post(f"/api/calls/{cid}/transcript", headers=gate.headers(), json=line)
+            assert posted.json()["ok"]
         assert (
             await client.post(f"/api/liveavatar/session/{cid}/keep-alive", headers=gate.headers())
         ).json() == {"ok": True}
         # Another user reaches none of it.
-        for path in ("keep-alive", "transcript", "stop"):
-            other = await client.post(
-                f"/api/liveavatar/session/{cid}/{path}",
-                headers=gate.headers("bob"),
-                json={"role": "user", "text": "x"},
-            )
+        for path in (
+            f"/api/liveavatar/session/{cid}/keep-alive",
+            f"/api/liveavatar/session/{cid}/stop",
+            f"/api/calls/{cid}/transcript",
+        ):
+            other = await client.post(path, headers=gate.headers("bob"), json={"role": "user", "text": "x"})
             assert other.status_code == 404, (path, other.text)
         stopped = await client.post(f"/api/liveavatar/session/{cid}/stop", headers=gate.headers(), json={})
         again = await client.post(f"/api/liveavatar/session/{cid}/stop", headers=gate.headers(), json={})
@@ -183,7 +180,7 @@ async def test_bad_requests_get_specific_errors(avatar_gate):
         )
         assert bad_reason.status_code == 400 and "unknown reason" in bad_reason.json()["error"]["message"]
         bad_role = await client.post(
-            f"/api/liveavatar/session/{cid}/transcript", headers=h, json={"role": "x", "text": "y"}
+            f"/api/calls/{cid}/transcript", headers=h, json={"role": "x", "text": "y"}
         )
         assert bad_role.status_code == 422
         await client.post(f"/api/liveavatar/session/{cid}/stop", headers=h, json={"reason": "IDLE_TIMEOUT"})

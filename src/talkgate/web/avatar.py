@@ -2,14 +2,15 @@
 the page joins the room and runs the push-to-talk command machine, and talkgate keeps the call log.
 
 The page calls ``keep-alive`` while it is open (talkgate forwards it with the key, so the 5-minute
-idle timeout never ends a session someone is looking at), posts each transcription line as it
-arrives, and calls ``stop`` when it is done or when the provider says ``session.stopped``.
+idle timeout never ends a session someone is looking at), posts each transcription line to the
+call log as it arrives (``POST /api/calls/{id}/transcript``), and calls ``stop`` when it is done or
+when the provider says ``session.stopped``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -25,7 +26,6 @@ log = logging.getLogger("talkgate.avatar")
 
 CID_PREFIX = "avatar_"
 ID_PATTERN = r"^avatar_[A-Za-z0-9-]{1,100}$"
-MAX_TRANSCRIPT_LINES = 2000
 KEEP_ALIVE_INTERVAL_MS = 60_000  # the provider's idle timeout is 5 minutes
 ACK_TIMEOUT_MS = 5_000  # a push-to-talk command without an acknowledgement by then has failed
 
@@ -36,11 +36,6 @@ class StartAvatar(BaseModel):
     contextId: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9-]+$")
     language: str = Field("en", min_length=2, max_length=16, pattern=r"^[A-Za-z-]+$")
     sandbox: bool = False
-
-
-class TranscriptLine(BaseModel):
-    role: Literal["user", "avatar"]
-    text: str = Field(max_length=4000)
 
 
 class StopAvatar(BaseModel):
@@ -122,16 +117,6 @@ def build_router() -> APIRouter:
             raise ProtocolError("this avatar session has ended", code=ErrorCode.NO_CONVERSATION)
         await provider_of(rt).keep_alive(call.provider_conversation_id)
         return {"ok": True}
-
-    @router.post("/session/{conversation_id}/transcript")
-    async def add_transcript(conversation_id: str, line: TranscriptLine, user: User, rt: Rt) -> Any:
-        """One ``user.transcription`` or ``avatar.transcription`` line, kept in the call log."""
-        await live_call(rt, user.user_id, conversation_id)
-        entry = {"role": "agent" if line.role == "avatar" else "user", "text": line.text}
-        count = await rt.repo.append_transcript(
-            user.user_id, conversation_id, [entry], limit=MAX_TRANSCRIPT_LINES
-        )
-        return {"ok": True, "lines": count}
 
     @router.post("/session/{conversation_id}/stop")
     async def stop_avatar(conversation_id: str, body: StopAvatar, user: User, rt: Rt) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
@@ -82,6 +82,14 @@ def call_json(row: CallLog, *, transcript: bool = True) -> dict[str, Any]:
         body["transcript"] = row.transcript
         body["turns"] = row.turns
     return body
+
+
+MAX_TRANSCRIPT_LINES = 2000
+
+
+class TranscriptLine(BaseModel):
+    role: Literal["user", "agent"]
+    text: str = Field(min_length=1, max_length=4000)
 
 
 MAX_OFFSET = 2**31 - 1  # the databases' OFFSET is a 64-bit integer; a larger one was a 500
@@ -212,6 +220,17 @@ def build_router() -> APIRouter:
             pcm = validate_pcm16(body, max_bytes=MAX_CHUNK_UPLOAD)
         total = await rt.recordings.add_chunk(call, pcm)
         return {"ok": True, "bytes": len(pcm), "totalBytes": total}
+
+    @router.post("/calls/{conversation_id}/transcript")
+    async def add_transcript(
+        conversation_id: ConversationId, line: TranscriptLine, user: User, rt: Rt
+    ) -> Any:
+        """One transcript line the page heard itself (direct and avatar modes, where the
+        conversation does not pass through talkgate), appended to the call log in order."""
+        count = await rt.repo.append_transcript(
+            user.user_id, conversation_id, [line.model_dump()], limit=MAX_TRANSCRIPT_LINES
+        )
+        return {"ok": True, "lines": count}
 
     @router.post("/calls/{conversation_id}/end")
     async def end_call(conversation_id: ConversationId, user: User, rt: Rt) -> Any:

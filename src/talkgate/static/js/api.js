@@ -27,6 +27,22 @@ export class ApiError extends Error {
   }
 }
 
+// Transcript lines the page heard itself, posted to the call log one at a time, in order.
+export class TranscriptLog {
+  constructor(conversationId, onError) {
+    this.url = `/api/calls/${encodeURIComponent(conversationId)}/transcript`;
+    this.onError = onError;
+    this.done = Promise.resolve();
+  }
+
+  add(role, text) {
+    if (typeof text !== "string" || !text) return;
+    this.done = this.done
+      .then(() => api(this.url, { method: "POST", body: { role, text } }))
+      .catch((err) => this.onError({ code: err.code || "internal", message: err.message, fatal: false }));
+  }
+}
+
 export async function api(path, { method = "GET", body, auth = true } = {}) {
   const headers = {};
   if (body !== undefined) headers["Content-Type"] = "application/json";

@@ -4,7 +4,7 @@
 // user.stop_push_to_talk and mutes at once, and a missing acknowledgement times out to a safe state.
 // With a real key the room is LiveKit (livekit-client, served by talkgate); with the simulator it is
 // the simulator's WebSocket stand-in carrying the same JSON on the same topics.
-import { api } from "./api.js";
+import { api, TranscriptLog } from "./api.js";
 import { EVENT_INPUTS, step } from "./avatar-ptt.js";
 
 const CONTROL = "agent-control";
@@ -112,13 +112,13 @@ export class AvatarConversation {
     this.log = []; // every command sent and event received, in order (the browser tests read it)
     this.framesSent = 0;
     this.framesDropped = 0; // microphone audio outside a push-to-talk window: never sent
-    this.posting = Promise.resolve();
   }
 
   async start() {
     const s = await api("/api/liveavatar/session", { method: "POST", body: {} });
     this.session = s;
     this.conversationId = s.conversationId;
+    this.transcriptLog = new TranscriptLog(s.conversationId, (e) => this.on.error(e));
     const Transport = s.transport === "simulator" ? SimulatorRoom : LiveKitRoom;
     this.room = new Transport(
       s.livekitUrl,
@@ -193,12 +193,7 @@ export class AvatarConversation {
   transcript(role, text) {
     if (typeof text !== "string" || !text) return;
     this.on.message({ type: role === "user" ? "user_transcript" : "agent_response", text });
-    // One at a time, so that the call log keeps the lines in the order they were said.
-    this.posting = this.posting
-      .then(() =>
-        api(`/api/liveavatar/session/${this.conversationId}/transcript`, { method: "POST", body: { role, text } }),
-      )
-      .catch((err) => this.on.error({ code: err.code || "internal", message: err.message, fatal: false }));
+    this.transcriptLog.add(role === "user" ? "user" : "agent", text);
   }
 
   beginTurn() {
@@ -229,7 +224,7 @@ export class AvatarConversation {
     clearTimeout(this.timer);
     if (this.state !== "ended") this.input("session_stopped");
     if (this.room) this.room.close();
-    await this.posting; // the transcript's last lines before the call log closes
+    await this.transcriptLog.done; // the transcript's last lines before the call log closes
     try {
       await api(`/api/liveavatar/session/${this.conversationId}/stop`, { method: "POST", body: { reason } });
     } catch (err) {

@@ -1,7 +1,7 @@
 // Direct mode (seed 002): the page gets a signed URL from talkgate and speaks the provider's
 // WebSocket protocol itself; talkgate keeps the call log, and with media streaming the provider
 // sends both sides of the call to talkgate's media socket, which records them.
-import { api } from "./api.js";
+import { api, TranscriptLog } from "./api.js";
 import { bytesToBase64 } from "./audio.js";
 
 export class DirectConversation {
@@ -17,6 +17,8 @@ export class DirectConversation {
     const id = "conv_" + crypto.randomUUID().replace(/-/g, "").slice(0, 24);
     const signed = await api("/api/elevenlabs-signed-url", { method: "POST", body: { voice, conversationId: id } });
     this.conversationId = signed.conversationId;
+    // The conversation does not pass through talkgate: the page gives the call log its transcript.
+    this.transcriptLog = new TranscriptLog(signed.conversationId, (e) => this.on.error(e));
     const ws = new WebSocket(signed.signedUrl);
     this.ws = ws;
     const metadata = await new Promise((resolve, reject) => {
@@ -54,12 +56,14 @@ export class DirectConversation {
         break;
       case "user_transcript":
         this.on.message({ type: msg.type, text: msg.user_transcription_event.user_transcript });
+        this.transcriptLog.add("user", msg.user_transcription_event.user_transcript);
         break;
       case "tentative_user_transcript":
         this.on.message({ type: msg.type, text: msg.tentative_user_transcription_event.user_transcript });
         break;
       case "agent_response":
         this.on.message({ type: msg.type, text: msg.agent_response_event.agent_response });
+        this.transcriptLog.add("agent", msg.agent_response_event.agent_response);
         break;
       case "agent_response_correction":
         this.on.message({
@@ -108,6 +112,7 @@ export class DirectConversation {
   async finishCall() {
     if (!this.conversationId || this.callEnded) return;
     this.callEnded = true;
+    await this.transcriptLog.done;
     try {
       await api(`/api/calls/${this.conversationId}/end`, { method: "POST" });
     } catch (err) {
