@@ -4,7 +4,6 @@ error, and the other app's audio, transcripts and recording are untouched."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import httpx
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 from talkgate.errors import ErrorCode
 from tests.conftest import wait_until
 from tests.hostile.conftest import count, hostile
-from tests.web.conftest import AppClient, connect
+from tests.web.conftest import AppClient, connect, paced_turn
 from tests.web.recording_helpers import expected_mix, find, noise, wav_pcm
 
 EVENTS = [
@@ -75,26 +74,13 @@ def check_ack(event: str, ack: object) -> None:
     assert error["message"] != "internal error", (event, ack)
 
 
-async def witness_turn(app: AppClient, clip: bytes, turn: int) -> None:
-    assert (await app.call("user-audio-start"))["turn"] == turn
-    for i in range(0, len(clip), 3200):
-        await asyncio.sleep(0.1)  # a microphone's pace: the recording's timeline is arrival time
-        assert (await app.call("send_audio", {"audio": base64.b64encode(clip[i : i + 3200]).decode()}))["ok"]
-    await app.call("user-audio-end")
-    await app.wait_for("conversation_message", turn, lambda p: p["type"] == "user_transcript")
-
-
-def echoed(app: AppClient) -> bytes:
-    return b"".join(base64.b64decode(p["audio"]) for p in app.of("agent_audio"))
-
-
 def test_random_event_sequences_get_specific_errors_and_disturb_no_one(gate, driver, no_unhandled_errors):
     witness = driver.run(connect(gate, "witness"))
     attacker = driver.run(connect(gate, "mallory"))
     first, second = noise(500, seed=81), noise(400, seed=82)
     try:
         cid = driver.run(witness.call("conversation_start", {"voice": "default"}))["conversationId"]
-        driver.run(witness_turn(witness, first, 1))
+        driver.run(paced_turn(witness, first, 1))
 
         @hostile
         @given(st.lists(events, min_size=1, max_size=10))
@@ -115,10 +101,8 @@ def test_random_event_sequences_get_specific_errors_and_disturb_no_one(gate, dri
 
 
 async def finish_witness(gate, witness: AppClient, cid: str, first: bytes, second: bytes) -> None:
-    await witness_turn(witness, second, 2)
-    while len(echoed(witness)) < len(first) + len(second):
-        await witness.wait_for("agent_audio", len(witness.of("agent_audio")) + 1)
-    assert echoed(witness) == first + second
+    await paced_turn(witness, second, 2)
+    assert witness.agent_audio() == first + second
     assert not witness.of("conversation_error")
     assert (await witness.call("conversation_end"))["ok"]
     (ended,) = await witness.wait_for("conversation_ended")

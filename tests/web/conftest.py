@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -97,6 +98,24 @@ class AppClient:
 
     async def call(self, event: str, data: Any = None) -> Any:
         return await self.sio.call(event, data if data is not None else {}, timeout=TIMEOUT)
+
+    def agent_audio(self) -> bytes:
+        """Every agent audio chunk received so far, decoded and joined."""
+        return b"".join(base64.b64decode(p["audio"]) for p in self.of("agent_audio"))
+
+
+async def paced_turn(app: AppClient, clip: bytes, turn: int) -> None:
+    """One push-to-talk turn at a microphone's pace (a 100 ms chunk every 100 ms: the recording's
+    timeline is arrival time), then its transcript and the whole of its echo."""
+    echoed_before = len(app.agent_audio())
+    assert (await app.call("user-audio-start"))["turn"] == turn
+    for i in range(0, len(clip), 3200):
+        await asyncio.sleep(0.1)
+        assert (await app.call("send_audio", {"audio": base64.b64encode(clip[i : i + 3200]).decode()}))["ok"]
+    await app.call("user-audio-end")
+    await app.wait_for("conversation_message", turn, lambda p: p["type"] == "user_transcript")
+    while len(app.agent_audio()) < echoed_before + len(clip):
+        await app.wait_for("agent_audio", len(app.of("agent_audio")) + 1)
 
 
 async def connect(gate: Gate, user: str = "alice", token: str | None = None) -> AppClient:

@@ -173,6 +173,14 @@ async def test_bad_requests_get_specific_errors(avatar_gate):
         assert (
             await client.post("/api/liveavatar/session/avatar_nope/keep-alive", headers=h)
         ).status_code == 404
+        # An ElevenLabs call the app happened to name avatar_…: not an avatar session.
+        named = await client.post(
+            "/api/elevenlabs-signed-url", headers=h, json={"conversationId": "avatar_el"}
+        )
+        assert named.status_code == 200, named.text
+        for path in ("keep-alive", "stop"):
+            r = await client.post(f"/api/liveavatar/session/avatar_el/{path}", headers=h, json={})
+            assert r.status_code == 400 and r.json()["error"]["message"] == "not an avatar session id"
         s = (await client.post("/api/liveavatar/session", headers=h, json={})).json()
         cid = s["conversationId"]
         bad_reason = await client.post(

@@ -20,7 +20,7 @@ from talkgate.errors import StorageError
 from talkgate.persistence import retry
 from talkgate.web import sio as sio_module
 from tests.conftest import start_simulator, wait_until
-from tests.web.conftest import AppClient, Gate, connect, start_gate
+from tests.web.conftest import Gate, connect, paced_turn, start_gate
 from tests.web.recording_helpers import expected_mix, find, noise, wav_pcm
 
 
@@ -44,18 +44,6 @@ async def assert_nothing_left(gate: Gate) -> None:
     # close its file just after the client has read the last byte: hence the wait.)
     recordings = (gate.settings.spool_dir, gate.settings.data_dir / "recordings")
     await wait_until(lambda: not any(open_files_under(path) for path in recordings))
-
-
-async def paced_turn(app: AppClient, clip: bytes, turn: int) -> None:
-    """One push-to-talk turn at a microphone's pace, then its transcript and the whole echo."""
-    assert (await app.call("user-audio-start"))["turn"] == turn
-    for i in range(0, len(clip), 3200):
-        await asyncio.sleep(0.1)  # the recording's timeline is arrival time
-        assert (await app.call("send_audio", {"audio": base64.b64encode(clip[i : i + 3200]).decode()}))["ok"]
-    await app.call("user-audio-end")
-    await app.wait_for("conversation_message", turn, lambda p: p["type"] == "user_transcript")
-    while sum(len(base64.b64decode(p["audio"])) for p in app.of("agent_audio")) < turn * len(clip):
-        await app.wait_for("agent_audio", len(app.of("agent_audio")) + 1)
 
 
 class Outage:

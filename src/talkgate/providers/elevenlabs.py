@@ -20,6 +20,7 @@ from talkgate.errors import AudioError, ErrorCode, ProtocolError, ProviderError
 from talkgate.protocol import convai
 from talkgate.protocol.audio import AudioFormat
 from talkgate.providers.base import Closed
+from talkgate.providers.http import request
 
 log = logging.getLogger("talkgate.providers.elevenlabs")
 
@@ -57,19 +58,16 @@ class ElevenLabsProvider:
 
     async def _request(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
         headers = {"xi-api-key": self._api_key, **kwargs.pop("headers", {})}
-        try:
-            response = await self._http.request(
-                method, f"{self.base_url}{path}", headers=headers, timeout=self.timeout, **kwargs
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderError(
-                f"ElevenLabs timed out while {what}", code=ErrorCode.PROVIDER_TIMEOUT
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ProviderError(
-                f"ElevenLabs is unreachable while {what}: {type(exc).__name__}",
-                code=ErrorCode.PROVIDER_UNREACHABLE,
-            ) from exc
+        response = await request(
+            self._http,
+            "ElevenLabs",
+            method,
+            f"{self.base_url}{path}",
+            what,
+            headers=headers,
+            timeout=self.timeout,
+            **kwargs,
+        )
         _raise_for_status(response, what)
         return response
 

@@ -14,6 +14,7 @@ import httpx
 
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError, ProviderError
 from talkgate.protocol.liveavatar import END_REASONS, Envelope, token_request
+from talkgate.providers.http import request
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +62,16 @@ class LiveAvatarProvider:
         self, path: str, what: str, body: dict[str, Any] | None, *, bearer: str | None = None
     ) -> Any:
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {"X-API-KEY": self._api_key}
-        try:
-            response = await self._http.post(
-                f"{self.base_url}{path}", json=body or {}, headers=headers, timeout=self.timeout
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderError(
-                f"LiveAvatar timed out while {what}", code=ErrorCode.PROVIDER_TIMEOUT
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ProviderError(
-                f"LiveAvatar is unreachable while {what}: {type(exc).__name__}",
-                code=ErrorCode.PROVIDER_UNREACHABLE,
-            ) from exc
+        response = await request(
+            self._http,
+            "LiveAvatar",
+            "POST",
+            f"{self.base_url}{path}",
+            what,
+            json=body or {},
+            headers=headers,
+            timeout=self.timeout,
+        )
         status = response.status_code
         if status in (401, 403):
             raise ProviderError(

@@ -16,11 +16,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from talkgate.errors import ErrorCode, ProtocolError, TalkgateError
-from talkgate.persistence.models import CallStatus, utcnow
+from talkgate.persistence.models import CallLog, CallStatus, utcnow
 from talkgate.protocol.liveavatar import END_REASONS
 from talkgate.providers.liveavatar import LiveAvatarProvider
 from talkgate.web.api import Rt, User
 from talkgate.web.calls import call_json
+from talkgate.web.runtime import Runtime
 
 log = logging.getLogger("talkgate.avatar")
 
@@ -42,7 +43,7 @@ class StopAvatar(BaseModel):
     reason: str = Field("USER_CLOSED", max_length=32)
 
 
-def provider_of(rt: Any) -> LiveAvatarProvider:
+def provider_of(rt: Runtime) -> LiveAvatarProvider:
     provider: LiveAvatarProvider | None = rt.liveavatar
     if provider is None:
         raise ProtocolError(
@@ -104,18 +105,24 @@ def build_router() -> APIRouter:
             "ackTimeoutMs": ACK_TIMEOUT_MS,
         }
 
-    async def live_call(rt: Any, user_id: str, conversation_id: str) -> Any:
+    async def avatar_call(rt: Runtime, user_id: str, conversation_id: str) -> tuple[CallLog, str, str]:
+        """The user's avatar call with its LiveAvatar session id and talkgate session id; another
+        user's call is not found, and a call that is not an avatar session is refused (an app
+        may name an ElevenLabs call ``avatar_…`` too)."""
         if not conversation_id.startswith(CID_PREFIX):
             raise ProtocolError("not an avatar session id", code=ErrorCode.BAD_REQUEST)
-        return await rt.repo.get_call(user_id, conversation_id)  # another user's: not found
+        call = await rt.repo.get_call(user_id, conversation_id)
+        if call.provider != "liveavatar" or not call.provider_conversation_id or not call.session_id:
+            raise ProtocolError("not an avatar session id", code=ErrorCode.BAD_REQUEST)
+        return call, call.provider_conversation_id, call.session_id
 
     @router.post("/session/{conversation_id}/keep-alive")
     async def keep_alive(conversation_id: str, user: User, rt: Rt) -> Any:
         """The page is still open: keep the provider's session from idling out."""
-        call = await live_call(rt, user.user_id, conversation_id)
+        call, avatar_session, _ = await avatar_call(rt, user.user_id, conversation_id)
         if call.status != CallStatus.ACTIVE:
             raise ProtocolError("this avatar session has ended", code=ErrorCode.NO_CONVERSATION)
-        await provider_of(rt).keep_alive(call.provider_conversation_id)
+        await provider_of(rt).keep_alive(avatar_session)
         return {"ok": True}
 
     @router.post("/session/{conversation_id}/stop")
@@ -124,13 +131,13 @@ def build_router() -> APIRouter:
         the call log with ``reason``; idempotent."""
         if body.reason not in END_REASONS:
             raise ProtocolError(f"unknown reason {body.reason!r}", code=ErrorCode.BAD_REQUEST)
-        call = await live_call(rt, user.user_id, conversation_id)
+        call, avatar_session, session_id = await avatar_call(rt, user.user_id, conversation_id)
         if call.status == CallStatus.ACTIVE:
-            await _stop_quietly(provider_of(rt), call.provider_conversation_id, body.reason)
+            await _stop_quietly(provider_of(rt), avatar_session, body.reason)
             ended = utcnow()
             await rt.repo.close_conversation(
                 user.user_id,
-                call.session_id,
+                session_id,
                 conversation_id,
                 status=CallStatus.ENDED,
                 duration_ms=int((ended - call.started_at).total_seconds() * 1000),
