@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import os
 import signal
@@ -49,6 +50,23 @@ JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstu"
 
 def now_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+def instrument_run(main: Any) -> None:
+    """Run a measuring process (sink, load generator) so that it adds as little as it can to what
+    it measures: on uvloop where installed, and without the cyclic garbage collector, whose full
+    collections paused these processes for 40-90 ms and showed up as relay latency. They live for
+    one run and make little cyclic garbage."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 # --- the sink provider (own process) -------------------------------------------------------------
@@ -101,7 +119,7 @@ def run_sink(port: int) -> None:
         async with websockets.serve(handler, "127.0.0.1", port, process_request=http, compression=None):
             await asyncio.Future()
 
-    asyncio.run(main())
+    instrument_run(main())
 
 
 # --- the two floors (own processes) --------------------------------------------------------------
@@ -221,9 +239,19 @@ class EngineIO:
         await self.ws.close()
 
 
-def chunk_b64(seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    return rng.integers(-3000, 3000, CHUNK_BYTES // 2, dtype="<i2").tobytes()
+class ChunkText:
+    """A session's chunk as base64 text, built per send from its send time and a constant tail: the
+    9-byte head (send time, one pad byte) encodes to exactly 12 characters, so only those change."""
+
+    HEAD = 9
+
+    def __init__(self, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        pcm = rng.integers(-3000, 3000, CHUNK_BYTES // 2, dtype="<i2").tobytes()
+        self.tail = base64.b64encode(pcm[self.HEAD :]).decode()
+
+    def now(self) -> str:
+        return base64.b64encode(struct.pack("<QB", now_ns(), 0)).decode() + self.tail
 
 
 class Phase:
@@ -254,14 +282,13 @@ async def session(
     kind: str, url: str, token: str | None, duration: float, start_delay: float, phase: Phase
 ) -> None:
     await asyncio.sleep(start_delay)
-    body = bytearray(chunk_b64(int(start_delay * 1000)))
+    chunk = ChunkText(int(start_delay * 1000))
     t0 = time.monotonic()
     if kind == "bare":
         ws = await websockets.connect(url, compression=None)
 
         async def send_chunk() -> None:
-            struct.pack_into("<Q", body, 0, now_ns())
-            await ws.send('{"user_audio_chunk":"' + base64.b64encode(body).decode() + '"}')
+            await ws.send('{"user_audio_chunk":"' + chunk.now() + '"}')
 
         async def begin() -> None:
             await ws.send('{"type":"user_message_begin"}')
@@ -280,8 +307,7 @@ async def session(
             return
 
         async def send_chunk() -> None:
-            struct.pack_into("<Q", body, 0, now_ns())
-            await eio.emit("send_audio", {"audio": base64.b64encode(body).decode()})
+            await eio.ws.send('42["send_audio",{"audio":"' + chunk.now() + '"}]')
 
         async def begin() -> None:
             await eio.emit("user-audio-start")
@@ -391,7 +417,7 @@ class Deployment:
 
 
 async def measure(
-    kind: str, n: int, duration: float, sink: int, tmp: Path, deployment: Deployment
+    kind: str, n: int, duration: float, sink: int, sink_pid: int, tmp: Path, deployment: Deployment
 ) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ}
@@ -432,9 +458,13 @@ async def measure(
         await phase.all_started.wait()
         await get_json(sink, "/reset")
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        sink0, load0 = cpu_seconds(sink_pid), time.process_time()
         phase.go.set()
         await sessions
-        cpu = (cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
+        elapsed = time.monotonic() - t0
+        cpu = (cpu_seconds(proc.pid) - cpu0) / elapsed
+        sink_cpu = (cpu_seconds(sink_pid) - sink0) / elapsed
+        load_cpu = (time.process_time() - load0) / elapsed
         stats = await get_json(sink, "/stats")
     except BaseException:
         print(
@@ -451,6 +481,8 @@ async def measure(
         "p99": pct(stats["chunk"], 99),
         "end_p99": pct(stats["end"], 99),
         "cpu": cpu,
+        "load_cpu": load_cpu,
+        "sink_cpu": sink_cpu,
         "start_p50": pct(phase.started, 50) * 1000,
         "start_p99": pct(phase.started, 99) * 1000,
         "failed": len(phase.failures),
@@ -469,21 +501,23 @@ async def bench(
     try:
         await wait_port(sink_port)
         with tempfile.TemporaryDirectory() as tmp:
-            rows = [await measure(k, n, duration, sink_port, Path(tmp), deployment) for k in kinds]
+            rows = [await measure(k, n, duration, sink_port, sink.pid, Path(tmp), deployment) for k in kinds]
     finally:
         sink.terminate()
         sink.wait(10)
     print(f"\n{n} sessions, {duration:g} s, 100 ms chunks; latency = app send → provider arrival (ms)")
     print("(measured once every session has started; 'start' = connect + conversation_start, ms)")
     print(f"({deployment.describe()}; CPU counts every process of a relay)")
+    print("(load, sink: the load generator's and the sink's CPU in the same window, in cores)")
     print(
         f"{'relay':<10}{'chunks':>9}{'p50':>9}{'p99':>9}{'release→end p99':>17}{'CPU (cores)':>13}"
-        f"{'start p50':>11}{'start p99':>11}{'failed':>8}"
+        f"{'start p50':>11}{'start p99':>11}{'failed':>8}{'load':>7}{'sink':>7}"
     )
     for r in rows:
         print(
             f"{r['kind']:<10}{r['chunks']:>9}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['end_p99']:>17.2f}"
             f"{r['cpu']:>13.2f}{r['start_p50']:>11.1f}{r['start_p99']:>11.1f}{r['failed']:>8}"
+            f"{r['load_cpu']:>7.2f}{r['sink_cpu']:>7.2f}"
         )
         if r["failed"]:
             print(f"  {r['kind']}: {r['failed']} sessions did not start; the last: {r['why']}")
@@ -516,7 +550,7 @@ def main() -> None:
     else:
         kinds = tuple(args.only or ("bare", "minimal", "talkgate"))
         deployment = Deployment(args.workers, args.database_url, args.redis_url)
-        asyncio.run(bench(args.sessions, args.duration, kinds, deployment))
+        instrument_run(bench(args.sessions, args.duration, kinds, deployment))
 
 
 if __name__ == "__main__":

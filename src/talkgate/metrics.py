@@ -46,6 +46,12 @@ EVENT_LOOP_TASKS = Gauge(
     "asyncio tasks alive in the worker's event loop (read when scraped)",
     multiprocess_mode="livesum",
 )
+GC_PAUSE_SECONDS = Histogram(
+    "talkgate_gc_pause_seconds",
+    "Event-loop pauses of the cyclic garbage collector, by generation (2: full collections)",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+)
 ERRORS = Counter("talkgate_errors", "Errors reported to apps (socket events and HTTP), by code", ["code"])
 
 

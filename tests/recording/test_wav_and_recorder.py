@@ -10,7 +10,7 @@ from talkgate.errors import StorageError
 from talkgate.protocol.audio import PCM_16000, parse_wav_header, tone, wav_bytes
 from talkgate.recording.disk import DiskThread
 from talkgate.recording.mixer import AGENT, CALLER
-from talkgate.recording.recorder import MAX_PENDING, Recorder
+from talkgate.recording.recorder import MAX_PENDING, FlushClock, Recorder
 from talkgate.recording.wav import WavWriter, repair, try_lock
 from tests.conftest import wait_until
 
@@ -169,3 +169,69 @@ async def test_a_stalled_disk_makes_add_wait_instead_of_growing_memory(tmp_path:
     feeder.cancel()
     finished = await recorder.close()
     assert finished.data_bytes >= adds * len(chunk) - len(chunk)
+
+
+async def test_recordings_of_one_loop_share_one_clock_that_writes_each_in_its_slice(tmp_path: Path) -> None:
+    """40 live recordings: one timer mixes them, a slice per tick, and each file grows on disk while
+    its call goes on; the clock is gone once the last recording is closed."""
+    clock = Clock()
+    loop = asyncio.get_running_loop()
+    recorders = [Recorder(tmp_path / f"r{i}.wav.part", clock=clock, flush_interval_s=0.05) for i in range(40)]
+    for recorder in recorders:
+        await recorder.open()
+    clocks = {key: c for key, c in FlushClock._clocks.items() if key[0] is loop}
+    assert len(clocks) == 1  # one timer for all 40
+    mixed: list[int] = []
+    real_mix = Recorder._mix
+
+    def counting_mix(self: Recorder, *, final: bool = False) -> bytes:
+        mixed.append(recorders.index(self))
+        return real_mix(self, final=final)
+
+    Recorder._mix = counting_mix  # type: ignore[method-assign]
+    try:
+        chunk = tone(PCM_16000, 100)
+        for _ in range(5):
+            clock.now += 0.1
+            for recorder in recorders:
+                await recorder.add(CALLER, chunk)
+        clock.now += 1.0
+        await wait_until(lambda: all(os.stat(r.path).st_size >= 44 + 5 * len(chunk) for r in recorders))
+    finally:
+        Recorder._mix = real_mix  # type: ignore[method-assign]
+    # A tick mixes a tenth of the recordings, and in turn every one of them.
+    first_turn = mixed[: 40 // FlushClock.SLICES]
+    assert len(set(first_turn)) == len(first_turn) == 4
+    assert set(mixed) == set(range(40))
+    for recorder in recorders:
+        finished = await recorder.close()
+        assert finished.data_bytes >= 5 * len(chunk)
+    assert not any(key[0] is loop for key in FlushClock._clocks)
+
+
+async def test_a_recording_whose_mixing_fails_stops_alone(tmp_path: Path) -> None:
+    clock = Clock()
+    good = Recorder(tmp_path / "good.wav.part", clock=clock, flush_interval_s=0.02)
+    bad = Recorder(tmp_path / "bad.wav.part", clock=clock, flush_interval_s=0.02)
+    failures: list[BaseException] = []
+    bad.on_error = failures.append
+    await good.open()
+    await bad.open()
+
+    def broken(*_: object) -> int:
+        raise ValueError("mixer bug")
+
+    bad._mixer.add = broken  # type: ignore[method-assign]
+    chunk = tone(PCM_16000, 100)
+    for _ in range(10):
+        clock.now += 0.1
+        await good.add(CALLER, chunk)
+        await bad.add(CALLER, chunk)
+    clock.now += 1.0
+    await wait_until(lambda: bool(failures))
+    assert isinstance(failures[0], ValueError)
+    await wait_until(lambda: os.stat(good.path).st_size >= 44 + 10 * len(chunk))
+    with pytest.raises(StorageError, match="mixer bug"):
+        await bad.close()
+    finished = await good.close()
+    assert finished.path.read_bytes() == wav_bytes(chunk * 10, 16000)
