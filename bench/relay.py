@@ -15,8 +15,15 @@ started, they talk, and only that traffic is measured. Relays measured, each in 
   ``--workers N`` as N processes on one port (CPU is summed over all of them).
 
 The load generator drives Socket.IO with raw Engine.IO frames over ``websockets`` so that it is not
-the bottleneck. Release → ``end_user_audio`` is measured from the send time of a turn's last
-chunk (sent right before ``user-audio-end``) to the arrival of ``end_user_audio``.
+the bottleneck; it and the sink run on uvloop without the cyclic garbage collector, and their CPU
+is printed. The floors run on uvloop with their start-up heap frozen, as ``talkgate serve`` does.
+Sessions close only once every session's traffic is over, so that call ends are not measured.
+Release → ``end_user_audio`` is measured from the send time of a turn's last chunk (sent right
+before ``user-audio-end``) to the arrival of ``end_user_audio``.
+
+On a small machine a single stall (another process scheduled, a full garbage collection) moves a
+p99 by tens of milliseconds: ``--repeat K`` measures each relay K times, interleaved, and the
+ratio line uses the median p99 of each.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import argparse
 import asyncio
 import base64
 import gc
+import itertools
 import json
 import os
 import signal
@@ -74,6 +82,7 @@ def instrument_run(main: Any) -> None:
 
 def run_sink(port: int) -> None:
     chunk_lat: list[float] = []
+    ids = itertools.count(1)
     end_lat: list[float] = []
 
     def http(conn: Any, request: Any) -> Response | None:
@@ -99,7 +108,7 @@ def run_sink(port: int) -> None:
                 {
                     "type": "conversation_initiation_metadata",
                     "conversation_initiation_metadata_event": {
-                        "conversation_id": f"conv_{id(ws)}",
+                        "conversation_id": f"conv_{next(ids)}",  # unique over repeats
                         "agent_output_audio_format": "pcm_16000",
                         "user_input_audio_format": "pcm_16000",
                     },
@@ -123,6 +132,13 @@ def run_sink(port: int) -> None:
 
 
 # --- the two floors (own processes) --------------------------------------------------------------
+# Each floor process is set up like ``talkgate serve``: on uvloop, its start-up heap frozen
+# (talkgate/heap.py), so that the ratio compares the relays' work, not their process set-up.
+
+
+def settle_floor() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 def run_bare(port: int, sink: int) -> None:
@@ -146,7 +162,11 @@ def run_bare(port: int, sink: int) -> None:
         async with websockets.serve(handler, "127.0.0.1", port, compression=None):
             await asyncio.Future()
 
-    asyncio.run(main())
+    import uvloop
+
+    settle_floor()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
 
 
 def run_minimal(port: int, sink: int) -> None:
@@ -182,7 +202,8 @@ def run_minimal(port: int, sink: int) -> None:
         if up:
             await up.close()
 
-    uvicorn.run(
+    settle_floor()
+    uvicorn.run(  # on uvloop: uvicorn picks it where installed
         socketio.ASGIApp(sio), host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
     )
 
@@ -264,6 +285,16 @@ class Phase:
         self.failures: list[str] = []
         self.all_started = asyncio.Event()
         self.go = asyncio.Event()
+        self.talking = n
+        self.all_done = asyncio.Event()
+
+    def done_one(self) -> None:
+        """A session's traffic is over. Sessions close only when all are over, so that the
+        conversation ends (recording finalised, call log saved) are not measured as chunk latency
+        of the sessions still talking."""
+        self.talking -= 1
+        if self.talking == 0:
+            self.all_done.set()
 
     def started_one(self, seconds: float) -> None:
         self.started.append(seconds)
@@ -271,6 +302,7 @@ class Phase:
 
     def failed_one(self, why: str) -> None:
         self.failures.append(why)
+        self.done_one()
         self._check()
 
     def _check(self) -> None:
@@ -331,6 +363,8 @@ async def session(
         await end()
         next_tick += 1.1  # 1 s between turns
         await asyncio.sleep(max(0.0, next_tick - loop.time()))
+    phase.done_one()
+    await phase.all_done.wait()
     if kind == "bare":
         await ws.close()
     else:
@@ -460,11 +494,12 @@ async def measure(
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
         sink0, load0 = cpu_seconds(sink_pid), time.process_time()
         phase.go.set()
-        await sessions
+        await phase.all_done.wait()  # the traffic is over; the sessions close after this
         elapsed = time.monotonic() - t0
         cpu = (cpu_seconds(proc.pid) - cpu0) / elapsed
         sink_cpu = (cpu_seconds(sink_pid) - sink0) / elapsed
         load_cpu = (time.process_time() - load0) / elapsed
+        await sessions
         stats = await get_json(sink, "/stats")
     except BaseException:
         print(
@@ -495,13 +530,17 @@ async def bench(
     duration: float,
     kinds: tuple[str, ...] = ("bare", "minimal", "talkgate"),
     deployment: Deployment = Deployment(),
+    repeat: int = 1,
 ) -> None:
     sink_port = free_port()
     sink = subprocess.Popen([sys.executable, __file__, "--serve", "sink", "--port", str(sink_port)])
+    rows: list[dict[str, Any]] = []
     try:
         await wait_port(sink_port)
         with tempfile.TemporaryDirectory() as tmp:
-            rows = [await measure(k, n, duration, sink_port, sink.pid, Path(tmp), deployment) for k in kinds]
+            for _ in range(repeat):
+                for k in kinds:
+                    rows.append(await measure(k, n, duration, sink_port, sink.pid, Path(tmp), deployment))
     finally:
         sink.terminate()
         sink.wait(10)
@@ -521,9 +560,11 @@ async def bench(
         )
         if r["failed"]:
             print(f"  {r['kind']}: {r['failed']} sessions did not start; the last: {r['why']}")
-    by_kind = {r["kind"]: r for r in rows}
-    if "talkgate" in by_kind and "minimal" in by_kind:
-        ratio = by_kind["talkgate"]["p99"] / by_kind["minimal"]["p99"]
+    p99 = {k: float(np.median([r["p99"] for r in rows if r["kind"] == k])) for k in kinds}
+    if "talkgate" in p99 and "minimal" in p99:
+        if repeat > 1:
+            print(f"median p99 over {repeat} runs: " + ", ".join(f"{k} {v:.2f}" for k, v in p99.items()))
+        ratio = p99["talkgate"] / p99["minimal"]
         print(f"relay p99 ratio (talkgate/minimal socket.io) at {n} sessions: {ratio:.2f}")
 
 
@@ -535,6 +576,7 @@ def main() -> None:
         "--only", choices=["bare", "minimal", "talkgate"], action="append", help="measure these relays only"
     )
     p.add_argument("--workers", type=int, default=1, help="talkgate serve --workers N")
+    p.add_argument("--repeat", type=int, default=1, help="measure each relay this many times")
     p.add_argument("--database-url", help="talkgate's TALKGATE_DATABASE_URL (default: SQLite)")
     p.add_argument("--redis-url", help="talkgate's TALKGATE_REDIS_URL")
     p.add_argument("--serve", choices=["sink", "bare", "minimal"], help=argparse.SUPPRESS)
@@ -550,7 +592,7 @@ def main() -> None:
     else:
         kinds = tuple(args.only or ("bare", "minimal", "talkgate"))
         deployment = Deployment(args.workers, args.database_url, args.redis_url)
-        instrument_run(bench(args.sessions, args.duration, kinds, deployment))
+        instrument_run(bench(args.sessions, args.duration, kinds, deployment, args.repeat))
 
 
 if __name__ == "__main__":
