@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import gc
 import itertools
 import json
@@ -83,6 +84,7 @@ def instrument_run(main: Any) -> None:
 def run_sink(port: int) -> None:
     chunk_lat: list[float] = []
     ids = itertools.count(1)
+    run = os.urandom(4).hex()
     end_lat: list[float] = []
 
     def http(conn: Any, request: Any) -> Response | None:
@@ -108,7 +110,8 @@ def run_sink(port: int) -> None:
                 {
                     "type": "conversation_initiation_metadata",
                     "conversation_initiation_metadata_event": {
-                        "conversation_id": f"conv_{next(ids)}",  # unique over repeats
+                        # unique over repeats, and over runs sharing a PostgreSQL database
+                        "conversation_id": f"conv_{run}_{next(ids)}",
                         "agent_output_audio_format": "pcm_16000",
                         "user_input_audio_format": "pcm_16000",
                     },
@@ -232,6 +235,10 @@ class EngineIO:
         return self
 
     async def _read(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):  # the relay stops after the run
+            await self._read_frames()
+
+    async def _read_frames(self) -> None:
         async for m in self.ws:
             if m == "2":
                 await self.ws.send("3")
