@@ -102,6 +102,17 @@ async def test_deleting_a_user_cascades_to_sessions_and_calls(repo):
     assert left == 0
 
 
+async def test_a_conversation_start_recreates_a_user_deleted_since_its_last_start(repo):
+    """The repository remembers which users exist to save a statement per start; a user deleted
+    meanwhile (by an operator) is inserted again, not a failed start."""
+    alice = uid()
+    await repo.open_conversation(alice, f"conv_{cuid()}", metadata=None)
+    async with repo._sessions.begin() as db:
+        await db.execute(delete(User).where(User.id == alice))
+    _, call = await repo.open_conversation(alice, f"conv_{cuid()}", metadata=None)
+    assert (await repo.get_call(alice, call.conversation_id)).user_id == alice
+
+
 async def test_a_relayed_conversation_opens_and_closes_its_session_and_call_together(repo):
     alice, bob = uid(), uid()
     cid = f"conv_{cuid()}"

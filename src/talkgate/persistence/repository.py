@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from talkgate.errors import ConflictError, NotFoundError
@@ -34,8 +35,14 @@ AUDIO_RANK: dict[str, int] = {
 class Repository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        # Users whose row this process has seen committed. Rows of users are never deleted, so a
+        # conversation start of a known user skips the upsert: one statement fewer on the path
+        # that a burst of apps connecting at once makes hot.
+        self._known_users: set[str] = set()
 
     async def _ensure_user(self, db: AsyncSession, user_id: str) -> None:
+        if user_id in self._known_users:
+            return
         dialect = db.get_bind().dialect.name
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         await db.execute(insert(User).values(id=user_id).on_conflict_do_nothing(index_elements=["id"]))
@@ -87,28 +94,53 @@ class Repository:
     ) -> tuple[ConversationSession, CallLog]:
         """A new ConversationSession and its call log in one transaction (the relay's start path,
         which a burst of apps connecting at once makes hot)."""
-        async with self._sessions.begin() as db:
-            await self._ensure_user(db, user_id)
-            taken = await db.scalar(select(CallLog.user_id).where(CallLog.conversation_id == conversation_id))
-            if taken is not None:
-                raise ConflictError("that conversationId is taken")
-            now = utcnow()
-            session = ConversationSession(
-                user_id=user_id, session_id=cuid(), metadata_=metadata, started_at=now
-            )
-            call = CallLog(
-                user_id=user_id,
-                conversation_id=conversation_id,
-                session_id=session.session_id,
-                started_at=now,
-                audio_source=audio_source,
-                transcript=[],
-                turns=[],
-                **fields,
-            )
-            db.add_all([session, call])
-            await db.flush()
-            return session, call
+        while True:
+            try:
+                async with self._sessions.begin() as db:
+                    session, call = await self._insert_conversation(
+                        db, user_id, conversation_id, metadata, audio_source, fields
+                    )
+                break
+            except IntegrityError:
+                # Checked after the fact rather than by a query on every start: the unique
+                # conversation_id, or a user row deleted since this process last saw it.
+                async with self._sessions() as db:
+                    taken = await db.scalar(
+                        select(CallLog.user_id).where(CallLog.conversation_id == conversation_id)
+                    )
+                if taken is not None:
+                    raise ConflictError("that conversationId is taken") from None
+                if user_id not in self._known_users:
+                    raise
+                self._known_users.discard(user_id)  # insert the user again, once
+        self._known_users.add(user_id)
+        return session, call
+
+    async def _insert_conversation(
+        self,
+        db: AsyncSession,
+        user_id: str,
+        conversation_id: str,
+        metadata: dict[str, Any] | None,
+        audio_source: str | None,
+        fields: dict[str, Any],
+    ) -> tuple[ConversationSession, CallLog]:
+        await self._ensure_user(db, user_id)
+        now = utcnow()
+        session = ConversationSession(user_id=user_id, session_id=cuid(), metadata_=metadata, started_at=now)
+        call = CallLog(
+            user_id=user_id,
+            conversation_id=conversation_id,
+            session_id=session.session_id,
+            started_at=now,
+            audio_source=audio_source,
+            transcript=[],
+            turns=[],
+            **fields,
+        )
+        db.add_all([session, call])
+        await db.flush()
+        return session, call
 
     async def close_conversation(
         self, user_id: str, session_id: str, conversation_id: str, **finish: Any
