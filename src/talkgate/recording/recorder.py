@@ -180,6 +180,8 @@ class Recorder:
         if self._inbox_bytes >= WRITE_BLOCK:
             self._flush()
         while self._backlog() >= MAX_PENDING and self.error is None and not self._closing:
+            if self._inbox:
+                self._flush()  # what waits must be on its way to the disk for room to come
             self._room.clear()
             self._waiting = True
             if self._backlog() >= MAX_PENDING:  # re-read: the thread may have written meanwhile
