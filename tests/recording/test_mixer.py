@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from talkgate.errors import AudioError
 from talkgate.recording.mixer import AGENT, CALLER, TimelineMixer
@@ -116,3 +118,35 @@ def test_a_reply_never_starts_over_caller_audio_sent_ahead_of_real_time() -> Non
     assert mixer.add(CALLER, caller, 0.3) == 4800  # half a second arrives at once
     assert mixer.add(AGENT, agent, 0.6) == 12800  # the reply arrives before that half second is over
     assert mixer.add(CALLER, ramp(100), 0.85) == 12800  # the caller may still talk over the reply
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=0.6),  # time since the previous chunk
+            st.sampled_from([CALLER, AGENT]),
+            st.lists(st.integers(-32768, 32767), min_size=1, max_size=400),
+        ),
+        max_size=30,
+    ),
+    st.sampled_from([1, 2]),
+)
+def test_the_output_is_every_chunk_summed_where_it_was_placed_then_clipped(
+    events: list[tuple[float, int, list[int]]], channels: int
+) -> None:
+    """Against a reference that sums everything and clips once: the mixer copies the audio where
+    one voice speaks and clips only where voices were summed, and must come out the same."""
+    mixer = TimelineMixer(channels=channels, sample_rate=1000, gap_tolerance_s=0.05, max_lead_s=0.5)
+    now, out, placed = 0.0, bytearray(), []
+    for dt, track, values in events:
+        now += dt
+        placed.append((mixer.add(track, pcm(values), now), track, values))
+        out += mixer.drain(now)
+    out += mixer.finish()
+    frames = len(out) // (2 * channels)
+    reference = np.zeros((frames, channels), dtype=np.int64)
+    for start, track, values in placed:
+        reference[start : start + len(values), 0 if channels == 1 else track] += values
+    expected = np.clip(reference, -32768, 32767).astype("<i2")
+    assert samples(bytes(out)).reshape(-1, channels).tolist() == expected.tolist()
