@@ -174,6 +174,8 @@ class PttAction(StrEnum):
 
 
 # (state, input) → (next state, actions, error for the user). A pair not listed changes nothing.
+START_TIMED_OUT = "the avatar did not answer the start of push-to-talk in time"
+
 PTT_TABLE: dict[tuple[PttState, PttInput], tuple[PttState, tuple[PttAction, ...], str | None]] = {
     (PttState.IDLE, PttInput.PRESS): (PttState.STARTING, (PttAction.SEND_START, PttAction.ARM_TIMER), None),
     (PttState.IDLE, PttInput.SESSION_STOPPED): (PttState.ENDED, (), None),
@@ -191,7 +193,7 @@ PTT_TABLE: dict[tuple[PttState, PttInput], tuple[PttState, tuple[PttAction, ...]
     (PttState.STARTING, PttInput.TIMEOUT): (
         PttState.IDLE,
         (PttAction.SEND_STOP, PttAction.REPORT),
-        "the avatar did not answer the start of push-to-talk in time",
+        START_TIMED_OUT,
     ),
     (PttState.STARTING, PttInput.SESSION_STOPPED): (PttState.ENDED, (PttAction.CANCEL_TIMER,), None),
     (PttState.CANCELLING, PttInput.PRESS): (PttState.STARTING, (), None),
@@ -204,7 +206,7 @@ PTT_TABLE: dict[tuple[PttState, PttInput], tuple[PttState, tuple[PttAction, ...]
     (PttState.CANCELLING, PttInput.TIMEOUT): (
         PttState.IDLE,
         (PttAction.SEND_STOP, PttAction.REPORT),
-        "the avatar did not answer the start of push-to-talk in time",
+        START_TIMED_OUT,
     ),
     (PttState.CANCELLING, PttInput.SESSION_STOPPED): (PttState.ENDED, (PttAction.CANCEL_TIMER,), None),
     (PttState.TALKING, PttInput.RELEASE): (

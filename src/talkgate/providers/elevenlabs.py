@@ -20,7 +20,7 @@ from talkgate.errors import AudioError, ErrorCode, ProtocolError, ProviderError
 from talkgate.protocol import convai
 from talkgate.protocol.audio import AudioFormat
 from talkgate.providers.base import Closed
-from talkgate.providers.http import request
+from talkgate.providers.http import RestProvider, request
 
 log = logging.getLogger("talkgate.providers.elevenlabs")
 
@@ -47,15 +47,7 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
     raise ProviderError(f"ElevenLabs failed while {what}: HTTP {response.status_code} {detail}")
 
 
-class ElevenLabsProvider:
-    def __init__(
-        self, http: httpx.AsyncClient, base_url: str, api_key: str, *, timeout: float = 10.0
-    ) -> None:
-        self._http = http
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self.timeout = timeout
-
+class ElevenLabsProvider(RestProvider):
     async def _request(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
         headers = {"xi-api-key": self._api_key, **kwargs.pop("headers", {})}
         response = await request(

@@ -10,6 +10,18 @@ import httpx
 from talkgate.errors import ErrorCode, ProviderError
 
 
+class RestProvider:
+    """A provider's REST API: the shared client, its base URL, the secret key, a timeout."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, api_key: str, *, timeout: float = 10.0
+    ) -> None:
+        self._http = http
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self.timeout = timeout
+
+
 async def request(
     http: httpx.AsyncClient, provider: str, method: str, url: str, what: str, **kwargs: Any
 ) -> httpx.Response:

@@ -14,7 +14,7 @@ import httpx
 
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError, ProviderError
 from talkgate.protocol.liveavatar import END_REASONS, Envelope, token_request
-from talkgate.providers.http import request
+from talkgate.providers.http import RestProvider, request
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +49,7 @@ def _message(response: httpx.Response) -> str:
     return response.text[:200]
 
 
-class LiveAvatarProvider:
-    def __init__(
-        self, http: httpx.AsyncClient, base_url: str, api_key: str, *, timeout: float = 10.0
-    ) -> None:
-        self._http = http
-        self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
-        self.timeout = timeout
-
+class LiveAvatarProvider(RestProvider):
     async def _call(
         self, path: str, what: str, body: dict[str, Any] | None, *, bearer: str | None = None
     ) -> Any:

@@ -210,9 +210,7 @@ class Recorder:
         """Once ``error`` is set: stop recording (what reached the disk stays), tell ``on_error``."""
         self._inbox, self._inbox_bytes = [], 0
         self._room.set()
-        if self._flush_clock is not None:
-            self._flush_clock.leave(self)
-            self._flush_clock = None
+        self._leave_clock()
         if self.on_error is not None and self.error is not None:
             self.on_error(self.error)
 
@@ -240,12 +238,15 @@ class Recorder:
         if out := self._mix(final=final):
             self._disk.submit(self._append, out)
 
-    def _stop_clock(self) -> None:
-        self._closing = True
-        self._room.set()
+    def _leave_clock(self) -> None:
         if self._flush_clock is not None:
             self._flush_clock.leave(self)
             self._flush_clock = None
+
+    def _stop_clock(self) -> None:
+        self._closing = True
+        self._room.set()
+        self._leave_clock()
 
     async def close(self) -> Finished:
         """Write what is left, patch the header; the file is then a complete WAV."""
