@@ -135,26 +135,26 @@ async def _serve(settings: Settings, sock: Any, media_sock: Any) -> None:
 
     app = create_app(settings)
     main = uvicorn.Server(uvicorn_config(app, proxy_headers=True))
-    heap.settle()
-    log.info("talkgate listening on http://%s:%s", settings.host, settings.port)
-    if media_sock is None:
-        await main.serve(sockets=[sock])
-        return
+    with heap.paced(asyncio.get_running_loop()):  # settles the heap, then paces the collector
+        log.info("talkgate listening on http://%s:%s", settings.host, settings.port)
+        if media_sock is None:
+            await main.serve(sockets=[sock])
+            return
 
-    class MediaServer(uvicorn.Server):
-        def capture_signals(self) -> Any:  # the main server owns the signals and stops this one
-            return contextlib.nullcontext()
+        class MediaServer(uvicorn.Server):
+            def capture_signals(self) -> Any:  # the main server owns the signals and stops this one
+                return contextlib.nullcontext()
 
-    media = MediaServer(uvicorn_config(create_media_app(app), lifespan="off", proxy_headers=True))
-    log.info(
-        "media socket also on ws://%s:%s/ws/elevenlabs-media", settings.host, media_sock.getsockname()[1]
-    )
-    media_task = asyncio.create_task(media.serve(sockets=[media_sock]))
-    try:
-        await main.serve(sockets=[sock])
-    finally:
-        media.should_exit = True
-        await media_task
+        media = MediaServer(uvicorn_config(create_media_app(app), lifespan="off", proxy_headers=True))
+        log.info(
+            "media socket also on ws://%s:%s/ws/elevenlabs-media", settings.host, media_sock.getsockname()[1]
+        )
+        media_task = asyncio.create_task(media.serve(sockets=[media_sock]))
+        try:
+            await main.serve(sockets=[sock])
+        finally:
+            media.should_exit = True
+            await media_task
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:

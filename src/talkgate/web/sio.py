@@ -34,6 +34,7 @@ from talkgate.protocol.app_events import ServerEventName as S
 from talkgate.recording.recorder import RelayTap
 from talkgate.relay.session import RelaySession
 from talkgate.settings import Settings
+from talkgate.web import engine
 from talkgate.web.recordings import LiveRecording
 from talkgate.web.runtime import Runtime
 
@@ -61,6 +62,7 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
         ping_interval=20,
         ping_timeout=20,
     )
+    engine.install(sio.eio)
 
     async def emit(sid: str, event: str, payload: dict[str, Any]) -> None:
         if event == S.CONVERSATION_ERROR:

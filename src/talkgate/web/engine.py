@@ -1,0 +1,149 @@
+"""A leaner read loop for python-engineio's websocket transport (the relay's hot path).
+
+python-engineio reads every websocket message through a new task and ``asyncio.wait_for`` (a
+task, its context, a future, a timer handle and their callbacks), then looks its handler up with
+``inspect``. At 500 relayed calls that is 5,000 messages a second, and those objects live until
+the next message arrives: they made most of the collector's young generation, whose collections
+then paused the event loop for 30-60 ms (``docs/operations.md``, "Garbage collection").
+
+Here a socket that opens straight on websocket (as talkgate's clients do) is read by one plain
+loop instead. What the library's loop gave stays:
+
+- a silent peer is still found out: engine.io's ping timeout closes the socket (its service
+  task), and a sweep (one timer for all sockets, every half ping timeout) then ends the writer,
+  which closes the websocket, which ends the read loop; uvicorn's own websocket pings close a dead
+  TCP peer the same way;
+- a message over ``max_http_buffer_size`` ends the connection, as before;
+- packets, the handshake, the writer's batching and ``close()`` are the library's own.
+
+A socket upgraded from long-polling keeps the library's loop. The hook is the driver table
+(``AsyncServer._async['websocket']``); should a python-engineio release change it, ``install``
+leaves the library as it is and says so in the log, and the relay works as before, only slower.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import engineio
+from engineio import exceptions, packet
+from engineio.async_drivers import asgi
+from engineio.async_socket import AsyncSocket
+
+log = logging.getLogger("talkgate.engine")
+
+
+class _WebSocket(asgi.WebSocket):  # type: ignore[misc]
+    async def __call__(self, environ: dict[str, Any]) -> str:
+        socket = getattr(self.handler, "__self__", None)
+        if not isinstance(socket, AsyncSocket) or socket.connected:
+            return await super().__call__(environ)  # type: ignore[no-any-return]
+        self.asgi_receive = environ["asgi.receive"]
+        self.asgi_send = environ["asgi.send"]
+        await self.asgi_send({"type": "websocket.accept"})
+        socket.connected = socket.upgraded = True
+        sweep = _Sweep.of(socket.server)
+        sweep.watch(socket)
+        try:
+            await serve(socket, self)
+        finally:
+            sweep.sockets.discard(socket)
+        return ""
+
+
+class _Sweep:
+    """Ends the websockets of sockets that engine.io has closed (ping timeout): engine.io's own
+    loop noticed those by a timeout on every read, which is what this loop does without."""
+
+    def __init__(self, period_s: float) -> None:
+        self.period_s = period_s
+        self.sockets: set[AsyncSocket] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, server: engineio.AsyncServer) -> _Sweep:
+        sweep: _Sweep | None = getattr(server, "_talkgate_sweep", None)
+        if sweep is None:
+            sweep = cls(max(0.05, min(server.ping_timeout / 2, 5.0)))
+            server._talkgate_sweep = sweep
+        return sweep
+
+    def watch(self, socket: AsyncSocket) -> None:
+        self.sockets.add(socket)
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while self.sockets:
+            await asyncio.sleep(self.period_s)
+            for socket in [s for s in self.sockets if s.closed]:
+                self.sockets.discard(socket)
+                socket.queue.put_nowait(None)  # the writer ends and closes the websocket
+
+
+async def _write(socket: AsyncSocket, ws: _WebSocket) -> None:
+    """Send what the socket queues, a batch at a time, until the socket ends or says CLOSE."""
+    queue = socket.queue
+    try:
+        while True:
+            pkt = await queue.get()
+            queue.task_done()
+            batch = [pkt]
+            while pkt is not None and not queue.empty():
+                pkt = queue.get_nowait()
+                queue.task_done()
+                batch.append(pkt)
+            for p in batch:
+                if p is None:
+                    return
+                await ws.send(p.encode())
+                if p.packet_type == packet.CLOSE:
+                    return  # the server ended this socket: nothing may follow
+    except Exception:  # the peer is gone: the read loop ends with it
+        return
+    finally:
+        await ws.close()
+
+
+async def serve(socket: AsyncSocket, ws: _WebSocket) -> None:
+    """The read loop of one websocket; ends when either side closes it."""
+    server = socket.server
+    on_message = server.handlers.get("message")
+    limit = server.max_http_buffer_size
+    writer = asyncio.ensure_future(_write(socket, ws))
+    try:
+        while True:
+            try:
+                data = await ws.wait()
+            except OSError:  # the websocket closed (engine.io's driver raises this)
+                break
+            if data is None or len(data) > limit:
+                break
+            pkt = packet.Packet(encoded_packet=data)
+            try:
+                if pkt.packet_type == packet.MESSAGE and on_message is not None:
+                    await on_message(socket.sid, pkt.data)
+                else:
+                    await socket.receive(pkt)
+            except exceptions.UnknownPacketError:
+                pass
+            except exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                log.exception("socket %s: a message's handler failed", socket.sid)
+    finally:
+        await socket.queue.put(None)  # the writer ends once it has sent what was queued
+        await writer
+        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
+def install(eio: engineio.AsyncServer) -> bool:
+    """Use this loop for ``eio``'s websocket connections; False where the library differs."""
+    drivers = getattr(eio, "_async", None)
+    if not isinstance(drivers, dict) or drivers.get("websocket") is not asgi.WebSocket:
+        log.warning("this python-engineio's driver table is not the expected one: its own loop is kept")
+        return False
+    eio._async = {**drivers, "websocket": _WebSocket}
+    return True
