@@ -3,11 +3,13 @@
     python bench/relay.py [--sessions 200] [--duration 15] [--only talkgate]
         [--workers 2 --database-url postgresql+asyncpg://... --redis-url redis://...]
 
-Each session sends 16 kHz PCM in 100 ms chunks (base64), in turns of 3 s with 1 s pauses. The
+Each session sends 16 kHz PCM in 100 ms chunks (base64), in turns of 3 s with 1 s pauses, its
+turns offset from the others' (spread over the 4 s cycle, as independent users are). The
 first 8 bytes of every chunk carry its send time (CLOCK_MONOTONIC, shared by all processes on
 Linux); the sink provider records arrival minus send. Every session first connects and starts
 its conversation (connect + ``conversation_start`` time is reported as "start"); once all have
-started, they talk, and only that traffic is measured. Relays measured, each in its own process:
+started, they talk, and only that traffic is measured, from when every session has begun its
+first turn. Relays measured, each in its own process:
 
 - bare: a ``websockets`` pass-through (client frames are already provider frames);
 - minimal: python-socketio that only forwards ``send_audio`` as ``user_audio_chunk``;
@@ -53,6 +55,9 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 CHUNK_BYTES = 3200  # 100 ms at 16 kHz PCM16
+TURN_CHUNKS = 30  # a 3 s turn
+TURN_GAP_S = 1.1  # from the last chunk of a turn to the first of the next
+TURN_CYCLE_S = (TURN_CHUNKS - 1) * 0.1 + TURN_GAP_S
 START_TIMEOUT_S = 60.0  # a session not started by then counts as a failed start
 JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstu"
 
@@ -318,7 +323,13 @@ class Phase:
 
 
 async def session(
-    kind: str, url: str, token: str | None, duration: float, start_delay: float, phase: Phase
+    kind: str,
+    url: str,
+    token: str | None,
+    duration: float,
+    start_delay: float,
+    turn_offset: float,
+    phase: Phase,
 ) -> None:
     await asyncio.sleep(start_delay)
     chunk = ChunkText(int(start_delay * 1000))
@@ -356,20 +367,25 @@ async def session(
 
     phase.started_one(time.monotonic() - t0)
     await phase.go.wait()
-    await asyncio.sleep(start_delay)  # the sessions' chunks stay spread over the 100 ms tick
     loop = asyncio.get_running_loop()
-    stop = loop.time() + duration
+    stop = loop.time() + TURN_CYCLE_S + duration  # the same for all: measured once all talk
+    # Users press their buttons independently: the sessions' turns are spread over the whole turn
+    # cycle, not bunched (which doubled the chunk rate in half of every cycle and idled the rest).
+    await asyncio.sleep(turn_offset)
     next_tick = loop.time()
     while loop.time() < stop:
         await begin()
-        for i in range(30):  # a 3 s turn; the release follows the last chunk at once
+        for i in range(TURN_CHUNKS):  # the release follows the last chunk at once
             if i:
                 next_tick += 0.1
                 await asyncio.sleep(max(0.0, next_tick - loop.time()))
+                if loop.time() >= stop:
+                    break  # all sessions stop together; the open turn is left unreleased
             await send_chunk()
-        await end()
-        next_tick += 1.1  # 1 s between turns
-        await asyncio.sleep(max(0.0, next_tick - loop.time()))
+        else:
+            await end()
+            next_tick += TURN_GAP_S  # 1 s between turns
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
     phase.done_one()
     await phase.all_done.wait()
     if kind == "bare":
@@ -493,14 +509,14 @@ async def measure(
         url = f"ws://127.0.0.1:{port}" if kind != "bare" else f"ws://127.0.0.1:{port}/"
         phase = Phase(n)
         spread = 0.1 if kind == "bare" else 1.0  # conversation starts over the first second
-        sessions = asyncio.gather(
-            *(session(kind, url, token, duration, i * spread / n, phase) for i in range(n))
-        )
+        offsets = [(i * spread / n, i * TURN_CYCLE_S / n) for i in range(n)]
+        sessions = asyncio.gather(*(session(kind, url, token, duration, *o, phase) for o in offsets))
         await phase.all_started.wait()
+        phase.go.set()
+        await asyncio.sleep(TURN_CYCLE_S)  # every session has begun its first turn: steady load
         await get_json(sink, "/reset")
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
         sink0, load0 = cpu_seconds(sink_pid), time.process_time()
-        phase.go.set()
         await phase.all_done.wait()  # the traffic is over; the sessions close after this
         elapsed = time.monotonic() - t0
         cpu = (cpu_seconds(proc.pid) - cpu0) / elapsed
