@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import engineio
@@ -33,6 +34,10 @@ from engineio.async_drivers import asgi
 from engineio.async_socket import AsyncSocket
 
 log = logging.getLogger("talkgate.engine")
+
+# Given a message's engine.io sid and text, the awaitable that handles it, or None: python-socketio's
+# own decoding and dispatch then handle it.
+Shortcut = Callable[[str, str], Awaitable[Any] | None]
 
 
 class _WebSocket(asgi.WebSocket):  # type: ignore[misc]
@@ -47,7 +52,7 @@ class _WebSocket(asgi.WebSocket):  # type: ignore[misc]
         sweep = _Sweep.of(socket.server)
         sweep.watch(socket)
         try:
-            await serve(socket, self)
+            await serve(socket, self, getattr(socket.server, "_talkgate_shortcut", None))
         finally:
             sweep.sockets.discard(socket)
         return ""
@@ -107,7 +112,7 @@ async def _write(socket: AsyncSocket, ws: _WebSocket) -> None:
         await ws.close()
 
 
-async def serve(socket: AsyncSocket, ws: _WebSocket) -> None:
+async def serve(socket: AsyncSocket, ws: _WebSocket, shortcut: Shortcut | None = None) -> None:
     """The read loop of one websocket; ends when either side closes it."""
     server = socket.server
     on_message = server.handlers.get("message")
@@ -121,8 +126,14 @@ async def serve(socket: AsyncSocket, ws: _WebSocket) -> None:
                 break
             if data is None or len(data) > limit:
                 break
-            pkt = packet.Packet(encoded_packet=data)
             try:
+                handled = None
+                if shortcut is not None and type(data) is str and data[:1] == "4":
+                    handled = shortcut(socket.sid, data[1:])
+                if handled is not None:
+                    await handled
+                    continue
+                pkt = packet.Packet(encoded_packet=data)
                 if pkt.packet_type == packet.MESSAGE and on_message is not None:
                     await on_message(socket.sid, pkt.data)
                 else:
@@ -139,11 +150,15 @@ async def serve(socket: AsyncSocket, ws: _WebSocket) -> None:
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
 
 
-def install(eio: engineio.AsyncServer) -> bool:
-    """Use this loop for ``eio``'s websocket connections; False where the library differs."""
+def install(eio: engineio.AsyncServer, shortcut: Shortcut | None = None) -> bool:
+    """Use this loop for ``eio``'s websocket connections; False where the library differs.
+
+    ``shortcut`` may take text messages before python-socketio decodes them (the relay's audio).
+    """
     drivers = getattr(eio, "_async", None)
     if not isinstance(drivers, dict) or drivers.get("websocket") is not asgi.WebSocket:
         log.warning("this python-engineio's driver table is not the expected one: its own loop is kept")
         return False
     eio._async = {**drivers, "websocket": _WebSocket}
+    eio._talkgate_shortcut = shortcut
     return True

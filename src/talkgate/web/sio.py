@@ -62,7 +62,6 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
         ping_interval=20,
         ping_timeout=20,
     )
-    engine.install(sio.eio)
 
     async def emit(sid: str, event: str, payload: dict[str, Any]) -> None:
         if event == S.CONVERSATION_ERROR:
@@ -288,6 +287,7 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
     async def unknown_event(event: str, sid: str, *_: Any) -> dict[str, Any]:
         return await fail(sid, ProtocolError(f"unknown event {event[:64]!r}"))
 
+    handlers: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {}
     for name, fn in {
         C.CONVERSATION_START: conversation_start,
         C.USER_AUDIO_START: user_audio_start,
@@ -298,6 +298,29 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
         C.CONVERSATION_END: conversation_end,
     }.items():
         fn.__name__ = name.value.replace("-", "_")
-        sio.on(name.value, handler(fn))
+        handlers[name.value] = handler(fn)
+        sio.on(name.value, handlers[name.value])
 
+    # As socket.io-client (JSON.stringify) and python-socketio (json.dumps) write the event.
+    audio_heads = ('2["send_audio",{"audio":"', '2["send_audio", {"audio": "')
+    audio_tail = '"}]'
+    on_audio = handlers[C.SEND_AUDIO.value]
+    binary_pending: dict[str, Any] = getattr(sio, "_binary_packet", {})
+
+    def audio_shortcut(eio_sid: str, text: str) -> Awaitable[dict[str, Any]] | None:
+        """``send_audio`` in its usual form (base64, no acknowledgement), handled without
+        python-socketio's JSON decoding and dispatch. Anything else (an acknowledgement id, a binary
+        attachment, a JSON escape, another field) takes the general path, to the same handler."""
+        head = next((h for h in audio_heads if text.startswith(h)), None)
+        if head is None or not text.endswith(audio_tail) or eio_sid in binary_pending:
+            return None
+        audio = text[len(head) : -len(audio_tail)]
+        if '"' in audio or "\\" in audio:
+            return None
+        sid = sio.manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is None or not sio.manager.is_connected(sid, "/"):
+            return None
+        return on_audio(sid, {"audio": audio})
+
+    engine.install(sio.eio, audio_shortcut)
     return sio
