@@ -34,11 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from talkgate import metrics
+
+log = logging.getLogger("talkgate.heap")
 
 _started: dict[int, float] = {}
 
@@ -106,11 +109,20 @@ class Pacer:
         self._timer = self._loop.call_later(self._check_s, self._check)
 
     def collect(self) -> None:
-        gc.collect()
+        growth = gc.get_count()[0]
+        began = time.perf_counter()
+        freed = gc.collect()
         self.collections += 1
         self._last = self._loop.time()
         # A quarter of what is left, as CPython's own rule for full collections.
         self._threshold = max(self._min_growth, len(gc.get_objects()) // 4)
+        log.debug(
+            "garbage collection: %d objects freed of a growth of %d in %.0f ms; the next after %d more",
+            freed,
+            growth,
+            (time.perf_counter() - began) * 1000,
+            self._threshold,
+        )
 
 
 @contextlib.contextmanager
