@@ -23,7 +23,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from relay import JWT_SECRET, EngineIO, chunk_b64, free_port, get_text, process_tree, wait_port
+import numpy as np
+
+from relay import CHUNK_BYTES, JWT_SECRET, EngineIO, free_port, get_text, process_tree, wait_port
 
 SIM_KEY = "soak-key"
 
@@ -59,7 +61,8 @@ class Totals:
 async def session(url: str, token: str, turns: int, stop: float, delay: float, totals: Totals) -> None:
     await asyncio.sleep(delay)
     loop = asyncio.get_running_loop()
-    audio = base64.b64encode(chunk_b64(int(delay * 1000))).decode()
+    pcm = np.random.default_rng(int(delay * 1000)).integers(-3000, 3000, CHUNK_BYTES // 2, dtype="<i2")
+    audio = base64.b64encode(pcm.tobytes()).decode()
     while loop.time() < stop:
         eio = None
         try:
