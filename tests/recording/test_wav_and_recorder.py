@@ -1,6 +1,8 @@
 import asyncio
+import gc
 import os
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ from talkgate.errors import StorageError
 from talkgate.protocol.audio import PCM_16000, parse_wav_header, tone, wav_bytes
 from talkgate.recording.disk import DiskThread
 from talkgate.recording.mixer import AGENT, CALLER
-from talkgate.recording.recorder import MAX_PENDING, FlushClock, Recorder
+from talkgate.recording.recorder import MAX_PENDING, FlushClock, Recorder, RelayTap
 from talkgate.recording.wav import WavWriter, repair, try_lock
 from tests.conftest import wait_until
 
@@ -235,3 +237,22 @@ async def test_a_recording_whose_mixing_fails_stops_alone(tmp_path: Path) -> Non
         await bad.close()
     finished = await good.close()
     assert finished.path.read_bytes() == wav_bytes(chunk * 10, 16000)
+
+
+async def test_an_ended_recording_frees_its_audio_without_the_cycle_collector(tmp_path: Path) -> None:
+    """A serving process collects reference cycles only every few minutes (talkgate/heap.py): an
+    ended call's recording, and the audio it holds, must not wait for that to be freed."""
+    recorder = Recorder(tmp_path / "r.wav.part")
+    await recorder.open()
+    tap = RelayTap(recorder)  # the tap and the recorder point at each other while the call lasts
+    await tap.caller(tone(PCM_16000, 300), PCM_16000)
+    buffer = weakref.ref(recorder)
+    await recorder.close()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del tap, recorder
+        assert buffer() is None
+    finally:
+        if was_enabled:
+            gc.enable()

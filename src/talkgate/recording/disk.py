@@ -41,19 +41,25 @@ class DiskThread:
 
     def _run(self) -> None:
         while True:
-            fn, args, future = self._jobs.get()
-            if future is not None and not future.set_running_or_notify_cancel():
-                continue
-            try:
-                result = fn(*args)
-            except BaseException as exc:
-                if future is None:
-                    log.exception("recording I/O job %s failed", getattr(fn, "__qualname__", fn))
-                else:
-                    future.set_exception(exc)
+            # One job per call: nothing of a done job (its audio, its recorder) stays referenced
+            # from this frame while the thread waits for the next one.
+            self._do(self._jobs.get())
+
+    @staticmethod
+    def _do(job: Job) -> None:
+        fn, args, future = job
+        if future is not None and not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = fn(*args)
+        except BaseException as exc:
+            if future is None:
+                log.exception("recording I/O job %s failed", getattr(fn, "__qualname__", fn))
             else:
-                if future is not None:
-                    future.set_result(result)
+                future.set_exception(exc)
+        else:
+            if future is not None:
+                future.set_result(result)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the thread, after every job submitted before; nobody waits for it

@@ -123,6 +123,11 @@ class TimelineMixer:
         """Everything left, up to the end of the last audio placed."""
         return self._emit(self.end_frame)
 
+    def release(self) -> None:
+        """Free the buffer (nothing is placed or handed out after this)."""
+        self._buf = np.zeros((0, self.channels), dtype=np.int32)
+        self._live = 0
+
     def _emit(self, upto: int) -> bytes:
         count = upto - self._emitted
         if count <= 0:

@@ -255,6 +255,7 @@ class Recorder:
         assert self._writer is not None
         if self.error is None:
             self._flush(final=True)
+        self._release()
         try:
             # After every append submitted before it, on the same thread.
             data_bytes = await self._disk.call(self._finalize)
@@ -265,6 +266,13 @@ class Recorder:
             raise StorageError(f"recording failed: {self.error}")
         return Finished(self.path, data_bytes, self.sample_rate, self.channels)
 
+    def _release(self) -> None:
+        """Once nothing more is mixed: drop the reference back to the relay (whose tap points here:
+        a cycle) and free the mixing buffer now. A serving process collects cycles only every few
+        minutes (talkgate/heap.py), and each ended call's buffer would wait for it."""
+        self.on_error = None
+        self._mixer.release()
+
     def _finalize(self) -> int:
         assert self._writer is not None
         if self.error is not None:
@@ -274,6 +282,7 @@ class Recorder:
     async def abort(self) -> None:
         """Stop without finalising; the file stays for the start-up repair."""
         self._stop_clock()
+        self._release()
         if self._writer is not None:
             await self._disk.call(self._writer.close)
 
