@@ -7,7 +7,7 @@ import httpx
 import websockets
 
 from talkgate.protocol import convai
-from tests.conftest import start_simulator
+from tests.conftest import start_simulator, wait_until
 from tests.web.conftest import connect, gated, start_gate
 from tests.web.test_relay_ptt import sim_frames, speech, upstream_kinds
 
@@ -235,7 +235,9 @@ async def test_slow_app_gets_agent_audio_dropped_not_unbounded_memory(tmp_path, 
             "message": "the app is not reading fast enough; agent audio is being dropped",
         }
         await client.wait_for("conversation_message", pred=lambda p: p["type"] == "agent_response")
-        assert relay.stats.audio_dropped_slow_app == 5 and not client.of("agent_audio")
+        # The reply's five audio frames follow its text upstream: each is dropped, none reaches the app.
+        await wait_until(lambda: relay.stats.audio_dropped_slow_app == 5)
+        assert not client.of("agent_audio")
     finally:
         await client.sio.disconnect()
         gate.server.stop()
