@@ -129,3 +129,15 @@ def test_install_leaves_an_unexpected_driver_alone() -> None:
     sio.eio._async = {**sio.eio._async, "websocket": object}
     assert engine.install(sio.eio) is False
     assert sio.eio._async["websocket"] is object
+
+
+async def test_a_socket_upgraded_from_long_polling_keeps_the_librarys_loop(server: Server) -> None:
+    client = socketio.AsyncClient()
+    await client.connect(server.thread.http_url, transports=["polling", "websocket"], wait_timeout=TIMEOUT)
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while client.transport() != "websocket":  # noqa: ASYNC110 - the upgrade has no event
+                await asyncio.sleep(0.01)
+            assert await client.call("echo", {"n": 1}) == {"n": 1}
+    finally:
+        await client.disconnect()
