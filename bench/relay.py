@@ -16,9 +16,10 @@ first turn. Relays measured, each in its own process:
 - talkgate: ``talkgate serve`` (validation, PTT state machine, dialect, recording), with
   ``--workers N`` as N processes on one port (CPU is summed over all of them).
 
-The load generator drives Socket.IO with raw Engine.IO frames over ``websockets`` so that it is not
-the bottleneck; it and the sink run on uvloop without the cyclic garbage collector, and their CPU
-is printed. The floors run on uvloop with their start-up heap frozen, as ``talkgate serve`` does.
+The load generator drives Socket.IO with raw Engine.IO frames, and it and the sink speak websockets'
+sans-I/O protocol straight over asyncio transports, so that they are not the bottleneck; they run
+on uvloop without the cyclic garbage collector, and their CPU is printed.
+The floors run on uvloop with their start-up heap frozen, as ``talkgate serve`` does.
 Sessions close only once every session's traffic is over, so that call ends are not measured.
 Release → ``end_user_audio`` is measured from the send time of a turn's last chunk (sent right
 before ``user-audio-end``) to the arrival of ``end_user_audio``.
@@ -51,8 +52,13 @@ from typing import Any
 
 import numpy as np
 import websockets
+from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
-from websockets.http11 import Response
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import Protocol
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
 
 CHUNK_BYTES = 3200  # 100 ms at 16 kHz PCM16
 TURN_CHUNKS = 30  # a 3 s turn
@@ -86,54 +92,139 @@ def instrument_run(main: Any) -> None:
 # --- the sink provider (own process) -------------------------------------------------------------
 
 
+class SansIO(asyncio.Protocol):
+    """A websocket on websockets' sans-I/O protocol and a bare asyncio transport: the measuring
+    processes' sockets. The library's asyncio connection costs a future, a lock and an async
+    context manager per message, which at 1000 sessions made the load generator and the sink take
+    0.8 of this machine's two cores away from the relay they measure."""
+
+    def __init__(self, ws: Protocol) -> None:
+        self.ws = ws
+        self.transport: Any = None  # uvloop's transports are not asyncio.Transport subclasses
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.ws.receive_data(data)
+        for event in self.ws.events_received():
+            if isinstance(event, Frame):
+                if event.opcode is Opcode.TEXT:  # the measured peers send no fragmented messages
+                    self.on_text(event.data)
+            else:
+                self.on_handshake(event)
+        self.flush()
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        self.flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def flush(self) -> None:
+        assert self.transport is not None
+        for out in self.ws.data_to_send():
+            if out:
+                self.transport.write(out)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()
+        if self.ws.close_expected() and not self.ws.data_to_send():
+            self.transport.close()
+
+    def send_text(self, data: bytes) -> None:
+        self.ws.send_text(data)
+        self.flush()
+
+    async def close(self) -> None:
+        if self.ws.state is websockets.protocol.State.OPEN:
+            self.ws.send_close()
+            self.flush()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await self.lost
+        if self.transport is not None:
+            self.transport.close()
+
+    def on_text(self, data: bytes) -> None:
+        pass
+
+    def on_handshake(self, event: Request | Response) -> None:
+        pass
+
+
+# --- the sink provider (own process) -------------------------------------------------------------
+
+
 def run_sink(port: int) -> None:
     chunk_lat: list[float] = []
+    chunk_at: list[float] = []  # arrival, s since the last reset: where in the run a tail was
+    reset_at = [now_ns()]
     ids = itertools.count(1)
     run = os.urandom(4).hex()
     end_lat: list[float] = []
 
-    def http(conn: Any, request: Any) -> Response | None:
-        path = request.path
+    def http(path: str) -> Response:
         if path.startswith("/v1/convai/conversation/get-signed-url"):
             body = json.dumps({"signed_url": f"ws://127.0.0.1:{port}/v1/convai/conversation?agent_id=a&s=x"})
         elif path.startswith("/stats"):
-            body = json.dumps({"chunk": chunk_lat, "end": end_lat})
+            stats = {"chunk": chunk_lat, "at": chunk_at, "end": end_lat, "reset": reset_at[0] / 1e9}
+            body = json.dumps(stats)
         elif path.startswith("/reset"):
             chunk_lat.clear()
+            chunk_at.clear()
+            reset_at[0] = now_ns()
             end_lat.clear()
             body = "{}"
         else:
-            return None
+            return Response(HTTPStatus.NOT_FOUND, "Not Found", Headers([("Content-Length", "0")]), b"")
         data = body.encode()
-        headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        headers = Headers(
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(data))),
+                ("Connection", "close"),
+            ]
+        )
         return Response(HTTPStatus.OK, "OK", headers, data)
 
-    async def handler(ws: Any) -> None:
-        last_send = 0
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "conversation_initiation_metadata",
-                    "conversation_initiation_metadata_event": {
-                        # unique over repeats, and over runs sharing a PostgreSQL database
-                        "conversation_id": f"conv_{run}_{next(ids)}",
-                        "agent_output_audio_format": "pcm_16000",
-                        "user_input_audio_format": "pcm_16000",
-                    },
-                }
-            )
-        )
-        async for raw in ws:
+    class Conversation(SansIO):
+        def __init__(self) -> None:
+            super().__init__(ServerProtocol(max_size=None))
+            self.last_send = 0
+
+        def on_handshake(self, event: Request | Response) -> None:
+            assert isinstance(self.ws, ServerProtocol) and isinstance(event, Request)
+            if event.path.split("?")[0] != "/v1/convai/conversation":
+                self.ws.send_response(http(event.path))
+                return
+            self.ws.send_response(self.ws.accept(event))
+            metadata = {
+                "type": "conversation_initiation_metadata",
+                "conversation_initiation_metadata_event": {
+                    # unique over repeats, and over runs sharing a PostgreSQL database
+                    "conversation_id": f"conv_{run}_{next(ids)}",
+                    "agent_output_audio_format": "pcm_16000",
+                    "user_input_audio_format": "pcm_16000",
+                },
+            }
+            self.ws.send_text(json.dumps(metadata).encode())
+
+        def on_text(self, data: bytes) -> None:
             t = now_ns()
-            if raw.startswith('{"user_audio_chunk":"'):
-                head = base64.b64decode(raw[21:33])
-                last_send = struct.unpack_from("<Q", head)[0]
-                chunk_lat.append((t - last_send) / 1e6)
-            elif '"end_user_audio"' in raw and last_send:
-                end_lat.append((t - last_send) / 1e6)
+            if data.startswith(b'{"user_audio_chunk":"'):
+                self.last_send = struct.unpack_from("<Q", base64.b64decode(data[21:33]))[0]
+                chunk_lat.append((t - self.last_send) / 1e6)
+                chunk_at.append(round((t - reset_at[0]) / 1e9, 3))
+            elif b'"end_user_audio"' in data and self.last_send:
+                end_lat.append((t - self.last_send) / 1e6)
 
     async def main() -> None:
-        async with websockets.serve(handler, "127.0.0.1", port, process_request=http, compression=None):
+        server = await asyncio.get_running_loop().create_server(Conversation, "127.0.0.1", port, backlog=4096)
+        async with server:
             await asyncio.Future()
 
     instrument_run(main())
@@ -219,72 +310,95 @@ def run_minimal(port: int, sink: int) -> None:
 # --- the load generator ---------------------------------------------------------------------------
 
 
-class EngineIO:
+class Client(SansIO):
+    """A client websocket of the load generator."""
+
+    def __init__(self, url: str) -> None:
+        self.uri = parse_uri(url)
+        super().__init__(ClientProtocol(self.uri, max_size=None))
+        self.opened = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def connect(cls, url: str) -> Client:
+        self = cls(url)
+        await asyncio.get_running_loop().create_connection(lambda: self, self.uri.host, self.uri.port)
+        assert isinstance(self.ws, ClientProtocol)
+        self.ws.send_request(self.ws.connect())
+        self.flush()
+        await self.opened
+        return self
+
+    def on_handshake(self, event: Request | Response) -> None:
+        if self.ws.handshake_exc is not None:
+            self.opened.set_exception(self.ws.handshake_exc)
+        else:
+            self.opened.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError("closed during the handshake"))
+
+
+class EngineIO(Client):
     """Just enough of Engine.IO 4 / Socket.IO 5 over a raw websocket."""
 
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
         self.acks: dict[int, asyncio.Future[Any]] = {}
         self.next_ack = 0
+        self.connected = asyncio.get_running_loop().create_future()
 
     @classmethod
     async def open(cls, url: str, token: str | None) -> EngineIO:
-        ws = await websockets.connect(f"{url}/socket.io/?EIO=4&transport=websocket", compression=None)
-        await ws.recv()  # 0{"sid":...}
-        await ws.send("40" + json.dumps({"token": token} if token else {}))
-        connected = await ws.recv()
-        if not connected.startswith("40"):
-            raise RuntimeError(f"refused: {connected}")
-        self = cls(ws)
-        self.reader = asyncio.create_task(self._read())
+        self = await cls.connect(f"{url}/socket.io/?EIO=4&transport=websocket")
+        assert isinstance(self, EngineIO)
+        self.send_text(b"40" + json.dumps({"token": token} if token else {}).encode())
+        await self.connected
         return self
 
-    async def _read(self) -> None:
-        with contextlib.suppress(websockets.ConnectionClosed):  # the relay stops after the run
-            await self._read_frames()
+    def on_text(self, m: bytes) -> None:
+        if m == b"2":
+            self.send_text(b"3")
+        elif m.startswith(b"43"):
+            i = 2
+            while m[i : i + 1].isdigit():
+                i += 1
+            fut = self.acks.pop(int(m[2:i]), None)
+            if fut and not fut.done():
+                fut.set_result(json.loads(m[i:]))
+        elif m.startswith(b"40") and not self.connected.done():
+            self.connected.set_result(None)
+        elif m.startswith(b"44") and not self.connected.done():
+            self.connected.set_exception(RuntimeError(f"refused: {m.decode()}"))
 
-    async def _read_frames(self) -> None:
-        async for m in self.ws:
-            if m == "2":
-                await self.ws.send("3")
-            elif m.startswith("43"):
-                i = 2
-                while m[i].isdigit():
-                    i += 1
-                fut = self.acks.pop(int(m[2:i]), None)
-                if fut and not fut.done():
-                    fut.set_result(json.loads(m[i:]))
-
-    async def emit(self, event: str, data: Any = None) -> None:
-        await self.ws.send(
-            "42" + json.dumps([event, data] if data is not None else [event], separators=(",", ":"))
+    def emit(self, event: str, data: Any = None) -> None:
+        self.send_text(
+            b"42" + json.dumps([event, data] if data is not None else [event], separators=(",", ":")).encode()
         )
 
     async def call(self, event: str, data: Any = None) -> Any:
         self.next_ack += 1
         fut = asyncio.get_running_loop().create_future()
         self.acks[self.next_ack] = fut
-        await self.ws.send(f"42{self.next_ack}" + json.dumps([event, data or {}]))
+        self.send_text(f"42{self.next_ack}".encode() + json.dumps([event, data or {}]).encode())
         return await asyncio.wait_for(fut, 30)
-
-    async def close(self) -> None:
-        self.reader.cancel()
-        await self.ws.close()
 
 
 class ChunkText:
-    """A session's chunk as base64 text, built per send from its send time and a constant tail: the
-    9-byte head (send time, one pad byte) encodes to exactly 12 characters, so only those change."""
+    """A session's chunk message, built per send from its send time and a constant tail: the 9-byte
+    head (send time, one pad byte) encodes to exactly 12 base64 characters, so only those change."""
 
     HEAD = 9
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, prefix: bytes, suffix: bytes) -> None:
         rng = np.random.default_rng(seed)
         pcm = rng.integers(-3000, 3000, CHUNK_BYTES // 2, dtype="<i2").tobytes()
-        self.tail = base64.b64encode(pcm[self.HEAD :]).decode()
+        self.prefix = prefix
+        self.tail = base64.b64encode(pcm[self.HEAD :]) + suffix
 
-    def now(self) -> str:
-        return base64.b64encode(struct.pack("<QB", now_ns(), 0)).decode() + self.tail
+    def now(self) -> bytes:
+        return self.prefix + base64.b64encode(struct.pack("<QB", now_ns(), 0)) + self.tail
 
 
 class Phase:
@@ -332,19 +446,18 @@ async def session(
     phase: Phase,
 ) -> None:
     await asyncio.sleep(start_delay)
-    chunk = ChunkText(int(start_delay * 1000))
+    seed = int(start_delay * 1000)
     t0 = time.monotonic()
+    sock: Client
     if kind == "bare":
-        ws = await websockets.connect(url, compression=None)
+        sock = await Client.connect(url)
+        chunk = ChunkText(seed, b'{"user_audio_chunk":"', b'"}')
 
-        async def send_chunk() -> None:
-            await ws.send('{"user_audio_chunk":"' + chunk.now() + '"}')
+        def begin() -> None:
+            sock.send_text(b'{"type":"user_message_begin"}')
 
-        async def begin() -> None:
-            await ws.send('{"type":"user_message_begin"}')
-
-        async def end() -> None:
-            await ws.send('{"type":"end_user_audio"}')
+        def end() -> None:
+            sock.send_text(b'{"type":"end_user_audio"}')
     else:
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
@@ -355,15 +468,14 @@ async def session(
         except Exception as exc:  # counted and reported; the other sessions go on
             phase.failed_one(repr(exc)[:200])
             return
+        sock = eio
+        chunk = ChunkText(seed, b'42["send_audio",{"audio":"', b'"}]')
 
-        async def send_chunk() -> None:
-            await eio.ws.send('42["send_audio",{"audio":"' + chunk.now() + '"}]')
+        def begin() -> None:
+            eio.emit("user-audio-start")
 
-        async def begin() -> None:
-            await eio.emit("user-audio-start")
-
-        async def end() -> None:
-            await eio.emit("user-audio-end")
+        def end() -> None:
+            eio.emit("user-audio-end")
 
     phase.started_one(time.monotonic() - t0)
     await phase.go.wait()
@@ -374,24 +486,21 @@ async def session(
     await asyncio.sleep(turn_offset)
     next_tick = loop.time()
     while loop.time() < stop:
-        await begin()
+        begin()
         for i in range(TURN_CHUNKS):  # the release follows the last chunk at once
             if i:
                 next_tick += 0.1
                 await asyncio.sleep(max(0.0, next_tick - loop.time()))
                 if loop.time() >= stop:
                     break  # all sessions stop together; the open turn is left unreleased
-            await send_chunk()
+            sock.send_text(chunk.now())
         else:
-            await end()
+            end()
             next_tick += TURN_GAP_S  # 1 s between turns
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
     phase.done_one()
     await phase.all_done.wait()
-    if kind == "bare":
-        await ws.close()
-    else:
-        await eio.close()
+    await sock.close()
 
 
 def process_tree(pid: int) -> list[int]:
@@ -524,6 +633,7 @@ async def measure(
         load_cpu = (time.process_time() - load0) / elapsed
         await sessions
         stats = await get_json(sink, "/stats")
+        (tmp / f"{kind}-latency.json").write_text(json.dumps(stats))
     except BaseException:
         print(
             f"--- {kind} relay's log (last lines) ---\n" + "\n".join(log_path.read_text().splitlines()[-30:])
@@ -554,13 +664,15 @@ async def bench(
     kinds: tuple[str, ...] = ("bare", "minimal", "talkgate"),
     deployment: Deployment = Deployment(),
     repeat: int = 1,
+    logs: Path | None = None,
 ) -> None:
     sink_port = free_port()
     sink = subprocess.Popen([sys.executable, __file__, "--serve", "sink", "--port", str(sink_port)])
     rows: list[dict[str, Any]] = []
     try:
         await wait_port(sink_port)
-        with tempfile.TemporaryDirectory() as tmp:
+        kept = contextlib.nullcontext(tempfile.mkdtemp(dir=logs)) if logs else None
+        with kept or tempfile.TemporaryDirectory() as tmp:
             for _ in range(repeat):
                 for k in kinds:
                     rows.append(await measure(k, n, duration, sink_port, sink.pid, Path(tmp), deployment))
@@ -602,6 +714,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1, help="measure each relay this many times")
     p.add_argument("--database-url", help="talkgate's TALKGATE_DATABASE_URL (default: SQLite)")
     p.add_argument("--redis-url", help="talkgate's TALKGATE_REDIS_URL")
+    p.add_argument("--keep", type=Path, help="keep each relay's log and talkgate's data under this folder")
     p.add_argument("--serve", choices=["sink", "bare", "minimal"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--sink", type=int, help=argparse.SUPPRESS)
@@ -615,7 +728,7 @@ def main() -> None:
     else:
         kinds = tuple(args.only or ("bare", "minimal", "talkgate"))
         deployment = Deployment(args.workers, args.database_url, args.redis_url)
-        instrument_run(bench(args.sessions, args.duration, kinds, deployment, args.repeat))
+        instrument_run(bench(args.sessions, args.duration, kinds, deployment, args.repeat, args.keep))
 
 
 if __name__ == "__main__":
