@@ -1,5 +1,6 @@
 import asyncio
 import gc
+import itertools
 import os
 import threading
 import weakref
@@ -13,7 +14,7 @@ from talkgate.protocol.audio import PCM_16000, parse_wav_header, tone, wav_bytes
 from talkgate.recording.disk import DiskThread
 from talkgate.recording.mixer import AGENT, CALLER
 from talkgate.recording.recorder import MAX_PENDING, FlushClock, Recorder, RelayTap
-from talkgate.recording.wav import WavWriter, repair, try_lock
+from talkgate.recording.wav import WRITEBACK_BYTES, WavWriter, repair, try_lock, writeback_range
 from tests.conftest import wait_until
 
 
@@ -32,6 +33,45 @@ def test_a_finalised_file_is_a_plain_wav(tmp_path: Path) -> None:
     writer.write(pcm[1000:])
     assert writer.finalize() == len(pcm)
     assert (tmp_path / "a.wav.part").read_bytes() == wav_bytes(pcm, 16000)
+
+
+def test_writeback_waits_for_a_batch_of_whole_pages_and_never_takes_the_page_being_written() -> None:
+    page, batch = 4096, 8 * 4096
+    assert writeback_range(0, batch - 1, page=page, batch=batch) is None  # its last page is partial
+    assert writeback_range(0, batch, page=page, batch=batch) == (0, batch)
+    assert writeback_range(0, batch + page - 1, page=page, batch=batch) == (0, batch)  # not the partial page
+    # the next range starts where the last one ended, and again waits for a whole batch
+    assert writeback_range(batch, 2 * batch - 1, page=page, batch=batch) is None
+    assert writeback_range(batch, 3 * batch + 5, page=page, batch=batch) == (batch, 2 * batch)
+
+
+def test_a_live_file_asks_for_writeback_as_it_grows_and_its_bytes_stay_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        asked.append((offset, length, advice))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", fadvise)
+    pcm = tone(PCM_16000, 20_000)  # 640,000 bytes: several batches, then a remainder
+    writer = WavWriter(tmp_path / "w.wav.part")
+    for i in range(0, len(pcm), 16_000):  # the recorder's half-second appends
+        writer.write(pcm[i : i + 16_000])
+    assert writer.finalize() == len(pcm)
+    assert (tmp_path / "w.wav.part").read_bytes() == wav_bytes(pcm, 16000)
+    page = os.sysconf("SC_PAGE_SIZE")
+    assert [a for _, _, a in asked] == [os.POSIX_FADV_DONTNEED] * len(asked)
+    size = 44 + len(pcm)
+    assert asked and asked[0][0] == 0
+    for (offset, length, _), (following, _, _) in itertools.pairwise(asked):
+        assert following == offset + length  # contiguous: every full page once, none twice
+    for offset, length, _ in asked:
+        assert offset % page == 0 and length % page == 0 and length >= WRITEBACK_BYTES
+    # all but the last batch's worth was handed over, and nothing past the last full page
+    assert size - WRITEBACK_BYTES - page < sum(asked[-1][:2]) <= size // page * page
 
 
 def test_a_file_left_by_a_dead_writer_is_repaired_to_what_was_written(tmp_path: Path) -> None:
