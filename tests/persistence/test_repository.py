@@ -1,9 +1,10 @@
 """The repository on SQLite and on PostgreSQL: the same behaviour, row for row."""
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import delete, event, text
 
 from talkgate.errors import ConflictError, NotFoundError
 from talkgate.persistence.engine import make_engine, make_sessionmaker
@@ -144,3 +145,67 @@ async def test_a_relayed_conversation_opens_and_closes_its_session_and_call_toge
     assert listed.status == SessionStatus.ENDED
     with pytest.raises(NotFoundError):
         await repo.get_call(bob, cid)
+
+
+def count_commits(repo: Repository) -> list[int]:
+    commits = [0]
+
+    def on_commit(_: object) -> None:
+        commits[0] += 1
+
+    event.listen(repo._sessions.kw["bind"].sync_engine, "commit", on_commit)
+    return commits
+
+
+async def test_conversation_starts_arriving_together_are_committed_together(repo):
+    """A burst of starts (apps connecting at once) takes a few transactions, not one each, and
+    every start gets its own session and call log, as if it had been alone."""
+    alice, bob = uid(), uid()
+    commits = count_commits(repo)
+    users = [alice if i % 2 else bob for i in range(60)]
+    cids = [f"conv_{cuid()}" for _ in users]
+    opened = await asyncio.gather(
+        *(
+            repo.open_conversation(u, c, metadata={"n": i}, audio_source=AudioSource.RELAY, voice="male")
+            for i, (u, c) in enumerate(zip(users, cids, strict=True))
+        )
+    )
+    assert commits[0] <= 3  # the first start alone, then the rest together
+    assert len({session.session_id for session, _ in opened}) == 60
+    for i, (session, call) in enumerate(opened):
+        assert (session.user_id, session.metadata_, call.conversation_id) == (users[i], {"n": i}, cids[i])
+        assert (call.session_id, call.voice, call.status) == (session.session_id, "male", CallStatus.ACTIVE)
+    rows, total = await repo.list_calls(alice, limit=100)
+    assert total == 30 and {r.conversation_id for r in rows} == set(cids[1::2])
+
+
+async def test_a_conflicting_start_in_a_burst_fails_alone(repo):
+    alice, bob = uid(), uid()
+    taken = f"conv_{cuid()}"
+    await repo.open_conversation(alice, taken, metadata=None)
+    twice = f"conv_{cuid()}"
+    cids = [f"conv_{cuid()}", taken, twice, twice, f"conv_{cuid()}"]
+    results = await asyncio.gather(
+        *(repo.open_conversation(bob, c, metadata=None) for c in cids), return_exceptions=True
+    )
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == ["tuple", "ConflictError", "tuple", "ConflictError", "tuple"]
+    assert str(results[1]) == "that conversationId is taken"
+    _, total = await repo.list_calls(bob, limit=10)
+    assert total == 3
+    assert (await repo.get_call(alice, taken)).user_id == alice  # the first owner keeps it
+
+
+async def test_a_start_whose_caller_gave_up_is_ended_not_left_active(repo):
+    alice = uid()
+    await repo.open_conversation(alice, f"conv_{cuid()}", metadata=None)
+    cid = f"conv_{cuid()}"
+    waiting = asyncio.create_task(repo.open_conversation(alice, cid, metadata=None))
+    await asyncio.sleep(0)  # queued for the next transaction
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    while repo._committer is not None or repo._cleanups:  # the transaction, then the clean-up
+        await asyncio.gather(*filter(None, [repo._committer, *repo._cleanups]))
+    call = await repo.get_call(alice, cid)
+    assert (call.status, call.end_reason, call.ended_at is not None) == (CallStatus.FAILED, "cancelled", True)
