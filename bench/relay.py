@@ -89,7 +89,7 @@ def instrument_run(main: Any) -> None:
         runner.run(main)
 
 
-# --- the sink provider (own process) -------------------------------------------------------------
+# --- the measuring processes' websockets --------------------------------------------------------
 
 
 class SansIO(asyncio.Protocol):

@@ -209,3 +209,20 @@ async def test_a_start_whose_caller_gave_up_is_ended_not_left_active(repo):
         await asyncio.gather(*filter(None, [repo._committer, *repo._cleanups]))
     call = await repo.get_call(alice, cid)
     assert (call.status, call.end_reason, call.ended_at is not None) == (CallStatus.FAILED, "cancelled", True)
+
+
+async def test_starts_waiting_on_a_stopped_transaction_are_cancelled_not_left_hanging(repo):
+    """The server stopping cancels the task that commits starts: every start it held gets
+    CancelledError at once, and the next start is committed by a new one."""
+    alice = uid()
+    waiting = [
+        asyncio.create_task(repo.open_conversation(alice, f"conv_{cuid()}", metadata=None)) for _ in range(3)
+    ]
+    await asyncio.sleep(0)  # the starts are queued and the committing task is created
+    await asyncio.sleep(0)  # it has begun its transaction
+    assert repo._committer is not None
+    repo._committer.cancel()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert [type(r) for r in results] == [asyncio.CancelledError] * 3
+    _, call = await repo.open_conversation(alice, f"conv_{cuid()}", metadata=None)
+    assert (await repo.get_call(alice, call.conversation_id)).status == CallStatus.ACTIVE

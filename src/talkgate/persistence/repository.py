@@ -52,18 +52,6 @@ class _Start:
     done: asyncio.Future[Opened] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-def _resolve(done: asyncio.Future[Opened], row: Opened) -> None:
-    if not done.done():
-        done.set_result(row)
-
-
-def _fail(done: asyncio.Future[Opened], exc: BaseException) -> None:
-    if not done.done():
-        done.set_exception(exc)
-    else:
-        done.exception()  # a caller that stopped waiting: nobody else will retrieve it
-
-
 class Repository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -126,7 +114,7 @@ class Repository:
         metadata: dict[str, Any] | None,
         audio_source: str | None = None,
         **fields: Any,
-    ) -> tuple[ConversationSession, CallLog]:
+    ) -> Opened:
         """A new ConversationSession and its call log, committed together.
 
         This is the relay's start path, which a burst of apps connecting at once makes hot:
@@ -169,12 +157,17 @@ class Repository:
             log.exception("call log %s: could not end an abandoned start", call.conversation_id)
 
     async def _commit_starts(self) -> None:
+        batch: list[_Start] = []
         try:
             while self._starts:
                 batch, self._starts = self._starts[:MAX_START_BATCH], self._starts[MAX_START_BATCH:]
                 await self._commit_batch(batch)
         finally:
             self._committer = None
+            # Cancelled (the server stopping): no waiting start may hang on a transaction that is gone.
+            left, self._starts = batch + self._starts, []
+            for start in left:
+                start.done.cancel()
 
     async def _commit_batch(self, batch: list[_Start]) -> None:
         if len(batch) > 1:
@@ -186,19 +179,15 @@ class Repository:
             else:
                 for start, row in zip(batch, rows, strict=True):
                     self._known_users.add(start.user_id)
-                    _resolve(start.done, row)
+                    start.done.set_result(row)
                 return
         for start in batch:
             try:
-                row = await self._open_one(start)
-            except BaseException as exc:
-                _fail(start.done, exc)
-                if not isinstance(exc, Exception):
-                    raise
-            else:
-                _resolve(start.done, row)
+                start.done.set_result(await self._open_one(start))
+            except Exception as exc:
+                start.done.set_exception(exc)
 
-    async def _open_one(self, start: _Start) -> tuple[ConversationSession, CallLog]:
+    async def _open_one(self, start: _Start) -> Opened:
         while True:
             try:
                 async with self._sessions.begin() as db:
@@ -219,9 +208,7 @@ class Repository:
         self._known_users.add(start.user_id)
         return row
 
-    async def _insert_conversations(
-        self, db: AsyncSession, batch: list[_Start]
-    ) -> list[tuple[ConversationSession, CallLog]]:
+    async def _insert_conversations(self, db: AsyncSession, batch: list[_Start]) -> list[Opened]:
         for user_id in dict.fromkeys(start.user_id for start in batch):
             await self._ensure_user(db, user_id)
         now = utcnow()

@@ -55,11 +55,10 @@ def writeback_range(
     patched at the end: left alone, every file's first page would reach the disk 30 s after its
     call began, all of them together again.
     """
-    start = done
     stop = end // page * page
-    if stop - start < batch:
+    if stop - done < batch:
         return None
-    return start, stop - start
+    return done, stop - done
 
 
 class WavWriter:
