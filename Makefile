@@ -6,7 +6,7 @@ HASH   := $(shell cat pyproject.toml package.json package-lock.json 2>/dev/null 
 RUN_STAMP  := $(VENV)/.run-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
 
-.PHONY: run test test-hostile lint bench soak clean
+.PHONY: run test test-hostile lint bench soak clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,19 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+# The browser tests drive Debian's Chromium with a fake microphone fed from espeak-ng speech.
+# Installed here when missing and this user may (root with apt-get); otherwise say how.
+system-deps:
+	@if [ -x /usr/lib/chromium/chromium ] && command -v espeak-ng >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends chromium espeak-ng; \
+	else \
+		echo "browser tests need Debian's chromium and espeak-ng: sudo apt-get install chromium espeak-ng"; \
+		echo "(without them they skip, except with CI=true, where they fail)"; \
+	fi
+
+test: lint system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The hostile-input suites with many more examples (and fresh random ones each run).

@@ -26,7 +26,7 @@ SPEECH = "Push to talk test. The quick brown fox jumps over the lazy dog. One tw
 def _require(thing: str, present: bool) -> None:
     if not present:
         if IN_CI:
-            pytest.fail(f"{thing} is required in CI (.ci/run installs it)")
+            pytest.fail(f"{thing} is required in CI (`make test` installs it)")
         pytest.skip(f"{thing} is not installed")
 
 
