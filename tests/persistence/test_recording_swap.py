@@ -168,3 +168,16 @@ async def test_migration_0002_keeps_relay_calls_provider_ids_and_goes_down_and_u
         assert await repo.call_by_provider_conversation("elevenlabs", named_cid) is None
     finally:
         await engine.dispose()
+
+
+async def test_linking_the_same_object_twice_deletes_nothing(repo):  # noqa: F811
+    call = await repo.create_call(f"user_{cuid()}", f"conv_{cuid()}")
+    key = f"calls/{call.id}/relay-00ff.wav"
+    first = await repo.set_call_audio(call.conversation_id, key=key, url="u", source="relay", nbytes=4)
+    again = await repo.set_call_audio(call.conversation_id, key=key, url="u", source="relay", nbytes=4)
+    assert (first.attached, first.unused_key) == (True, None)
+    assert (again.attached, again.unused_key) == (True, None)  # a relink racing its finish
+    lower = await repo.set_call_audio(
+        call.conversation_id, key="calls/x/provider-1.wav", url="u", source="provider", nbytes=9
+    )
+    assert (lower.attached, lower.unused_key) == (False, "calls/x/provider-1.wav")

@@ -361,8 +361,8 @@ class Repository:
             )
             if not locked.rowcount or row is None:  # type: ignore[attr-defined]
                 return AudioSwap(False, key)
-            if row.audio_key == key:  # this very object (a relink racing a finish): nothing to do
-                return AudioSwap(False, None)
+            if row.audio_key == key:  # this very object, linked by a relink racing its finish
+                return AudioSwap(True, None)
             if row.audio_key and AUDIO_RANK.get(row.audio_source or "", 0) >= AUDIO_RANK[source]:
                 return AudioSwap(False, key)
             replaced = row.audio_key
