@@ -5,6 +5,12 @@ Files being written live in the spool folder as ``<call id>.<source>.wav.part`` 
 cuid talkgate made, never a request's text). The state another process may need, which recording
 is live and where a finished one is, lives in the database and in storage, so a call's media
 socket and its call-end request may reach different processes.
+
+Every stored recording has a key of its own (``calls/<call id>/<source>-<random>.wav``): a writer
+stores first, then one transaction on the call's row decides by rank whether the new object becomes
+the call's recording, and the object that lost is deleted. So the bytes served are always the bytes
+the call log describes, whichever writers race (the relay's or media socket's finish, the app's
+chunks, the provider's copy from its API or webhook, crash repair, relink).
 """
 
 from __future__ import annotations
@@ -112,15 +118,15 @@ class Recordings:
             await self._announce(call.user_id, conversation_id, url, source, nbytes)
         else:
             log.info(
-                "recording %s: a better recording (or this one) is attached; %s kept", conversation_id, source
+                "recording %s: as good a recording is attached; this %s copy dropped", conversation_id, source
             )
         return swap.attached
 
     async def _delete(self, key: str) -> None:
         try:
             await self.storage.delete(key)
-        except TalkgateError as exc:  # an unreferenced object: wasted space, never wrong audio
-            log.error("stored object %s could not be deleted: %s", key, exc.message)
+        except Exception as exc:  # an object no call log names: wasted space, never wrong audio
+            log.error("stored object %s could not be deleted: %s", key, exc)
 
     def audio_url(self, conversation_id: str) -> str:
         return f"{self.settings.effective_public_url}/api/calls/{conversation_id}/audio"
