@@ -110,3 +110,32 @@ def test_open_storage_reads_the_url_and_settings():
         open_storage("s3://../x", settings)
     with pytest.raises(StorageError, match="not supported"):
         open_storage("ftp://x/y", settings)
+
+
+async def delete_and_list(storage) -> None:
+    """Every write has a key of its own: listing by a call's and source's prefix finds what a
+    finished recording stored; delete removes one object, and a missing one is not an error."""
+    keys = ["calls/c1/relay-0a1b.wav", "calls/c1/relay-9f.wav", "calls/c1/provider-77.wav"]
+    for key in keys:
+        await storage.put_bytes(key, b"RIFF" + key.encode())
+    assert await storage.keys("calls/c1/relay-") == ["calls/c1/relay-0a1b.wav", "calls/c1/relay-9f.wav"]
+    assert await storage.keys("calls/c2/relay-") == []
+    await storage.delete("calls/c1/relay-0a1b.wav")
+    await storage.delete("calls/c1/relay-0a1b.wav")  # again: nothing there is fine
+    assert await storage.keys("calls/c1/relay-") == ["calls/c1/relay-9f.wav"]
+    with pytest.raises(NotFoundError):
+        await storage.size("calls/c1/relay-0a1b.wav")
+    assert await storage.size("calls/c1/provider-77.wav") == len(b"RIFFcalls/c1/provider-77.wav")
+    with pytest.raises(StorageError, match="invalid storage prefix"):
+        await storage.keys("calls/../")
+
+
+async def test_a_local_folder_deletes_and_lists_by_prefix(tmp_path):
+    local = LocalStorage(tmp_path / "rec")
+    await local.check()
+    await delete_and_list(local)
+
+
+@pytest.mark.s3
+async def test_a_bucket_deletes_and_lists_by_prefix(store):
+    await delete_and_list(store)

@@ -83,38 +83,66 @@ async def test_bad_chunks_get_a_specific_error_and_keep_what_was_saved(plain_gat
     assert pcm == good
 
 
-async def test_with_nothing_recorded_here_the_providers_recording_is_fetched(plain_gate, simulator):
-    gate = plain_gate
+UNREACHABLE = "http://127.0.0.1:9"  # a public URL the provider cannot dial: no media stream arrives
+
+
+async def start_unstreamed_call(client, gate, cid: str) -> str:
+    """A media-streaming call whose media socket the provider cannot reach: talkgate knows the
+    provider's conversation id (from its answer to the start) but records nothing itself."""
+    r = await client.post(
+        "/api/elevenlabs-signed-url", headers=gate.headers(), json={"voice": "default", "conversationId": cid}
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["signedUrl"]
+
+
+async def test_with_nothing_recorded_here_the_providers_recording_is_fetched(tmp_path, simulator):
+    # Changed with provider ids owned by talkgate: the provider's copy is fetched only for a
+    # conversation the provider started for this call (not for an id the app names afterwards).
+    gate = start_gate(tmp_path, simulator, public_url=UNREACHABLE)
     caller = speechlike(500)  # MP3 keeps speech, not white noise
-    async with httpx.AsyncClient(base_url=gate.url) as client:
-        signed = (await client.get("/conversation/signed-url", headers=gate.headers())).json()["signedUrl"]
-        cid, _ = await direct_turn(signed, caller, paced=False)
-        await register(client, gate, cid)  # the app tells talkgate which conversation it had
-        call = (await client.post(f"/api/calls/{cid}/end", headers=gate.headers())).json()
-        assert call["audioSource"] == "provider"
-        pcm = wav_pcm((await client.get(call["audioUrl"], headers=gate.headers())).content)
+    try:
+        async with httpx.AsyncClient(base_url=gate.url) as client:
+            signed = await start_unstreamed_call(client, gate, "conv_provider_copy")
+            await direct_turn(signed, caller, paced=False)
+            call = (await client.post("/api/calls/conv_provider_copy/end", headers=gate.headers())).json()
+            assert call["audioSource"] == "provider"
+            audio = await client.get("/api/calls/conv_provider_copy/audio", headers=gate.headers())
+            pcm = wav_pcm(audio.content)
+            assert call["audioBytes"] == len(audio.content)
+    finally:
+        gate.server.stop()
     r, _ = best_correlation(caller, pcm[: len(caller) + 8000])  # MP3 is lossy: correlation, not bytes
     assert r >= 0.9
+
+
+async def test_a_call_whose_provider_conversation_talkgate_never_started_gets_no_provider_audio(plain_gate):
+    gate = plain_gate
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        signed = (await client.get("/conversation/signed-url", headers=gate.headers())).json()["signedUrl"]
+        cid, _ = await direct_turn(signed, speechlike(300), paced=False)
+        await register(client, gate, cid)  # the app names the provider's id as its call id
+        call = (await client.post(f"/api/calls/{cid}/end", headers=gate.headers())).json()
+    assert call["audioSource"] is None and call["audioUrl"] is None
 
 
 async def test_the_post_call_audio_webhook_attaches_the_providers_recording(tmp_path):
     sock = bind("127.0.0.1", 0)
     webhook = f"http://127.0.0.1:{sock.getsockname()[1]}/api/elevenlabs/webhook"
     sim = start_simulator(webhook_secret=WEBHOOK_SECRET, webhook_url=webhook)
-    gate = start_gate(tmp_path, sim, sock, media_streaming=False, elevenlabs_webhook_secret=WEBHOOK_SECRET)
+    gate = start_gate(tmp_path, sim, sock, public_url=UNREACHABLE, elevenlabs_webhook_secret=WEBHOOK_SECRET)
     try:
         caller = speechlike(400)
         async with httpx.AsyncClient(base_url=gate.url) as client:
-            signed = (await client.get("/conversation/signed-url", headers=gate.headers())).json()[
-                "signedUrl"
-            ]
-            # Register the conversation while it runs: the simulator posts when it ends.
-            cid, _ = await direct_turn(
-                signed, caller, paced=False, before_end=lambda c: register(client, gate, c)
+            signed = await start_unstreamed_call(client, gate, "conv_hooked")
+            await direct_turn(signed, caller, paced=False)
+            call = await wait_for_call(
+                client, "conv_hooked", gate.headers(), lambda c: c["audioUrl"] is not None
             )
-            call = await wait_for_call(client, cid, gate.headers(), lambda c: c["audioUrl"] is not None)
             assert call["audioSource"] == "provider"
-            pcm = wav_pcm((await client.get(call["audioUrl"], headers=gate.headers())).content)
+            audio = await client.get("/api/calls/conv_hooked/audio", headers=gate.headers())
+            pcm = wav_pcm(audio.content)
+            assert call["audioBytes"] == len(audio.content)
         r, _ = best_correlation(caller, pcm[: len(caller) + 8000])
         assert r >= 0.9
     finally:

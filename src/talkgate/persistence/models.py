@@ -61,6 +61,15 @@ class AudioSource(StrEnum):
     PROVIDER = "provider"
 
 
+class MediaState(StrEnum):
+    """The media-stream socket of a call: its URL was handed out, a socket holds it, it is done.
+    A URL records once: only the claim ``issued`` → ``live`` lets a socket in."""
+
+    ISSUED = "issued"
+    LIVE = "live"
+    FINALIZED = "finalized"
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -100,7 +109,9 @@ class CallLog(TimestampMixin, Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     session_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     provider: Mapped[str] = mapped_column(String(32), default="elevenlabs")
-    provider_conversation_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The provider's id for this conversation, only ever as the provider told it to talkgate for
+    # this user (never a client's text): the one join to provider-side resources.
+    provider_conversation_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     agent_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     voice: Mapped[str | None] = mapped_column(String(32), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=CallStatus.ACTIVE)
@@ -114,3 +125,15 @@ class CallLog(TimestampMixin, Base):
     transcript: Mapped[list[Any]] = mapped_column(JSON, default=list)
     turns: Mapped[list[Any]] = mapped_column(JSON, default=list)
     end_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    media_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class WebhookDelivery(Base):
+    """A provider webhook already applied, by the SHA-256 of its signed body: a replay is a no-op."""
+
+    __tablename__ = "webhook_deliveries"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    provider_conversation_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

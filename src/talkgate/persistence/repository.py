@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -21,11 +21,17 @@ from talkgate.persistence.models import (
     CallLog,
     CallStatus,
     ConversationSession,
+    MediaState,
     SessionStatus,
     User,
+    WebhookDelivery,
     cuid,
     utcnow,
 )
+
+# Signed webhooks older than 30 minutes are refused (protocol.signing), so a delivery remembered
+# for longer than that can never come back as an accepted replay.
+WEBHOOK_MEMORY = timedelta(hours=1)
 
 AUDIO_RANK: dict[str, int] = {
     AudioSource.PROVIDER: 1,
@@ -40,6 +46,18 @@ log = logging.getLogger("talkgate.persistence")
 MAX_START_BATCH = 250  # conversation starts per transaction: bounds one transaction's time
 
 Opened = tuple[ConversationSession, CallLog]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSwap:
+    """What ``set_call_audio`` did: whether the new recording is the call's now, and the stored
+    object no call log names any more (to delete), if any. Truthy when attached."""
+
+    attached: bool
+    unused_key: str | None
+
+    def __bool__(self) -> bool:
+        return self.attached
 
 
 @dataclass(slots=True)
@@ -316,22 +334,135 @@ class Repository:
 
     async def set_call_audio(
         self, conversation_id: str, *, key: str, url: str, source: str, nbytes: int, status: str | None = None
-    ) -> bool:
-        """Attach a stored recording unless the call already has one from a better source
-        (media stream > relay > the app's chunks > the provider's copy). Returns whether it did."""
+    ) -> AudioSwap:
+        """Attach the object stored under ``key`` unless the call already has a recording from as
+        good a source (media stream > relay > the app's chunks > the provider's copy). Deciding
+        and switching are one transaction holding the call's row, so of two racing writers one
+        wins and the other learns it lost; the result names the object nothing refers to now
+        (the replaced one, or ``key`` itself if refused), for the caller to delete.
+
+        Equal rank keeps what is attached: a second recording of the same source is a replay (a
+        webhook, a provider fetch after the webhook) or a repair of a file whose finished copy
+        already arrived, and the first one is what the user was told about."""
         async with self._sessions.begin() as db:
-            row = await db.scalar(
-                select(CallLog).where(CallLog.conversation_id == conversation_id).with_for_update()
+            # A write first: it takes the row's lock on PostgreSQL and the database's write lock
+            # on SQLite (whose SELECT … FOR UPDATE is a plain SELECT) before the row is read.
+            locked = await db.execute(
+                update(CallLog)
+                .where(CallLog.conversation_id == conversation_id)
+                .values(updated_at=utcnow())
+                .execution_options(synchronize_session=False)
             )
-            if row is None:
-                return False
-            if row.audio_key and AUDIO_RANK.get(row.audio_source or "", 0) > AUDIO_RANK[source]:
-                return False
+            row = await db.scalar(
+                select(CallLog)
+                .where(CallLog.conversation_id == conversation_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+            if not locked.rowcount or row is None:  # type: ignore[attr-defined]
+                return AudioSwap(False, key)
+            if row.audio_key == key:  # this very object, linked by a relink racing its finish
+                return AudioSwap(True, None)
+            if row.audio_key and AUDIO_RANK.get(row.audio_source or "", 0) >= AUDIO_RANK[source]:
+                return AudioSwap(False, key)
+            replaced = row.audio_key
             row.audio_key, row.audio_url, row.audio_source, row.audio_bytes = key, url, source, nbytes
             row.updated_at = utcnow()
             if status:
                 row.status = status
-            return True
+            return AudioSwap(True, replaced)
+
+    # --- who records a call, and whose provider conversation it is ---
+
+    async def issue_media(
+        self, user_id: str, conversation_id: str, provider_conversation_id: str | None
+    ) -> bool:
+        """A media-stream URL was handed out for this call and the provider started its
+        conversation: remember the provider's id. Only before any socket claimed the URL."""
+        async with self._sessions.begin() as db:
+            done = await db.execute(
+                update(CallLog)
+                .where(
+                    CallLog.conversation_id == conversation_id,
+                    CallLog.user_id == user_id,
+                    CallLog.status == CallStatus.ACTIVE,
+                    (CallLog.media_state.is_(None)) | (CallLog.media_state == MediaState.ISSUED),
+                )
+                .values(
+                    media_state=MediaState.ISSUED,
+                    provider_conversation_id=provider_conversation_id,
+                    updated_at=utcnow(),
+                )
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    async def claim_media(self, conversation_id: str) -> bool:
+        """The one live media socket of a call, across processes: only an active call whose URL
+        was issued and not yet used."""
+        async with self._sessions.begin() as db:
+            done = await db.execute(
+                update(CallLog)
+                .where(
+                    CallLog.conversation_id == conversation_id,
+                    CallLog.status == CallStatus.ACTIVE,
+                    CallLog.media_state == MediaState.ISSUED,
+                )
+                .values(media_state=MediaState.LIVE, updated_at=utcnow())
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    async def finalize_media(self, conversation_id: str) -> None:
+        async with self._sessions.begin() as db:
+            await db.execute(
+                update(CallLog)
+                .where(CallLog.conversation_id == conversation_id, CallLog.media_state == MediaState.LIVE)
+                .values(media_state=MediaState.FINALIZED, updated_at=utcnow())
+            )
+
+    async def call_by_provider_conversation(
+        self, provider: str, provider_conversation_id: str
+    ) -> CallLog | None:
+        """The call talkgate started this provider conversation for; None when none, or (rows
+        from before ids were owned) when more than one names it."""
+        async with self._sessions() as db:
+            rows = list(
+                await db.scalars(
+                    select(CallLog)
+                    .where(
+                        CallLog.provider == provider,
+                        CallLog.provider_conversation_id == provider_conversation_id,
+                    )
+                    .limit(2)
+                )
+            )
+        return rows[0] if len(rows) == 1 else None
+
+    # --- provider webhooks ---
+
+    async def claim_webhook(self, digest: str, kind: str, provider_conversation_id: str | None) -> bool:
+        """Record a webhook delivery; False when it was already recorded (a replay)."""
+        now = utcnow()
+        try:
+            async with self._sessions.begin() as db:
+                await db.execute(
+                    delete(WebhookDelivery).where(WebhookDelivery.received_at < now - WEBHOOK_MEMORY)
+                )
+                db.add(
+                    WebhookDelivery(
+                        digest=digest,
+                        kind=kind[:64],
+                        provider_conversation_id=provider_conversation_id,
+                        received_at=now,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    async def release_webhook(self, digest: str) -> None:
+        """A delivery that could not be applied: its retry may try again."""
+        async with self._sessions.begin() as db:
+            await db.execute(delete(WebhookDelivery).where(WebhookDelivery.digest == digest))
 
     async def call_by_conversation(self, conversation_id: str) -> CallLog | None:
         async with self._sessions() as db:

@@ -84,11 +84,11 @@ class ElevenLabsProvider(RestProvider):
             (scheme, parts.netloc, "/v1/convai/conversation", urlencode({"agent_id": agent_id}), "")
         )
 
-    async def start_conversation(
-        self, agent_id: str, conversation_id: str, media_url: str | None
-    ) -> dict[str, Any]:
-        """Seed 001's ``POST /v1/convai/conversation/start`` (not in the published API)."""
-        body: dict[str, Any] = {"agent_id": agent_id, "conversation_id": conversation_id}
+    async def start_conversation(self, agent_id: str, media_url: str | None) -> dict[str, Any]:
+        """Seed 001's ``POST /v1/convai/conversation/start`` (not in the published API). The
+        provider picks the conversation id and says it in ``conversation_id``; talkgate never
+        proposes one, so no client's text can become a provider id."""
+        body: dict[str, Any] = {"agent_id": agent_id}
         if media_url:
             body["media"] = {"stream": True, "websocket_url": media_url}
         response = await self._request(

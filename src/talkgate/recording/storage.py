@@ -1,8 +1,10 @@
 """Where finished recordings go: a local folder by default (``file://`` URL or a plain path), or an
 S3-compatible bucket (``s3://bucket/prefix``) so that several talkgate processes share them.
 
-Keys are made by talkgate (``calls/<call id>.wav``, the call id a cuid) and checked again here, so
-no id from a request ever becomes a path or an object name.
+Keys are made by talkgate (``calls/<call id>/<source>-<random>.wav``, the call id a cuid; rows written
+before that say ``calls/<call id>.wav``) and checked again here, so no id from a request ever becomes a
+path or an object name. Every write gets a key of its own: a recording is never overwritten in place,
+so the bytes a call log names are the bytes served until the log names others.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import io
 import os
 import re
+import secrets
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -24,7 +27,8 @@ from talkgate.errors import NotFoundError, StorageError
 if TYPE_CHECKING:
     from talkgate.settings import Settings
 
-KEY_PATTERN = re.compile(r"^[a-z]+/[A-Za-z0-9_-]{1,128}\.wav$")
+KEY_PATTERN = re.compile(r"^[a-z]+/[A-Za-z0-9_-]{1,128}(/[a-z_]{1,16}-[a-z0-9]{1,32})?\.wav$")
+PREFIX_PATTERN = re.compile(r"^[a-z]+/[A-Za-z0-9_-]{1,128}/[a-z_]{1,16}-$")
 READ_BLOCK = 256 * 1024  # what a playback response sends at a time
 PART_BYTES = 8 * 1024 * 1024  # multipart upload part (S3's minimum is 5 MiB)
 
@@ -33,6 +37,12 @@ def check_key(key: str) -> str:
     if not KEY_PATTERN.match(key):
         raise StorageError(f"invalid storage key {key[:40]!r}")
     return key
+
+
+def check_prefix(prefix: str) -> str:
+    if not PREFIX_PATTERN.match(prefix):
+        raise StorageError(f"invalid storage prefix {prefix[:40]!r}")
+    return prefix
 
 
 class Storage(Protocol):
@@ -56,6 +66,14 @@ class Storage(Protocol):
 
     def read(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes ``start``..``end`` (inclusive) of the object, as they arrive."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; nothing there is not an error."""
+        ...
+
+    async def keys(self, prefix: str) -> list[str]:
+        """The keys that begin with ``prefix`` (``calls/<call id>/<source>-``), sorted."""
         ...
 
     async def aclose(self) -> None: ...
@@ -89,7 +107,7 @@ class LocalStorage:
 
         def write() -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(".tmp")
+            partial = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
             partial.write_bytes(data)
             os.replace(partial, target)
             return len(data)
@@ -120,6 +138,23 @@ class LocalStorage:
         finally:
             await asyncio.to_thread(handle.close)
 
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+
+    async def keys(self, prefix: str) -> list[str]:
+        folder, start = check_prefix(prefix).rsplit("/", 1)
+
+        def listing() -> list[str]:
+            try:
+                names = os.listdir(self.root / folder)
+            except FileNotFoundError:
+                return []
+            return sorted(
+                f"{folder}/{n}" for n in names if n.startswith(start) and KEY_PATTERN.match(f"{folder}/{n}")
+            )
+
+        return await asyncio.to_thread(listing)
+
     async def aclose(self) -> None:
         return None
 
@@ -142,7 +177,9 @@ class S3Storage:
         self._opening = asyncio.Lock()
 
     def _name(self, key: str) -> str:
-        check_key(key)
+        return self._name_prefix(check_key(key))
+
+    def _name_prefix(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     async def _s3(self) -> Any:
@@ -271,6 +308,25 @@ class S3Storage:
                 yield block
         finally:
             body.close()
+
+    async def delete(self, key: str) -> None:
+        s3 = await self._s3()
+        await self._call("delete_object", key, s3.delete_object(Bucket=self.bucket, Key=self._name(key)))
+
+    async def keys(self, prefix: str) -> list[str]:
+        s3 = await self._s3()
+        full = self._name_prefix(check_prefix(prefix))
+        found: list[str] = []
+        token: dict[str, str] = {}
+        while True:
+            page = await self._call(
+                "list_objects_v2", prefix, s3.list_objects_v2(Bucket=self.bucket, Prefix=full, **token)
+            )
+            skip = len(full) - len(prefix)
+            found += [obj["Key"][skip:] for obj in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return sorted(k for k in found if KEY_PATTERN.match(k))
+            token = {"ContinuationToken": page["NextContinuationToken"]}
 
     async def aclose(self) -> None:
         await self._stack.aclose()

@@ -3,6 +3,8 @@ audio, and the provider's ``post_call_audio`` webhook. A user reaches only their
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -14,7 +16,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from talkgate.auth import derived_key
-from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
+from talkgate.errors import ConflictError, ErrorCode, NotFoundError, ProtocolError
 from talkgate.persistence.models import CallLog
 from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
 from talkgate.protocol.signing import audio_signature, verify_audio_signature, verify_webhook_signature
@@ -124,11 +126,18 @@ def build_router() -> APIRouter:
                 "conversationId": None,
                 "mediaStreamingEnabled": False,
             }
+        # ``cid`` is talkgate's id for the call, never the provider's: the provider's id is only
+        # what the provider answers to the start below (no start, no provider id, no provider audio).
         await rt.repo.create_call(user.user_id, cid, agent_id=agent_id, voice=body.voice or "default")
         if streaming:
-            started = await rt.elevenlabs.start_conversation(agent_id, cid, media_url(settings, cid))
+            started = await rt.elevenlabs.start_conversation(agent_id, media_url(settings, cid))
             signed = started["signed_url"]
             streaming = bool(started.get("media_streaming", True))
+            provider_cid = started.get("conversation_id")
+            if not await rt.repo.issue_media(
+                user.user_id, cid, provider_cid if isinstance(provider_cid, str) else None
+            ):
+                raise ConflictError("this call has ended or its media recording was already made")
         else:
             signed = await rt.elevenlabs.signed_url(agent_id)
         return {"signedUrl": signed, "conversationId": cid, "mediaStreamingEnabled": streaming}
@@ -252,19 +261,32 @@ def build_router() -> APIRouter:
         )
         try:
             event = json.loads(body)
-            kind, data = event["type"], event["data"]
-            cid = data["conversation_id"]
+            kind, data = str(event["type"]), event["data"]
+            cid = str(data["conversation_id"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ProtocolError("webhook body is not a provider event") from exc
-        call = await rt.repo.call_by_conversation(str(cid))
+        digest = hashlib.sha256(body).hexdigest()
+        if not await rt.repo.claim_webhook(digest, kind, cid[:128]):
+            log.info("webhook %s for %s delivered again; ignored", kind, cid)
+            return {"ok": True, "used": False, "duplicate": True}
+        try:
+            return {"ok": True, "used": await _apply_webhook(rt, kind, cid, data)}
+        except BaseException:
+            with contextlib.suppress(Exception):  # not applied: the provider's retry may be
+                await rt.repo.release_webhook(digest)
+            raise
+
+    async def _apply_webhook(rt: Any, kind: str, provider_cid: str, data: dict[str, Any]) -> bool:
+        # Only the provider's own id, as talkgate recorded it, finds a call: a conversation id a
+        # client chose for its call never matches a provider's event.
+        call = await rt.repo.call_by_provider_conversation("elevenlabs", provider_cid)
         if call is None:
             log.info("webhook %s for an unknown conversation; ignored", kind)
-            return {"ok": True, "used": False}
+            return False
         if kind != "post_call_audio" or not isinstance(data.get("full_audio"), str):
-            log.info("webhook %s for %s; nothing to do", kind, cid)
-            return {"ok": True, "used": False}
+            log.info("webhook %s for %s; nothing to do", kind, call.conversation_id)
+            return False
         audio = b64decode_audio(data["full_audio"], max_bytes=MAX_WEBHOOK_BODY)
-        used = await rt.recordings.import_provider_audio(call, audio)
-        return {"ok": True, "used": used}
+        return bool(await rt.recordings.import_provider_audio(call, audio))
 
     return router

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from talkgate import logs, metrics
 from talkgate.auth import derived_key
 from talkgate.errors import AuthError, TalkgateError
-from talkgate.persistence.models import AudioSource
+from talkgate.persistence.models import AudioSource, CallLog, CallStatus
 from talkgate.protocol.audio import b64decode_audio, validate_pcm16
 from talkgate.protocol.media import CallEnd, MediaAudio, Track, parse_media_event
 from talkgate.protocol.signing import media_signature, verify_media_signature
@@ -61,6 +61,16 @@ def check_media_request(settings: Settings, params: Any) -> str:
     return cid
 
 
+def _refusal(call: CallLog | None, live_here: bool) -> str | None:
+    if call is None:
+        return "unknown call"
+    if live_here:
+        return "already live"
+    if call.status != CallStatus.ACTIVE:
+        return "the call has ended"
+    return None
+
+
 async def media_socket(websocket: WebSocket) -> None:
     from talkgate.web.runtime import Runtime
 
@@ -72,18 +82,23 @@ async def media_socket(websocket: WebSocket) -> None:
         await websocket.close(1008)  # before accept: the handshake fails with 403
         return
     call = await rt.repo.call_by_conversation(cid)
-    if call is None or cid in rt.recordings.live:
-        log.warning(
-            "media socket refused for %s: %s", cid, "unknown call" if call is None else "already live"
-        )
+    refusal = _refusal(call, cid in rt.recordings.live)
+    # The claim is the cross-process check: one socket per issued URL, only while the call is on.
+    if refusal is None and not await rt.repo.claim_media(cid):
+        refusal = "its media recording is live elsewhere, finalized, or the call has ended"
+    if refusal is not None:
+        log.warning("media socket refused for %s: %s", cid, refusal)
         await websocket.close(1008)
         return
+    assert call is not None
+    frame_ids = {cid, call.provider_conversation_id}
     logs.conversation_id.set(cid)
     await websocket.accept()
     try:
         live = await rt.recordings.start(call, AudioSource.MEDIA_STREAM)
-    except OSError as exc:
+    except (OSError, TalkgateError) as exc:
         log.error("media %s: cannot record: %s", cid, exc)
+        await rt.repo.finalize_media(cid)
         await websocket.close(1011, "storage unavailable")  # the provider may retry
         return
     frames = bad = 0
@@ -98,7 +113,7 @@ async def media_socket(websocket: WebSocket) -> None:
                 event = parse_media_event(raw)
                 if isinstance(event, MediaAudio):
                     log.debug("media %s: %s", cid, event.track.value)
-                    if event.conversation_id != cid:
+                    if event.conversation_id not in frame_ids:
                         raise AuthError("media frame for another conversation")
                     pcm = validate_pcm16(b64decode_audio(event.audio_base_64, max_bytes=MAX_FRAME_AUDIO))
                     await live.recorder.add(TRACKS[event.track], pcm)

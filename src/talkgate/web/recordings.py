@@ -5,6 +5,12 @@ Files being written live in the spool folder as ``<call id>.<source>.wav.part`` 
 cuid talkgate made, never a request's text). The state another process may need, which recording
 is live and where a finished one is, lives in the database and in storage, so a call's media
 socket and its call-end request may reach different processes.
+
+Every stored recording has a key of its own (``calls/<call id>/<source>-<random>.wav``): a writer
+stores first, then one transaction on the call's row decides by rank whether the new object becomes
+the call's recording, and the object that lost is deleted. So the bytes served are always the bytes
+the call log describes, whichever writers race (the relay's or media socket's finish, the app's
+chunks, the provider's copy from its API or webhook, crash repair, relink).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import functools
 import logging
 import os
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -76,8 +83,50 @@ class Recordings:
         self.live: dict[str, LiveRecording] = {}  # conversation id → recording in this process
 
     @staticmethod
-    def key_for(call_id: str) -> str:
-        return f"calls/{call_id}.wav"
+    def new_key(call_id: str, source: str) -> str:
+        """A key no other write uses: storing never overwrites what a call log names."""
+        return f"{Recordings.key_prefix(call_id, source)}{secrets.token_hex(8)}.wav"
+
+    @staticmethod
+    def key_prefix(call_id: str, source: str) -> str:
+        return f"calls/{call_id}/{source}-"
+
+    async def _link(
+        self,
+        call: CallLog | LiveRecording,
+        key: str,
+        source: str,
+        nbytes: int,
+        status: CallStatus | None = None,
+    ) -> bool:
+        """Make the stored object ``key`` the call's recording if its source ranks higher than
+        what the call has, in one transaction, then delete whichever object lost. A database
+        that is away leaves the object for ``relink``; any other failure deletes it."""
+        conversation_id = call.conversation_id
+        url = self.audio_url(conversation_id)
+        try:
+            swap = await self.repo.set_call_audio(
+                conversation_id, key=key, url=url, source=source, nbytes=nbytes, status=status
+            )
+        except Exception as exc:
+            if not transient(exc):
+                await self._delete(key)
+            raise
+        if swap.unused_key:
+            await self._delete(swap.unused_key)
+        if swap.attached:
+            await self._announce(call.user_id, conversation_id, url, source, nbytes)
+        else:
+            log.info(
+                "recording %s: as good a recording is attached; this %s copy dropped", conversation_id, source
+            )
+        return swap.attached
+
+    async def _delete(self, key: str) -> None:
+        try:
+            await self.storage.delete(key)
+        except Exception as exc:  # an object no call log names: wasted space, never wrong audio
+            log.error("stored object %s could not be deleted: %s", key, exc)
 
     def audio_url(self, conversation_id: str) -> str:
         return f"{self.settings.effective_public_url}/api/calls/{conversation_id}/audio"
@@ -105,20 +154,11 @@ class Recordings:
         began = time.perf_counter()
         try:
             finished = await live.recorder.close()
-            key = self.key_for(live.call_id)
+            key = self.new_key(live.call_id, live.source.value)
             nbytes = await self.storage.put_file(key, finished.path)
-            url = self.audio_url(live.conversation_id)
-            attach = functools.partial(
-                self.repo.set_call_audio,
-                live.conversation_id,
-                key=key,
-                url=url,
-                source=live.source.value,
-                nbytes=nbytes,
-            )
+            attach = functools.partial(self._link, live, key, live.source.value, nbytes)
             if await retry_transient(attach, f"recording {live.conversation_id}"):
-                live.url = url
-                await self._announce(live.user_id, live.conversation_id, url, live.source.value, nbytes)
+                live.url = self.audio_url(live.conversation_id)
             log.info(
                 "recording %s (%s) stored: %d ms of audio, %d bytes, "
                 "finalized in %.1f ms, peak memory %d bytes",
@@ -144,6 +184,9 @@ class Recordings:
                 log.exception("recording %s: could not be stored; kept for repair", live.conversation_id)
         finally:
             self.live.pop(live.conversation_id, None)
+            if live.source is AudioSource.MEDIA_STREAM:
+                with contextlib.suppress(Exception):  # a URL left 'live' is refused anyway
+                    await self.repo.finalize_media(live.conversation_id)
             live.done.set()
         return live.url
 
@@ -191,15 +234,9 @@ class Recordings:
         return True
 
     async def _attach(self, call: CallLog, wav: bytes, source: AudioSource) -> bool:
-        key = self.key_for(call.id)
+        key = self.new_key(call.id, source.value)
         nbytes = await self.storage.put_bytes(key, wav)
-        url = self.audio_url(call.conversation_id)
-        attached = await self.repo.set_call_audio(
-            call.conversation_id, key=key, url=url, source=source, nbytes=nbytes
-        )
-        if attached:
-            await self._announce(call.user_id, call.conversation_id, url, source.value, nbytes)
-        return attached
+        return await self._link(call, key, source.value, nbytes)
 
     async def _announce(self, user_id: str, conversation_id: str, url: str, source: str, nbytes: int) -> None:
         metrics.RECORDING_BYTES.labels(source).inc(nbytes)
@@ -239,19 +276,20 @@ class Recordings:
         """A live recording stored while the database was unreachable: link it to its call now."""
         if call.audio_key or call.audio_source not in (AudioSource.MEDIA_STREAM, AudioSource.RELAY):
             return False
-        key = self.key_for(call.id)
+        source = AudioSource(call.audio_source)
+        # finish() stored it under a key of its own: the only one with this call's and source's
+        # prefix (a second live recording of one call and source is refused).
+        stored = await self.storage.keys(self.key_prefix(call.id, source.value))
+        if not stored:
+            return False
+        key = stored[-1]
         try:
             nbytes = await self.storage.size(key)
         except NotFoundError:
             return False
-        url = self.audio_url(call.conversation_id)
-        source = AudioSource(call.audio_source)
-        if not await self.repo.set_call_audio(
-            call.conversation_id, key=key, url=url, source=source, nbytes=nbytes
-        ):
+        if not await self._link(call, key, source.value, nbytes):
             return False
         log.warning("recording %s: linked to its call log after a database outage", call.conversation_id)
-        await self._announce(call.user_id, call.conversation_id, url, source.value, nbytes)
         return True
 
     async def relink_by_conversation(self, conversation_id: str) -> str | None:
@@ -270,11 +308,7 @@ class Recordings:
         if not call.audio_key and await self.relink(call):
             call = await self.repo.call_by_conversation(call.conversation_id) or call
         if not call.audio_key and not await self._store_chunks(call):
-            try:
-                audio = await self.provider.recording(call.provider_conversation_id or call.conversation_id)
-                await self.import_provider_audio(call, audio)
-            except (ProviderError, TalkgateError) as exc:
-                log.warning("call %s: no recording from the provider: %s", call.conversation_id, exc.message)
+            await self._fetch_provider_audio(call)
         if call.status == CallStatus.ACTIVE:
             ended = utcnow()
             started = call.started_at
@@ -287,6 +321,18 @@ class Recordings:
         row = await self.repo.call_by_conversation(call.conversation_id)
         assert row is not None
         return row
+
+    async def _fetch_provider_audio(self, call: CallLog) -> None:
+        """The provider's recording API, joined only through the id the provider gave talkgate for
+        this call: a conversation id a client named is never sent to the provider."""
+        if call.provider != "elevenlabs" or not call.provider_conversation_id:
+            log.info("call %s: no provider conversation known; no provider recording", call.conversation_id)
+            return
+        try:
+            audio = await self.provider.recording(call.provider_conversation_id)
+            await self.import_provider_audio(call, audio)
+        except (ProviderError, TalkgateError) as exc:
+            log.warning("call %s: no recording from the provider: %s", call.conversation_id, exc.message)
 
     # --- repair ---
 
@@ -305,17 +351,13 @@ class Recordings:
             if call is None:
                 log.warning("spool file %s belongs to no call; left in place", path.name)
                 return None
-            key = self.key_for(call.id)
+            key = self.new_key(call.id, source)
             nbytes = await self.storage.put_file(key, path)
-            url = self.audio_url(call.conversation_id)
-            await self.repo.set_call_audio(
-                call.conversation_id, key=key, url=url, source=source, nbytes=nbytes, status=status
-            )
+            await self._link(call, key, source, nbytes, status)
             if call.status == CallStatus.ACTIVE and status is CallStatus.RECOVERED:
                 await self.repo.finish_call(
                     call.conversation_id, status=CallStatus.RECOVERED, end_reason="server_crash"
                 )
-            await self._announce(call.user_id, call.conversation_id, url, source, nbytes)
             log.warning("recording %s repaired: %d bytes of audio kept", call.conversation_id, data_bytes)
             return call.conversation_id
         except TalkgateError as exc:

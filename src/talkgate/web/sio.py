@@ -164,6 +164,7 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> socket
                 upstream.conversation_id,
                 metadata={"agentId": agent_id, **request.metadata},
                 audio_source=AudioSource.RELAY,
+                provider_conversation_id=upstream.conversation_id,  # the provider's socket said it
                 agent_id=agent_id,
                 voice=request.voice or "default",
             )
