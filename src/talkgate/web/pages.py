@@ -95,7 +95,12 @@ def build_router(settings: Settings) -> APIRouter:
 
 
 def _dev_sign_in(settings: Settings) -> bool:
-    return settings.simulator_mode and settings.environment is Environment.DEVELOPMENT
+    # Never with a JWKS URL: users' tokens are then the identity provider's alone.
+    return (
+        settings.simulator_mode
+        and settings.environment is Environment.DEVELOPMENT
+        and settings.jwt_jwks_url is None
+    )
 
 
 def install(api: Any, settings: Settings) -> None:
