@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("TALKGATE_CORS_ORIGINS")
     )
+    # Origins the pages may also connect to (Content-Security-Policy connect-src), comma-separated:
+    # a provider's socket on a host talkgate cannot know in advance.
+    csp_connect_src: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("TALKGATE_CSP_CONNECT_SRC")
+    )
     log_level: str = Field("INFO", validation_alias=_env("TALKGATE_LOG_LEVEL"))
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("TALKGATE_LOG_FORMAT"))
     # /metrics: with a token, only `Authorization: Bearer <token>`; without, only loopback clients.
@@ -132,11 +137,21 @@ class Settings(BaseSettings):
         value = value.rstrip("/")
         return value if "://" in value else f"https://{value}"
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "csp_connect_src", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("csp_connect_src")
+    @classmethod
+    def _one_source_each(cls, value: list[str]) -> list[str]:
+        for source in value:
+            if any(c.isspace() or c in ";'\"" for c in source):
+                raise ValueError(
+                    "TALKGATE_CSP_CONNECT_SRC: each source is one origin, e.g. wss://rooms.example.com"
+                )
         return value
 
     @field_validator("jwt_secret")

@@ -20,6 +20,7 @@ from talkgate.settings import Settings
 from talkgate.web.api import install as install_api
 from talkgate.web.avatar import build_router as avatar_router
 from talkgate.web.calls import build_router as calls_router
+from talkgate.web.headers import SecurityHeaders, security_headers
 from talkgate.web.limits import BodyLimit
 from talkgate.web.media import MEDIA_PATH, media_socket
 from talkgate.web.pages import install as install_pages
@@ -100,6 +101,7 @@ def create_app(settings: Settings) -> TalkgateApp:
         return Response(body, media_type=content_type)
 
     api.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    api.add_middleware(SecurityHeaders, headers=security_headers(settings))
     if (
         settings.cors_origins
     ):  # none by default: browsers may read talkgate's answers from its own origin only
