@@ -100,6 +100,8 @@ async def test_the_openapi_document_declares_the_bearer_scheme_and_the_error_bod
             if op.get("parameters") or op.get("requestBody"):
                 assert error_ref in op["responses"]["422"]["content"]["application/json"]["schema"]["anyOf"]
     assert secured >= 10
+    webhook = spec["paths"]["/api/elevenlabs/webhook"]["post"]["responses"]["401"]
+    assert "ElevenLabs-Signature" in webhook["description"]
 
 
 async def test_a_malformed_authorization_header_is_still_talkgates_401(gate):

@@ -35,6 +35,9 @@ def _error(description: str) -> dict[str, Any]:
 UNAUTHORIZED = _error("No bearer token, or one that is expired, forged or for another audience")
 NOT_FOUND = _error("Nothing of this user's by that id (another user's rows are not found either)")
 UNAVAILABLE = _error("The database or the recording store is unavailable; try again shortly")
+BAD_SIGNATURE = _error("The ElevenLabs-Signature header is missing, stale or does not match the body")
+# Routes that authenticate their caller by a signature of their own rather than a user's token.
+SIGNED_BY_CALLER = frozenset({"/api/elevenlabs/webhook"})
 INVALID = {
     "description": "A field is invalid: FastAPI's validation `detail`, or talkgate's error body "
     "(e.g. `unknown_voice`)",
@@ -58,6 +61,8 @@ def error_responses(path: str, operation: dict[str, Any]) -> dict[str, Any]:
     secured = bool(operation.get("security"))
     if secured:
         responses["401"] = UNAUTHORIZED
+    elif path in SIGNED_BY_CALLER:
+        responses["401"] = BAD_SIGNATURE
     if "{" in path:
         responses["404"] = NOT_FOUND
     if operation.get("parameters") or operation.get("requestBody"):
