@@ -123,3 +123,68 @@ def test_simulator_command_serves_alone(tmp_path):
 @pytest.mark.parametrize("bad", [["serve", "--port", "x"], ["nonsense"], ["token"]])
 def test_bad_arguments_exit_2(tmp_path, bad):
     assert subprocess.run([*TALKGATE, *bad], env=clean_env(tmp_path), capture_output=True).returncode == 2
+
+
+def test_serve_in_production_with_a_jwks_url_and_no_signing_secret_refuses_to_start(tmp_path):
+    env = clean_env(
+        tmp_path, TALKGATE_ENV="production", TALKGATE_JWT_JWKS_URL="https://idp.example.com/jwks.json"
+    )
+    out = subprocess.run(
+        [*TALKGATE, "serve", "--port", "0"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
+    assert out.returncode == 2, out.stderr
+    assert "TALKGATE_SIGNING_SECRET is required in production" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "data").exists()  # nothing started
+
+
+def test_token_refuses_when_users_tokens_come_from_a_jwks_url(tmp_path):
+    env = clean_env(
+        tmp_path,
+        TALKGATE_JWT_SECRET="s3cret-for-test-0123456789abcdefghij",
+        TALKGATE_JWT_JWKS_URL="https://idp.example.com/jwks.json",
+    )
+    out = subprocess.run(
+        [*TALKGATE, "token", "--user", "alice"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert out.returncode == 2 and out.stdout == ""
+    assert "TALKGATE_JWT_JWKS_URL is set" in out.stderr
+
+
+SECRETS = {
+    "TALKGATE_DATABASE_URL": "postgresql://talkgate:Pg-Pass-7f3e9a@db.internal:5432/talkgate",
+    "TALKGATE_REDIS_URL": "redis://:Redis-Pass-5b1c2d@redis.internal:6379/0",
+    "AWS_SECRET_ACCESS_KEY": "Aws-Secret-Key-9d8c7b6a5f4e3d2c1b0a",
+    "ELEVENLABS_API_KEY": "sk_live_Eleven-Key-1a2b3c4d5e",
+    "LIVEAVATAR_API_KEY": "Live-Avatar-Key-6e5d4c3b2a",
+    "ELEVENLABS_WEBHOOK_SECRET": "whsec_Webhook-Secret-0f9e8d7c",
+    "TALKGATE_METRICS_TOKEN": "Metrics-Token-3c2b1a0f9e8d",
+    "TALKGATE_SIGNING_SECRET_PREVIOUS": "Previous-Signing-Secret-0123456789abcdef",
+}
+
+
+@pytest.mark.parametrize(
+    ("named", "broken"),
+    [
+        ("TALKGATE_JWT_SECRET", {"TALKGATE_JWT_SECRET": "Short-Jwt-Secret-42"}),  # a field's rule: too short
+        ("TALKGATE_SIGNING_SECRET", {"TALKGATE_SIGNING_SECRET": "Short-Signing-Secret-17"}),
+        (
+            "TALKGATE_SIGNING_SECRET",  # the whole configuration's rule: production needs a signing secret
+            {"TALKGATE_ENV": "production", "TALKGATE_JWT_SECRET": "Jwt-Secret-Long-Enough-0123456789abcdef"},
+        ),
+        ("TALKGATE_JWT_SECRET", {"TALKGATE_ENV": "production"}),  # the placeholder JWT secret
+    ],
+)
+def test_a_configuration_error_names_the_setting_and_the_reason_and_echoes_no_secret(tmp_path, named, broken):
+    env = clean_env(tmp_path, **SECRETS, **broken)
+    secrets = [v for v in [*SECRETS.values(), *broken.values()] if v != "production"]
+    for command in (["serve", "--port", "0"], ["db", "upgrade"], ["token", "--user", "alice"]):
+        out = subprocess.run(
+            [*TALKGATE, *command], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+        )
+        assert out.returncode == 2, out.stderr
+        assert "the configuration is not valid" in out.stderr and named in out.stderr
+        assert "input_value" not in out.stderr and "Traceback" not in out.stderr
+        printed = out.stdout + out.stderr
+        for value in secrets:
+            for piece in (value, value.split("@")[0][-12:], value[-10:]):  # no part either
+                assert piece not in printed, (command, piece)

@@ -33,6 +33,7 @@ def test_secrets_are_not_printed(monkeypatch):
 
 def test_placeholder_secret_refused_in_production(monkeypatch):
     monkeypatch.setenv("TALKGATE_ENV", "production")
+    monkeypatch.setenv("TALKGATE_SIGNING_SECRET", "signing-secret-0123456789-abcdefghijklmnop")  # required
     monkeypatch.delenv("TALKGATE_JWT_SECRET", raising=False)
     with pytest.raises(ValidationError, match="placeholder"):
         make()
@@ -73,3 +74,49 @@ def test_short_jwt_secret_is_refused(monkeypatch):
     monkeypatch.setenv("TALKGATE_JWT_SECRET", "short")
     with pytest.raises(ValidationError, match="at least 32 bytes"):
         make()
+
+
+SIGNING = "signing-secret-0123456789-abcdefghijklmnop"
+OLD_SIGNING = "retired-signing-secret-0123456789-abcdefgh"
+
+
+def test_production_with_a_jwks_url_and_no_signing_secret_refuses_to_start(monkeypatch):
+    # Users' JWTs verified by an identity provider's JWKS: the JWT secret stays the public development
+    # placeholder, so nothing talkgate signs itself may be keyed by it.
+    monkeypatch.setenv("TALKGATE_ENV", "production")
+    monkeypatch.delenv("TALKGATE_JWT_SECRET", raising=False)
+    monkeypatch.delenv("TALKGATE_SIGNING_SECRET", raising=False)
+    monkeypatch.setenv("TALKGATE_JWT_JWKS_URL", "https://idp.example.com/.well-known/jwks.json")
+    with pytest.raises(ValidationError, match="TALKGATE_SIGNING_SECRET is required in production"):
+        make()
+    monkeypatch.setenv("TALKGATE_SIGNING_SECRET", SIGNING)
+    assert make().signing_secrets() == (SIGNING.encode(),)
+
+
+@pytest.mark.parametrize("value", ["short", "talkgate-development-only-secret-change-me"])
+def test_a_short_or_placeholder_signing_secret_is_refused(monkeypatch, value):
+    monkeypatch.setenv("TALKGATE_SIGNING_SECRET", value)
+    with pytest.raises(ValidationError, match="TALKGATE_SIGNING_SECRET"):
+        make()
+    monkeypatch.setenv("TALKGATE_SIGNING_SECRET", SIGNING)
+    monkeypatch.setenv("TALKGATE_SIGNING_SECRET_PREVIOUS", value)
+    with pytest.raises(ValidationError, match="TALKGATE_SIGNING_SECRET_PREVIOUS"):
+        make()
+
+
+def test_previous_signing_secrets_follow_the_current_one(monkeypatch):
+    monkeypatch.setenv("TALKGATE_SIGNING_SECRET", SIGNING)
+    monkeypatch.setenv("TALKGATE_SIGNING_SECRET_PREVIOUS", f"{OLD_SIGNING}, {OLD_SIGNING[::-1]}")
+    s = make()
+    assert s.signing_secrets() == (SIGNING.encode(), OLD_SIGNING.encode(), OLD_SIGNING[::-1].encode())
+    assert SIGNING not in repr(s) and OLD_SIGNING not in repr(s)
+
+
+def test_in_development_the_signing_secret_is_derived_from_the_jwt_secret_not_equal_to_it(monkeypatch):
+    monkeypatch.delenv("TALKGATE_SIGNING_SECRET", raising=False)
+    monkeypatch.delenv("TALKGATE_SIGNING_SECRET_PREVIOUS", raising=False)
+    monkeypatch.setenv("TALKGATE_JWT_SECRET", "a-real-long-random-secret-0123456789")
+    s = make()
+    assert s.signing_secret_is_derived
+    (derived,) = s.signing_secrets()
+    assert len(derived) == 32 and derived != b"a-real-long-random-secret-0123456789"

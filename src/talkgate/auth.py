@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -11,6 +12,7 @@ from typing import Any
 import jwt
 
 from talkgate.errors import AuthError
+from talkgate.protocol.signing import KeyRing
 from talkgate.settings import Settings
 
 MAX_USER_ID = 128
@@ -34,7 +36,13 @@ class TokenVerifier:
         return jwt.PyJWKClient(url, cache_keys=True, lifespan=600) if url else None
 
     def issue(self, user_id: str, ttl_s: int | None = None, **claims: Any) -> str:
-        """An HS256 token for ``user_id`` (``talkgate token``, the dev sign-in)."""
+        """An HS256 token for ``user_id`` (``talkgate token``, the dev sign-in). Never with a JWKS URL:
+        then users' tokens are the identity provider's, and HS256 ones are refused anyway."""
+        if self.settings.jwt_jwks_url:
+            raise AuthError(
+                "TALKGATE_JWT_JWKS_URL is set: users' tokens come from that identity provider; "
+                "talkgate issues none"
+            )
         now = int(time.time())
         payload = {"sub": user_id, "iat": now, "exp": now + (ttl_s or self.settings.jwt_ttl_s), **claims}
         if self.settings.jwt_audience:
@@ -79,9 +87,14 @@ def bearer(header: str | None) -> str | None:
     return None
 
 
-def derived_key(settings: Settings, purpose: str) -> bytes:
-    """A signing key of its own for ``purpose`` (media URLs, playback links), derived from the JWT
-    secret, so that no such signature is ever a valid token, nor valid for another purpose."""
-    return hashlib.sha256(
-        f"talkgate-{purpose}:".encode() + settings.jwt_secret.get_secret_value().encode()
-    ).digest()
+def purpose_key(secret: bytes, purpose: str) -> bytes:
+    """HMAC-SHA256(secret, label): a key of its own for ``purpose``, so that a signature made for one
+    purpose (a playback link) is never valid for another (a media-socket URL), nor a token."""
+    return hmac.new(secret, f"talkgate-signing-key:{purpose}".encode(), hashlib.sha256).digest()
+
+
+def signing_keys(settings: Settings, purpose: str) -> KeyRing:
+    """The keys of ``purpose`` (``media``, ``audio``) from TALKGATE_SIGNING_SECRET (never the JWT
+    secret, except derived from it in development): sign with the current, accept the previous too."""
+    current, *previous = (purpose_key(s, purpose) for s in settings.signing_secrets())
+    return KeyRing(current, tuple(previous))

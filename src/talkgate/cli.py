@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from talkgate.settings import Settings
 
@@ -82,6 +82,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = _with_simulator(settings)
     else:
         log.info("talkgate: using ElevenLabs at %s", settings.elevenlabs_base_url)
+    if settings.signing_secret_is_derived:
+        log.warning(
+            "TALKGATE_SIGNING_SECRET is not set: playback links and media-socket URLs are signed with a "
+            "key derived from TALKGATE_JWT_SECRET (development only; production requires its own secret)"
+        )
     from talkgate.persistence.migrate import upgrade
 
     upgrade(settings.effective_database_url)
@@ -199,9 +204,14 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from talkgate.auth import TokenVerifier
+    from talkgate.errors import AuthError
 
     settings = Settings()
-    token = TokenVerifier(settings).issue(args.user, ttl_s=args.ttl)
+    try:
+        token = TokenVerifier(settings).issue(args.user, ttl_s=args.ttl)
+    except AuthError as exc:
+        print(f"talkgate token: {exc.message}", file=sys.stderr)
+        return 2
     print(f"# JWT for user {args.user!r}, valid {args.ttl or settings.jwt_ttl_s} s", file=sys.stderr)
     print(token)
     return 0
@@ -246,9 +256,34 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def configuration_errors(exc: ValidationError) -> str:
+    """What is wrong with the configuration: each setting's environment name and the reason, never
+    the value given (pydantic's own text quotes it, and with it any secret or URL password)."""
+    lines = ["talkgate: the configuration is not valid:"]
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        lines.append(f"  {_env_name(field) or 'settings'}: {_reason(error['msg'])}")
+    return "\n".join(lines)
+
+
+def _env_name(field: str) -> str | None:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    choices = getattr(alias, "choices", None)
+    return str(choices[0]) if choices else (field.upper() or None)
+
+
+def _reason(msg: str) -> str:
+    return msg.removeprefix("Value error, ")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ValidationError as exc:
+        print(configuration_errors(exc), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -15,6 +17,9 @@ from talkgate.protocol.dialect import KeepAliveMode, TurnEndMode
 DEV_JWT_SECRET = "talkgate-development-only-secret-change-me"  # noqa: S105 - refused in production
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "secret", "your_api_key", DEV_JWT_SECRET})
 MIN_JWT_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
+MIN_SIGNING_SECRET_BYTES = 32  # the HMAC-SHA256 keys of playback links and media-socket URLs
+# Development only: the signing secret, when none is set, is derived from the JWT secret under this label.
+DEV_SIGNING_LABEL = b"talkgate-development-signing-secret"
 
 
 class Environment(StrEnum):
@@ -81,6 +86,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("TALKGATE_CORS_ORIGINS")
     )
+    # Origins the pages may also connect to (Content-Security-Policy connect-src), comma-separated:
+    # a provider's socket on a host talkgate cannot know in advance.
+    csp_connect_src: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("TALKGATE_CSP_CONNECT_SRC")
+    )
     log_level: str = Field("INFO", validation_alias=_env("TALKGATE_LOG_LEVEL"))
     log_format: Literal["text", "json"] = Field("text", validation_alias=_env("TALKGATE_LOG_FORMAT"))
     # /metrics: with a token, only `Authorization: Bearer <token>`; without, only loopback clients.
@@ -92,6 +102,12 @@ class Settings(BaseSettings):
     jwt_audience: str | None = Field(None, validation_alias=_env("TALKGATE_JWT_AUDIENCE"))
     jwt_issuer: str | None = Field(None, validation_alias=_env("TALKGATE_JWT_ISSUER"))
     jwt_ttl_s: int = Field(24 * 3600, validation_alias=_env("TALKGATE_JWT_TTL"))
+    # The secret of the URLs talkgate signs itself (playback links, media-socket URLs), whatever
+    # verifies users' JWTs; required in production. ``_PREVIOUS``: retired ones still accepted.
+    signing_secret: SecretStr | None = Field(None, validation_alias=_env("TALKGATE_SIGNING_SECRET"))
+    signing_secret_previous: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("TALKGATE_SIGNING_SECRET_PREVIOUS")
+    )
 
     # --- relay and dialects (PROTOCOL.md "Dialects") ---
     ptt_turn_end: TurnEndMode = Field(TurnEndMode.SIGNAL, validation_alias=_env("TALKGATE_PTT_TURN_END"))
@@ -121,11 +137,21 @@ class Settings(BaseSettings):
         value = value.rstrip("/")
         return value if "://" in value else f"https://{value}"
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "csp_connect_src", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("csp_connect_src")
+    @classmethod
+    def _one_source_each(cls, value: list[str]) -> list[str]:
+        for source in value:
+            if any(c.isspace() or c in ";'\"" for c in source):
+                raise ValueError(
+                    "TALKGATE_CSP_CONNECT_SRC: each source is one origin, e.g. wss://rooms.example.com"
+                )
         return value
 
     @field_validator("jwt_secret")
@@ -135,11 +161,38 @@ class Settings(BaseSettings):
             raise ValueError(f"TALKGATE_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes long")
         return value
 
+    @field_validator("signing_secret_previous", mode="before")
+    @classmethod
+    def _split_previous(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _real_signing_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_signing_secret("TALKGATE_SIGNING_SECRET", value)
+        return value
+
+    @field_validator("signing_secret_previous")
+    @classmethod
+    def _real_previous_secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for secret in value:
+            _check_signing_secret("TALKGATE_SIGNING_SECRET_PREVIOUS", secret)
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Self:
         if self.environment is Environment.PRODUCTION:
             if self.jwt_secret.get_secret_value() in PLACEHOLDER_SECRETS and not self.jwt_jwks_url:
                 raise ValueError("TALKGATE_JWT_SECRET is a placeholder; set a real secret in production")
+            if self.signing_secret is None:
+                raise ValueError(
+                    "TALKGATE_SIGNING_SECRET is required in production (at least "
+                    f"{MIN_SIGNING_SECRET_BYTES} random bytes, e.g. `openssl rand -base64 48`): it signs "
+                    "playback links and media-socket URLs, whatever verifies users' JWTs"
+                )
             for name in ("elevenlabs_api_key", "liveavatar_api_key", "elevenlabs_webhook_secret"):
                 secret = getattr(self, name)
                 if secret is not None and secret.get_secret_value() in PLACEHOLDER_SECRETS:
@@ -147,6 +200,20 @@ class Settings(BaseSettings):
         return self
 
     # --- derived values ---
+
+    @property
+    def signing_secret_is_derived(self) -> bool:
+        """Development without TALKGATE_SIGNING_SECRET: the signing secret comes from the JWT secret."""
+        return self.signing_secret is None
+
+    def signing_secrets(self) -> tuple[bytes, ...]:
+        """The secret that signs talkgate's own URLs first, then the retired ones still accepted."""
+        if self.signing_secret is not None:
+            current = self.signing_secret.get_secret_value().encode()
+        else:  # development only: production refuses to start without a signing secret
+            jwt_secret = self.jwt_secret.get_secret_value().encode()
+            current = hmac.new(jwt_secret, DEV_SIGNING_LABEL, hashlib.sha256).digest()
+        return (current, *(s.get_secret_value().encode() for s in self.signing_secret_previous))
 
     @property
     def effective_database_url(self) -> str:
@@ -192,3 +259,11 @@ class Settings(BaseSettings):
                 code=ErrorCode.UNKNOWN_VOICE,
             )
         return agent
+
+
+def _check_signing_secret(name: str, value: SecretStr) -> None:
+    secret = value.get_secret_value()
+    if secret in PLACEHOLDER_SECRETS:
+        raise ValueError(f"{name} is a placeholder; set a random secret")
+    if len(secret.encode()) < MIN_SIGNING_SECRET_BYTES:
+        raise ValueError(f"{name} must be at least {MIN_SIGNING_SECRET_BYTES} bytes long")

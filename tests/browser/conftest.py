@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -106,8 +107,24 @@ def page(chromium, talkgate):
         lambda msg: errors.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
     )
     page.errors = errors  # type: ignore[attr-defined]
+    page.wait_for_function = _polling_from_outside(page)  # type: ignore[method-assign]
     yield page
     context.close()
+
+
+def _polling_from_outside(page: Any) -> Any:
+    """Playwright's own wait_for_function polls by eval inside the page, which talkgate's
+    Content-Security-Policy (no 'unsafe-eval') refuses, as it should: poll with page.evaluate,
+    which the browser runs from outside the page's policy."""
+
+    def wait_for_function(expression: str, timeout: float = 30_000) -> None:
+        deadline = time.monotonic() + timeout / 1000
+        while not page.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not true within {timeout} ms: {expression}")
+            page.wait_for_timeout(20)
+
+    return wait_for_function
 
 
 def screenshot(page, name: str) -> None:

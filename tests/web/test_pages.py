@@ -34,7 +34,11 @@ async def test_pages_and_their_modules_come_from_talkgate_itself(gate):
             r"^import .* from ['\"][^./]", livekit.text, re.M
         )
         pinned = json.loads((ROOT / "package.json").read_text())["dependencies"]
-        assert pinned == {"livekit-client": "2.23.0", "socket.io-client": "4.8.4"}  # exact versions
+        assert pinned == {  # exact versions
+            "livekit-client": "2.23.0",
+            "socket.io-client": "4.8.4",
+            "swagger-ui-dist": "5.35.0",
+        }
         assert (await client.get("/static/js/app.js")).status_code == 200
         assert (await client.get("/vendor/../package.json")).status_code == 404
         assert (await client.get("/vendor/lodash.js")).status_code == 404

@@ -1,6 +1,7 @@
 """Push-to-talk relay over Socket.IO (seed 000), with provider events streamed back (seed 002)."""
 
 import base64
+import json
 
 import httpx
 import numpy as np
@@ -222,3 +223,16 @@ async def test_connection_refused_without_a_valid_token(gate):
                 wait_timeout=TIMEOUT,
             )
         assert refused[0]["data"] == {"code": "unauthorized"} and reason in refused[0]["message"], refused
+
+
+async def test_an_apps_user_id_variable_is_replaced_by_the_signed_in_users(simulator, app_client):
+    started = await app_client.call(
+        "conversation_start",
+        {"voice": "default", "dynamicVariables": {"user_id": "victim", "name": "Ann"}},
+    )
+    assert started["ok"] is True
+    frames = await sim_frames(simulator, started["conversationId"])
+    first = frames[0]
+    assert first["type"] == "conversation_initiation_client_data"
+    assert first["dynamic_variables"] == {"user_id": "alice", "name": "Ann"} and first["user_id"] == "alice"
+    assert "victim" not in json.dumps(frames)

@@ -113,11 +113,23 @@ class ConversationStart:
         )
 
     def initiation(self, user_id: str) -> convai.ConversationInitiationClientData:
+        """What talkgate sends the provider first. The user id is the signed-in user's, at the top
+        level and as the ``user_id`` dynamic variable when the app names one: talkgate's value wins,
+        so that an agent reading ``{{user_id}}`` never sees another user's id an app put there."""
+        variables = dict(self.dynamic_variables)
+        for name, value in talkgate_variables(user_id).items():
+            if name in variables:
+                variables[name] = value
         return convai.ConversationInitiationClientData(
             conversation_config_override=self.overrides,
-            dynamic_variables=self.dynamic_variables,
+            dynamic_variables=variables,
             user_id=user_id,
         )
+
+
+def talkgate_variables(user_id: str) -> dict[str, str]:
+    """The dynamic variables whose values are talkgate's, whatever an app sends."""
+    return {"user_id": user_id}
 
 
 def parse_send_audio(payload: Any, max_bytes: int) -> tuple[bytes, str | None]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 
 from talkgate import metrics
-from talkgate.auth import Principal, bearer
+from talkgate.auth import Principal
 from talkgate.errors import DatabaseUnavailable, ErrorCode, ProtocolError, TalkgateError
 from talkgate.persistence.models import ConversationSession
 from talkgate.web.runtime import Runtime
@@ -51,8 +52,20 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-async def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return await runtime(request).authenticate(bearer(authorization))
+# Declared as an OpenAPI security scheme (the Authorize button of /docs); a missing or malformed header
+# is talkgate's own 401, not FastAPI's 403.
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="The user's JWT: from your identity provider, or `talkgate token` in development.",
+)
+
+
+async def principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+) -> Principal:
+    return await runtime(request).authenticate(credentials.credentials if credentials else None)
 
 
 User = Annotated[Principal, Depends(principal)]

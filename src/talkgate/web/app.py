@@ -20,8 +20,10 @@ from talkgate.settings import Settings
 from talkgate.web.api import install as install_api
 from talkgate.web.avatar import build_router as avatar_router
 from talkgate.web.calls import build_router as calls_router
+from talkgate.web.headers import SecurityHeaders, security_headers
 from talkgate.web.limits import BodyLimit
 from talkgate.web.media import MEDIA_PATH, media_socket
+from talkgate.web.openapi import document as document_errors
 from talkgate.web.pages import install as install_pages
 from talkgate.web.runtime import Runtime
 from talkgate.web.sio import create_sio
@@ -70,7 +72,8 @@ def create_app(settings: Settings) -> TalkgateApp:
             await runtime.aclose()
             await sio.shutdown()
 
-    api = FastAPI(title="talkgate", version=__version__, lifespan=lifespan)
+    # /docs is talkgate's own page (web/pages.py): Swagger UI from its own origin, under its CSP.
+    api = FastAPI(title="talkgate", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     api.state.settings = settings
 
     @api.get("/healthz", tags=["ops"])
@@ -100,6 +103,7 @@ def create_app(settings: Settings) -> TalkgateApp:
         return Response(body, media_type=content_type)
 
     api.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    api.add_middleware(SecurityHeaders, headers=security_headers(settings))
     if (
         settings.cors_origins
     ):  # none by default: browsers may read talkgate's answers from its own origin only
@@ -116,6 +120,7 @@ def create_app(settings: Settings) -> TalkgateApp:
     api.include_router(calls_router())
     api.include_router(avatar_router())
     api.add_api_websocket_route(MEDIA_PATH, media_socket)
+    document_errors(api)
     app = TalkgateApp(sio, other_asgi_app=api, socketio_path="socket.io")
     app.api = api
     app.sio = sio

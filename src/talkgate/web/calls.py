@@ -15,11 +15,16 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from talkgate.auth import derived_key
+from talkgate.auth import signing_keys
 from talkgate.errors import ConflictError, ErrorCode, NotFoundError, ProtocolError
 from talkgate.persistence.models import CallLog
 from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
-from talkgate.protocol.signing import audio_signature, verify_audio_signature, verify_webhook_signature
+from talkgate.protocol.signing import (
+    KeyRing,
+    audio_signature,
+    verify_audio_signature,
+    verify_webhook_signature,
+)
 from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, iso
 from talkgate.web.byte_ranges import Unsatisfiable, byte_range
 from talkgate.web.media import media_url
@@ -37,8 +42,8 @@ class SignedUrlRequest(BaseModel):
     conversationId: str | None = Field(None, pattern=SESSION_ID_PATTERN)
 
 
-def audio_secret(settings: Any) -> bytes:
-    return derived_key(settings, "audio")
+def audio_secret(settings: Any) -> KeyRing:
+    return signing_keys(settings, "audio")
 
 
 async def _stream_from_store(rt: Any, key: str, conversation_id: str, range_header: str | None) -> Response:

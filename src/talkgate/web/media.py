@@ -18,12 +18,12 @@ from urllib.parse import urlencode
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from talkgate import logs, metrics
-from talkgate.auth import derived_key
+from talkgate.auth import signing_keys
 from talkgate.errors import AuthError, TalkgateError
 from talkgate.persistence.models import AudioSource, CallLog, CallStatus
 from talkgate.protocol.audio import b64decode_audio, validate_pcm16
 from talkgate.protocol.media import CallEnd, MediaAudio, Track, parse_media_event
-from talkgate.protocol.signing import media_signature, verify_media_signature
+from talkgate.protocol.signing import KeyRing, media_signature, verify_media_signature
 from talkgate.recording.mixer import AGENT, CALLER
 from talkgate.settings import Settings
 
@@ -36,8 +36,8 @@ MAX_FRAME_AUDIO = 512 * 1024
 TRACKS = {Track.CALLER: CALLER, Track.AGENT: AGENT}
 
 
-def media_secret(settings: Settings) -> bytes:
-    return derived_key(settings, "media")
+def media_secret(settings: Settings) -> KeyRing:
+    return signing_keys(settings, "media")
 
 
 def media_url(settings: Settings, conversation_id: str, now: float | None = None) -> str:

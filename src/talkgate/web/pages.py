@@ -25,7 +25,10 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 VENDOR_FILES = {
     "socket.io-client.esm.min.js": "socket.io-client/dist/socket.io.esm.min.js",
     "livekit-client.esm.mjs": "livekit-client/dist/livekit-client.esm.mjs",
+    "swagger-ui-bundle.js": "swagger-ui-dist/swagger-ui-bundle.js",  # /docs
+    "swagger-ui.css": "swagger-ui-dist/swagger-ui.css",
 }
+MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript", ".mjs": "text/javascript"}
 NO_CACHE = {"cache-control": "no-cache"}
 
 
@@ -68,7 +71,12 @@ def build_router(settings: Settings) -> APIRouter:
         root = node_modules()
         if relative is None or root is None or not (root / relative).is_file():
             raise NotFoundError(f"vendor file {name[:64]!r} is not installed (run make)")
-        return FileResponse(root / relative, media_type="text/javascript")
+        return FileResponse(root / relative, media_type=MEDIA_TYPES[Path(relative).suffix])
+
+    @router.get("/docs", response_class=HTMLResponse)
+    async def docs() -> Any:
+        """Swagger UI for /openapi.json, every file of it from talkgate's own origin (works offline)."""
+        return page("docs.html")
 
     @router.get("/api/config")
     async def page_config() -> Any:
@@ -95,7 +103,12 @@ def build_router(settings: Settings) -> APIRouter:
 
 
 def _dev_sign_in(settings: Settings) -> bool:
-    return settings.simulator_mode and settings.environment is Environment.DEVELOPMENT
+    # Never with a JWKS URL: users' tokens are then the identity provider's alone.
+    return (
+        settings.simulator_mode
+        and settings.environment is Environment.DEVELOPMENT
+        and settings.jwt_jwks_url is None
+    )
 
 
 def install(api: Any, settings: Settings) -> None:

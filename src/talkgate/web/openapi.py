@@ -1,0 +1,126 @@
+"""The OpenAPI document: FastAPI's, with talkgate's error body and the error statuses each route can
+answer with, so that /docs shows what a failure looks like as well as a success."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field
+
+from talkgate.errors import ErrorCode
+
+REF = "#/components/schemas/{model}"
+
+
+class ErrorDetail(BaseModel):
+    code: ErrorCode = Field(description="Stable, machine-readable: what went wrong")
+    message: str = Field(description="For people: what went wrong and, where it helps, what to do")
+
+
+class ErrorBody(BaseModel):
+    """Every error talkgate itself answers with (FastAPI's request validation keeps its ``detail``)."""
+
+    error: ErrorDetail
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+
+
+UNAUTHORIZED = _error("No bearer token, or one that is expired, forged or for another audience")
+NOT_FOUND = _error("Nothing of this user's by that id (another user's rows are not found either)")
+UNAVAILABLE = _error("The database or the recording store is unavailable; try again shortly")
+BAD_SIGNATURE = _error("The ElevenLabs-Signature header is missing, stale or does not match the body")
+# Routes that authenticate their caller by a signature of their own rather than a user's token.
+SIGNED_BY_CALLER = frozenset({"/api/elevenlabs/webhook"})
+INVALID = {
+    "description": "A field is invalid: FastAPI's validation `detail`, or talkgate's error body "
+    "(e.g. `unknown_voice`)",
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/ErrorBody"},
+                    {"$ref": "#/components/schemas/HTTPValidationError"},
+                ]
+            }
+        }
+    },
+}
+
+
+def error_responses(path: str, operation: dict[str, Any]) -> dict[str, Any]:
+    """The error statuses of one operation: 401 where a token is needed, 404 where an id is in the
+    path, 422 where anything is read from the request, 503 for every route that reads the database."""
+    responses: dict[str, Any] = {}
+    secured = bool(operation.get("security"))
+    if secured:
+        responses["401"] = UNAUTHORIZED
+    elif path in SIGNED_BY_CALLER:
+        responses["401"] = BAD_SIGNATURE
+    if "{" in path:
+        responses["404"] = NOT_FOUND
+    if operation.get("parameters") or operation.get("requestBody"):
+        responses["422"] = INVALID
+    if secured:
+        responses["503"] = UNAVAILABLE
+    return responses
+
+
+def document(api: FastAPI) -> None:
+    """Replace ``api.openapi`` with one that adds the error responses (computed once, cached)."""
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            spec = get_openapi(title=api.title, version=api.version, routes=api.routes)
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in ErrorBody.model_json_schema(ref_template=REF).pop("$defs", {}).items():
+                schemas.setdefault(name, schema)
+            schemas["ErrorBody"] = ErrorBody.model_json_schema(ref_template=REF)
+            schemas["ErrorBody"].pop("$defs", None)
+            schemas.setdefault("HTTPValidationError", _validation_error_schema())
+            schemas.setdefault("ValidationError", _validation_item_schema())
+            for path, operations in spec.get("paths", {}).items():
+                for operation in operations.values():
+                    for status, response in error_responses(path, operation).items():
+                        operation.setdefault("responses", {})[status] = response
+            api.openapi_schema = spec
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+
+
+def _validation_error_schema() -> dict[str, Any]:
+    return {
+        "title": "HTTPValidationError",
+        "type": "object",
+        "properties": {
+            "detail": {
+                "title": "Detail",
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/ValidationError"},
+            }
+        },
+    }
+
+
+def _validation_item_schema() -> dict[str, Any]:
+    return {
+        "title": "ValidationError",
+        "type": "object",
+        "required": ["loc", "msg", "type"],
+        "properties": {
+            "loc": {
+                "title": "Location",
+                "type": "array",
+                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+            },
+            "msg": {"title": "Message", "type": "string"},
+            "type": {"title": "Error Type", "type": "string"},
+        },
+    }
