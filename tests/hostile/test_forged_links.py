@@ -188,12 +188,21 @@ async def test_a_media_socket_url_computed_from_the_public_placeholder_is_refuse
         after = await client.get(f"/api/calls/{cid}/audio", headers=idp.headers("victim"))
     assert after.content == before  # the recording was not overwritten
 
-    # The previous secret's URL is still accepted (a URL handed out just before a rotation).
+    # The previous secret's URL is still accepted (a URL handed out just before a rotation), for
+    # a call whose media URL was issued and not yet used (an ended call's URL is refused anyway).
+    fresh = "conv_rotation"
+    async with httpx.AsyncClient(base_url=production.url) as client:
+        r = await client.post(
+            "/api/elevenlabs-signed-url",
+            headers=idp.headers("victim"),
+            json={"voice": "default", "conversationId": fresh},
+        )
+        assert r.status_code == 200, r.text
     query = urlencode(
         {
-            "conversation_id": cid,
+            "conversation_id": fresh,
             "expires": expires,
-            "signature": media_signature(secret_keys(PREVIOUS, "media"), cid, expires),
+            "signature": media_signature(secret_keys(PREVIOUS, "media"), fresh, expires),
         }
     )
     async with websockets.connect(f"{base}?{query}") as ws:
