@@ -97,7 +97,40 @@ def talkgate(tmp_path) -> Iterator[Talkgate]:
 
 @pytest.fixture
 def page(chromium, talkgate):
-    context = chromium.new_context(viewport={"width": 1000, "height": 900})
+    page = new_page(chromium, {"width": 1000, "height": 900})
+    yield page
+    page.context.close()
+
+
+# getUserMedia under the test's control, as behind a permission prompt: in "hold" mode each call
+# waits until the test calls window.__gum.grant(); "deny" rejects as a refused prompt does; "pass"
+# answers at once. Every stream granted is kept, so a test can see whether its tracks were stopped.
+HELD_GET_USER_MEDIA = """
+(() => {
+  const devices = navigator.mediaDevices;
+  const real = devices.getUserMedia.bind(devices);
+  const gum = { mode: "hold", calls: 0, held: [], streams: [] };
+  gum.grant = () => gum.held.splice(0).map((go) => go()).length;
+  gum.tracks = () => gum.streams.flatMap((s) => s.getTracks());
+  gum.live = () => gum.tracks().filter((t) => t.readyState === "live").length;
+  devices.getUserMedia = (constraints) => {
+    gum.calls += 1;
+    if (gum.mode === "deny") {
+      return Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+    }
+    const open = () => real(constraints).then((stream) => (gum.streams.push(stream), stream));
+    if (gum.mode === "pass") return open();
+    return new Promise((resolve, reject) => gum.held.push(() => open().then(resolve, reject)));
+  };
+  window.__gum = gum;
+})();
+"""
+
+
+def new_page(browser, viewport: dict[str, int], touch: bool = False, init_script: str | None = None):
+    context = browser.new_context(viewport=viewport, has_touch=touch, is_mobile=touch)
+    if init_script:
+        context.add_init_script(init_script)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -106,8 +139,7 @@ def page(chromium, talkgate):
         lambda msg: errors.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
     )
     page.errors = errors  # type: ignore[attr-defined]
-    yield page
-    context.close()
+    return page
 
 
 def screenshot(page, name: str) -> None:
