@@ -40,10 +40,10 @@ const MESSAGES = {
   not_found: "Not found.",
   conflict: "That conflicts with the current state.",
   internal: "talkgate hit an internal error.",
-  microphone: "The microphone could not be opened.",
 };
 
 export function messageFor(error) {
+  if (error.code === "microphone") return error.message; // ptt.js names the cause itself
   const text = MESSAGES[error.code] || "Something went wrong.";
   return error.message && error.message !== text ? `${text} (${error.message})` : text;
 }
@@ -77,10 +77,11 @@ function stateText(state) {
   return STATE_TEXT[state];
 }
 
-function setState(state, text) {
+function setState(state, text, tone = "") {
   ui.state = state;
   const el = $("state");
   el.dataset.state = state;
+  el.dataset.tone = tone;
   el.textContent = text || stateText(state);
   const live = ["ready", "opening", "talking", "sending", "agent"].includes(state);
   $("ptt").disabled = !live;
@@ -255,7 +256,7 @@ function pushToTalkFor(conversation) {
 }
 
 const BUTTON_TEXT = {
-  hold: { idle: "Hold to talk", opening: "Opening the microphone…", talking: "Release to send" },
+  hold: { idle: "Hold to talk", opening: "Opening…", talking: "Release to send" },
   toggle: { idle: "Click to talk", opening: "Opening… click to cancel", talking: "Click to send" },
 };
 
@@ -280,9 +281,9 @@ function showPushToTalk(pttState, { input, from }) {
   } else if (pttState === "ending") {
     setState("sending");
   } else if (input === "release" && from === "opening") {
-    setState("ready", "Cancelled: released before the microphone opened; nothing was sent.");
+    setState("ready", "Cancelled before the microphone opened: nothing was sent", "warn");
   } else if (input === "open_failed") {
-    setState("ready", "The microphone did not open; nothing was sent.");
+    setState("ready", "No microphone: nothing was sent", "warn");
   } else {
     setState(ui.player && ui.player.playing ? "agent" : "ready");
   }
