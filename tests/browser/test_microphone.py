@@ -267,3 +267,29 @@ def test_a_refused_microphone_is_explained_and_the_button_resets(request, talkga
     normal_turn(page, talkgate, finger, f"{device}-{mode}-after-error")
     assert page.locator("#error").inner_text() == ""  # the next turn that works clears the message
     assert_one_clean_turn_upstream(page, talkgate)
+
+
+def test_avatar_a_tap_before_the_microphone_opens_never_asks_the_avatar_to_listen(desktop, talkgate):
+    from tests.browser.test_avatar_page import CYCLE, connect_avatar, seen_by_simulator
+
+    page = desktop
+    finger = Finger(page)
+    connect_avatar(page, talkgate.url)
+    cancel_before_the_microphone_opens(page, "avatar", finger.down, finger.up)
+    seen = seen_by_simulator(page)  # the LiveAvatar simulator's record of the session
+    assert seen["commands"] == [] and seen["audioBytes"] == 0 and seen["audioOutsideBytes"] == 0, seen
+    assert page.evaluate("window.talkgate.conversation.log") == []
+    page.evaluate("window.__gum.mode = 'pass'")
+    finger.down()
+    page.wait_for_function("window.talkgate.conversation.state === 'talking'", timeout=WAIT_MS)
+    page.wait_for_timeout(2000)  # the person speaks for this long
+    finger.up()
+    page.wait_for_function(
+        "window.talkgate.stats.transcripts.filter(t => t.role === 'agent').length >= 1", timeout=WAIT_MS
+    )
+    page.wait_for_function("window.__gum.live() === 0", timeout=WAIT_MS)  # the mic is off again
+    assert page.evaluate("window.talkgate.conversation.log") == CYCLE
+    seen = seen_by_simulator(page)
+    assert seen["commands"] == ["user.start_push_to_talk", "user.stop_push_to_talk"]
+    assert seen["audioOutsideBytes"] == 0 and seen["audioBytes"] >= 15 * 3200
+    assert page.errors == []  # type: ignore[attr-defined]
