@@ -126,6 +126,22 @@ HELD_GET_USER_MEDIA = """
 })();
 """
 
+# Each audio message a page puts on a WebSocket, with what the page's status said at that moment:
+# socket.io's send_audio (relay), the provider's user_audio_chunk (direct), binary PCM to the avatar.
+AUDIO_SENDS = """
+(() => {
+  const sends = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    const text = typeof data === "string";
+    const audio = text ? /"send_audio"|"user_audio_chunk"/.test(data) : !this.url.includes("socket.io");
+    if (audio) sends.push(document.getElementById("state").dataset.state);
+    return send.call(this, data);
+  };
+  window.__audioSends = sends;
+})();
+"""
+
 
 def new_page(browser, viewport: dict[str, int], touch: bool = False, init_script: str | None = None):
     context = browser.new_context(viewport=viewport, has_touch=touch, is_mobile=touch)

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, HELD_GET_USER_MEDIA, new_page, screenshot
+from tests.browser.conftest import ARTIFACTS, AUDIO_SENDS, HELD_GET_USER_MEDIA, new_page, screenshot
 from tests.browser.test_page import WAIT_MS, sign_in_and_connect, wait_for_reply
 from tests.conftest import TIMEOUT
 
@@ -30,14 +30,14 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture
 def desktop(chromium, talkgate) -> Iterator:
-    page = new_page(chromium, DESKTOP, init_script=HELD_GET_USER_MEDIA)
+    page = new_page(chromium, DESKTOP, init_script=HELD_GET_USER_MEDIA + AUDIO_SENDS)
     yield page
     page.context.close()
 
 
 @pytest.fixture
 def phone(chromium, talkgate) -> Iterator:
-    page = new_page(chromium, PHONE, touch=True, init_script=HELD_GET_USER_MEDIA)
+    page = new_page(chromium, PHONE, touch=True, init_script=HELD_GET_USER_MEDIA + AUDIO_SENDS)
     yield page
     page.context.close()
 
@@ -144,6 +144,7 @@ def cancel_before_the_microphone_opens(
         timeout=WAIT_MS,
     )
     assert page.evaluate("window.talkgate.stats.chunksSent") == 0
+    assert page.evaluate("window.__audioSends") == []
     assert page.evaluate("window.__gum.live()") == 0, "the late microphone was left live"
     assert status(page).startswith("Cancelled") and page.evaluate("window.talkgate.state") == "ready"
     # While the prompt was up the page said so: not "listening", since nothing could be heard yet.
@@ -163,6 +164,12 @@ def normal_turn(page, talkgate, finger: Finger, name: str) -> None:
     page.wait_for_function("window.__gum.live() === 0", timeout=WAIT_MS)  # the mic is off again
     assert page.evaluate("window.talkgate.stats.turns") == 1
     assert "already" not in page.locator("#error").inner_text()
+    assert_audio_only_while_the_page_says_so(page)
+
+
+def assert_audio_only_while_the_page_says_so(page) -> None:
+    shown = Counter(page.evaluate("window.__audioSends"))
+    assert shown["talking"] >= 15 and set(shown) <= {"talking", "sending"}, shown
 
 
 def assert_one_clean_turn_upstream(page, talkgate) -> None:
@@ -207,6 +214,7 @@ def test_relay_a_tap_before_the_microphone_opens_sends_nothing_and_the_next_hold
         page.click("#ptt")
         wait_for_reply(page, 1)
         page.wait_for_function("window.__gum.live() === 0", timeout=WAIT_MS)  # the mic is off again
+        assert_audio_only_while_the_page_says_so(page)
     else:
         normal_turn(page, talkgate, finger, f"relay-{style}")
     assert_button_idle(page, label)
@@ -289,7 +297,100 @@ def test_avatar_a_tap_before_the_microphone_opens_never_asks_the_avatar_to_liste
     )
     page.wait_for_function("window.__gum.live() === 0", timeout=WAIT_MS)  # the mic is off again
     assert page.evaluate("window.talkgate.conversation.log") == CYCLE
+    assert_audio_only_while_the_page_says_so(page)
     seen = seen_by_simulator(page)
     assert seen["commands"] == ["user.start_push_to_talk", "user.stop_push_to_talk"]
     assert seen["audioOutsideBytes"] == 0 and seen["audioBytes"] >= 15 * 3200
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+# The push-to-talk machine of ptt.js driven with stand-in microphones whose open() the test settles:
+# what it calls (begin/end upstream, microphones opened and closed) for each order of events.
+PTT_SCENARIOS = """
+async () => {
+  const { PushToTalk } = await import("/static/js/ptt.js");
+  const tick = () => new Promise((r) => setTimeout(r, 0));
+  function harness() {
+    const calls = [];
+    const mics = [];
+    const ptt = new PushToTalk({
+      openMicrophone: () => {
+        const mic = { id: mics.length, closed: false, started: false };
+        mic.open = () => new Promise((resolve, reject) => Object.assign(mic, { resolve, reject }));
+        mic.start = () => { mic.started = true; };
+        mic.stop = () => new Promise((resolve) => { mic.stopped = resolve; });
+        mic.close = () => { mic.closed = true; };
+        mics.push(mic);
+        return mic;
+      },
+      begin: () => calls.push("begin"),
+      end: () => calls.push("end"),
+      onError: (p) => calls.push(`error ${p.name}: ${p.message}`),
+    });
+    return { ptt, calls, mics };
+  }
+  const out = {};
+
+  // Press, release, press again: the first open answers last-but-one and is closed unused.
+  let h = harness();
+  h.ptt.press(); h.ptt.release(); h.ptt.press();
+  h.mics[0].resolve(); await tick();
+  const [first] = h.mics;
+  out.stale = { state: h.ptt.state, calls: [...h.calls], closed0: first.closed, started0: first.started };
+  h.mics[1].resolve(); await tick();
+  out.fresh = { state: h.ptt.state, calls: [...h.calls], started1: h.mics[1].started };
+  h.ptt.release(); h.mics[1].stopped(); await tick();
+  out.ended = { state: h.ptt.state, calls: [...h.calls], closed1: h.mics[1].closed };
+
+  // The conversation ends while the prompt is up: the late microphone is closed, nothing begins.
+  h = harness();
+  h.ptt.press(); h.ptt.stop(); h.mics[0].resolve(); await tick();
+  out.stopWhileOpening = { state: h.ptt.state, calls: h.calls, closed: h.mics[0].closed };
+
+  // The conversation ends mid-turn: the microphone closes, no turn end is sent to a gone conversation.
+  h = harness();
+  h.ptt.press(); h.mics[0].resolve(); await tick(); h.ptt.stop(); await tick();
+  out.stopWhileTalking = { state: h.ptt.state, calls: h.calls, closed: h.mics[0].closed };
+
+  // A press during the last turn's tail follows it; pressed and released during the tail, it is dropped.
+  h = harness();
+  h.ptt.press(); h.mics[0].resolve(); await tick(); h.ptt.release(); h.ptt.press();
+  out.queued = h.ptt.state;
+  h.mics[0].stopped(); await tick();
+  out.afterQueued = { state: h.ptt.state, mics: h.mics.length, calls: [...h.calls] };
+  h = harness();
+  h.ptt.press(); h.mics[0].resolve(); await tick(); h.ptt.release(); h.ptt.press(); h.ptt.release();
+  h.mics[0].stopped(); await tick();
+  out.dropped = { state: h.ptt.state, mics: h.mics.length, calls: h.calls };
+
+  // Refused: the reason is reported, the machine is idle, and the next press opens a new microphone.
+  h = harness();
+  h.ptt.press(); h.mics[0].reject(new DOMException("Permission denied", "NotAllowedError")); await tick();
+  out.refused = { state: h.ptt.state, calls: [...h.calls] };
+  h.ptt.press();
+  out.afterRefused = { state: h.ptt.state, mics: h.mics.length };
+
+  // Toggle: a click while opening cancels, like a release.
+  h = harness();
+  h.ptt.toggle(); h.ptt.toggle(); h.mics[0].resolve(); await tick();
+  out.toggle = { state: h.ptt.state, calls: h.calls, closed: h.mics[0].closed };
+  return out;
+}
+"""
+
+
+def test_the_push_to_talk_machine_uses_only_the_microphone_of_the_current_press(page, talkgate):
+    page.goto(talkgate.url)
+    out = page.evaluate(PTT_SCENARIOS)
+    assert out["stale"] == {"state": "opening", "calls": [], "closed0": True, "started0": False}
+    assert out["fresh"] == {"state": "talking", "calls": ["begin"], "started1": True}
+    assert out["ended"] == {"state": "idle", "calls": ["begin", "end"], "closed1": True}
+    assert out["stopWhileOpening"] == {"state": "idle", "calls": [], "closed": True}
+    assert out["stopWhileTalking"] == {"state": "idle", "calls": ["begin"], "closed": True}
+    assert out["queued"] == "ending_pressed"
+    assert out["afterQueued"] == {"state": "opening", "mics": 2, "calls": ["begin", "end"]}
+    assert out["dropped"] == {"state": "idle", "mics": 1, "calls": ["begin", "end"]}
+    assert out["refused"]["state"] == "idle" and len(out["refused"]["calls"]) == 1
+    assert out["refused"]["calls"][0].startswith("error NotAllowedError: Microphone access was denied")
+    assert out["afterRefused"] == {"state": "opening", "mics": 2}
+    assert out["toggle"] == {"state": "idle", "calls": [], "closed": True}
