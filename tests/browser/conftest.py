@@ -97,9 +97,22 @@ def talkgate(tmp_path) -> Iterator[Talkgate]:
 
 @pytest.fixture
 def page(chromium, talkgate):
-    page = new_page(chromium, {"width": 1000, "height": 900})
+    context = chromium.new_context(viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
+    )
+    page.errors = errors  # type: ignore[attr-defined]
     yield page
-    page.context.close()
+    context.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 # getUserMedia under the test's control, as behind a permission prompt: in "hold" mode each call
@@ -155,9 +168,19 @@ def new_page(browser, viewport: dict[str, int], touch: bool = False, init_script
         lambda msg: errors.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
     )
     page.errors = errors  # type: ignore[attr-defined]
+    page.wait_for_function = _poll_by_evaluate(page)  # type: ignore[method-assign]
     return page
 
 
-def screenshot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+def _poll_by_evaluate(page):
+    """wait_for_function polling with page.evaluate, from outside the page: Playwright's own polls by
+    eval inside the page, which a Content-Security-Policy without 'unsafe-eval' refuses."""
+
+    def wait_for_function(expression: str, timeout: float = 30_000) -> None:
+        deadline = time.monotonic() + timeout / 1000
+        while not page.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not true within {timeout} ms: {expression}")
+            page.wait_for_timeout(20)
+
+    return wait_for_function
