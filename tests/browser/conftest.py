@@ -130,3 +130,74 @@ def _polling_from_outside(page: Any) -> Any:
 def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# getUserMedia under the test's control, as behind a permission prompt: in "hold" mode each call
+# waits until the test calls window.__gum.grant(); "deny" rejects as a refused prompt does; "pass"
+# answers at once. Every stream granted is kept, so a test can see whether its tracks were stopped.
+HELD_GET_USER_MEDIA = """
+(() => {
+  const devices = navigator.mediaDevices;
+  const real = devices.getUserMedia.bind(devices);
+  const gum = { mode: "hold", calls: 0, held: [], streams: [] };
+  gum.grant = () => gum.held.splice(0).map((go) => go()).length;
+  gum.tracks = () => gum.streams.flatMap((s) => s.getTracks());
+  gum.live = () => gum.tracks().filter((t) => t.readyState === "live").length;
+  devices.getUserMedia = (constraints) => {
+    gum.calls += 1;
+    if (gum.mode === "deny") {
+      return Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+    }
+    const open = () => real(constraints).then((stream) => (gum.streams.push(stream), stream));
+    if (gum.mode === "pass") return open();
+    return new Promise((resolve, reject) => gum.held.push(() => open().then(resolve, reject)));
+  };
+  window.__gum = gum;
+})();
+"""
+
+# Each audio message a page puts on a WebSocket, with what the page's status said at that moment:
+# socket.io's send_audio (relay), the provider's user_audio_chunk (direct), binary PCM to the avatar.
+AUDIO_SENDS = """
+(() => {
+  const sends = [];
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    const text = typeof data === "string";
+    const audio = text ? /"send_audio"|"user_audio_chunk"/.test(data) : !this.url.includes("socket.io");
+    if (audio) sends.push(document.getElementById("state").dataset.state);
+    return send.call(this, data);
+  };
+  window.__audioSends = sends;
+})();
+"""
+
+
+def new_page(browser, viewport: dict[str, int], touch: bool = False, init_script: str | None = None):
+    context = browser.new_context(viewport=viewport, has_touch=touch, is_mobile=touch)
+    if init_script:
+        context.add_init_script(init_script)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
+    )
+    page.errors = errors  # type: ignore[attr-defined]
+    page.wait_for_function = _poll_by_evaluate(page)  # type: ignore[method-assign]
+    return page
+
+
+def _poll_by_evaluate(page):
+    """wait_for_function polling with page.evaluate, from outside the page: Playwright's own polls by
+    eval inside the page, which a Content-Security-Policy without 'unsafe-eval' refuses."""
+
+    def wait_for_function(expression: str, timeout: float = 30_000) -> None:
+        deadline = time.monotonic() + timeout / 1000
+        while not page.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not true within {timeout} ms: {expression}")
+            page.wait_for_timeout(20)
+
+    return wait_for_function

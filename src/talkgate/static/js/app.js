@@ -5,6 +5,7 @@ import { AvatarConversation } from "./avatar.js";
 import { Microphone } from "./capture.js";
 import { DirectConversation } from "./direct.js";
 import { AgentPlayer } from "./player.js";
+import { PushToTalk } from "./ptt.js";
 import { RelayConversation } from "./relay.js";
 
 const $ = (id) => document.getElementById(id);
@@ -42,6 +43,7 @@ const MESSAGES = {
 };
 
 export function messageFor(error) {
+  if (error.code === "microphone") return error.message; // ptt.js names the cause itself
   const text = MESSAGES[error.code] || "Something went wrong.";
   return error.message && error.message !== text ? `${text} (${error.message})` : text;
 }
@@ -50,11 +52,8 @@ const ui = {
   state: "idle",
   conversation: null,
   context: null,
-  mic: null,
+  ptt: null, // the push-to-talk machine (ptt.js) of the running conversation
   player: null,
-  talking: false,
-  turnPending: false,
-  pressQueued: false,
   agentEntry: null,
   stats: { turns: 0, chunksSent: 0, bytesSent: 0, transcripts: [], errors: [] },
 };
@@ -64,17 +63,27 @@ const STATE_TEXT = {
   idle: "Not connected",
   connecting: "Connecting…",
   ready: "Ready: hold to talk",
+  opening: "Opening the microphone… (nothing is sent yet)",
   talking: "Listening to you…",
+  sending: "Sending the end of your turn…",
   agent: "Agent speaking",
   error: "Error",
 };
 
-function setState(state, text) {
+const toggleStyle = () => $("ptt-style").value === "toggle";
+
+function stateText(state) {
+  if (state === "ready") return toggleStyle() ? "Ready: click to talk" : "Ready: hold to talk";
+  return STATE_TEXT[state];
+}
+
+function setState(state, text, tone = "") {
   ui.state = state;
   const el = $("state");
   el.dataset.state = state;
-  el.textContent = text || STATE_TEXT[state];
-  const live = state === "ready" || state === "talking" || state === "agent";
+  el.dataset.tone = tone;
+  el.textContent = text || stateText(state);
+  const live = ["ready", "opening", "talking", "sending", "agent"].includes(state);
   $("ptt").disabled = !live;
   $("connect").textContent = state === "idle" || state === "error" ? "Connect" : "Disconnect";
   $("connect").disabled = state === "connecting";
@@ -144,9 +153,8 @@ function onAudio(b64, format) {
 function onEnded(info) {
   if (!ui.conversation) return;
   ui.conversation = null;
-  stopTalking(true);
-  if (ui.mic) ui.mic.close();
-  ui.mic = null;
+  if (ui.ptt) ui.ptt.stop(); // the microphone closes; nothing more goes upstream
+  ui.ptt = null;
   $("avatar-video").hidden = true;
   $("avatar-video").replaceChildren();
   if (ui.state !== "error") setState("idle", `Ended (${info.reason || "done"})`);
@@ -188,19 +196,7 @@ async function connect() {
     if (started.inputFormat && started.inputFormat !== "pcm_16000") {
       throw Object.assign(new Error(`the agent wants ${started.inputFormat}`), { code: "bad_format" });
     }
-    ui.mic = new Microphone({
-      context: ui.context,
-      processing: $("processing").checked,
-      onChunk: (pcm) => {
-        if (!ui.conversation) return;
-        ui.conversation.sendAudio(pcm);
-        ui.stats.chunksSent += 1;
-        ui.stats.bytesSent += pcm.byteLength;
-      },
-      onLevel: (peak) => {
-        $("level").style.width = `${Math.min(100, Math.round(peak * 140))}%`;
-      },
-    });
+    ui.ptt = pushToTalkFor(ui.conversation);
     setState("ready");
   } catch (err) {
     const conversation = ui.conversation;
@@ -213,108 +209,136 @@ async function connect() {
 
 async function disconnect() {
   const conversation = ui.conversation;
-  await stopTalking();
+  if (ui.ptt) {
+    if (ui.ptt.state !== "ending") ui.ptt.release(); // a turn being spoken is sent, an opening one dropped
+    await ui.ptt.settled();
+    ui.ptt.stop();
+  }
+  ui.ptt = null;
   ui.conversation = null;
-  if (ui.mic) ui.mic.close();
-  ui.mic = null;
   if (ui.player) ui.player.flush();
   if (conversation) await conversation.end();
   setState("idle", "Ended");
 }
 
-async function startTalking() {
-  if (ui.turnPending) {
-    ui.pressQueued = true; // the last turn's tail is still being sent: this press follows it
-    return;
-  }
-  if (ui.talking || !ui.conversation || !ui.mic) return;
-  ui.talking = true;
-  $("ptt").setAttribute("aria-pressed", "true");
-  $("ptt").textContent = $("ptt-style").value === "toggle" ? "Click to send" : "Release to send";
-  if (ui.player) ui.player.flush(); // talking over the agent: barge in
-  setState("talking");
-  try {
-    await ui.mic.open(); // first press opens the mic; later presses have the pre-roll ready
-  } catch (err) {
-    ui.talking = false;
-    showError({ code: "bad_audio", message: `microphone: ${err.message}` });
-    setState("ready");
-    return;
-  }
-  ui.conversation.beginTurn();
-  ui.mic.start();
+// The microphone of one turn: chunks go to the conversation that is running when they are captured.
+function newMicrophone() {
+  return new Microphone({
+    context: ui.context,
+    processing: $("processing").checked,
+    onChunk: (pcm) => {
+      if (!ui.conversation) return;
+      ui.conversation.sendAudio(pcm);
+      ui.stats.chunksSent += 1;
+      ui.stats.bytesSent += pcm.byteLength;
+    },
+    onLevel: (peak) => {
+      $("level").style.width = `${Math.min(100, Math.round(peak * 140))}%`;
+    },
+  });
 }
 
-async function stopTalking(silent = false) {
-  if (ui.pressQueued) {
-    ui.pressQueued = false; // released before the queued press could begin: a tap, dropped
-    return;
-  }
-  if (!ui.talking) return;
-  ui.talking = false;
-  ui.turnPending = true;
-  $("ptt").setAttribute("aria-pressed", "false");
-  $("ptt").textContent = $("ptt-style").value === "toggle" ? "Click to talk" : "Hold to talk";
-  if (ui.mic) await ui.mic.stop(); // the tail, then the last chunk
-  if (ui.conversation && !silent) {
-    ui.conversation.endTurn(); // at once, right behind the tail
-    ui.stats.turns += 1;
-  }
-  ui.turnPending = false;
-  if (ui.state === "talking") setState("ready");
-  if (ui.pressQueued && !silent) {
-    ui.pressQueued = false;
-    startTalking();
+function pushToTalkFor(conversation) {
+  return new PushToTalk({
+    openMicrophone: newMicrophone,
+    begin: () => {
+      if (ui.player) ui.player.flush(); // talking over the agent: barge in
+      conversation.beginTurn();
+    },
+    end: () => {
+      if (ui.conversation !== conversation) return;
+      conversation.endTurn(); // at once, right behind the tail
+      ui.stats.turns += 1;
+    },
+    onState: showPushToTalk,
+    onError: (problem) => showError(problem),
+  });
+}
+
+const BUTTON_TEXT = {
+  hold: { idle: "Hold to talk", opening: "Opening…", talking: "Release to send" },
+  toggle: { idle: "Click to talk", opening: "Opening… click to cancel", talking: "Click to send" },
+};
+
+function showButton(pttState) {
+  const held = pttState === "opening" || pttState === "talking" || pttState === "ending_pressed";
+  const shown = pttState === "ending_pressed" ? "opening" : held ? pttState : "idle";
+  $("ptt").setAttribute("aria-pressed", String(held));
+  $("ptt").dataset.ptt = pttState;
+  $("ptt").textContent = BUTTON_TEXT[toggleStyle() ? "toggle" : "hold"][shown];
+}
+
+// The status line follows the machine: it says "listening" only while audio goes upstream.
+function showPushToTalk(pttState, { input, from }) {
+  showButton(pttState);
+  if (ui.state === "idle" || ui.state === "error" || ui.state === "connecting") return;
+  if (pttState === "opening" || pttState === "ending_pressed") {
+    if (ui.player && pttState === "opening") ui.player.flush();
+    setState("opening");
+  } else if (pttState === "talking") {
+    $("error").textContent = "";
+    setState("talking");
+  } else if (pttState === "ending") {
+    setState("sending");
+  } else if (input === "release" && from === "opening") {
+    setState("ready", "Cancelled before the microphone opened: nothing was sent", "warn");
+  } else if (input === "open_failed") {
+    setState("ready", "No microphone: nothing was sent", "warn");
+  } else {
+    setState(ui.player && ui.player.playing ? "agent" : "ready");
   }
 }
 
 function wirePushToTalk() {
   const button = $("ptt");
+  const press = () => ui.ptt && ui.ptt.press();
+  const release = () => ui.ptt && ui.ptt.release();
+  const toggle = () => ui.ptt && ui.ptt.toggle();
   button.addEventListener("pointerdown", (e) => {
     if (button.disabled || e.button !== 0) return;
-    if ($("ptt-style").value === "toggle") {
-      if (ui.talking) stopTalking();
-      else startTalking();
+    if (toggleStyle()) {
+      toggle();
       return;
     }
     button.setPointerCapture(e.pointerId);
-    startTalking();
+    press();
   });
-  const release = () => {
-    if ($("ptt-style").value === "hold") stopTalking();
+  const releaseHeld = () => {
+    if (!toggleStyle()) release();
   };
-  button.addEventListener("pointerup", release);
-  button.addEventListener("pointercancel", release);
+  button.addEventListener("pointerup", releaseHeld);
+  button.addEventListener("pointercancel", releaseHeld);
   button.addEventListener("contextmenu", (e) => e.preventDefault()); // long-press on touch screens
   // Keyboard: Space held = talking (hold mode) or Space toggles (toggle mode); Enter toggles.
   document.addEventListener("keydown", (e) => {
     if (e.code !== "Space" || e.repeat || button.disabled) return;
     if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement) return;
     e.preventDefault();
-    if ($("ptt-style").value === "toggle") {
-      if (ui.talking) stopTalking();
-      else startTalking();
-    } else {
-      startTalking();
-    }
+    if (toggleStyle()) toggle();
+    else press();
   });
   document.addEventListener("keyup", (e) => {
-    if (e.code !== "Space" || $("ptt-style").value !== "hold") return;
+    if (e.code !== "Space" || toggleStyle()) return;
     e.preventDefault();
-    stopTalking();
+    release();
   });
   button.addEventListener("keydown", (e) => {
     if (e.key === "Enter") {
       e.preventDefault();
-      if (ui.talking) stopTalking();
-      else startTalking();
+      toggle();
     }
   });
   $("ptt-style").addEventListener("change", () => {
-    button.textContent = $("ptt-style").value === "toggle" ? "Click to talk" : "Hold to talk";
+    // Switching style mid-turn would leave a hold without its release: the turn in progress ends.
+    if (ui.ptt && ui.ptt.held) ui.ptt.release();
+    showButton(ui.ptt ? ui.ptt.state : "idle");
+    if (ui.state === "ready") setState("ready");
+    $("hint").textContent = toggleStyle()
+      ? "Click the button (or press the spacebar) to start talking, and again to send."
+      : "Hold the button or the spacebar while you speak; release to send.";
   });
   window.addEventListener("blur", () => {
-    if ($("ptt-style").value === "hold") stopTalking(); // a held key is lost with the focus
+    if (!toggleStyle()) release(); // a held key is lost with the focus
   });
 }
 

@@ -66,7 +66,8 @@ class LiveKitRoom {
 
   async connect() {
     const { Room, RoomEvent } = await import("/vendor/livekit-client.esm.mjs");
-    this.room = new Room({ adaptiveStream: true });
+    // A muted microphone is stopped, not just silenced: no live-mic indicator between turns.
+    this.room = new Room({ adaptiveStream: true, publishDefaults: { stopMicTrackOnMute: true } });
     this.room.on(RoomEvent.DataReceived, (payload, _participant, _kind, topic) => {
       try {
         this.onPacket(topic, JSON.parse(new TextDecoder().decode(payload)));

@@ -1,11 +1,24 @@
-// The microphone: an AudioWorklet at the provider's input rate turning the mic into PCM16.
-// While the mic is open but nobody is talking, the last PRE_ROLL_MS are kept, so the first
-// syllable spoken just before the press is not lost; after release, TAIL_MS more are sent, so the
-// last word is not cut. Chunks of about CHUNK_MS go to `onChunk`; `onLevel` gets the peak level.
+// The microphone for one push-to-talk turn: an AudioWorklet at the provider's input rate turning the
+// mic into PCM16. It is opened on the press and closed after the turn (ptt.js), so the browser's
+// live-microphone indicator is on only while someone talks. After release, TAIL_MS more are sent, so
+// the last word is not cut. Chunks of about CHUNK_MS go to `onChunk`; `onLevel` gets the peak level.
 
-export const PRE_ROLL_MS = 300;
 export const TAIL_MS = 200;
 export const CHUNK_MS = 100;
+
+const worklets = new WeakMap(); // context → the promise of its capture module (loaded once)
+
+function captureModule(context) {
+  if (!worklets.has(context)) worklets.set(context, context.audioWorklet.addModule("/static/js/pcm-worklet.js"));
+  return worklets.get(context);
+}
+
+export class MicrophoneClosed extends Error {
+  constructor() {
+    super("the microphone was closed while it opened");
+    this.name = "MicrophoneClosed";
+  }
+}
 
 export class Microphone {
   constructor({ context, onChunk, onLevel, processing = false }) {
@@ -14,18 +27,24 @@ export class Microphone {
     this.onLevel = onLevel || (() => {});
     this.processing = processing;
     this.rate = context.sampleRate;
-    this.frames = []; // pre-roll while idle, the pending chunk while talking
+    this.frames = []; // the pending chunk while talking
     this.frameCount = 0;
     this.talking = false;
     this.tailUntil = 0;
     this.tailDone = null;
+    this.closed = false;
   }
 
+  // Rejects with the browser's error (NotAllowedError, NotFoundError…), or MicrophoneClosed when
+  // close() came first: then the tracks the browser granted late are stopped at once.
   async open() {
-    if (this.stream) return;
+    if (this.closed) throw new MicrophoneClosed();
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      throw new TypeError("navigator.mediaDevices is not available");
+    }
     // Echo cancellation, noise suppression and gain control change the voice; they are opt-in.
     const constraint = this.processing;
-    this.stream = await navigator.mediaDevices.getUserMedia({
+    const stream = await navigator.mediaDevices.getUserMedia({
       audio: {
         channelCount: 1,
         echoCancellation: constraint,
@@ -33,7 +52,13 @@ export class Microphone {
         autoGainControl: constraint,
       },
     });
-    await this.context.audioWorklet.addModule("/static/js/pcm-worklet.js");
+    this.stream = stream;
+    if (this.closed) {
+      this.close();
+      throw new MicrophoneClosed();
+    }
+    await captureModule(this.context);
+    if (this.closed) throw new MicrophoneClosed(); // close() has stopped the tracks already
     this.source = this.context.createMediaStreamSource(this.stream);
     this.node = new AudioWorkletNode(this.context, "pcm-capture", {
       channelCount: 1,
@@ -48,12 +73,7 @@ export class Microphone {
 
   frame(pcm, peak, late = false) {
     this.onLevel(peak);
-    if (!this.talking && !this.tailDone) {
-      this.frames.push(pcm);
-      const keep = Math.ceil(PRE_ROLL_MS / 20);
-      if (this.frames.length > keep) this.frames.splice(0, this.frames.length - keep);
-      return;
-    }
+    if (!this.talking && !this.tailDone) return; // opened, not yet started, or done: not sent
     this.frames.push(pcm);
     this.frameCount += pcm.length;
     if (this.frameCount >= (this.rate * CHUNK_MS) / 1000) this.flush();
@@ -79,10 +99,10 @@ export class Microphone {
     this.onChunk(chunk);
   }
 
-  // Talking starts with the pre-roll already captured.
   start() {
     this.talking = true;
-    this.frameCount = this.frames.reduce((n, f) => n + f.length, 0);
+    this.frames = [];
+    this.frameCount = 0;
   }
 
   // Resolves once the tail has been captured and the last chunk handed out.
@@ -102,10 +122,15 @@ export class Microphone {
   }
 
   close() {
+    this.closed = true;
+    this.onLevel(0);
     if (this.stream) this.stream.getTracks().forEach((t) => t.stop());
     if (this.source) this.source.disconnect();
     if (this.node) this.node.disconnect();
+    if (this.node) this.node.port.onmessage = null;
     this.stream = null;
+    this.source = null;
+    this.node = null;
     this.frames = [];
     this.talking = false;
     if (this.tailDone) {
