@@ -87,7 +87,7 @@ def simulator_url(talkgate) -> str:
 
 def upstream(page, talkgate) -> Counter[str]:
     """What the provider (the simulator) received in this conversation, by kind of frame."""
-    cid = page.evaluate("window.talkgate.conversationId")
+    cid = page.evaluate("window.talkgate.providerConversationId")
     r = httpx.get(f"{simulator_url(talkgate)}/_simulator/conversations/{cid}/frames")
     assert r.status_code == 200, r.text
     return Counter(

@@ -193,6 +193,7 @@ async function connect() {
     }
     const started = await ui.conversation.start({ voice: $("voice").value });
     ui.conversationId = started.conversationId;
+    ui.providerConversationId = started.providerConversationId || started.conversationId;
     if (started.inputFormat && started.inputFormat !== "pcm_16000") {
       throw Object.assign(new Error(`the agent wants ${started.inputFormat}`), { code: "bad_format" });
     }

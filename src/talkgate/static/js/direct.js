@@ -40,6 +40,8 @@ export class DirectConversation {
     return {
       ok: true,
       conversationId: this.conversationId,
+      // The provider's own id for this conversation (talkgate's call id is conversationId).
+      providerConversationId: metadata.conversation_id,
       inputFormat: metadata.user_input_audio_format,
       outputFormat: this.outputFormat,
       mediaStreamingEnabled: signed.mediaStreamingEnabled,
