@@ -33,7 +33,18 @@ STATUS_FOR_CODE = {
     ErrorCode.STORAGE_ERROR: 503,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.NOT_CONFIGURED: 404,  # a feature this server does not offer: nothing there to reach
+    ErrorCode.REQUEST_TOO_LARGE: 413,
+    ErrorCode.METADATA_TOO_LARGE: 413,
+    ErrorCode.TOO_MUCH_AUDIO: 413,
+    ErrorCode.TOO_MANY_CONVERSATIONS: 429,
+    ErrorCode.TOO_MANY_SESSIONS: 429,
+    ErrorCode.CALL_ENDED: 409,
+    ErrorCode.WEBHOOK_BUSY: 503,
+    ErrorCode.SPOOL_FULL: 507,
 }
+
+# Refusals that say when to try again (seconds): the condition passes by itself.
+RETRY_AFTER_FOR_CODE = {ErrorCode.WEBHOOK_BUSY: 5, ErrorCode.SPOOL_FULL: 60}
 
 
 DB_AWAY = DatabaseUnavailable("the database is unavailable; try again shortly")
@@ -43,6 +54,8 @@ def error_response(exc: TalkgateError) -> JSONResponse:
     metrics.ERRORS.labels(exc.code.value).inc()
     status = STATUS_FOR_CODE.get(exc.code, 400 if isinstance(exc, ProtocolError) else 500)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if exc.code in RETRY_AFTER_FOR_CODE:
+        headers = {"Retry-After": str(RETRY_AFTER_FOR_CODE[exc.code])}
     return JSONResponse({"error": exc.as_dict()}, status_code=status, headers=headers)
 
 

@@ -17,10 +17,11 @@ from talkgate.auth import derived_key
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
 from talkgate.persistence.models import CallLog
 from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
-from talkgate.protocol.signing import audio_signature, verify_audio_signature, verify_webhook_signature
+from talkgate.protocol.signing import audio_signature, verify_audio_signature
 from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, iso
 from talkgate.web.byte_ranges import Unsatisfiable, byte_range
 from talkgate.web.media import media_url
+from talkgate.web.webhook_intake import verified_webhook_body
 
 log = logging.getLogger("talkgate.calls")
 
@@ -246,10 +247,7 @@ def build_router() -> APIRouter:
         secret = rt.settings.elevenlabs_webhook_secret
         if secret is None:
             raise NotFoundError("webhooks are not configured (ELEVENLABS_WEBHOOK_SECRET)")
-        body = await _read_limited(request, MAX_WEBHOOK_BODY)
-        verify_webhook_signature(
-            secret.get_secret_value().encode(), body, request.headers.get("elevenlabs-signature"), time.time()
-        )
+        body = await verified_webhook_body(request, secret.get_secret_value().encode(), rt.settings)
         try:
             event = json.loads(body)
             kind, data = event["type"], event["data"]
