@@ -99,7 +99,9 @@ def create_app(settings: Settings) -> TalkgateApp:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    api.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    api.add_middleware(
+        BodyLimit, max_bytes=settings.max_request_bytes, max_json_depth=settings.max_json_depth
+    )
     if (
         settings.cors_origins
     ):  # none by default: browsers may read talkgate's answers from its own origin only

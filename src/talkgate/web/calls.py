@@ -20,6 +20,7 @@ from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_
 from talkgate.protocol.signing import audio_signature, verify_audio_signature
 from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, iso
 from talkgate.web.byte_ranges import Unsatisfiable, byte_range
+from talkgate.web.limits import json_too_deep, too_deep_message
 from talkgate.web.media import media_url
 from talkgate.web.webhook_intake import verified_webhook_body
 
@@ -206,6 +207,8 @@ def build_router() -> APIRouter:
         call = await rt.repo.get_call(user.user_id, conversation_id)
         body = await _read_limited(request, MAX_CHUNK_UPLOAD * 2)
         if request.headers.get("content-type", "").startswith("application/json"):
+            if json_too_deep(body, rt.settings.max_json_depth):
+                raise ProtocolError(too_deep_message(rt.settings.max_json_depth))
             try:
                 obj = json.loads(body)
             except ValueError as exc:

@@ -9,7 +9,7 @@ The route is public, so whoever finds it can post to it. In order of cost:
    verified; another is refused at once with 503 ``webhook_busy`` and ``Retry-After``;
 4. the body is streamed into a spooled temporary file (``SPOOL_IN_MEMORY`` in memory, the rest on
    disk in the spool folder) while its HMAC is computed, and cut off past the cap (413);
-5. only a body whose HMAC matches is read back and handed to the route.
+5. only a body whose HMAC matches is read back, checked for JSON nesting, and handed to the route.
 
 A verified body comes from the provider and is at most the cap, so it is returned as bytes.
 """
@@ -31,6 +31,7 @@ from fastapi import Request
 from talkgate.errors import AuthError, ErrorCode, ProtocolError, TalkgateError
 from talkgate.protocol.signing import WEBHOOK_TOLERANCE_S
 from talkgate.settings import Settings
+from talkgate.web.limits import json_too_deep, too_deep_message
 
 SPOOL_IN_MEMORY = 1024 * 1024  # a body's bytes held in memory before it goes to a file
 WRITE_BATCH = 256 * 1024  # the body is written to its file in batches of this, from a worker thread
@@ -140,4 +141,7 @@ async def verified_webhook_body(request: Request, secret: bytes, settings: Setti
     with spool:
         if not hmac.compare_digest(mac.hexdigest(), signature.mac):
             raise AuthError("webhook signature does not match")
-        return await asyncio.to_thread(spool.read)
+        body = await asyncio.to_thread(spool.read)
+    if json_too_deep(body, settings.max_json_depth):  # signed, but parsed next: no RecursionError
+        raise ProtocolError(too_deep_message(settings.max_json_depth))
+    return body
