@@ -14,8 +14,8 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from talkgate.auth import derived_key
-from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
-from talkgate.persistence.models import CallLog
+from talkgate.errors import ConflictError, ErrorCode, NotFoundError, ProtocolError
+from talkgate.persistence.models import CallLog, CallStatus
 from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
 from talkgate.protocol.signing import audio_signature, verify_audio_signature
 from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, iso
@@ -205,6 +205,8 @@ def build_router() -> APIRouter:
         """The app's own copy of its audio: raw PCM16 16 kHz mono (``application/octet-stream``),
         or JSON ``{audio: base64, format?}`` in any provider format."""
         call = await rt.repo.get_call(user.user_id, conversation_id)
+        if call.status != CallStatus.ACTIVE:  # its chunks would never be used
+            raise ConflictError("this call has ended; it takes no more audio", code=ErrorCode.CALL_ENDED)
         body = await _read_limited(request, MAX_CHUNK_UPLOAD * 2)
         if request.headers.get("content-type", "").startswith("application/json"):
             if json_too_deep(body, rt.settings.max_json_depth):
