@@ -18,7 +18,7 @@ from talkgate.errors import ConflictError, ErrorCode, NotFoundError, ProtocolErr
 from talkgate.persistence.models import CallLog, CallStatus
 from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
 from talkgate.protocol.signing import audio_signature, verify_audio_signature
-from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, iso
+from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, active_since, iso
 from talkgate.web.byte_ranges import Unsatisfiable, byte_range
 from talkgate.web.limits import json_too_deep, too_deep_message
 from talkgate.web.media import media_url
@@ -126,7 +126,14 @@ def build_router() -> APIRouter:
                 "conversationId": None,
                 "mediaStreamingEnabled": False,
             }
-        await rt.repo.create_call(user.user_id, cid, agent_id=agent_id, voice=body.voice or "default")
+        await rt.repo.create_call_capped(
+            user.user_id,
+            cid,
+            max_active=settings.max_active_calls_per_user,
+            since=active_since(settings.active_window_hours),
+            agent_id=agent_id,
+            voice=body.voice or "default",
+        )
         if streaming:
             started = await rt.elevenlabs.start_conversation(agent_id, cid, media_url(settings, cid))
             signed = started["signed_url"]
