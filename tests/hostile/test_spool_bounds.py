@@ -3,13 +3,16 @@ more than the spool holds; and files nobody will use, cleaned at call end and at
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import shutil
+import threading
 
 import httpx
 import pytest
 
+from tests.conftest import TIMEOUT, wait_until
 from tests.hostile.conftest import count
 from tests.web.conftest import start_gate
 from tests.web.recording_helpers import noise
@@ -119,3 +122,33 @@ async def test_orphaned_chunk_files_are_cleaned_at_start_up(tmp_path, simulator)
         os.close(held)
     count("orphaned chunk files", 2)
     assert chunk_files(gate) == sorted([live_file, "heldbyanother012345.chunks.pcm"])
+
+
+async def test_a_chunk_written_while_its_call_ends_leaves_no_file(plain_gate):
+    """An upload that passed the "call in progress" check, its write held until the call's end
+    has finished: it is refused and its file removed (it was an orphan until the next start)."""
+    gate = plain_gate
+    spool = gate.app.runtime.recordings.chunks
+    entered, release = threading.Event(), threading.Event()
+    original = spool._append
+
+    def held_append(call_id: str, pcm: bytes) -> int:
+        entered.set()
+        release.wait(TIMEOUT)
+        return original(call_id, pcm)
+
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        await register(client, gate, "conv_racing")
+        spool._append = held_append
+        try:
+            racing = asyncio.ensure_future(upload(client, gate, "conv_racing"))
+            await wait_until(entered.is_set)
+            ended = await client.post("/api/calls/conv_racing/end", headers=gate.headers())
+            assert ended.json()["status"] == "ended"
+            release.set()
+            r = await racing
+        finally:
+            spool._append = original
+    count("chunk uploads (racing the call's end)")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "call_ended"
+    assert chunk_files(gate) == []

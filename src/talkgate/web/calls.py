@@ -232,6 +232,10 @@ def build_router() -> APIRouter:
         else:
             pcm = validate_pcm16(body, max_bytes=MAX_CHUNK_UPLOAD)
         total = await rt.recordings.add_chunk(call, pcm)
+        now = await rt.repo.call_by_conversation(conversation_id)
+        if now is None or now.status != CallStatus.ACTIVE:  # ended while this was written: no orphan
+            await rt.recordings.chunks.discard(call.id)
+            raise ConflictError("this call has ended; it takes no more audio", code=ErrorCode.CALL_ENDED)
         return {"ok": True, "bytes": len(pcm), "totalBytes": total}
 
     @router.post("/calls/{conversation_id}/transcript")
