@@ -39,6 +39,11 @@ class ErrorCode(StrEnum):
     UNKNOWN_VOICE = "unknown_voice"
     UNKNOWN_AGENT = "unknown_agent"
     SLOW_CONSUMER = "slow_consumer"
+    METADATA_TOO_LARGE = "metadata_too_large"
+    TOO_MANY_CONVERSATIONS = "too_many_conversations"
+    TOO_MANY_SESSIONS = "too_many_sessions"
+    CALL_ENDED = "call_ended"
+    TOO_MUCH_AUDIO = "too_much_audio"
     # provider side
     PROVIDER_UNREACHABLE = "provider_unreachable"
     PROVIDER_AUTH = "provider_auth"
@@ -54,6 +59,8 @@ class ErrorCode(StrEnum):
     STORAGE_ERROR = "storage_error"
     DATABASE_UNAVAILABLE = "database_unavailable"
     REQUEST_TOO_LARGE = "request_too_large"
+    WEBHOOK_BUSY = "webhook_busy"
+    SPOOL_FULL = "spool_full"
     NOT_CONFIGURED = "not_configured"
     INTERNAL = "internal"
 

@@ -125,6 +125,37 @@ class Settings(BaseSettings):
     recording_channels: int = Field(1, ge=1, le=2, validation_alias=_env("TALKGATE_RECORDING_CHANNELS"))
     call_end_wait_s: float = Field(5.0, ge=0, le=60, validation_alias=_env("TALKGATE_CALL_END_WAIT"))
 
+    # --- bounds on what one request or one user may make talkgate hold (docs/security.md) ---
+    # The provider's post-call webhook: a 2-hour MP3 at 128 kbit/s is 7200 s x 16 000 B/s = 115.2 MB,
+    # 153.6 MB in base64 (x 4/3), plus the JSON around it: 160 MiB.
+    max_webhook_bytes: int = Field(
+        160 * 1024 * 1024, ge=1024, validation_alias=_env("TALKGATE_MAX_WEBHOOK_BYTES")
+    )
+    # Webhook bodies being received and not yet verified, per process; beyond: 503 webhook_busy.
+    webhook_concurrency: int = Field(2, ge=1, le=64, validation_alias=_env("TALKGATE_WEBHOOK_CONCURRENCY"))
+    # Nesting of any JSON request body (objects and arrays); deeper: 400 bad_request.
+    max_json_depth: int = Field(32, ge=2, le=200, validation_alias=_env("TALKGATE_MAX_JSON_DEPTH"))
+    # A conversation session's metadata, serialized as JSON; larger: 413 metadata_too_large.
+    max_metadata_bytes: int = Field(4096, ge=64, validation_alias=_env("TALKGATE_MAX_METADATA_BYTES"))
+    # A user's sessions and calls still "active" that began within the window; beyond: 429.
+    max_active_sessions_per_user: int = Field(
+        20, ge=1, validation_alias=_env("TALKGATE_MAX_ACTIVE_SESSIONS_PER_USER")
+    )
+    max_active_calls_per_user: int = Field(
+        10, ge=1, validation_alias=_env("TALKGATE_MAX_ACTIVE_CALLS_PER_USER")
+    )
+    # Sessions and calls never ended (a page closed without /end) stop counting after this long.
+    active_window_hours: float = Field(
+        3.0, gt=0, le=24 * 7, validation_alias=_env("TALKGATE_ACTIVE_WINDOW_HOURS")
+    )
+    # Everything in the spool folder (live recordings and the apps' chunks); beyond: 507 spool_full
+    # for chunk uploads (live recordings go on; see docs/security.md).
+    max_spool_bytes: int = Field(4 * 1024**3, ge=0, validation_alias=_env("TALKGATE_MAX_SPOOL_BYTES"))
+    # The app's chunks of one call: 256 MiB is about 2 hours of 16 kHz PCM16; beyond: 413 too_much_audio.
+    max_call_chunks_bytes: int = Field(
+        256 * 1024 * 1024, ge=0, validation_alias=_env("TALKGATE_MAX_CALL_CHUNKS_BYTES")
+    )
+
     # Set by ``serve`` when it starts the built-in simulator; not read from the environment.
     simulator_mode: bool = Field(False, exclude=True)
 

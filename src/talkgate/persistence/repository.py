@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from talkgate.errors import ConflictError, NotFoundError
+from talkgate.errors import ConflictError, ErrorCode, NotFoundError
 from talkgate.persistence.models import (
     AudioSource,
     CallLog,
@@ -103,6 +103,54 @@ class Repository:
                 if existing.user_id != user_id:
                     raise ConflictError("that sessionId is taken")
                 return existing
+            row = ConversationSession(user_id=user_id, session_id=sid, metadata_=metadata)
+            db.add(row)
+            await db.flush()
+            return row
+
+    async def _hold_user(self, db: AsyncSession, user_id: str) -> None:
+        """Serialise one user's capped starts until the transaction ends: a write to the user's
+        row is a row lock on PostgreSQL and the database's write lock on SQLite, so two requests
+        cannot both count N - 1 and both start the Nth (in any process)."""
+        await self._ensure_user(db, user_id)
+        await db.execute(update(User).where(User.id == user_id).values(updated_at=utcnow()))
+
+    async def start_session_capped(
+        self,
+        user_id: str,
+        session_id: str | None,
+        metadata: dict[str, Any] | None,
+        *,
+        max_active: int,
+        since: datetime,
+    ) -> ConversationSession:
+        """``start_session``, refused (``too_many_sessions``) when the user already has
+        ``max_active`` active sessions started after ``since``."""
+        async with self._sessions.begin() as db:
+            await self._hold_user(db, user_id)
+            sid = session_id or cuid()
+            existing = await db.scalar(
+                select(ConversationSession).where(ConversationSession.session_id == sid)
+            )
+            if existing is not None:
+                if existing.user_id != user_id:
+                    raise ConflictError("that sessionId is taken")
+                return existing
+            active = await db.scalar(
+                select(func.count())
+                .select_from(ConversationSession)
+                .where(
+                    ConversationSession.user_id == user_id,
+                    ConversationSession.status == SessionStatus.ACTIVE,
+                    ConversationSession.started_at >= since,
+                )
+            )
+            if (active or 0) >= max_active:
+                raise ConflictError(
+                    f"you have {max_active} active sessions; end one first "
+                    "(TALKGATE_MAX_ACTIVE_SESSIONS_PER_USER)",
+                    code=ErrorCode.TOO_MANY_SESSIONS,
+                )
             row = ConversationSession(user_id=user_id, session_id=sid, metadata_=metadata)
             db.add(row)
             await db.flush()
@@ -281,6 +329,38 @@ class Repository:
                 if existing.user_id != user_id:
                     raise ConflictError("that conversationId is taken")
                 return existing
+            row = CallLog(user_id=user_id, conversation_id=conversation_id, transcript=[], turns=[], **fields)
+            db.add(row)
+            await db.flush()
+            return row
+
+    async def create_call_capped(
+        self, user_id: str, conversation_id: str, *, max_active: int, since: datetime, **fields: Any
+    ) -> CallLog:
+        """``create_call``, refused (``too_many_conversations``) when the user already has
+        ``max_active`` active calls started after ``since``; the same call again is not refused."""
+        async with self._sessions.begin() as db:
+            await self._hold_user(db, user_id)
+            existing = await db.scalar(select(CallLog).where(CallLog.conversation_id == conversation_id))
+            if existing is not None:
+                if existing.user_id != user_id:
+                    raise ConflictError("that conversationId is taken")
+                return existing
+            active = await db.scalar(
+                select(func.count())
+                .select_from(CallLog)
+                .where(
+                    CallLog.user_id == user_id,
+                    CallLog.status == CallStatus.ACTIVE,
+                    CallLog.started_at >= since,
+                )
+            )
+            if (active or 0) >= max_active:
+                raise ConflictError(
+                    f"you have {max_active} conversations in progress; end one first "
+                    "(TALKGATE_MAX_ACTIVE_CALLS_PER_USER)",
+                    code=ErrorCode.TOO_MANY_CONVERSATIONS,
+                )
             row = CallLog(user_id=user_id, conversation_id=conversation_id, transcript=[], turns=[], **fields)
             db.add(row)
             await db.flush()

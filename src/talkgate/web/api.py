@@ -5,7 +5,8 @@ Every route needs ``Authorization: Bearer <JWT>``; a user reaches only their own
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,9 +19,11 @@ from talkgate import metrics
 from talkgate.auth import Principal
 from talkgate.errors import DatabaseUnavailable, ErrorCode, ProtocolError, TalkgateError
 from talkgate.persistence.models import ConversationSession
+from talkgate.web.limits import json_nesting
 from talkgate.web.runtime import Runtime
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+MAX_METADATA_DEPTH = 8  # levels of objects and arrays in a session's metadata, itself one
 
 STATUS_FOR_CODE = {
     ErrorCode.UNAUTHORIZED: 401,
@@ -34,7 +37,18 @@ STATUS_FOR_CODE = {
     ErrorCode.STORAGE_ERROR: 503,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.NOT_CONFIGURED: 404,  # a feature this server does not offer: nothing there to reach
+    ErrorCode.REQUEST_TOO_LARGE: 413,
+    ErrorCode.METADATA_TOO_LARGE: 413,
+    ErrorCode.TOO_MUCH_AUDIO: 413,
+    ErrorCode.TOO_MANY_CONVERSATIONS: 429,
+    ErrorCode.TOO_MANY_SESSIONS: 429,
+    ErrorCode.CALL_ENDED: 409,
+    ErrorCode.WEBHOOK_BUSY: 503,
+    ErrorCode.SPOOL_FULL: 507,
 }
+
+# Refusals that say when to try again (seconds): the condition passes by itself.
+RETRY_AFTER_FOR_CODE = {ErrorCode.WEBHOOK_BUSY: 5, ErrorCode.SPOOL_FULL: 60}
 
 
 DB_AWAY = DatabaseUnavailable("the database is unavailable; try again shortly")
@@ -44,6 +58,8 @@ def error_response(exc: TalkgateError) -> JSONResponse:
     metrics.ERRORS.labels(exc.code.value).inc()
     status = STATUS_FOR_CODE.get(exc.code, 400 if isinstance(exc, ProtocolError) else 500)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if exc.code in RETRY_AFTER_FOR_CODE:
+        headers = {"Retry-After": str(RETRY_AFTER_FOR_CODE[exc.code])}
     return JSONResponse({"error": exc.as_dict()}, status_code=status, headers=headers)
 
 
@@ -103,6 +119,27 @@ def session_json(row: ConversationSession) -> dict[str, Any]:
     }
 
 
+def active_since(window_hours: float) -> datetime:
+    """Sessions and calls still "active" that began before this are not counted against a user's
+    cap: their page went away without ending them."""
+    return datetime.now(UTC) - timedelta(hours=window_hours)
+
+
+def check_metadata(metadata: dict[str, Any], max_bytes: int) -> None:
+    """A session's metadata is stored and handed back with every read of it: bounded in size and
+    nesting."""
+    serialized = json.dumps(metadata, separators=(",", ":")).encode()
+    if len(serialized) > max_bytes:
+        raise ProtocolError(
+            f"metadata is {len(serialized)} bytes as JSON; at most {max_bytes} (TALKGATE_MAX_METADATA_BYTES)",
+            code=ErrorCode.METADATA_TOO_LARGE,
+        )
+    if json_nesting(serialized) > MAX_METADATA_DEPTH:
+        raise ProtocolError(
+            f"metadata nests deeper than {MAX_METADATA_DEPTH} levels", code=ErrorCode.METADATA_TOO_LARGE
+        )
+
+
 def build_router() -> APIRouter:
     router = APIRouter()
 
@@ -118,10 +155,19 @@ def build_router() -> APIRouter:
 
     @router.post("/conversation/start-session", tags=["conversation"])
     async def start_session(body: StartSession, user: User, rt: Rt) -> Any:
+        """A new session (the same ``sessionId`` again: the same session). A user has at most
+        ``TALKGATE_MAX_ACTIVE_SESSIONS_PER_USER`` active ones at a time."""
         metadata = dict(body.metadata or {})
         if body.agentId:
             metadata["agentId"] = body.agentId
-        row = await rt.repo.start_session(user.user_id, body.sessionId, metadata or None)
+        check_metadata(metadata, rt.settings.max_metadata_bytes)
+        row = await rt.repo.start_session_capped(
+            user.user_id,
+            body.sessionId,
+            metadata or None,
+            max_active=rt.settings.max_active_sessions_per_user,
+            since=active_since(rt.settings.active_window_hours),
+        )
         return session_json(row)
 
     @router.post("/conversation/end-session", tags=["conversation"])

@@ -102,7 +102,9 @@ def create_app(settings: Settings) -> TalkgateApp:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    api.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    api.add_middleware(
+        BodyLimit, max_bytes=settings.max_request_bytes, max_json_depth=settings.max_json_depth
+    )
     api.add_middleware(SecurityHeaders, headers=security_headers(settings))
     if (
         settings.cors_origins

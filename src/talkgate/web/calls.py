@@ -17,23 +17,19 @@ from pydantic import BaseModel, Field
 
 from talkgate.auth import signing_keys
 from talkgate.errors import ConflictError, ErrorCode, NotFoundError, ProtocolError
-from talkgate.persistence.models import CallLog
+from talkgate.persistence.models import CallLog, CallStatus
 from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
-from talkgate.protocol.signing import (
-    KeyRing,
-    audio_signature,
-    verify_audio_signature,
-    verify_webhook_signature,
-)
-from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, iso
+from talkgate.protocol.signing import KeyRing, audio_signature, verify_audio_signature
+from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, active_since, iso
 from talkgate.web.byte_ranges import Unsatisfiable, byte_range
+from talkgate.web.limits import json_too_deep, too_deep_message
 from talkgate.web.media import media_url
+from talkgate.web.webhook_intake import verified_webhook_body
 
 log = logging.getLogger("talkgate.calls")
 
 MAX_CHUNK_UPLOAD = 1024 * 1024
 AUDIO_LINK_TTL_S = 15 * 60
-MAX_WEBHOOK_BODY = 64 * 1024 * 1024
 ConversationId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 
 
@@ -133,7 +129,14 @@ def build_router() -> APIRouter:
             }
         # ``cid`` is talkgate's id for the call, never the provider's: the provider's id is only
         # what the provider answers to the start below (no start, no provider id, no provider audio).
-        await rt.repo.create_call(user.user_id, cid, agent_id=agent_id, voice=body.voice or "default")
+        await rt.repo.create_call_capped(
+            user.user_id,
+            cid,
+            max_active=settings.max_active_calls_per_user,
+            since=active_since(settings.active_window_hours),
+            agent_id=agent_id,
+            voice=body.voice or "default",
+        )
         if streaming:
             started = await rt.elevenlabs.start_conversation(agent_id, media_url(settings, cid))
             signed = started["signed_url"]
@@ -217,8 +220,12 @@ def build_router() -> APIRouter:
         """The app's own copy of its audio: raw PCM16 16 kHz mono (``application/octet-stream``),
         or JSON ``{audio: base64, format?}`` in any provider format."""
         call = await rt.repo.get_call(user.user_id, conversation_id)
+        if call.status != CallStatus.ACTIVE:  # its chunks would never be used
+            raise ConflictError("this call has ended; it takes no more audio", code=ErrorCode.CALL_ENDED)
         body = await _read_limited(request, MAX_CHUNK_UPLOAD * 2)
         if request.headers.get("content-type", "").startswith("application/json"):
+            if json_too_deep(body, rt.settings.max_json_depth):
+                raise ProtocolError(too_deep_message(rt.settings.max_json_depth))
             try:
                 obj = json.loads(body)
             except ValueError as exc:
@@ -233,6 +240,10 @@ def build_router() -> APIRouter:
         else:
             pcm = validate_pcm16(body, max_bytes=MAX_CHUNK_UPLOAD)
         total = await rt.recordings.add_chunk(call, pcm)
+        now = await rt.repo.call_by_conversation(conversation_id)
+        if now is None or now.status != CallStatus.ACTIVE:  # ended while this was written: no orphan
+            await rt.recordings.chunks.discard(call.id)
+            raise ConflictError("this call has ended; it takes no more audio", code=ErrorCode.CALL_ENDED)
         return {"ok": True, "bytes": len(pcm), "totalBytes": total}
 
     @router.post("/calls/{conversation_id}/transcript")
@@ -260,10 +271,7 @@ def build_router() -> APIRouter:
         secret = rt.settings.elevenlabs_webhook_secret
         if secret is None:
             raise NotFoundError("webhooks are not configured (ELEVENLABS_WEBHOOK_SECRET)")
-        body = await _read_limited(request, MAX_WEBHOOK_BODY)
-        verify_webhook_signature(
-            secret.get_secret_value().encode(), body, request.headers.get("elevenlabs-signature"), time.time()
-        )
+        body = await verified_webhook_body(request, secret.get_secret_value().encode(), rt.settings)
         try:
             event = json.loads(body)
             kind, data = str(event["type"]), event["data"]
@@ -291,7 +299,7 @@ def build_router() -> APIRouter:
         if kind != "post_call_audio" or not isinstance(data.get("full_audio"), str):
             log.info("webhook %s for %s; nothing to do", kind, call.conversation_id)
             return False
-        audio = b64decode_audio(data["full_audio"], max_bytes=MAX_WEBHOOK_BODY)
+        audio = b64decode_audio(data["full_audio"], max_bytes=rt.settings.max_webhook_bytes * 3 // 4)
         return bool(await rt.recordings.import_provider_audio(call, audio))
 
     return router

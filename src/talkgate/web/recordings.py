@@ -38,6 +38,7 @@ from talkgate.protocol.app_events import ServerEventName
 from talkgate.protocol.audio import wav_header
 from talkgate.providers.elevenlabs import ElevenLabsProvider
 from talkgate.recording.recorder import Recorder
+from talkgate.recording.spool import ChunkSpool
 from talkgate.recording.storage import Storage
 from talkgate.recording.wav import LIVE_SUFFIX, repair, try_lock
 from talkgate.settings import Settings
@@ -46,7 +47,6 @@ log = logging.getLogger("talkgate.recordings")
 
 SPOOL_NAME = re.compile(r"^(?P<call>[a-z0-9]{1,40})\.(?P<source>[a-z_]{1,16})" + re.escape(LIVE_SUFFIX) + "$")
 CHUNKS_SUFFIX = ".chunks.pcm"
-MAX_CHUNKS_BYTES = 256 * 1024 * 1024  # about 2 hours of 16 kHz PCM16 uploaded by an app
 RATE = 16000
 
 
@@ -81,6 +81,9 @@ class Recordings:
         self.provider = provider
         self.spool = settings.spool_dir
         self.live: dict[str, LiveRecording] = {}  # conversation id → recording in this process
+        self.chunks = ChunkSpool(
+            self.spool, max_total=settings.max_spool_bytes, max_per_call=settings.max_call_chunks_bytes
+        )
 
     @staticmethod
     def new_key(call_id: str, source: str) -> str:
@@ -200,21 +203,7 @@ class Recordings:
         return self.spool / f"{call_id}{CHUNKS_SUFFIX}"
 
     async def add_chunk(self, call: CallLog, pcm: bytes) -> int:
-        path = self._chunks_path(call.id)
-
-        def append() -> int:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            try:
-                size = os.fstat(fd).st_size
-                if size + len(pcm) > MAX_CHUNKS_BYTES:
-                    raise StorageError("this call has more uploaded audio than talkgate keeps")
-                os.write(fd, pcm)
-                return size + len(pcm)
-            finally:
-                os.close(fd)
-
-        return await asyncio.to_thread(append)
+        return await self.chunks.append(call.id, pcm)
 
     async def _store_chunks(self, call: CallLog) -> bool:
         path = self._chunks_path(call.id)
@@ -318,6 +307,7 @@ class Recordings:
                 duration_ms=int((ended - started).total_seconds() * 1000),
                 end_reason="call_end",
             )
+        await self.chunks.discard(call.id)  # stored above, or the call has a better recording
         row = await self.repo.call_by_conversation(call.conversation_id)
         assert row is not None
         return row
@@ -372,6 +362,7 @@ class Recordings:
         """Repair the WAVs a crash left in the spool, store them, mark their calls ``recovered``.
         Files another live process holds (flock) are left alone. Returns the conversation ids."""
         recovered: list[str] = []
+        await self.chunks.clean_orphans(self.repo, self._store_chunks)
         if not self.spool.is_dir():
             return recovered
         for path in sorted(self.spool.iterdir()):
