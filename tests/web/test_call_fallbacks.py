@@ -126,6 +126,30 @@ async def test_a_call_whose_provider_conversation_talkgate_never_started_gets_no
     assert call["audioSource"] is None and call["audioUrl"] is None
 
 
+async def test_a_direct_call_without_media_streaming_gets_the_provider_copy_of_its_own_conversation(
+    plain_gate,
+):
+    # The signed URL is asked for one conversation (include_conversation_id): the provider names it,
+    # talkgate records that id for this user's call, and only that conversation's audio is fetched.
+    gate = plain_gate
+    caller = speechlike(500)
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        signed = (await register(client, gate, "conv_direct_owned"))["signedUrl"]
+        other = (await register(client, gate, "conv_direct_other"))["signedUrl"]
+        provider_cid, _ = await direct_turn(signed, caller, paced=False)
+        assert provider_cid != "conv_direct_owned"
+        call = (await client.post("/api/calls/conv_direct_owned/end", headers=gate.headers())).json()
+        assert call["audioSource"] == "provider"
+        audio = await client.get("/api/calls/conv_direct_owned/audio", headers=gate.headers())
+        assert call["audioBytes"] == len(audio.content)
+        # A second call whose URL was never opened has no provider conversation: nothing fetched.
+        unused = (await client.post("/api/calls/conv_direct_other/end", headers=gate.headers())).json()
+        assert unused["audioSource"] is None
+    assert other != signed
+    r, _ = best_correlation(caller, wav_pcm(audio.content)[: len(caller) + 8000])
+    assert r >= 0.9
+
+
 async def test_the_post_call_audio_webhook_attaches_the_providers_recording(tmp_path):
     sock = bind("127.0.0.1", 0)
     webhook = f"http://127.0.0.1:{sock.getsockname()[1]}/api/elevenlabs/webhook"

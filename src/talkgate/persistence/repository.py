@@ -454,6 +454,24 @@ class Repository:
 
     # --- who records a call, and whose provider conversation it is ---
 
+    async def own_provider_conversation(
+        self, user_id: str, conversation_id: str, provider_conversation_id: str
+    ) -> bool:
+        """The provider named the conversation it will hold for this user's call (a signed URL
+        good for that one conversation): remember its id, once, while the call is active."""
+        async with self._sessions.begin() as db:
+            done = await db.execute(
+                update(CallLog)
+                .where(
+                    CallLog.conversation_id == conversation_id,
+                    CallLog.user_id == user_id,
+                    CallLog.status == CallStatus.ACTIVE,
+                    CallLog.provider_conversation_id.is_(None),
+                )
+                .values(provider_conversation_id=provider_conversation_id, updated_at=utcnow())
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
     async def issue_media(
         self, user_id: str, conversation_id: str, provider_conversation_id: str | None
     ) -> bool:

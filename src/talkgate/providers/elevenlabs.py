@@ -65,16 +65,27 @@ class ElevenLabsProvider(RestProvider):
         return response
 
     async def signed_url(self, agent_id: str) -> str:
+        url, _ = await self.signed_url_for_conversation(agent_id, include_conversation_id=False)
+        return url
+
+    async def signed_url_for_conversation(
+        self, agent_id: str, *, include_conversation_id: bool = True
+    ) -> tuple[str, str | None]:
+        """A signed URL and, when asked for, the id of the one conversation it opens (the
+        provider then allows the URL's signature only once): how talkgate learns the provider's id
+        of a conversation that a page opens directly."""
+        params = {"agent_id": agent_id}
+        if include_conversation_id:
+            params["include_conversation_id"] = "true"
         response = await self._request(
-            "GET",
-            "/v1/convai/conversation/get-signed-url",
-            "getting a signed URL",
-            params={"agent_id": agent_id},
+            "GET", "/v1/convai/conversation/get-signed-url", "getting a signed URL", params=params
         )
-        url = response.json().get("signed_url")
+        body = response.json()
+        url = body.get("signed_url") if isinstance(body, dict) else None
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             raise ProviderError("ElevenLabs returned no signed_url")
-        return url
+        cid = body.get("conversation_id")
+        return url, cid if isinstance(cid, str) and 0 < len(cid) <= 128 else None
 
     def public_url(self, agent_id: str) -> str:
         """The plain socket URL of a public agent (no signature needed)."""

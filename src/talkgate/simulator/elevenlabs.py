@@ -93,7 +93,10 @@ class ElevenLabsSimulator:
         if not agent_id:
             return _unprocessable("agent_id", "field required")
         cid = new_conversation_id() if request.query_params.get("include_conversation_id") == "true" else None
-        return JSONResponse({"signed_url": self._signed_url(request, agent_id, cid)})
+        body = {"signed_url": self._signed_url(request, agent_id, cid)}
+        if cid is not None:  # the one conversation this signature opens
+            body["conversation_id"] = cid
+        return JSONResponse(body)
 
     async def get_token(self, request: Request) -> Response:
         agent_id = request.query_params.get("agent_id")

@@ -147,7 +147,9 @@ def build_router() -> APIRouter:
             ):
                 raise ConflictError("this call has ended or its media recording was already made")
         else:
-            signed = await rt.elevenlabs.signed_url(agent_id)
+            signed, provider_cid = await rt.elevenlabs.signed_url_for_conversation(agent_id)
+            if provider_cid is not None:
+                await rt.repo.own_provider_conversation(user.user_id, cid, provider_cid)
         return {"signedUrl": signed, "conversationId": cid, "mediaStreamingEnabled": streaming}
 
     @router.get("/calls")
