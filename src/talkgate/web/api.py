@@ -23,6 +23,13 @@ SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 
 STATUS_FOR_CODE = {
     ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.WRONG_USER: 403,
+    ErrorCode.FIELD_TOO_LARGE: 413,
+    ErrorCode.MESSAGE_TOO_LARGE: 413,
+    ErrorCode.TOO_MANY_ATTACHMENTS: 413,
+    ErrorCode.TOO_MANY_SOCKETS: 429,
+    ErrorCode.TOO_MANY_CONVERSATIONS: 429,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
     ErrorCode.UNKNOWN_VOICE: 422,
