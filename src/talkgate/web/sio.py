@@ -14,6 +14,7 @@ sends ``reauthenticate``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -116,6 +117,8 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
         self.noise = noise
         # Engine.IO sid → [attachments still to come, bytes so far] of a binary packet being received.
         self.partial: dict[str, list[int]] = {}
+        self.closing: set[str] = set()  # long-polling sockets closed once they collect what is queued
+        self.closers: set[asyncio.Task[None]] = set()
         # Per process (with N workers, a user may hold up to N times as many); kept by create_sio's handlers.
         self.user_of: dict[str, str] = {}  # sid → user, for every connected socket
         self.sockets_of: dict[str, set[str]] = {}  # user → sids
@@ -147,7 +150,7 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
         socket = self.eio.sockets.get(eio_sid)
-        if socket is None or socket.closed:
+        if socket is None or socket.closed or eio_sid in self.closing:
             return  # closed by the server (below): what the peer sent since is moot
         started = 0
         partial = self.partial.get(eio_sid)
@@ -199,11 +202,29 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
         await self.close_engine_socket(eio_sid)
 
     async def close_engine_socket(self, eio_sid: str) -> None:
-        """Close the Engine.IO socket (Socket.IO's disconnect handlers run; the peer gets CLOSE after
-        what is queued) without waiting for a long-polling peer to collect it."""
+        """Close the Engine.IO socket: Socket.IO's disconnect handlers run, and a websocket peer gets
+        what is queued, then CLOSE. A long-polling peer could collect nothing once its socket is
+        closed (python-engineio answers 400): its socket ignores what it sends from now on and is
+        closed once the peer has collected what is queued, or after the ping timeout at the latest."""
         socket = self.eio.sockets.get(eio_sid)
-        if socket is not None and not socket.closed:
+        if socket is None or socket.closed or eio_sid in self.closing:
+            return
+        if socket.upgraded:
             await socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
+            return
+        self.closing.add(eio_sid)
+
+        async def close_once_collected() -> None:
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(socket.queue.join(), self.eio.ping_timeout)
+                await socket.close(wait=False, abort=True, reason=self.eio.reason.SERVER_DISCONNECT)
+            finally:
+                self.closing.discard(eio_sid)
+
+        task = asyncio.ensure_future(close_once_collected())
+        self.closers.add(task)
+        task.add_done_callback(self.closers.discard)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
         peer = self.peer(eio_sid)
