@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     max_start_field_depth: int = Field(
         8, ge=1, le=64, validation_alias=_env("TALKGATE_MAX_START_FIELD_DEPTH")
     )
+    # Packets waiting to be sent to one socket: a peer that sends events (each answered) but does not
+    # read would grow this without end; past it, the socket is closed (slow_consumer). Agent audio is
+    # dropped well before (200 packets), so a live app never comes near.
+    max_socket_backlog: int = Field(1000, ge=50, validation_alias=_env("TALKGATE_MAX_SOCKET_BACKLOG"))
     # Per user, per process (with N workers a user may hold up to N times as many).
     max_sockets_per_user: int = Field(10, ge=1, validation_alias=_env("TALKGATE_MAX_SOCKETS_PER_USER"))
     max_conversations_per_user: int = Field(

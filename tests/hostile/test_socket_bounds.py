@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
+import socket
 from typing import Any
 
 import httpx
 import websockets
+from websockets.client import ClientProtocol
+from websockets.frames import Frame
+from websockets.uri import parse_uri
 
 from tests.conftest import TIMEOUT, wait_until
 from tests.hostile.conftest import count
-from tests.web.conftest import AppClient, connect
+from tests.web.conftest import AppClient, connect, start_gate
 
 PLACEHOLDER = {"_placeholder": True, "num": 0}
 ATTACHMENT = b"\0" * 900_000  # under the 1 MB frame limit, as in the report: ~900 KiB frames
@@ -239,5 +244,77 @@ async def test_conversation_start_fields_are_capped_in_bytes_and_depth(gate):
         ack = await app.call("conversation_start", {"voice": "default", "metadata": nested(7)})
         assert ack["ok"], ack  # within the bounds: as before
         assert (await app.call("conversation_end"))["ok"]
+    finally:
+        await app.sio.disconnect()
+
+
+class UnreadSocket:
+    """A websocket client (websockets' sans-I/O protocol on a bare TCP stream) that sends and never
+    reads once connected: what it is sent fills the kernel's buffers, then the server's queue."""
+
+    def __init__(self, writer: asyncio.StreamWriter, protocol: ClientProtocol) -> None:
+        self.writer, self.protocol = writer, protocol
+
+    @classmethod
+    async def open(cls, gate: Any) -> tuple[UnreadSocket, str]:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gate.server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        protocol = ClientProtocol(parse_uri(ws_url(gate)), max_size=None)
+        protocol.send_request(protocol.connect())
+        self = cls(writer, protocol)
+        await self.flush()
+        opened = None
+        while opened is None:  # the handshake's response, then Engine.IO's open packet
+            protocol.receive_data(await reader.read(65536))
+            opened = next((e for e in protocol.events_received() if isinstance(e, Frame)), None)
+        await self.send("40" + json.dumps({"token": gate.token("mallory")}))
+        return self, json.loads(opened.data[1:])["sid"]
+
+    async def flush(self) -> None:
+        self.writer.write(b"".join(self.protocol.data_to_send()))
+        await self.writer.drain()
+
+    async def send(self, text: str) -> None:
+        self.protocol.send_text(text.encode())
+        await self.flush()
+
+
+async def test_a_socket_that_sends_without_reading_is_closed_at_its_backlog_limit(tmp_path, simulator):
+    gate = start_gate(tmp_path, simulator, max_socket_backlog=200)
+    try:
+        witness = await witness_on(gate)
+        unread, eio_sid = await UnreadSocket.open(gate)
+        sio = gate.app.sio
+        deepest = sent = 0
+        with contextlib.suppress(ConnectionError):
+            for batch in range(1000):  # at most 100,000 events, each answered with an ack and an error
+                for i in range(100):
+                    await unread.send(f'42{batch * 100 + i}["{"x" * 60}"]')
+                sent += 100
+                engine_socket = sio.eio.sockets.get(eio_sid)
+                if engine_socket is None or engine_socket.closed:
+                    break
+                deepest = max(deepest, engine_socket.queue.qsize())
+        count("unread socket.io events", sent)
+        await wait_until(lambda: eio_sid not in sio.eio.sockets or sio.eio.sockets[eio_sid].closed)
+        assert deepest <= 200 + 2 * 100 + 2, deepest  # the limit, plus one batch's answers
+        unread.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await unread.writer.wait_closed()
+        await witness_still_answers(witness)
+    finally:
+        gate.server.stop()
+
+
+async def test_binary_values_in_conversation_start_fields_are_a_bad_request(gate):
+    app = await connect(gate, "mallory")
+    try:
+        count("conversation_start fields")
+        ack = await app.call("conversation_start", {"voice": "default", "metadata": {"blob": b"\x00\x01"}})
+        assert ack["ok"] is False and ack["error"]["code"] == "bad_request", ack
+        assert "JSON values only" in ack["error"]["message"]
     finally:
         await app.sio.disconnect()

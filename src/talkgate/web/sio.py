@@ -90,7 +90,10 @@ def check_start_fields(payload: Any, max_bytes: int, max_depth: int) -> None:
         return  # ConversationStart.parse says what is wrong
     for name in START_FIELDS:
         value = payload.get(name)
-        why = None if value is None else json_bounds_error(value, max_bytes, max_depth)
+        try:
+            why = None if value is None else json_bounds_error(value, max_bytes, max_depth)
+        except TypeError:  # a binary attachment placed in it
+            raise ProtocolError(f"{name} must hold JSON values only", code=ErrorCode.BAD_REQUEST) from None
         if why is not None:
             raise ProtocolError(f"{name} {why}", code=ErrorCode.FIELD_TOO_LARGE)
 
@@ -103,16 +106,21 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
       attachments may hold at most ``max_http_buffer_size`` bytes; beyond, the partial packet is
       dropped, the socket gets a fatal ``conversation_error`` and is closed;
     - a message python-socketio cannot decode is dropped with one short log line, rate-limited per
-      peer address (the library would log it with a traceback).
+      peer address (the library would log it with a traceback);
+    - a socket with more than ``max_backlog`` packets waiting to be sent (a peer that sends but does
+      not read) is closed (``slow_consumer``) at its next message.
 
     It relies on python-socketio routing Engine.IO messages to ``_handle_eio_message`` and keeping
     partial packets in ``_binary_packet``; ``library_fits`` checks both, and where they differ the
     server logs so and runs with the library's own behaviour.
     """
 
-    def __init__(self, *, max_attachments: int, noise: logs.PeerNoise, **options: Any) -> None:
+    def __init__(
+        self, *, max_attachments: int, noise: logs.PeerNoise, max_backlog: int = 1000, **options: Any
+    ) -> None:
         super().__init__(**options)
         self.max_attachments = max_attachments
+        self.max_backlog = max_backlog
         self.max_packet_bytes: int = options["max_http_buffer_size"]
         self.noise = noise
         # Engine.IO sid → [attachments still to come, bytes so far] of a binary packet being received.
@@ -152,6 +160,13 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
         socket = self.eio.sockets.get(eio_sid)
         if socket is None or socket.closed or eio_sid in self.closing:
             return  # closed by the server (below): what the peer sent since is moot
+        if socket.queue.qsize() > self.max_backlog:
+            error = ProtocolError(
+                f"over {self.max_backlog} messages wait for this socket to read them "
+                "(TALKGATE_MAX_SOCKET_BACKLOG)",
+                code=ErrorCode.SLOW_CONSUMER,
+            )
+            return await self.refuse(eio_sid, error)
         started = 0
         partial = self.partial.get(eio_sid)
         if partial is not None:
@@ -246,6 +261,7 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
     noise = logs.PeerNoise(settings.peer_log_lines_per_minute)
     sio = RelayServer(
         max_attachments=settings.max_attachments,
+        max_backlog=settings.max_socket_backlog,
         noise=noise,
         logger=logs.library_logger("talkgate.socketio", noise),
         engineio_logger=logs.library_logger("talkgate.engineio", noise),
@@ -626,6 +642,9 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
         head = next((h for h in audio_heads if text.startswith(h)), None)
         if head is None or not text.endswith(audio_tail) or eio_sid in binary_pending:
             return None
+        socket = sio.eio.sockets.get(eio_sid)
+        if socket is None or socket.queue.qsize() > sio.max_backlog:
+            return None  # the general path closes it
         audio = text[len(head) : -len(audio_tail)]
         if '"' in audio or "\\" in audio:
             return None
