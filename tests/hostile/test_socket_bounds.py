@@ -287,23 +287,25 @@ async def test_a_socket_that_sends_without_reading_is_closed_at_its_backlog_limi
     try:
         witness = await witness_on(gate)
         unread, eio_sid = await UnreadSocket.open(gate)
-        sio = gate.app.sio
-        deepest = sent = 0
-        with contextlib.suppress(ConnectionError):
-            for batch in range(1000):  # at most 100,000 events, each answered with an ack and an error
-                for i in range(100):
-                    await unread.send(f'42{batch * 100 + i}["{"x" * 60}"]')
-                sent += 100
-                engine_socket = sio.eio.sockets.get(eio_sid)
-                if engine_socket is None or engine_socket.closed:
-                    break
-                deepest = max(deepest, engine_socket.queue.qsize())
-        count("unread socket.io events", sent)
-        await wait_until(lambda: eio_sid not in sio.eio.sockets or sio.eio.sockets[eio_sid].closed)
-        assert deepest <= 200 + 2 * 100 + 2, deepest  # the limit, plus one batch's answers
-        unread.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await unread.writer.wait_closed()
+        try:
+            sio = gate.app.sio
+            deepest = sent = 0
+            with contextlib.suppress(ConnectionError):
+                for batch in range(1000):  # at most 100,000 events, each answered with an ack and an error
+                    for i in range(100):
+                        await unread.send(f'42{batch * 100 + i}["{"x" * 60}"]')
+                    sent += 100
+                    engine_socket = sio.eio.sockets.get(eio_sid)
+                    if engine_socket is None or engine_socket.closed:
+                        break
+                    deepest = max(deepest, engine_socket.queue.qsize())
+            count("unread socket.io events", sent)
+            await wait_until(lambda: eio_sid not in sio.eio.sockets or sio.eio.sockets[eio_sid].closed)
+            assert deepest <= 200 + 2 * 100 + 2, deepest  # the limit, plus one batch's answers
+        finally:
+            unread.writer.close()
+            with contextlib.suppress(ConnectionError):
+                await unread.writer.wait_closed()
         await witness_still_answers(witness)
     finally:
         gate.server.stop()

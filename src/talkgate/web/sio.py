@@ -374,19 +374,17 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
         except AuthError as exc:
             raise refused(exc) from None
         user_id = principal.user_id
-        held = sockets_of.setdefault(user_id, set())
-        if len(held) >= settings.max_sockets_per_user:
-            if not held:
-                del sockets_of[user_id]
+        held = len(sockets_of.get(user_id, ()))
+        if held >= settings.max_sockets_per_user:
             metrics.ERRORS.labels(ErrorCode.TOO_MANY_SOCKETS.value).inc()
             raise refused(
                 ProtocolError(
-                    f"this user already holds {len(held)} sockets, the limit "
+                    f"this user already holds {held} sockets, the limit "
                     "(TALKGATE_MAX_SOCKETS_PER_USER); close one first",
                     code=ErrorCode.TOO_MANY_SOCKETS,
                 )
             )
-        held.add(sid)
+        sockets_of.setdefault(user_id, set()).add(sid)
         user_of[sid] = user_id
         try:
             await sio.save_session(sid, {"user_id": user_id})
@@ -401,11 +399,10 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
         if (deadline := deadlines.pop(sid, None)) is not None:
             deadline[1].cancel()
         user_id = user_of.pop(sid, None)
-        held = sockets_of.get(user_id) if user_id is not None else None
-        if held is not None:
+        if user_id is not None and (held := sockets_of.get(user_id)) is not None:
             held.discard(sid)
             if not held:
-                del sockets_of[user_id]  # type: ignore[arg-type]
+                del sockets_of[user_id]
 
     @sio.event
     async def disconnect(sid: str, *_: Any) -> None:
@@ -510,7 +507,8 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
             "socket %s: conversation %s started (session %s)", sid, relay.conversation_id, session.session_id
         )
         await emit(sid, S.CONVERSATION_STARTED, relay.started_payload())
-        relay_tasks[sid] = rt.spawn(run_relay(sid, user_id, relay, recording))
+        task = relay_tasks[sid] = rt.spawn(run_relay(sid, user_id, relay, recording))
+        task.add_done_callback(lambda done: relay_tasks.pop(sid) if relay_tasks.get(sid) is done else None)
         return app_events.ok(**relay.started_payload()), True
 
     async def run_relay(sid: str, user_id: str, relay: RelaySession, recording: LiveRecording | None) -> None:
@@ -560,7 +558,6 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
                 "audioUrl": audio_url,
             }
             await emit(sid, S.CONVERSATION_ENDED, ended)
-            relay_tasks.pop(sid, None)
 
     async def save_later(close: Callable[[], Awaitable[None]], what: str, conversation_id: str) -> None:
         rt = get_runtime()
