@@ -320,3 +320,24 @@ async def test_binary_values_in_conversation_start_fields_are_a_bad_request(gate
         assert "JSON values only" in ack["error"]["message"]
     finally:
         await app.sio.disconnect()
+
+
+async def test_a_bug_one_peer_can_set_off_logs_its_traceback_a_few_times_only(gate, caplog, monkeypatch):
+    from talkgate.protocol import app_events
+
+    def broken(payload: Any) -> Any:
+        raise RuntimeError("a bug in talkgate")
+
+    monkeypatch.setattr(app_events.ConversationStart, "parse", staticmethod(broken))
+    caplog.set_level(logging.WARNING)
+    app = await connect(gate, "mallory")
+    try:
+        for _ in range(30):
+            count("socket.io events")
+            ack = await app.call("conversation_start", {})
+            assert ack["error"] == {"code": "internal", "message": "internal error"}, ack
+    finally:
+        await app.sio.disconnect()
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert 1 <= len(tracebacks) <= 10, len(tracebacks)
+    assert "a bug in talkgate" in caplog.text
