@@ -597,6 +597,9 @@ async def measure(
                 "TALKGATE_JWT_SECRET": JWT_SECRET,
                 "TALKGATE_LOG_LEVEL": "WARNING",
                 "TALKGATE_INACTIVITY_TIMEOUT": "0",
+                # One bench user holds every session (the per-user limits are per process).
+                "TALKGATE_MAX_SOCKETS_PER_USER": str(n),
+                "TALKGATE_MAX_CONVERSATIONS_PER_USER": str(n),
                 **deployment.env(),
             }
         )

@@ -85,3 +85,49 @@ def test_credentials_in_urls_and_headers_are_redacted(captured, text):
     logging.getLogger("uvicorn.access").info("%s", text)
     (entry,) = lines(captured)
     assert "s3cr3tSig" not in entry["message"] and "[redacted]" in entry["message"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_peers_lines_are_a_token_bucket_and_the_rest_are_counted():
+    clock = Clock()
+    noise = logs.PeerNoise(6, clock=clock)  # 6 a minute: one every 10 s, bursts of 6
+    assert [noise.allow("a") for _ in range(8)] == [True] * 6 + [False] * 2
+    assert noise.allow("b")  # another peer has its own bucket
+    clock.now = 10.0
+    assert noise.allow("a") and not noise.allow("a")
+    assert noise.drain("a") == 3 and noise.drain("a") == 0 and noise.drain("unknown") == 0
+
+
+def test_the_buckets_kept_are_bounded():
+    noise = logs.PeerNoise(1, max_peers=100, clock=Clock())
+    for i in range(10_000):
+        noise.allow(f"10.0.{i // 256}.{i % 256}")
+    assert len(noise._buckets) == 100
+
+
+def test_library_lines_lose_their_traceback_and_are_rate_limited(captured):
+    use(captured, "json")
+    noise = logs.PeerNoise(2, clock=Clock())
+    logger = logs.library_logger("talkgate.test-library", noise)
+    for _ in range(5):
+        try:
+            json.loads("{")
+        except ValueError:
+            logger.exception("post request handler error")
+    logger.info("one line per packet")  # below WARNING: never written
+    got = lines(captured)
+    assert [g["message"] for g in got] == [
+        "post request handler error (JSONDecodeError: Expecting property "
+        "name enclosed in double quotes: line 1 column 2 (char 1))"
+    ] * 2
+    assert not any("exception" in g for g in got)
+    noise.clock.now = 60.0  # type: ignore[attr-defined]
+    logger.error("later")
+    assert lines(captured)[-1]["message"] == "later [3 similar lines suppressed]"

@@ -16,6 +16,7 @@ from talkgate.protocol.signing import KeyRing
 from talkgate.settings import Settings
 
 MAX_USER_ID = 128
+LEEWAY_S = 5  # clock skew allowed on exp/iat; a socket's token deadline is exp plus this
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class TokenVerifier:
         if not token:
             raise AuthError("missing bearer token")
         options = {"require": ["exp", "sub"]}
-        common: dict[str, Any] = {"options": options, "leeway": 5}
+        common: dict[str, Any] = {"options": options, "leeway": LEEWAY_S}
         if self.settings.jwt_audience:
             common["audience"] = self.settings.jwt_audience
         if self.settings.jwt_issuer:

@@ -40,6 +40,10 @@ class ErrorCode(StrEnum):
     UNKNOWN_AGENT = "unknown_agent"
     SLOW_CONSUMER = "slow_consumer"
     METADATA_TOO_LARGE = "metadata_too_large"
+    FIELD_TOO_LARGE = "field_too_large"  # conversation_start: metadata etc. over the bytes or depth cap
+    TOO_MANY_ATTACHMENTS = "too_many_attachments"  # fatal: the socket is closed
+    MESSAGE_TOO_LARGE = "message_too_large"  # a packet with its attachments; fatal: the socket is closed
+    TOO_MANY_SOCKETS = "too_many_sockets"
     TOO_MANY_CONVERSATIONS = "too_many_conversations"
     TOO_MANY_SESSIONS = "too_many_sessions"
     CALL_ENDED = "call_ended"
@@ -54,6 +58,8 @@ class ErrorCode(StrEnum):
     BAD_PROVIDER_FRAME = "bad_provider_frame"
     # platform
     UNAUTHORIZED = "unauthorized"
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 - a socket whose token ran out (reauthenticate before)
+    WRONG_USER = "wrong_user"  # reauthenticate with another user's token
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     STORAGE_ERROR = "storage_error"

@@ -120,6 +120,31 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1_048_576, ge=1024, validation_alias=_env("TALKGATE_MAX_REQUEST_BYTES"))
     # One Socket.IO message (event and attachments): larger ones close that socket (Engine.IO's rule).
     max_message_bytes: int = Field(1_000_000, ge=1024, validation_alias=_env("TALKGATE_MAX_MESSAGE_BYTES"))
+    # Binary attachments one Socket.IO packet may declare (talkgate's events use at most one); the packet
+    # and all its attachments together are held to TALKGATE_MAX_MESSAGE_BYTES. Beyond: the socket is closed.
+    max_attachments: int = Field(2, ge=1, le=16, validation_alias=_env("TALKGATE_MAX_ATTACHMENTS"))
+    # conversation_start's metadata, dynamicVariables and overrides: each at most this many bytes (as
+    # JSON) and this deep (nested objects/arrays).
+    max_start_field_bytes: int = Field(
+        65_536, ge=256, le=1_000_000, validation_alias=_env("TALKGATE_MAX_START_FIELD_BYTES")
+    )
+    max_start_field_depth: int = Field(
+        8, ge=1, le=64, validation_alias=_env("TALKGATE_MAX_START_FIELD_DEPTH")
+    )
+    # Packets waiting to be sent to one socket: a peer that sends events (each answered) but does not
+    # read would grow this without end; past it, the socket is closed (slow_consumer). Agent audio is
+    # dropped well before (200 packets), so a live app never comes near.
+    max_socket_backlog: int = Field(1000, ge=50, validation_alias=_env("TALKGATE_MAX_SOCKET_BACKLOG"))
+    # Per user, per process (with N workers a user may hold up to N times as many).
+    max_sockets_per_user: int = Field(10, ge=1, validation_alias=_env("TALKGATE_MAX_SOCKETS_PER_USER"))
+    max_conversations_per_user: int = Field(
+        5, ge=1, validation_alias=_env("TALKGATE_MAX_CONVERSATIONS_PER_USER")
+    )
+    # Lines a minute that bad input from one peer (client address) may write to the log; beyond, they
+    # are counted and the count is logged when that peer's socket closes.
+    peer_log_lines_per_minute: int = Field(
+        10, ge=1, le=10_000, validation_alias=_env("TALKGATE_PEER_LOG_LINES_PER_MINUTE")
+    )
     provider_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("TALKGATE_PROVIDER_TIMEOUT"))
     media_streaming: bool | None = Field(None, validation_alias=_env("TALKGATE_MEDIA_STREAMING"))
     recording_channels: int = Field(1, ge=1, le=2, validation_alias=_env("TALKGATE_RECORDING_CHANNELS"))

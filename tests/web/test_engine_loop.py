@@ -4,7 +4,9 @@ python-socketio server with the loop installed, driven by raw Engine.IO frames."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -14,7 +16,7 @@ import websockets
 
 from talkgate.serving import ServerThread
 from talkgate.web import engine
-from tests.conftest import TIMEOUT
+from tests.conftest import TIMEOUT, wait_until
 
 
 class Server:
@@ -141,3 +143,30 @@ async def test_a_socket_upgraded_from_long_polling_keeps_the_librarys_loop(serve
             assert await client.call("echo", {"n": 1}) == {"n": 1}
     finally:
         await client.disconnect()
+
+
+async def test_a_bad_frame_on_the_librarys_loop_closes_that_socket_with_one_short_line(
+    server: Server, caplog
+) -> None:
+    import httpx
+
+    caplog.set_level(logging.INFO)
+    base = "/socket.io/?EIO=4"
+    async with httpx.AsyncClient(base_url=server.thread.http_url, timeout=TIMEOUT) as http:
+        sid = json.loads((await http.get(f"{base}&transport=polling")).text[1:])["sid"]
+        assert (await http.post(f"{base}&transport=polling&sid={sid}", content=b"40")).is_success
+        assert (await http.get(f"{base}&transport=polling&sid={sid}")).text.startswith("40")
+        async with websockets.connect(f"{server.thread.ws_url}{base}&transport=websocket&sid={sid}") as ws:
+            await ws.send("2probe")
+            assert await ws.recv() == "3probe"
+            await ws.send("5")  # upgraded: python-engineio's own loop reads this websocket
+            await ws.send("x")  # no Engine.IO packet type
+            async with asyncio.timeout(TIMEOUT):
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    while True:
+                        await ws.recv()
+    await wait_until(lambda: server.disconnects)
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+    assert [r.getMessage() for r in caplog.records if r.name == "talkgate.engine"] == [
+        f"socket {sid}: bad frame, closed (ValueError: invalid literal for int() with base 10: 'x')"
+    ]

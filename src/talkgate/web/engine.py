@@ -14,7 +14,9 @@ loop instead. What the library's loop gave stays:
   which closes the websocket, which ends the read loop; uvicorn's own websocket pings close a dead
   TCP peer the same way;
 - a message over ``max_http_buffer_size`` ends the connection, as before;
-- packets, the handshake, the writer's batching and ``close()`` are the library's own.
+- packets, the handshake, the writer's batching and ``close()`` are the library's own;
+- a message that cannot be decoded or handled is dropped with one short log line, at most a few a
+  minute per peer address (``talkgate.logs.PeerNoise``): a peer's garbage never writes tracebacks.
 
 A socket upgraded from long-polling keeps the library's loop. The hook is the driver table
 (``AsyncServer._async['websocket']``); should a python-engineio release change it, ``install``
@@ -33,18 +35,50 @@ from engineio import exceptions, packet
 from engineio.async_drivers import asgi
 from engineio.async_socket import AsyncSocket
 
+from talkgate.logs import PeerNoise, short_exception
+
 log = logging.getLogger("talkgate.engine")
+
+# What a malformed message raises on its way through python-engineio's and python-socketio's decoding
+# (int() of the packet type, json.loads, a too deep JSON, a bad binary placeholder): the peer's fault.
+BAD_INPUT = (ValueError, TypeError, KeyError, IndexError, RecursionError, UnicodeError)
 
 # Given a message's engine.io sid and text, the awaitable that handles it, or None: python-socketio's
 # own decoding and dispatch then handle it.
 Shortcut = Callable[[str, str], Awaitable[Any] | None]
 
 
+def peer_of(environ: dict[str, Any] | None) -> str:
+    """The client's address of an ASGI connection (python-engineio's own REMOTE_ADDR is a constant)."""
+    scope = environ.get("asgi.scope") if environ else None
+    client = scope.get("client") if isinstance(scope, dict) else None
+    return str(client[0]) if client else "unknown"
+
+
+def noise_of(server: engineio.AsyncServer) -> PeerNoise:
+    noise: PeerNoise | None = getattr(server, "_talkgate_noise", None)
+    if noise is None:
+        noise = server._talkgate_noise = PeerNoise(10)
+    return noise
+
+
 class _WebSocket(asgi.WebSocket):  # type: ignore[misc]
     async def __call__(self, environ: dict[str, Any]) -> str:
         socket = getattr(self.handler, "__self__", None)
         if not isinstance(socket, AsyncSocket) or socket.connected:
-            return await super().__call__(environ)  # type: ignore[no-any-return]
+            try:
+                return await super().__call__(environ)  # type: ignore[no-any-return]
+            except BAD_INPUT as exc:  # the library's loop decodes a frame outside any try
+                if isinstance(socket, AsyncSocket):
+                    noise_of(socket.server).line(
+                        log,
+                        peer_of(environ),
+                        "socket %s: bad frame, closed (%s)",
+                        socket.sid,
+                        short_exception(exc),
+                    )
+                    await socket.close(wait=False, abort=True, reason=socket.server.reason.TRANSPORT_ERROR)
+                return ""
         self.asgi_receive = environ["asgi.receive"]
         self.asgi_send = environ["asgi.send"]
         await self.asgi_send({"type": "websocket.accept"})
@@ -52,7 +86,7 @@ class _WebSocket(asgi.WebSocket):  # type: ignore[misc]
         sweep = _Sweep.of(socket.server)
         sweep.watch(socket)
         try:
-            await serve(socket, self, getattr(socket.server, "_talkgate_shortcut", None))
+            await serve(socket, self, getattr(socket.server, "_talkgate_shortcut", None), peer_of(environ))
         finally:
             sweep.sockets.discard(socket)
         return ""
@@ -112,11 +146,14 @@ async def _write(socket: AsyncSocket, ws: _WebSocket) -> None:
         await ws.close()
 
 
-async def serve(socket: AsyncSocket, ws: _WebSocket, shortcut: Shortcut | None = None) -> None:
+async def serve(
+    socket: AsyncSocket, ws: _WebSocket, shortcut: Shortcut | None = None, peer: str = "unknown"
+) -> None:
     """The read loop of one websocket; ends when either side closes it."""
     server = socket.server
     on_message = server.handlers.get("message")
     limit = server.max_http_buffer_size
+    noise = noise_of(server)
     writer = asyncio.ensure_future(_write(socket, ws))
     try:
         while True:
@@ -124,8 +161,8 @@ async def serve(socket: AsyncSocket, ws: _WebSocket, shortcut: Shortcut | None =
                 data = await ws.wait()
             except OSError:  # the websocket closed (engine.io's driver raises this)
                 break
-            if data is None or len(data) > limit:
-                break
+            if data is None or len(data) > limit or socket.closed:
+                break  # (closed: the server ended this socket; what the peer sent since is moot)
             try:
                 handled = None
                 if shortcut is not None and type(data) is str and data[:1] == "4":
@@ -142,19 +179,27 @@ async def serve(socket: AsyncSocket, ws: _WebSocket, shortcut: Shortcut | None =
                 pass
             except exceptions.SocketIsClosedError:
                 break
+            except BAD_INPUT as exc:
+                noise.line(log, peer, "socket %s: bad message dropped (%s)", socket.sid, short_exception(exc))
             except Exception:
-                log.exception("socket %s: a message's handler failed", socket.sid)
+                if noise.allow(peer):
+                    log.exception("socket %s: a message's handler failed", socket.sid)
     finally:
         await socket.queue.put(None)  # the writer ends once it has sent what was queued
         await writer
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
 
 
-def install(eio: engineio.AsyncServer, shortcut: Shortcut | None = None) -> bool:
+def install(
+    eio: engineio.AsyncServer, shortcut: Shortcut | None = None, noise: PeerNoise | None = None
+) -> bool:
     """Use this loop for ``eio``'s websocket connections; False where the library differs.
 
-    ``shortcut`` may take text messages before python-socketio decodes them (the relay's audio).
+    ``shortcut`` may take text messages before python-socketio decodes them (the relay's audio);
+    ``noise`` rate-limits the log lines about bad input (per peer address).
     """
+    if noise is not None:
+        eio._talkgate_noise = noise
     drivers = getattr(eio, "_async", None)
     if not isinstance(drivers, dict) or drivers.get("websocket") is not asgi.WebSocket:
         log.warning("this python-engineio's driver table is not the expected one: its own loop is kept")
