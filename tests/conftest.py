@@ -13,7 +13,7 @@ import pytest
 from talkgate.serving import ServerThread, bind
 from tests.support.gate import Gate, start_gate
 from tests.support.servers import IN_CI, S3_CREDENTIALS, start_simulator
-from tests.support.timing import TIMEOUT
+from tests.support.timing import TIMEOUT, poll_until
 
 
 @pytest.fixture
@@ -102,7 +102,6 @@ def s3_endpoint() -> Iterator[str]:
     import shutil
     import subprocess
     import sys
-    import time
 
     import httpx
 
@@ -115,15 +114,16 @@ def s3_endpoint() -> Iterator[str]:
         [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + TIMEOUT * 3
-    while True:
+
+    def answers() -> bool:
         assert proc.poll() is None, "moto_server exited"
         try:
             httpx.get(f"{url}/moto-api/", timeout=1)
-            break
         except httpx.TransportError:
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.05)  # readiness poll of a process we just started
+            return False
+        return True
+
+    poll_until(answers, TIMEOUT * 3, what="moto_server starting")
     yield url
     proc.terminate()
     proc.wait(timeout=TIMEOUT)

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from talkgate.codecs import decode_file
 from talkgate.serving import bind
 from tests.support.browser import poll_by_evaluate
 from tests.support.servers import IN_CI
-from tests.support.timing import TIMEOUT
+from tests.support.timing import TIMEOUT, poll_until
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 SPEECH = "Push to talk test. The quick brown fox jumps over the lazy dog. One two three four five."
@@ -81,16 +80,15 @@ def talkgate(tmp_path) -> Iterator[Talkgate]:
             [sys.executable, "-m", "talkgate.cli", "serve"], env=env, stdout=out, stderr=out
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + TIMEOUT * 3
-    while True:
+
+    def healthy() -> bool:
         assert proc.poll() is None, log.read_text()
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)  # readiness poll of a process we just started
+            return False
+
+    poll_until(healthy, TIMEOUT * 3, what=f"talkgate serve starting (log: {log})")
     yield Talkgate(url, proc, log)
     proc.terminate()
     proc.wait(timeout=TIMEOUT)
