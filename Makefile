@@ -6,7 +6,7 @@ HASH   := $(shell cat pyproject.toml package.json package-lock.json 2>/dev/null 
 RUN_STAMP  := $(VENV)/.run-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
 
-.PHONY: run test test-hostile lint bench soak clean system-deps
+.PHONY: run test test-unit test-hostile lint bench soak clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ system-deps:
 
 test: lint system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The fast layer alone: pure code and fakes, no sockets, servers or databases (`unit` marker), in
+# seconds. `-m realtime` selects the tests paced in real time.
+test-unit: $(TEST_STAMP)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 # The hostile-input suites with many more examples (and fresh random ones each run).
 test-hostile: $(TEST_STAMP)

@@ -5,34 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Callable, Iterator
+import socket
+from collections.abc import Iterator
 
 import pytest
 
-from talkgate.serving import ServerThread
-from talkgate.simulator import SimulatorConfig, create_simulator_app
-from talkgate.simulator.agent import AgentConfig
-
-# One timing constant, scaled for slow machines (TALKGATE_TEST_SLOWDOWN=3 on a loaded CI box).
-SLOWDOWN = float(os.environ.get("TALKGATE_TEST_SLOWDOWN", "1"))
-TIMEOUT = 10.0 * SLOWDOWN
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-SIM_KEY = "sim-test-key"
-AGENT_ID = "agent_test"
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll a condition another thread or process makes true, for at most TIMEOUT."""
-    async with asyncio.timeout(TIMEOUT):
-        while not condition():  # noqa: ASYNC110 - what is watched has no event to await
-            await asyncio.sleep(0.005)
-
-
-def start_simulator(**overrides: object) -> ServerThread:
-    agent_fields = {k: overrides.pop(k) for k in list(overrides) if k in AgentConfig.__dataclass_fields__}
-    config = SimulatorConfig(api_key=SIM_KEY, agent=AgentConfig(**agent_fields), **overrides)  # type: ignore[arg-type]
-    return ServerThread(create_simulator_app(config)).start()
+from talkgate.serving import ServerThread, bind
+from tests.support.gate import Gate, start_gate
+from tests.support.servers import IN_CI, S3_CREDENTIALS, start_simulator
+from tests.support.timing import TIMEOUT, poll_until
 
 
 @pytest.fixture
@@ -115,24 +96,14 @@ def database_url(request, tmp_path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
-S3_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "talkgate-test-access-key",
-    "AWS_SECRET_ACCESS_KEY": "talkgate-test-secret-key-0123456789",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto_server as a real S3-compatible HTTP endpoint, one process for the test run."""
     import shutil
     import subprocess
     import sys
-    import time
 
     import httpx
-
-    from talkgate.serving import bind
 
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
@@ -143,15 +114,16 @@ def s3_endpoint() -> Iterator[str]:
         [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + TIMEOUT * 3
-    while True:
+
+    def answers() -> bool:
         assert proc.poll() is None, "moto_server exited"
         try:
             httpx.get(f"{url}/moto-api/", timeout=1)
-            break
         except httpx.TransportError:
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.05)  # readiness poll of a process we just started
+            return False
+        return True
+
+    poll_until(answers, TIMEOUT * 3, what="moto_server starting")
     yield url
     proc.terminate()
     proc.wait(timeout=TIMEOUT)
@@ -168,3 +140,28 @@ def s3_bucket(s3_endpoint, monkeypatch) -> str:
     bucket = f"talkgate-{secrets.token_hex(4)}"
     boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
     return bucket
+
+
+@pytest.fixture
+def gate(tmp_path, simulator) -> Iterator[Gate]:
+    g = start_gate(tmp_path, simulator)
+    yield g
+    g.server.stop()
+
+
+class SocketInUnitTest(AssertionError):
+    """A test marked ``unit`` opened a network socket: it belongs to a slower layer."""
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_open_no_sockets(request, monkeypatch) -> None:
+    """The ``unit`` layer is pure code and fakes: a connect or bind there fails the test. (An event
+    loop's own socketpair is neither.)"""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(sock: socket.socket, address: object, *_: object) -> None:
+        raise SocketInUnitTest(f"a unit test used the network ({address!r}); mark it otherwise")
+
+    for method in ("connect", "connect_ex", "bind"):
+        monkeypatch.setattr(socket.socket, method, refuse)

@@ -12,7 +12,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import TIMEOUT
+from tests.support.timing import TIMEOUT, scaled
 
 TALKGATE = [sys.executable, "-m", "talkgate.cli"]
 
@@ -130,7 +130,12 @@ def test_serve_in_production_with_a_jwks_url_and_no_signing_secret_refuses_to_st
         tmp_path, TALKGATE_ENV="production", TALKGATE_JWT_JWKS_URL="https://idp.example.com/jwks.json"
     )
     out = subprocess.run(
-        [*TALKGATE, "serve", "--port", "0"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+        [*TALKGATE, "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=scaled(60),
     )
     assert out.returncode == 2, out.stderr
     assert "TALKGATE_SIGNING_SECRET is required in production" in out.stderr
@@ -179,7 +184,7 @@ def test_a_configuration_error_names_the_setting_and_the_reason_and_echoes_no_se
     secrets = [v for v in [*SECRETS.values(), *broken.values()] if v != "production"]
     for command in (["serve", "--port", "0"], ["db", "upgrade"], ["token", "--user", "alice"]):
         out = subprocess.run(
-            [*TALKGATE, *command], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+            [*TALKGATE, *command], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=scaled(60)
         )
         assert out.returncode == 2, out.stderr
         assert "the configuration is not valid" in out.stderr and named in out.stderr

@@ -6,8 +6,12 @@ import asyncio
 import gc
 import weakref
 
+import pytest
+
 from talkgate import heap
-from tests.conftest import wait_until
+from tests.support.timing import wait_until
+
+pytestmark = pytest.mark.unit
 
 
 class Node:

@@ -9,6 +9,8 @@ import pytest
 
 from talkgate import logs
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def captured():

@@ -22,9 +22,12 @@ from talkgate.auth import TokenVerifier
 from talkgate.serving import bind
 from talkgate.settings import Settings
 from talkgate.web.media import media_url
-from tests.conftest import AGENT_ID, S3_CREDENTIALS, SIM_KEY, TIMEOUT
-from tests.web.conftest import connect_to
-from tests.web.recording_helpers import direct_turn, expected_mix, find, noise, wav_pcm
+from tests.support.gate import connect_to
+from tests.support.recordings import direct_turn, expected_mix, find, noise, wav_pcm
+from tests.support.servers import AGENT_ID, S3_CREDENTIALS, SIM_KEY
+from tests.support.timing import TIMEOUT
+
+pytestmark = pytest.mark.realtime
 
 JWT_SECRET = "crash-test-jwt-secret-0123456789abcdefghij"
 

@@ -4,6 +4,8 @@ from pydantic import ValidationError
 from talkgate.errors import ErrorCode, ProtocolError
 from talkgate.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 
 def make(**env: str) -> Settings:
     return Settings(_env_file=None, **env)  # type: ignore[call-arg]

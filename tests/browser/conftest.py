@@ -7,20 +7,19 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from talkgate.codecs import decode_file
 from talkgate.serving import bind
-from tests.conftest import IN_CI, TIMEOUT
+from tests.support.browser import poll_by_evaluate
+from tests.support.servers import IN_CI
+from tests.support.timing import TIMEOUT, poll_until
 
 CHROMIUM = "/usr/lib/chromium/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SPEECH = "Push to talk test. The quick brown fox jumps over the lazy dog. One two three four five."
 
 
@@ -81,16 +80,15 @@ def talkgate(tmp_path) -> Iterator[Talkgate]:
             [sys.executable, "-m", "talkgate.cli", "serve"], env=env, stdout=out, stderr=out
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + TIMEOUT * 3
-    while True:
+
+    def healthy() -> bool:
         assert proc.poll() is None, log.read_text()
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)  # readiness poll of a process we just started
+            return False
+
+    poll_until(healthy, TIMEOUT * 3, what=f"talkgate serve starting (log: {log})")
     yield Talkgate(url, proc, log)
     proc.terminate()
     proc.wait(timeout=TIMEOUT)
@@ -107,97 +105,6 @@ def page(chromium, talkgate):
         lambda msg: errors.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
     )
     page.errors = errors  # type: ignore[attr-defined]
-    page.wait_for_function = _polling_from_outside(page)  # type: ignore[method-assign]
+    page.wait_for_function = poll_by_evaluate(page)  # type: ignore[method-assign]
     yield page
     context.close()
-
-
-def _polling_from_outside(page: Any) -> Any:
-    """Playwright's own wait_for_function polls by eval inside the page, which talkgate's
-    Content-Security-Policy (no 'unsafe-eval') refuses, as it should: poll with page.evaluate,
-    which the browser runs from outside the page's policy."""
-
-    def wait_for_function(expression: str, timeout: float = 30_000) -> None:
-        deadline = time.monotonic() + timeout / 1000
-        while not page.evaluate(expression):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not true within {timeout} ms: {expression}")
-            page.wait_for_timeout(20)
-
-    return wait_for_function
-
-
-def screenshot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-# getUserMedia under the test's control, as behind a permission prompt: in "hold" mode each call
-# waits until the test calls window.__gum.grant(); "deny" rejects as a refused prompt does; "pass"
-# answers at once. Every stream granted is kept, so a test can see whether its tracks were stopped.
-HELD_GET_USER_MEDIA = """
-(() => {
-  const devices = navigator.mediaDevices;
-  const real = devices.getUserMedia.bind(devices);
-  const gum = { mode: "hold", calls: 0, held: [], streams: [] };
-  gum.grant = () => gum.held.splice(0).map((go) => go()).length;
-  gum.tracks = () => gum.streams.flatMap((s) => s.getTracks());
-  gum.live = () => gum.tracks().filter((t) => t.readyState === "live").length;
-  devices.getUserMedia = (constraints) => {
-    gum.calls += 1;
-    if (gum.mode === "deny") {
-      return Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
-    }
-    const open = () => real(constraints).then((stream) => (gum.streams.push(stream), stream));
-    if (gum.mode === "pass") return open();
-    return new Promise((resolve, reject) => gum.held.push(() => open().then(resolve, reject)));
-  };
-  window.__gum = gum;
-})();
-"""
-
-# Each audio message a page puts on a WebSocket, with what the page's status said at that moment:
-# socket.io's send_audio (relay), the provider's user_audio_chunk (direct), binary PCM to the avatar.
-AUDIO_SENDS = """
-(() => {
-  const sends = [];
-  const send = WebSocket.prototype.send;
-  WebSocket.prototype.send = function (data) {
-    const text = typeof data === "string";
-    const audio = text ? /"send_audio"|"user_audio_chunk"/.test(data) : !this.url.includes("socket.io");
-    if (audio) sends.push(document.getElementById("state").dataset.state);
-    return send.call(this, data);
-  };
-  window.__audioSends = sends;
-})();
-"""
-
-
-def new_page(browser, viewport: dict[str, int], touch: bool = False, init_script: str | None = None):
-    context = browser.new_context(viewport=viewport, has_touch=touch, is_mobile=touch)
-    if init_script:
-        context.add_init_script(init_script)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: errors.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
-    )
-    page.errors = errors  # type: ignore[attr-defined]
-    page.wait_for_function = _poll_by_evaluate(page)  # type: ignore[method-assign]
-    return page
-
-
-def _poll_by_evaluate(page):
-    """wait_for_function polling with page.evaluate, from outside the page: Playwright's own polls by
-    eval inside the page, which a Content-Security-Policy without 'unsafe-eval' refuses."""
-
-    def wait_for_function(expression: str, timeout: float = 30_000) -> None:
-        deadline = time.monotonic() + timeout / 1000
-        while not page.evaluate(expression):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not true within {timeout} ms: {expression}")
-            page.wait_for_timeout(20)
-
-    return wait_for_function

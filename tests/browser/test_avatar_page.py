@@ -7,33 +7,17 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.browser.conftest import screenshot
-from tests.browser.test_page import WAIT_MS, hold_button
+from tests.support.browser import (
+    CYCLE,
+    WAIT_MS,
+    connect_avatar,
+    hold_button,
+    screenshot,
+    seen_by_simulator,
+    simulator_session,
+)
 
-pytestmark = pytest.mark.browser
-
-CYCLE = [
-    {"out": "user.start_push_to_talk"},
-    {"in": "user.push_to_talk_started"},
-    {"out": "user.stop_push_to_talk"},
-    {"in": "user.push_to_talk_stopped"},
-    {"in": "user.transcription"},
-    {"in": "avatar.speak_started"},
-    {"in": "avatar.transcription"},
-    {"in": "avatar.speak_ended"},
-]
-
-
-def simulator_session(page) -> tuple[str, str]:
-    """The simulator's base URL and the avatar session's id, as the page got them."""
-    s = page.evaluate("window.talkgate.conversation.session")
-    base = s["livekitUrl"].replace("ws://", "http://").removesuffix("/_liveavatar/room")
-    return base, s["avatarSessionId"]
-
-
-def seen_by_simulator(page, where: tuple[str, str] | None = None) -> dict:
-    base, sid = where or simulator_session(page)
-    return httpx.get(f"{base}/_simulator/liveavatar/sessions/{sid}").json()
+pytestmark = [pytest.mark.browser, pytest.mark.realtime]  # a real browser, at a person's pace
 
 
 def fault(page, command: str, kind: str) -> None:
@@ -42,16 +26,6 @@ def fault(page, command: str, kind: str) -> None:
         f"{base}/_simulator/liveavatar/sessions/{sid}/faults", json={"command": command, "fault": kind}
     )
     assert r.status_code == 200, r.text
-
-
-def connect_avatar(page, url: str) -> None:
-    page.goto(url)
-    page.click("#dev-signin")
-    # Offered next to the ElevenLabs agent when LiveAvatar is configured (the simulator is).
-    page.wait_for_selector('#mode option[value="avatar"]:not([hidden])', state="attached", timeout=WAIT_MS)
-    page.select_option("#mode", "avatar")
-    page.click("#connect")
-    page.wait_for_function("window.talkgate.state === 'ready'", timeout=WAIT_MS)
 
 
 def test_avatar_push_to_talk_cycle_transcripts_and_call_log(page, talkgate):

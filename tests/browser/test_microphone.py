@@ -18,11 +18,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.browser.conftest import ARTIFACTS, AUDIO_SENDS, HELD_GET_USER_MEDIA, new_page, screenshot
-from tests.browser.test_page import WAIT_MS, sign_in_and_connect, wait_for_reply
-from tests.conftest import TIMEOUT
+from tests.support.browser import (
+    ARTIFACTS,
+    AUDIO_SENDS,
+    HELD_GET_USER_MEDIA,
+    WAIT_MS,
+    new_page,
+    screenshot,
+    sign_in_and_connect,
+    wait_for_reply,
+)
+from tests.support.timing import TIMEOUT
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.realtime]  # a real browser, at a person's pace
 
 DESKTOP = {"width": 1000, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -278,7 +286,7 @@ def test_a_refused_microphone_is_explained_and_the_button_resets(request, talkga
 
 
 def test_avatar_a_tap_before_the_microphone_opens_never_asks_the_avatar_to_listen(desktop, talkgate):
-    from tests.browser.test_avatar_page import CYCLE, connect_avatar, seen_by_simulator
+    from tests.support.browser import CYCLE, connect_avatar, seen_by_simulator
 
     page = desktop
     finger = Finger(page)

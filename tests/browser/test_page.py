@@ -9,39 +9,11 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.audio_files import best_correlation
-from tests.browser.conftest import screenshot
-from tests.web.recording_helpers import wav_pcm
+from tests.support.audio import best_correlation
+from tests.support.browser import WAIT_MS, hold_button, screenshot, sign_in_and_connect, wait_for_reply
+from tests.support.recordings import wav_pcm
 
-pytestmark = pytest.mark.browser
-WAIT_MS = 20_000
-
-
-def sign_in_and_connect(page, url: str, mode: str, style: str = "hold") -> None:
-    page.goto(url)
-    page.click("#dev-signin")
-    page.wait_for_selector("#talk:not([hidden])")
-    page.select_option("#mode", mode)
-    page.select_option("#ptt-style", style)
-    page.click("#connect")
-    page.wait_for_function("window.talkgate.state === 'ready'", timeout=WAIT_MS)
-
-
-def hold_button(page, seconds: float) -> None:
-    box = page.locator("#ptt").bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.mouse.down()
-    page.wait_for_timeout(int(seconds * 1000))  # the person speaks for this long
-    page.mouse.up()
-
-
-def wait_for_reply(page, turns: int) -> None:
-    page.wait_for_function(
-        f"""window.talkgate.stats.transcripts.filter(t => t.role === 'user').length >= {turns}
-            && window.talkgate.stats.transcripts.filter(t => t.role === 'agent').length >= {turns}
-            && window.talkgate.player.stats.ended >= 1""",
-        timeout=WAIT_MS,
-    )
+pytestmark = [pytest.mark.browser, pytest.mark.realtime]  # a real browser, at a person's pace
 
 
 def recording_of(page, base: str, conversation_id: str) -> tuple[dict, bytes]:

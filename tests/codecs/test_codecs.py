@@ -5,7 +5,9 @@ import pytest
 from talkgate.codecs import StreamDecoder, decode_file
 from talkgate.errors import AudioError
 from talkgate.protocol.app_events import InputCodec
-from tests.audio_files import best_correlation, encode, speechlike
+from tests.support.audio import best_correlation, encode, speechlike
+
+pytestmark = pytest.mark.unit
 
 SPEECH = speechlike(1500)
 

@@ -7,35 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
-from collections import Counter
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, settings
 
-from tests.conftest import TIMEOUT
-from tests.web.conftest import gate  # noqa: F401 - the live server fixture, shared with tests/web
+from tests.support.hostile import TRIED
+from tests.support.timing import TIMEOUT
 
 T = TypeVar("T")
-EXAMPLES = int(os.environ.get("TALKGATE_HOSTILE_EXAMPLES", "60"))
-TRIED: Counter[str] = Counter()
-
-# A live server keeps its state between examples on purpose (the sequences continue where the
-# last one left off), so the per-example fixture reuse hypothesis warns about is what we want.
-hostile = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=os.environ.get("TALKGATE_HOSTILE_RANDOM") is None,  # CI: the same inputs each run
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-
-
-def count(kind: str, n: int = 1) -> None:
-    TRIED[kind] += n
 
 
 class Driver:

@@ -31,9 +31,9 @@ from talkgate.protocol.signing import (
 )
 from talkgate.serving import ServerThread
 from talkgate.settings import DEV_JWT_SECRET, DEV_SIGNING_LABEL, Environment
-from tests.hostile.conftest import count
-from tests.web.conftest import Gate, start_gate
-from tests.web.recording_helpers import direct_turn, noise, wav_pcm
+from tests.support.gate import Gate, start_gate
+from tests.support.hostile import count
+from tests.support.recordings import direct_turn, noise, wav_pcm
 
 CURRENT = "current-signing-secret-0123456789-abcdefghij"
 PREVIOUS = "previous-signing-secret-0123456789-abcdefgh"

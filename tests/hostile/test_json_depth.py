@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from talkgate.protocol.signing import webhook_signature_header
-from tests.hostile.conftest import count
-from tests.web.conftest import start_gate
+from tests.support.gate import start_gate
+from tests.support.hostile import count
+from tests.support.timing import scaled
 
 SECRET = "whsec_depth_0123456789"
 DEEP = 100_000
@@ -45,7 +46,7 @@ async def test_deep_json_is_a_400_on_every_post_route(hook_gate, no_unhandled_er
     gate = hook_gate
     routes = post_routes(gate)
     assert len(routes) >= 10, routes  # the enumeration found the routes
-    async with httpx.AsyncClient(base_url=gate.url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=gate.url, timeout=scaled(30)) as client:
         r = await client.post(
             "/api/elevenlabs-signed-url", headers=gate.headers(), json={"conversationId": "conv_deep"}
         )

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.hostile.conftest import EXAMPLES, count
+from tests.support.hostile import EXAMPLES, count
+from tests.support.timing import scaled
 
 
 def test_no_generated_request_gets_a_server_error(gate, tmp_path, no_unhandled_errors):
@@ -36,7 +37,7 @@ def test_no_generated_request_gets_a_server_error(gate, tmp_path, no_unhandled_e
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=scaled(600),
     )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]

@@ -9,8 +9,8 @@ import secrets
 import httpx
 import pytest
 
-from tests.hostile.conftest import count
-from tests.web.conftest import start_gate
+from tests.support.gate import start_gate
+from tests.support.hostile import count
 
 
 @pytest.fixture

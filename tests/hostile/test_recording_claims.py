@@ -15,12 +15,11 @@ from talkgate.protocol.signing import webhook_signature_header
 from talkgate.serving import bind
 from talkgate.simulator.mp3 import encode_mp3
 from talkgate.web.media import media_url
-from tests.audio_files import speechlike
-from tests.conftest import start_simulator
-from tests.hostile.conftest import count
-from tests.web.conftest import start_gate
-from tests.web.recording_helpers import direct_turn, noise, wait_for_call
-from tests.web.test_media_recording import start_media_call
+from tests.support.audio import speechlike
+from tests.support.gate import start_gate
+from tests.support.hostile import count
+from tests.support.recordings import direct_turn, noise, start_media_call, wait_for_call
+from tests.support.servers import start_simulator
 
 SECRET = "whsec_hostile_0123456789"
 UNREACHABLE = "http://127.0.0.1:9"  # the provider cannot dial the media socket: no stream arrives
@@ -43,6 +42,7 @@ async def refused(url: str) -> None:
     assert caught.value.response.status_code == 403
 
 
+@pytest.mark.realtime
 async def test_a_replayed_webhook_changes_nothing(tmp_path, simulator):
     gate = start_gate(tmp_path, simulator, public_url=UNREACHABLE, elevenlabs_webhook_secret=SECRET)
     try:
@@ -122,6 +122,7 @@ async def test_a_media_url_is_live_in_one_process_only(tmp_path, simulator):
         first.server.stop()
 
 
+@pytest.mark.realtime
 async def test_naming_another_users_provider_conversation_gets_nothing_of_theirs(tmp_path):
     sock = bind("127.0.0.1", 0)
     sim = start_simulator(
@@ -155,6 +156,7 @@ async def test_naming_another_users_provider_conversation_gets_nothing_of_theirs
         sim.stop()
 
 
+@pytest.mark.realtime
 async def test_naming_the_provider_id_of_another_users_direct_conversation_fetches_nothing(
     tmp_path, simulator
 ):

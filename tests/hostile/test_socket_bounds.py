@@ -19,9 +19,9 @@ from websockets.client import ClientProtocol
 from websockets.frames import Frame
 from websockets.uri import parse_uri
 
-from tests.conftest import TIMEOUT, wait_until
-from tests.hostile.conftest import count
-from tests.web.conftest import AppClient, connect, start_gate
+from tests.support.gate import AppClient, connect, start_gate
+from tests.support.hostile import count
+from tests.support.timing import TIMEOUT, wait_until
 
 PLACEHOLDER = {"_placeholder": True, "num": 0}
 ATTACHMENT = b"\0" * 900_000  # under the 1 MB frame limit, as in the report: ~900 KiB frames

@@ -7,14 +7,15 @@ from __future__ import annotations
 import base64
 
 import httpx
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from talkgate.errors import ErrorCode
-from tests.conftest import wait_until
-from tests.hostile.conftest import count, hostile
-from tests.web.conftest import AppClient, connect, paced_turn
-from tests.web.recording_helpers import expected_mix, find, noise, wav_pcm
+from tests.support.gate import AppClient, connect, paced_turn
+from tests.support.hostile import count, hostile
+from tests.support.recordings import expected_mix, find, noise, wav_pcm
+from tests.support.timing import wait_until
 
 EVENTS = [
     "conversation_start",
@@ -74,6 +75,7 @@ def check_ack(event: str, ack: object) -> None:
     assert error["message"] != "internal error", (event, ack)
 
 
+@pytest.mark.realtime
 def test_random_event_sequences_get_specific_errors_and_disturb_no_one(gate, driver, no_unhandled_errors):
     witness = driver.run(connect(gate, "witness"))
     attacker = driver.run(connect(gate, "mallory"))

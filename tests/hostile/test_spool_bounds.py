@@ -12,10 +12,10 @@ import threading
 import httpx
 import pytest
 
-from tests.conftest import TIMEOUT, wait_until
-from tests.hostile.conftest import count
-from tests.web.conftest import start_gate
-from tests.web.recording_helpers import noise
+from tests.support.gate import start_gate
+from tests.support.hostile import count
+from tests.support.recordings import noise
+from tests.support.timing import TIMEOUT, wait_until
 
 CHUNK = noise(2000, seed=21)  # 64 000 bytes of PCM16
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from talkgate.protocol.signing import webhook_signature_header
-from tests.conftest import wait_until
-from tests.hostile.conftest import count
-from tests.hostile.raw_http import raw_post
-from tests.web.conftest import start_gate
+from tests.support.gate import start_gate
+from tests.support.hostile import count
+from tests.support.raw_http import raw_post
+from tests.support.timing import wait_until
 
 SECRET = "whsec_hostile_0123456789"
 PATH = "/api/elevenlabs/webhook"

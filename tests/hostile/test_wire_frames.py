@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from talkgate.web.media import media_url
-from tests.conftest import TIMEOUT, wait_until
-from tests.hostile.conftest import count, hostile
-from tests.web.conftest import connect
-from tests.web.recording_helpers import find, noise, wav_pcm
+from tests.support.gate import connect
+from tests.support.hostile import count, hostile
+from tests.support.recordings import find, noise, wav_pcm
+from tests.support.timing import TIMEOUT, wait_until
 
 json_text = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),

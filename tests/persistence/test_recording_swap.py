@@ -18,13 +18,12 @@ from talkgate.recording.mixer import CALLER
 from talkgate.recording.storage import LocalStorage
 from talkgate.simulator.mp3 import encode_mp3
 from talkgate.web.recordings import Recordings
-from tests.persistence.test_repository import repo  # noqa: F401 - the repository on both databases
-from tests.web.conftest import make_settings
-from tests.web.recording_helpers import find, noise, wav_pcm
+from tests.support.gate import make_settings
+from tests.support.recordings import find, noise, wav_pcm
 
 
 @pytest.fixture
-async def recordings(repo, tmp_path):  # noqa: F811
+async def recordings(repo, tmp_path):
     storage = LocalStorage(tmp_path / "store")
     await storage.check()
     return Recordings(make_settings(tmp_path, None), repo, storage, provider=None)  # type: ignore[arg-type]
@@ -95,7 +94,7 @@ async def test_a_better_source_replaces_the_stored_object_and_deletes_the_old_on
     assert (source, wav_pcm(wav)) == ("client_chunks", clip)
 
 
-async def test_a_media_url_is_claimed_once_and_never_after_its_call_ended(repo):  # noqa: F811
+async def test_a_media_url_is_claimed_once_and_never_after_its_call_ended(repo):
     user = f"user_{cuid()}"
     call = await repo.create_call(user, f"conv_{cuid()}")
     assert not await repo.claim_media(call.conversation_id)  # no URL issued for it
@@ -112,7 +111,7 @@ async def test_a_media_url_is_claimed_once_and_never_after_its_call_ended(repo):
     assert not await repo.issue_media(user, ended.conversation_id, "conv_provider_4")
 
 
-async def test_a_provider_conversation_finds_only_the_call_it_was_started_for(repo):  # noqa: F811
+async def test_a_provider_conversation_finds_only_the_call_it_was_started_for(repo):
     alice, bob = f"user_{cuid()}", f"user_{cuid()}"
     provider_cid = f"conv_{cuid()}"
     mine = await repo.create_call(alice, f"conv_{cuid()}")
@@ -125,7 +124,7 @@ async def test_a_provider_conversation_finds_only_the_call_it_was_started_for(re
     assert not await repo.issue_media(bob, mine.conversation_id, "conv_bobs")  # not his call
 
 
-async def test_a_webhook_delivery_is_applied_once(repo):  # noqa: F811
+async def test_a_webhook_delivery_is_applied_once(repo):
     digest = cuid().ljust(64, "0")
     claims = await asyncio.gather(
         *(repo.claim_webhook(digest, "post_call_audio", "conv_x") for _ in range(3))
@@ -145,7 +144,7 @@ def migrate(url: str, target: str, direction: str = "upgrade") -> None:
         pool.submit(getattr(command, direction), alembic_config(url), target).result()
 
 
-async def test_migration_0002_keeps_relay_calls_provider_ids_and_goes_down_and_up(repo, database_url):  # noqa: F811
+async def test_migration_0002_keeps_relay_calls_provider_ids_and_goes_down_and_up(repo, database_url):
     migrate(database_url, "0001", "downgrade")
     user, relay_cid, named_cid = f"user_{cuid()}", f"conv_{cuid()}", f"conv_{cuid()}"
     engine = make_engine(database_url)
@@ -170,7 +169,7 @@ async def test_migration_0002_keeps_relay_calls_provider_ids_and_goes_down_and_u
         await engine.dispose()
 
 
-async def test_linking_the_same_object_twice_deletes_nothing(repo):  # noqa: F811
+async def test_linking_the_same_object_twice_deletes_nothing(repo):
     call = await repo.create_call(f"user_{cuid()}", f"conv_{cuid()}")
     key = f"calls/{call.id}/relay-00ff.wav"
     first = await repo.set_call_audio(call.conversation_id, key=key, url="u", source="relay", nbytes=4)

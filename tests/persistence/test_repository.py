@@ -1,27 +1,14 @@
 """The repository on SQLite and on PostgreSQL: the same behaviour, row for row."""
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import delete, event, text
+from sqlalchemy.exc import StatementError
 
 from talkgate.errors import ConflictError, NotFoundError
-from talkgate.persistence.engine import make_engine, make_sessionmaker
-from talkgate.persistence.migrate import upgrade
 from talkgate.persistence.models import AudioSource, CallStatus, SessionStatus, User, cuid
 from talkgate.persistence.repository import Repository
-
-
-@pytest.fixture
-async def repo(database_url):
-    with ThreadPoolExecutor(1) as pool:  # Alembic runs its own event loop
-        pool.submit(upgrade, database_url).result()
-    engine = make_engine(database_url)
-    yield Repository(make_sessionmaker(engine))
-    async with engine.begin() as conn:  # PostgreSQL's database is shared by the run: leave it empty
-        await conn.execute(delete(User))
-    await engine.dispose()
 
 
 def uid() -> str:
@@ -205,8 +192,7 @@ async def test_a_start_whose_caller_gave_up_is_ended_not_left_active(repo):
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    while repo._committer is not None or repo._cleanups:  # the transaction, then the clean-up
-        await asyncio.gather(*filter(None, [repo._committer, *repo._cleanups]))
+    await repo.starts.settled()  # the transaction, then the clean-up
     call = await repo.get_call(alice, cid)
     assert (call.status, call.end_reason, call.ended_at is not None) == (CallStatus.FAILED, "cancelled", True)
 
@@ -220,9 +206,25 @@ async def test_starts_waiting_on_a_stopped_transaction_are_cancelled_not_left_ha
     ]
     await asyncio.sleep(0)  # the starts are queued and the committing task is created
     await asyncio.sleep(0)  # it has begun its transaction
-    assert repo._committer is not None
-    repo._committer.cancel()
+    assert repo.starts.committing
+    repo.starts.stop()
     results = await asyncio.gather(*waiting, return_exceptions=True)
     assert [type(r) for r in results] == [asyncio.CancelledError] * 3
     _, call = await repo.open_conversation(alice, f"conv_{cuid()}", metadata=None)
     assert (await repo.get_call(alice, call.conversation_id)).status == CallStatus.ACTIVE
+
+
+async def test_statuses_come_back_typed_and_an_unknown_one_is_refused(repo):
+    alice = uid()
+    session, call = await repo.open_conversation(
+        alice, f"conv_{cuid()}", metadata=None, audio_source=AudioSource.RELAY
+    )
+    await repo.set_call_audio(call.conversation_id, key="k", url="u", source="media_stream", nbytes=2)
+    stored = await repo.get_call(alice, call.conversation_id)
+    assert type(stored.status) is CallStatus and stored.status is CallStatus.ACTIVE
+    assert type(stored.audio_source) is AudioSource and stored.audio_source is AudioSource.MEDIA_STREAM
+    ended = await repo.end_session(alice, session.session_id)
+    assert type(ended.status) is SessionStatus and ended.status is SessionStatus.ENDED
+    with pytest.raises(StatementError):  # a typo'd status never reaches the table
+        await repo.finish_call(call.conversation_id, status="endd")  # type: ignore[arg-type]
+    assert (await repo.get_call(alice, call.conversation_id)).status is CallStatus.ACTIVE

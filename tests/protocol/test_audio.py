@@ -10,6 +10,8 @@ from talkgate.errors import AudioError, ErrorCode
 from talkgate.protocol import audio
 from talkgate.protocol.audio import PROVIDER_FORMATS, AudioFormat, Encoding
 
+pytestmark = pytest.mark.unit
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop  # the stdlib's G.711 reference, removed in 3.13

@@ -5,6 +5,8 @@ import pytest
 from talkgate.errors import ProtocolError
 from talkgate.protocol import convai
 
+pytestmark = pytest.mark.unit
+
 SERVER_EVENTS = [
     convai.ConversationInitiationMetadata("conv_1", "pcm_44100", "ulaw_8000"),
     convai.Ping(7, None),

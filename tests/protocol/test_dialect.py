@@ -1,9 +1,13 @@
 import base64
 
+import pytest
+
 from talkgate.protocol import convai
 from talkgate.protocol.audio import PCM_16000, ULAW_8000
 from talkgate.protocol.dialect import Dialect, KeepAliveMode, TurnEndMode, rejection_hint
 from talkgate.protocol.ptt import AudioAccepted, TurnEnded, TurnStarted
+
+pytestmark = pytest.mark.unit
 
 
 def test_signal_dialect_is_seed_000():

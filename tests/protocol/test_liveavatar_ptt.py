@@ -19,6 +19,8 @@ from talkgate.protocol.liveavatar import (
     ptt_step,
 )
 
+pytestmark = pytest.mark.unit
+
 S, I, A = PttState, PttInput, PttAction  # noqa: E741 - short names make the table readable
 
 # Next state for every (state, input): rows are states, columns follow PttInput's order:

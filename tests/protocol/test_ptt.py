@@ -3,6 +3,8 @@ import pytest
 from talkgate.errors import AudioError, ErrorCode, TurnError
 from talkgate.protocol.ptt import AudioAccepted, PushToTalk, TurnEnded, TurnStarted, TurnState
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_turn_goes_idle_talking_idle_and_counts():
     ptt = PushToTalk()

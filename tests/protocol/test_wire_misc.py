@@ -5,6 +5,8 @@ import pytest
 from talkgate.errors import AuthError, ProtocolError
 from talkgate.protocol import liveavatar, media, signing
 
+pytestmark = pytest.mark.unit
+
 
 def test_media_frames_parse_and_serialize():
     frame = media.MediaAudio(media.Track.CALLER, "conv_1", "AAAA")

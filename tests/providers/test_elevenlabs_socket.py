@@ -16,7 +16,7 @@ from websockets.asyncio.server import ServerConnection
 from talkgate.errors import ProviderError
 from talkgate.protocol import convai
 from talkgate.providers.elevenlabs import ElevenLabsConversation
-from tests.conftest import TIMEOUT
+from tests.support.timing import TIMEOUT
 
 METADATA = json.dumps(
     {

@@ -6,6 +6,8 @@ from hypothesis import strategies as st
 from talkgate.errors import AudioError
 from talkgate.recording.mixer import AGENT, CALLER, TimelineMixer
 
+pytestmark = pytest.mark.unit
+
 RATE = 16000
 
 

@@ -15,7 +15,9 @@ from talkgate.recording.disk import DiskThread
 from talkgate.recording.mixer import AGENT, CALLER
 from talkgate.recording.recorder import MAX_PENDING, FlushClock, Recorder, RelayTap
 from talkgate.recording.wav import WRITEBACK_BYTES, WavWriter, repair, try_lock, writeback_range
-from tests.conftest import wait_until
+from tests.support.timing import wait_until
+
+pytestmark = pytest.mark.unit
 
 
 class Clock:

@@ -3,10 +3,13 @@
 import base64
 
 import numpy as np
+import pytest
 
 from talkgate.protocol import convai
 from talkgate.protocol.audio import PCM_16000, ULAW_8000, AudioFormat, Encoding, convert
 from talkgate.simulator.agent import AgentConfig, EchoAgent
+
+pytestmark = pytest.mark.unit
 
 
 def b64(data: bytes) -> str:

@@ -12,8 +12,9 @@ import pytest
 import websockets
 
 from talkgate.protocol import convai
-from tests.conftest import AGENT_ID, SIM_KEY, TIMEOUT, start_simulator
-from tests.simulator.helpers import audio_of, frames_of, recv_json, recv_until, signed_url
+from tests.support.provider_socket import audio_of, frames_of, recv_json, recv_until, signed_url
+from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
+from tests.support.timing import TIMEOUT
 
 
 def speech(ms: int) -> bytes:
@@ -145,6 +146,7 @@ async def test_public_agent_connects_without_signature():
         sim.stop()
 
 
+@pytest.mark.realtime
 async def test_no_input_closes_1002_and_inactivity_timeout_param_is_honoured_in_lenient_mode():
     sim = start_simulator(input_timeout_s=0.3)
     try:
@@ -167,6 +169,7 @@ async def test_no_input_closes_1002_and_inactivity_timeout_param_is_honoured_in_
         sim.stop()
 
 
+@pytest.mark.realtime
 async def test_max_duration_closes_1000():
     sim = start_simulator(max_duration_s=0.2)
     try:

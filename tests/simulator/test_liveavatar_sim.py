@@ -7,7 +7,7 @@ import pytest
 import websockets
 
 from talkgate.protocol.liveavatar import Command, DataPacket, token_request
-from tests.conftest import TIMEOUT
+from tests.support.timing import TIMEOUT
 
 KEY = "sim-liveavatar-key"
 

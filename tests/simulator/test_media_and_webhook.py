@@ -15,8 +15,9 @@ from starlette.routing import Route
 from talkgate.protocol import convai
 from talkgate.protocol.signing import verify_webhook_signature
 from talkgate.serving import running
-from tests.conftest import AGENT_ID, SIM_KEY, TIMEOUT, start_simulator
-from tests.simulator.helpers import recv_json, recv_until
+from tests.support.provider_socket import recv_json, recv_until
+from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
+from tests.support.timing import TIMEOUT
 
 
 def speech(ms: int) -> bytes:

@@ -12,7 +12,8 @@ from elevenlabs.conversational_ai.conversation import (
 )
 
 from talkgate.protocol.audio import PCM_16000, ULAW_8000, AudioFormat, convert
-from tests.conftest import AGENT_ID, SIM_KEY, TIMEOUT, start_simulator
+from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
+from tests.support.timing import TIMEOUT
 
 CHUNK = 4000 * 2  # the SDK's recommended 250 ms at 16 kHz
 

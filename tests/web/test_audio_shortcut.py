@@ -11,8 +11,9 @@ from typing import Any
 
 import websockets
 
-from tests.conftest import TIMEOUT
-from tests.web.test_relay_ptt import sim_frames, speech
+from tests.support.audio import speech
+from tests.support.provider_socket import sim_frames
+from tests.support.timing import TIMEOUT
 
 
 class RawApp:

@@ -18,8 +18,9 @@ from talkgate.errors import ErrorCode, NotFoundError, ProviderError
 from talkgate.protocol.liveavatar import PTT_TABLE, Command, DataPacket, PttInput, PttState
 from talkgate.providers.liveavatar import AvatarToken, LiveAvatarProvider
 from talkgate.serving import ServerThread
-from tests.conftest import TIMEOUT, start_simulator
-from tests.web.conftest import start_gate
+from tests.support.gate import start_gate
+from tests.support.servers import start_simulator
+from tests.support.timing import TIMEOUT
 
 KEY = "sim-liveavatar-key"
 AVATAR = "00000000-0000-4000-8000-00000000a1a1"

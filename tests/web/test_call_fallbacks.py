@@ -10,10 +10,10 @@ import pytest
 from talkgate.protocol.audio import PCM_16000, ULAW_8000, convert
 from talkgate.protocol.signing import webhook_signature_header
 from talkgate.serving import bind
-from tests.audio_files import best_correlation, speechlike
-from tests.conftest import start_simulator
-from tests.web.conftest import start_gate
-from tests.web.recording_helpers import direct_turn, noise, wait_for_call, wav_pcm
+from tests.support.audio import best_correlation, speechlike
+from tests.support.gate import start_gate
+from tests.support.recordings import direct_turn, noise, wait_for_call, wav_pcm
+from tests.support.servers import start_simulator
 
 WEBHOOK_SECRET = "whsec_test_0123456789"
 
@@ -116,6 +116,7 @@ async def test_with_nothing_recorded_here_the_providers_recording_is_fetched(tmp
     assert r >= 0.9
 
 
+@pytest.mark.realtime
 async def test_a_call_whose_provider_conversation_talkgate_never_started_gets_no_provider_audio(plain_gate):
     gate = plain_gate
     async with httpx.AsyncClient(base_url=gate.url) as client:

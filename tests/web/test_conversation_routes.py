@@ -4,8 +4,8 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import SIM_KEY
-from tests.simulator.helpers import recv_json
+from tests.support.provider_socket import recv_json
+from tests.support.servers import SIM_KEY
 
 
 async def test_signed_url_works_and_never_carries_the_key(gate):

@@ -16,7 +16,7 @@ import websockets
 
 from talkgate.serving import ServerThread
 from talkgate.web import engine
-from tests.conftest import TIMEOUT, wait_until
+from tests.support.timing import TIMEOUT, wait_until
 
 
 class Server:

@@ -19,9 +19,10 @@ from sqlalchemy.exc import OperationalError
 from talkgate.errors import StorageError
 from talkgate.persistence import retry
 from talkgate.web import sio as sio_module
-from tests.conftest import start_simulator, wait_until
-from tests.web.conftest import Gate, connect, paced_turn, start_gate
-from tests.web.recording_helpers import expected_mix, find, noise, wav_pcm
+from tests.support.gate import Gate, connect, paced_turn, start_gate
+from tests.support.recordings import expected_mix, find, noise, wav_pcm
+from tests.support.servers import start_simulator
+from tests.support.timing import wait_until
 
 
 def open_files_under(path: Path) -> list[str]:
@@ -79,6 +80,7 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(sio_module, "LATER_DELAYS", (0.05,) * 400)
 
 
+@pytest.mark.realtime
 async def test_a_slow_provider_is_a_timeout_error_within_the_set_time(tmp_path):
     slow = start_simulator(response_delay_s=5.0)
     gate = start_gate(tmp_path, slow, provider_timeout_s=0.5)
@@ -100,6 +102,7 @@ async def test_a_slow_provider_is_a_timeout_error_within_the_set_time(tmp_path):
         slow.stop()
 
 
+@pytest.mark.realtime
 async def test_a_brief_database_outage_at_call_end_loses_nothing(gate, quick_retries):
     app = await connect(gate)
     clip = noise(300, seed=90)
@@ -123,6 +126,7 @@ async def test_a_brief_database_outage_at_call_end_loses_nothing(gate, quick_ret
     await assert_nothing_left(gate)
 
 
+@pytest.mark.realtime
 async def test_a_long_database_outage_is_reported_and_the_call_log_saved_when_it_returns(gate, quick_retries):
     app = await connect(gate)
     clip = noise(300, seed=91)
@@ -164,6 +168,7 @@ async def test_http_routes_answer_503_while_the_database_is_away(gate):
     }
 
 
+@pytest.mark.realtime
 async def test_a_disk_failing_mid_call_is_reported_and_what_was_written_is_kept(gate):
     app = await connect(gate)
     first, second = noise(400, seed=92), noise(400, seed=93)
@@ -196,6 +201,7 @@ async def test_a_disk_failing_mid_call_is_reported_and_what_was_written_is_kept(
     await assert_nothing_left(gate)
 
 
+@pytest.mark.realtime
 async def test_storage_failing_at_the_end_keeps_the_recording_for_the_next_start(gate):
     rt = gate.app.runtime
     real_put = rt.storage.put_file
@@ -231,6 +237,7 @@ async def test_storage_failing_at_the_end_keeps_the_recording_for_the_next_start
     await assert_nothing_left(gate)
 
 
+@pytest.mark.realtime
 async def test_an_app_dropping_mid_turn_keeps_the_audio_it_sent(gate):
     app = await connect(gate)
     clip = noise(300, seed=95)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from talkgate.settings import Settings
 from talkgate.web.headers import websocket_origin
-from tests.web.test_security import PUBLIC
+from tests.support.gate import PUBLIC
 
 
 def directives(csp: str) -> dict[str, list[str]]:

@@ -7,24 +7,11 @@ import pytest
 import websockets
 
 from talkgate.web.media import media_url
-from tests.conftest import SIM_KEY
-from tests.web.conftest import start_gate
-from tests.web.recording_helpers import direct_turn, expected_mix, find, noise, wav_pcm
+from tests.support.gate import start_gate
+from tests.support.recordings import direct_turn, expected_mix, find, noise, start_media_call, wav_pcm
 
 
-async def start_media_call(client: httpx.AsyncClient, gate, cid: str, user: str = "alice") -> str:
-    r = await client.post(
-        "/api/elevenlabs-signed-url",
-        headers=gate.headers(user),
-        json={"voice": "default", "conversationId": cid},
-    )
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["conversationId"] == cid and body["mediaStreamingEnabled"] is True
-    assert SIM_KEY not in r.text
-    return body["signedUrl"]
-
-
+@pytest.mark.realtime
 async def test_a_media_streamed_call_ends_in_a_call_log_whose_wav_is_the_exact_mix(gate):
     caller = noise(600, seed=1)
     async with httpx.AsyncClient(base_url=gate.url) as client:
@@ -52,6 +39,7 @@ async def test_a_media_streamed_call_ends_in_a_call_log_whose_wav_is_the_exact_m
     assert len(pcm) == at_agent + len(agent)
 
 
+@pytest.mark.realtime
 async def test_call_end_is_idempotent_and_the_list_shows_the_call(gate):
     async with httpx.AsyncClient(base_url=gate.url) as client:
         signed = await start_media_call(client, gate, "conv_media_2")
@@ -71,6 +59,7 @@ async def test_call_end_is_idempotent_and_the_list_shows_the_call(gate):
         assert huge.status_code == 422
 
 
+@pytest.mark.realtime
 async def test_audio_supports_range_requests_for_seeking(gate):
     async with httpx.AsyncClient(base_url=gate.url) as client:
         signed = await start_media_call(client, gate, "conv_range")
@@ -86,6 +75,7 @@ async def test_audio_supports_range_requests_for_seeking(gate):
         assert part.headers["accept-ranges"] == "bytes"
 
 
+@pytest.mark.realtime
 async def test_another_users_call_is_not_found_anywhere(gate):
     async with httpx.AsyncClient(base_url=gate.url) as client:
         signed = await start_media_call(client, gate, "conv_alice")
@@ -178,6 +168,7 @@ async def test_bad_media_frames_are_skipped_and_the_rest_is_recorded(gate):
     assert pcm == b"\x00\x01" + caller
 
 
+@pytest.mark.realtime
 async def test_the_call_flow_works_the_same_on_postgresql(tmp_path, simulator, postgres_url):
     gate = start_gate(tmp_path, simulator, database_url=postgres_url)
     caller = noise(300, seed=6)

@@ -6,8 +6,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from tests.web.conftest import connect, start_gate
-from tests.web.recording_helpers import noise
+from tests.support.gate import connect, start_gate
+from tests.support.recordings import noise
 
 
 async def scrape(url: str, **kw) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

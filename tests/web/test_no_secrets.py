@@ -4,14 +4,16 @@ import base64
 import logging
 
 import httpx
+import pytest
 
-from tests.conftest import SIM_KEY
-from tests.web.conftest import JWT_SECRET, connect
-from tests.web.recording_helpers import direct_turn, noise
+from tests.support.gate import JWT_SECRET, connect
+from tests.support.recordings import direct_turn, noise
+from tests.support.servers import SIM_KEY
 
 SECRETS = (SIM_KEY, JWT_SECRET)
 
 
+@pytest.mark.realtime
 async def test_a_full_run_leaks_no_secret(gate, caplog):
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []

@@ -10,10 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import SIM_KEY
-from tests.web.conftest import start_gate
-from tests.web.recording_helpers import direct_turn, noise, wav_pcm
-from tests.web.test_media_recording import start_media_call
+from tests.support.gate import start_gate
+from tests.support.recordings import direct_turn, noise, start_media_call, wav_pcm
+from tests.support.servers import SIM_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 

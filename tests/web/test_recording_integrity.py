@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,10 +18,10 @@ from starlette.routing import Route
 
 from talkgate.protocol.audio import parse_wav_header
 from talkgate.serving import ServerThread, running
-from tests.conftest import TIMEOUT, start_simulator
-from tests.web.conftest import Gate, connect, paced_turn, start_gate
-from tests.web.recording_helpers import direct_turn, find, noise, wav_pcm
-from tests.web.test_media_recording import start_media_call
+from tests.support.gate import Gate, connect, paced_turn, start_gate
+from tests.support.recordings import direct_turn, find, noise, start_media_call, wav_pcm
+from tests.support.servers import start_simulator
+from tests.support.timing import TIMEOUT
 
 WEBHOOK_SECRET = "whsec_integrity_0123456789"
 
@@ -87,6 +88,7 @@ def stored_objects(gate: Gate) -> list[bytes]:
     return [p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()]
 
 
+@pytest.mark.realtime
 async def test_a_relay_call_keeps_its_recording_after_the_providers_webhook(tmp_path):
     clip = noise(400, seed=301)
     with webhooked_gate(tmp_path) as (gate, tap):
@@ -111,6 +113,7 @@ async def test_a_relay_call_keeps_its_recording_after_the_providers_webhook(tmp_
         assert stored_objects(gate) == [wav]
 
 
+@pytest.mark.realtime
 async def test_a_media_streamed_call_keeps_its_recording_after_the_providers_webhook(tmp_path):
     caller = noise(400, seed=302)
     with webhooked_gate(tmp_path) as (gate, tap):

@@ -4,12 +4,15 @@ import asyncio
 import base64
 
 import httpx
+import pytest
 import websockets
 
 from talkgate.protocol import convai
-from tests.conftest import start_simulator, wait_until
-from tests.web.conftest import connect, gated, start_gate
-from tests.web.test_relay_ptt import sim_frames, speech, upstream_kinds
+from tests.support.audio import speech
+from tests.support.gate import connect, gated, start_gate
+from tests.support.provider_socket import sim_frames, upstream_kinds
+from tests.support.servers import start_simulator
+from tests.support.timing import wait_until
 
 
 async def ptt_turn(client, pcm: bytes) -> None:
@@ -60,6 +63,7 @@ async def test_text_keepalive_against_a_strict_provider_names_its_setting(tmp_pa
         assert "TALKGATE_KEEPALIVE=user_activity" in error["message"]
 
 
+@pytest.mark.realtime
 async def test_talkgate_sends_keepalives_by_itself_between_turns_only(tmp_path, simulator):
     async with gated(tmp_path, simulator, keepalive_interval_s=0.1) as (_gate, client):
         cid = (await client.call("conversation_start"))["conversationId"]
@@ -146,6 +150,7 @@ async def test_provider_unreachable_or_refusing_the_key_is_a_clear_fatal_error(t
             gate.server.stop()
 
 
+@pytest.mark.realtime
 async def test_provider_closing_mid_turn_ends_the_session_within_a_second(tmp_path):
     sim = start_simulator(max_duration_s=0.6)
     gate = start_gate(tmp_path, sim)
@@ -167,6 +172,7 @@ async def test_provider_closing_mid_turn_ends_the_session_within_a_second(tmp_pa
         sim.stop()
 
 
+@pytest.mark.realtime
 async def test_provider_timeout_1002_is_a_fatal_timeout_error(tmp_path):
     sim = start_simulator(input_timeout_s=0.3)
     try:

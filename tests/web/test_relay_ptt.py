@@ -3,28 +3,12 @@
 import base64
 import json
 
-import httpx
-import numpy as np
 import pytest
 
-from tests.conftest import TIMEOUT
-from tests.web.conftest import connect
-
-
-def speech(ms: int, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    t = np.arange(16 * ms)
-    return (np.sin(t / (3 + seed)) * 8000 + rng.normal(0, 500, len(t))).astype("<i2").tobytes()
-
-
-def upstream_kinds(frames: list[dict]) -> list[str]:
-    return [f.get("type") or ("user_audio_chunk" if "user_audio_chunk" in f else "text") for f in frames]
-
-
-async def sim_frames(simulator, conversation_id: str) -> list[dict]:
-    async with httpx.AsyncClient() as client:
-        r = await client.get(f"{simulator.http_url}/_simulator/conversations/{conversation_id}/frames")
-    return r.json()["frames"]
+from tests.support.audio import speech
+from tests.support.gate import connect
+from tests.support.provider_socket import sim_frames, upstream_kinds
+from tests.support.timing import TIMEOUT
 
 
 async def test_three_ptt_turns_on_one_connection_follow_seed_000_exactly(simulator, app_client):

@@ -4,10 +4,11 @@ import asyncio
 import base64
 
 import httpx
+import pytest
 
-from tests.audio_files import best_correlation, encode, speechlike
-from tests.web.conftest import gated
-from tests.web.recording_helpers import expected_mix, find, noise, wav_pcm
+from tests.support.audio import best_correlation, encode, speechlike
+from tests.support.gate import gated
+from tests.support.recordings import expected_mix, find, noise, wav_pcm
 
 
 async def echo_of(client, nbytes: int) -> bytes:
@@ -21,6 +22,7 @@ async def echo_of(client, nbytes: int) -> bytes:
     return b"".join(base64.b64decode(p["audio"]) for p in client.of("agent_audio"))
 
 
+@pytest.mark.realtime
 async def test_a_relayed_conversation_is_recorded_with_both_sides_on_one_timeline(gate, app_client):
     caller = noise(300, seed=21)
     started = await app_client.call("conversation_start", {"voice": "default"})

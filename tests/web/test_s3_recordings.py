@@ -3,9 +3,8 @@
 import httpx
 import pytest
 
-from tests.web.conftest import start_gate
-from tests.web.recording_helpers import direct_turn, expected_mix, find, noise, wav_pcm
-from tests.web.test_media_recording import start_media_call
+from tests.support.gate import start_gate
+from tests.support.recordings import direct_turn, expected_mix, find, noise, start_media_call, wav_pcm
 
 pytestmark = pytest.mark.s3
 
@@ -24,6 +23,7 @@ def s3_gate(request, tmp_path, simulator, s3_endpoint, s3_bucket):
     gate.server.stop()
 
 
+@pytest.mark.realtime
 async def test_a_media_call_is_stored_in_the_bucket_and_plays_back_with_range(s3_gate, tmp_path):
     gate = s3_gate
     caller = noise(500, seed=41)

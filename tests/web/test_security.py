@@ -11,26 +11,8 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import TIMEOUT
-from tests.web.conftest import connect, start_gate
-
-# Public on purpose, each with the reason it needs no JWT.
-PUBLIC = {
-    ("GET", "/healthz"): "liveness for load balancers",
-    ("GET", "/metrics"): "its own token, or loopback only (test_metrics.py)",
-    ("GET", "/"): "the page; it signs in itself",
-    ("GET", "/calls"): "the page; it signs in itself",
-    ("GET", "/favicon.ico"): "an icon",
-    ("GET", "/vendor/{name}"): "pinned client libraries",
-    ("GET", "/api/config"): "what the page needs before sign-in; no secret (test_pages.py)",
-    ("POST", "/api/dev/token"): "simulator + development only (test_pages.py)",
-    ("GET", "/api/recordings/{conversation_id}.wav"): "a signed, expiring link (test_pages.py)",
-    ("POST", "/api/elevenlabs/webhook"): "the provider's HMAC signature (test_call_fallbacks.py)",
-    ("GET", "/openapi.json"): "the API's description",
-    ("GET", "/docs"): "the API's description",
-    ("GET", "/docs/oauth2-redirect"): "FastAPI's docs page",
-    ("GET", "/redoc"): "the API's description",
-}
+from tests.support.gate import PUBLIC, connect, start_gate
+from tests.support.timing import TIMEOUT
 
 
 async def every_route(gate) -> list[tuple[str, str]]:

@@ -14,8 +14,8 @@ import pytest
 import socketio
 
 from talkgate.auth import LEEWAY_S
-from tests.conftest import TIMEOUT, wait_until
-from tests.web.conftest import AppClient, connect, gated, start_gate
+from tests.support.gate import AppClient, connect, gated, start_gate
+from tests.support.timing import TIMEOUT, wait_until
 
 
 async def refused_connect(gate: Any, user: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, ForeignKey, Integer, String, func
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Enum, ForeignKey, Integer, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -70,6 +70,20 @@ class MediaState(StrEnum):
     FINALIZED = "finalized"
 
 
+def _status_type(enum: type[StrEnum]) -> Enum:
+    """A status column holding one of ``enum``'s values: a plain VARCHAR(16) in the database (the
+    schema is unchanged, no CHECK constraint or native enum type to migrate), the enum member in
+    Python, and a value outside the enum refused before it is written."""
+    return Enum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=16,
+        validate_strings=True,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -95,7 +109,9 @@ class ConversationSession(TimestampMixin, Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=cuid)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     session_id: Mapped[str] = mapped_column(String(128), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default=SessionStatus.ACTIVE, server_default="active")
+    status: Mapped[SessionStatus] = mapped_column(
+        _status_type(SessionStatus), default=SessionStatus.ACTIVE, server_default="active"
+    )
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, server_default=func.now())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -114,18 +130,18 @@ class CallLog(TimestampMixin, Base):
     provider_conversation_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     agent_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     voice: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default=CallStatus.ACTIVE)
+    status: Mapped[CallStatus] = mapped_column(_status_type(CallStatus), default=CallStatus.ACTIVE)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     audio_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    audio_source: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    audio_source: Mapped[AudioSource | None] = mapped_column(_status_type(AudioSource), nullable=True)
     audio_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
     audio_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     transcript: Mapped[list[Any]] = mapped_column(JSON, default=list)
     turns: Mapped[list[Any]] = mapped_column(JSON, default=list)
     end_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    media_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    media_state: Mapped[MediaState | None] = mapped_column(_status_type(MediaState), nullable=True)
 
 
 class WebhookDelivery(Base):

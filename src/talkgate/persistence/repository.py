@@ -3,9 +3,8 @@ user's rows is scoped by ``user_id``, so another user's id is simply not found."
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from talkgate.errors import ConflictError, ErrorCode, NotFoundError
+from talkgate.persistence.group_commit import GroupCommit
 from talkgate.persistence.models import (
     AudioSource,
     CallLog,
@@ -33,7 +33,7 @@ from talkgate.persistence.models import (
 # for longer than that can never come back as an accepted replay.
 WEBHOOK_MEMORY = timedelta(hours=1)
 
-AUDIO_RANK: dict[str, int] = {
+AUDIO_RANK: dict[AudioSource, int] = {
     AudioSource.PROVIDER: 1,
     AudioSource.CLIENT_CHUNKS: 2,
     AudioSource.RELAY: 3,
@@ -60,14 +60,23 @@ class AudioSwap:
         return self.attached
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Start:
+    """One conversation start waiting for the next transaction."""
+
     user_id: str
     conversation_id: str
     metadata: dict[str, Any] | None
-    audio_source: str | None
-    fields: dict[str, Any]
-    done: asyncio.Future[Opened] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    audio_source: AudioSource | None
+    provider: str | None
+    provider_conversation_id: str | None
+    agent_id: str | None
+    voice: str | None
+
+
+def _given(**columns: object) -> dict[str, object]:
+    """The columns a caller set: None means "leave the column as it is" (or its default)."""
+    return {name: value for name, value in columns.items() if value is not None}
 
 
 class Repository:
@@ -77,9 +86,13 @@ class Repository:
         # conversation start of a known user skips the upsert: one statement fewer on the path
         # that a burst of apps connecting at once makes hot.
         self._known_users: set[str] = set()
-        self._starts: list[_Start] = []  # conversation starts waiting for the next transaction
-        self._committer: asyncio.Future[None] | None = None
-        self._cleanups: set[asyncio.Future[None]] = set()
+        # Conversation starts waiting for the next transaction (``open_conversation``).
+        self.starts: GroupCommit[_Start, Opened] = GroupCommit(
+            commit_batch=self._open_together,
+            commit_one=self._open_one,
+            abandoned=self._end_abandoned,
+            max_batch=MAX_START_BATCH,
+        )
 
     async def _ensure_user(self, db: AsyncSession, user_id: str) -> None:
         if user_id in self._known_users:
@@ -178,38 +191,33 @@ class Repository:
         conversation_id: str,
         *,
         metadata: dict[str, Any] | None,
-        audio_source: str | None = None,
-        **fields: Any,
+        audio_source: AudioSource | None = None,
+        provider: str | None = None,
+        provider_conversation_id: str | None = None,
+        agent_id: str | None = None,
+        voice: str | None = None,
     ) -> Opened:
         """A new ConversationSession and its call log, committed together.
 
         This is the relay's start path, which a burst of apps connecting at once makes hot:
         starts that arrive while a transaction is under way are committed together in the next
-        one (group commit). One start took about 2 ms of the process (SQLAlchemy's unit of work,
-        the driver's round trips), and on SQLite's one connection they queued one after another:
-        500 simultaneous starts waited 1.9 s at the median for their turn (``bench/relay.py``)."""
-        start = _Start(user_id, conversation_id, metadata, audio_source, fields)
-        self._starts.append(start)
-        if self._committer is None:
-            self._committer = asyncio.ensure_future(self._commit_starts())
-        try:
-            # Shielded: a caller that stops waiting does not cancel the others' transaction.
-            return await asyncio.shield(start.done)
-        except asyncio.CancelledError:
-            start.done.add_done_callback(self._abandoned)
-            raise
+        one (``group_commit``)."""
+        start = _Start(
+            user_id,
+            conversation_id,
+            metadata,
+            audio_source,
+            provider,
+            provider_conversation_id,
+            agent_id,
+            voice,
+        )
+        return await self.starts.submit(start)
 
-    def _abandoned(self, done: asyncio.Future[Opened]) -> None:
+    async def _end_abandoned(self, opened: Opened) -> None:
         """A start committed after its caller gave up: nobody will end it, so end it now, rather
         than leave a call log "active" for ever."""
-        if done.cancelled() or done.exception() is not None:
-            return
-        session, call = done.result()
-        task = asyncio.ensure_future(self._end_abandoned(session, call))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanups.discard)
-
-    async def _end_abandoned(self, session: ConversationSession, call: CallLog) -> None:
+        session, call = opened
         try:
             await self.close_conversation(
                 session.user_id,
@@ -222,36 +230,11 @@ class Repository:
         except Exception:
             log.exception("call log %s: could not end an abandoned start", call.conversation_id)
 
-    async def _commit_starts(self) -> None:
-        batch: list[_Start] = []
-        try:
-            while self._starts:
-                batch, self._starts = self._starts[:MAX_START_BATCH], self._starts[MAX_START_BATCH:]
-                await self._commit_batch(batch)
-        finally:
-            self._committer = None
-            # Cancelled (the server stopping): no waiting start may hang on a transaction that is gone.
-            left, self._starts = batch + self._starts, []
-            for start in left:
-                start.done.cancel()
-
-    async def _commit_batch(self, batch: list[_Start]) -> None:
-        if len(batch) > 1:
-            try:
-                async with self._sessions.begin() as db:
-                    rows = await self._insert_conversations(db, batch)
-            except Exception as exc:  # each start is tried alone, and fails alone
-                log.debug("%d conversation starts failed together (%s): trying each alone", len(batch), exc)
-            else:
-                for start, row in zip(batch, rows, strict=True):
-                    self._known_users.add(start.user_id)
-                    start.done.set_result(row)
-                return
-        for start in batch:
-            try:
-                start.done.set_result(await self._open_one(start))
-            except Exception as exc:
-                start.done.set_exception(exc)
+    async def _open_together(self, batch: list[_Start]) -> list[Opened]:
+        async with self._sessions.begin() as db:
+            rows = await self._insert_conversations(db, batch)
+        self._known_users.update(start.user_id for start in batch)
+        return rows
 
     async def _open_one(self, start: _Start) -> Opened:
         while True:
@@ -288,10 +271,15 @@ class Repository:
                 conversation_id=start.conversation_id,
                 session_id=session.session_id,
                 started_at=now,
-                audio_source=start.audio_source,
                 transcript=[],
                 turns=[],
-                **start.fields,
+                **_given(
+                    audio_source=start.audio_source,
+                    provider=start.provider,
+                    provider_conversation_id=start.provider_conversation_id,
+                    agent_id=start.agent_id,
+                    voice=start.voice,
+                ),
             )
             rows.append((session, call))
         db.add_all([row for pair in rows for row in pair])
@@ -299,12 +287,30 @@ class Repository:
         return rows
 
     async def close_conversation(
-        self, user_id: str, session_id: str, conversation_id: str, **finish: Any
+        self,
+        user_id: str,
+        session_id: str,
+        conversation_id: str,
+        *,
+        duration_ms: int | None = None,
+        status: CallStatus | None = None,
+        transcript: list[dict[str, Any]] | None = None,
+        turns: list[dict[str, Any]] | None = None,
+        end_reason: str | None = None,
     ) -> None:
-        """End the session and finish its call log in one transaction."""
+        """End the session and finish its call log in one transaction (a None leaves that
+        column as it is)."""
         now = utcnow()
-        values: dict[str, Any] = {"ended_at": now, "updated_at": now}
-        values.update({k: v for k, v in finish.items() if v is not None})
+        values: dict[str, object] = {"ended_at": now, "updated_at": now}
+        values.update(
+            _given(
+                duration_ms=duration_ms,
+                status=status,
+                transcript=transcript,
+                turns=turns,
+                end_reason=end_reason,
+            )
+        )
         async with self._sessions.begin() as db:
             await db.execute(
                 update(ConversationSession)
@@ -321,7 +327,17 @@ class Repository:
 
     # --- call logs ---
 
-    async def create_call(self, user_id: str, conversation_id: str, **fields: Any) -> CallLog:
+    async def create_call(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        session_id: str | None = None,
+        provider: str | None = None,
+        provider_conversation_id: str | None = None,
+        agent_id: str | None = None,
+        voice: str | None = None,
+    ) -> CallLog:
         async with self._sessions.begin() as db:
             await self._ensure_user(db, user_id)
             existing = await db.scalar(select(CallLog).where(CallLog.conversation_id == conversation_id))
@@ -329,13 +345,28 @@ class Repository:
                 if existing.user_id != user_id:
                     raise ConflictError("that conversationId is taken")
                 return existing
-            row = CallLog(user_id=user_id, conversation_id=conversation_id, transcript=[], turns=[], **fields)
+            row = _new_call(
+                user_id,
+                conversation_id,
+                session_id=session_id,
+                provider=provider,
+                provider_conversation_id=provider_conversation_id,
+                agent_id=agent_id,
+                voice=voice,
+            )
             db.add(row)
             await db.flush()
             return row
 
     async def create_call_capped(
-        self, user_id: str, conversation_id: str, *, max_active: int, since: datetime, **fields: Any
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        max_active: int,
+        since: datetime,
+        agent_id: str | None = None,
+        voice: str | None = None,
     ) -> CallLog:
         """``create_call``, refused (``too_many_conversations``) when the user already has
         ``max_active`` active calls started after ``since``; the same call again is not refused."""
@@ -361,7 +392,7 @@ class Repository:
                     "(TALKGATE_MAX_ACTIVE_CALLS_PER_USER)",
                     code=ErrorCode.TOO_MANY_CONVERSATIONS,
                 )
-            row = CallLog(user_id=user_id, conversation_id=conversation_id, transcript=[], turns=[], **fields)
+            row = _new_call(user_id, conversation_id, agent_id=agent_id, voice=voice)
             db.add(row)
             await db.flush()
             return row
@@ -373,12 +404,18 @@ class Repository:
         ended_at: datetime | None = None,
         duration_ms: int | None = None,
         status: CallStatus = CallStatus.ENDED,
-        **fields: Any,
+        end_reason: str | None = None,
+        transcript: list[dict[str, Any]] | None = None,
+        turns: list[dict[str, Any]] | None = None,
     ) -> None:
-        values: dict[str, Any] = {"status": status, "ended_at": ended_at or utcnow(), "updated_at": utcnow()}
-        if duration_ms is not None:
-            values["duration_ms"] = duration_ms
-        values.update({k: v for k, v in fields.items() if v is not None})
+        values: dict[str, object] = {
+            "status": status,
+            "ended_at": ended_at or utcnow(),
+            "updated_at": utcnow(),
+        }
+        values.update(
+            _given(duration_ms=duration_ms, end_reason=end_reason, transcript=transcript, turns=turns)
+        )
         async with self._sessions.begin() as db:
             await db.execute(
                 update(CallLog).where(CallLog.conversation_id == conversation_id).values(**values)
@@ -402,18 +439,25 @@ class Repository:
             row.updated_at = utcnow()
             return len(row.transcript)
 
-    async def mark_recording(self, conversation_id: str, source: str | None) -> None:
+    async def mark_recording(self, conversation_id: str, source: AudioSource | str | None) -> None:
         """A live recording of ``source`` has begun: other processes' call ends wait for it
         (None: the recording that was announced could not start)."""
         async with self._sessions.begin() as db:
             await db.execute(
                 update(CallLog)
                 .where(CallLog.conversation_id == conversation_id, CallLog.audio_key.is_(None))
-                .values(audio_source=source, updated_at=utcnow())
+                .values(audio_source=AudioSource(source) if source else None, updated_at=utcnow())
             )
 
     async def set_call_audio(
-        self, conversation_id: str, *, key: str, url: str, source: str, nbytes: int, status: str | None = None
+        self,
+        conversation_id: str,
+        *,
+        key: str,
+        url: str,
+        source: AudioSource | str,
+        nbytes: int,
+        status: CallStatus | None = None,
     ) -> AudioSwap:
         """Attach the object stored under ``key`` unless the call already has a recording from as
         good a source (media stream > relay > the app's chunks > the provider's copy). Deciding
@@ -443,10 +487,12 @@ class Repository:
                 return AudioSwap(False, key)
             if row.audio_key == key:  # this very object, linked by a relink racing its finish
                 return AudioSwap(True, None)
-            if row.audio_key and AUDIO_RANK.get(row.audio_source or "", 0) >= AUDIO_RANK[source]:
+            new_source = AudioSource(source)
+            held = AUDIO_RANK[row.audio_source] if row.audio_source else 0
+            if row.audio_key and held >= AUDIO_RANK[new_source]:
                 return AudioSwap(False, key)
             replaced = row.audio_key
-            row.audio_key, row.audio_url, row.audio_source, row.audio_bytes = key, url, source, nbytes
+            row.audio_key, row.audio_url, row.audio_source, row.audio_bytes = key, url, new_source, nbytes
             row.updated_at = utcnow()
             if status:
                 row.status = status
@@ -594,3 +640,10 @@ class Repository:
     async def call_by_id(self, call_id: str) -> CallLog | None:
         async with self._sessions() as db:
             return await db.get(CallLog, call_id)
+
+
+def _new_call(user_id: str, conversation_id: str, **columns: str | None) -> CallLog:
+    """A call log row with an empty transcript; a None column takes its default."""
+    return CallLog(
+        user_id=user_id, conversation_id=conversation_id, transcript=[], turns=[], **_given(**columns)
+    )

@@ -7,8 +7,8 @@ one job for all recordings; the loop never waits for a write. A recording that r
 faster than real time (an agent's reply in a burst) is mixed at once when ``WRITE_BLOCK`` is
 noted. A killed process therefore loses at most about ``flush_interval_s`` of audio.
 
-One timer rather than a task per recording: with 400 calls a task each woke 800 times a second,
-and with its own disk job each, cost the relay about a fifth of its CPU (``bench/relay.py``).
+The clock lives in ``flush_clock``, the relay's feed in ``relay_tap``; both names are
+re-exported here.
 
 Memory per recording: the mixer's lead (``max_lead_s``) plus at most ``WRITE_BLOCK`` noted and
 ``MAX_PENDING`` bytes on their way to the disk; beyond that ``add`` waits for the disk
@@ -21,17 +21,21 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from talkgate.errors import AudioError, ErrorCode, StorageError
-from talkgate.protocol.audio import PCM_16000, AudioFormat, b64decode_audio, convert
 from talkgate.recording.disk import DISK, DiskThread
-from talkgate.recording.mixer import AGENT, CALLER, TimelineMixer
+from talkgate.recording.flush_clock import FlushClock
+from talkgate.recording.mixer import TimelineMixer
+from talkgate.recording.relay_tap import RelayTap
 from talkgate.recording.wav import WavWriter
 
 log = logging.getLogger("talkgate.recording")
+
+# Re-exported: callers import the recorder's companions from here.
+__all__ = ["MAX_PENDING", "WRITE_BLOCK", "Finished", "FlushClock", "Recorder", "RelayTap"]
 
 WRITE_BLOCK = 32_000  # a second of 16 kHz mono noted before the next tick: mix it now
 MAX_PENDING = 64_000  # two seconds on their way to the disk: add() waits beyond this
@@ -49,64 +53,6 @@ class Finished:
     @property
     def duration_ms(self) -> int:
         return self.data_bytes * 1000 // (2 * self.channels * self.sample_rate)
-
-
-def _write_batch(batch: list[tuple[Recorder, bytes]]) -> None:
-    """On the disk thread: one tick's audio of every recording, in order."""
-    for recorder, pcm in batch:
-        recorder._append(pcm)
-
-
-class FlushClock:
-    """Every ``interval`` s, mixes the audio noted by each recording of one event loop and sends
-    the result to each disk thread as one job. Exists while it has recordings.
-
-    The recordings are taken in ``SLICES`` turns, one every ``interval / SLICES`` s (10 ms): mixing
-    all 400 calls of a busy process in one go held the loop for about 15 ms, which every chunk
-    arriving meanwhile waited for; in tenths, a tick of 50 calls (about 2 ms every 50 ms) still
-    added a millisecond or two to the relay's p99 at 500 calls."""
-
-    SLICES = 50
-
-    _clocks: dict[tuple[asyncio.AbstractEventLoop, float], FlushClock] = {}
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
-        self._loop = loop
-        self._interval = interval
-        self._recorders: dict[Recorder, None] = {}  # insertion-ordered set
-        self._timer: asyncio.TimerHandle | None = None
-        self._turn = 0
-
-    @classmethod
-    def join(cls, recorder: Recorder, loop: asyncio.AbstractEventLoop, interval: float) -> FlushClock:
-        clock = cls._clocks.get((loop, interval))
-        if clock is None:
-            clock = cls._clocks[(loop, interval)] = cls(loop, interval)
-        clock._recorders[recorder] = None
-        if clock._timer is None:
-            clock._timer = loop.call_later(interval / cls.SLICES, clock._tick)
-        return clock
-
-    def leave(self, recorder: Recorder) -> None:
-        self._recorders.pop(recorder, None)
-        if not self._recorders:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self._clocks.get((self._loop, self._interval)) is self:
-                del self._clocks[(self._loop, self._interval)]
-
-    def _tick(self) -> None:
-        batches: dict[DiskThread, list[tuple[Recorder, bytes]]] = {}
-        self._turn = (self._turn + 1) % self.SLICES
-        for recorder in list(self._recorders)[self._turn :: self.SLICES]:
-            if out := recorder._mix():
-                batches.setdefault(recorder._disk, []).append((recorder, out))
-        for disk, batch in batches.items():
-            disk.submit(_write_batch, batch)
-        self._timer = (
-            self._loop.call_later(self._interval / self.SLICES, self._tick) if self._recorders else None
-        )
 
 
 class Recorder:
@@ -285,41 +231,3 @@ class Recorder:
         self._release()
         if self._writer is not None:
             await self._disk.call(self._writer.close)
-
-
-class RelayTap:
-    """The push-to-talk relay's audio into a recorder: the caller's PCM and the agent's audio in the
-    provider's output format, both converted to the recording's 16 kHz PCM."""
-
-    def __init__(
-        self, recorder: Recorder, on_failure: Callable[[StorageError], Awaitable[object]] | None = None
-    ) -> None:
-        self.recorder = recorder
-        self._on_failure = on_failure
-        self._told: asyncio.Task[None] | None = None
-        recorder.on_error = self._disk_failed
-
-    def _disk_failed(self, _exc: BaseException) -> None:
-        if self._told is None:  # the task is kept referenced here until it is done
-            self._told = asyncio.ensure_future(self._failed())
-
-    async def caller(self, pcm: bytes, fmt: AudioFormat) -> None:
-        await self.recorder.add(CALLER, convert(pcm, fmt, PCM_16000) if fmt != PCM_16000 else pcm)
-
-    async def agent(self, audio_b64: str, fmt: AudioFormat) -> None:
-        try:
-            audio = b64decode_audio(audio_b64)
-        except AudioError:
-            return  # the relay forwards the provider's frame as it is; it just is not recorded
-        await self.recorder.add(AGENT, convert(audio, fmt, PCM_16000) if fmt != PCM_16000 else audio)
-
-    async def _failed(self) -> None:
-        """The disk failed mid-call: the conversation goes on unrecorded; say so once."""
-        if self._on_failure is None:
-            return
-        await self._on_failure(
-            StorageError(
-                f"recording stopped ({self.recorder.error}); the conversation goes on, "
-                "and what was recorded until now is kept"
-            )
-        )

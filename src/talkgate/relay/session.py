@@ -91,7 +91,11 @@ class RelaySession:
         input_codec: InputCodec = InputCodec.PCM_16000,
         keepalive_interval_s: float = 15.0,
         max_app_backlog: int = MAX_APP_BACKLOG,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``clock`` and ``sleep`` time the keep-alive, the turn latencies and the duration (a
+        test passes a fake pair; ``clock`` must agree with what ``sleep`` waits for)."""
         self.session_id = session_id
         self.upstream = upstream
         self.dialect = dialect
@@ -104,13 +108,14 @@ class RelaySession:
         self._decoder: StreamDecoder | None = None
         self._keepalive_interval = keepalive_interval_s
         self._max_app_backlog = max_app_backlog
-        self._loop = asyncio.get_running_loop()
-        self._last_sent = self._loop.time()
+        self._clock = clock
+        self._sleep = sleep
+        self._last_sent = clock()
         self._last_interrupt = 0
         self._slow_app_notified = False
         self._provider_error: convai.ServerError | None = None
         self.started_at = time.time()
-        self._t0 = time.monotonic()
+        self._t0 = clock()
         self.end_reason: str | None = None
         self.ended = asyncio.Event()
         self.app_format = AudioFormat(Encoding.PCM, upstream.input_format.sample_rate)
@@ -121,7 +126,7 @@ class RelaySession:
 
     @property
     def duration_ms(self) -> int:
-        return int((time.monotonic() - self._t0) * 1000)
+        return int((self._clock() - self._t0) * 1000)
 
     def started_payload(self) -> dict[str, Any]:
         return {
@@ -143,7 +148,7 @@ class RelaySession:
             await self.upstream.send(event)
         except ProviderError:
             return  # the reader sees the close, ends the session and tells the app why
-        self._last_sent = self._loop.time()
+        self._last_sent = self._clock()
 
     async def start_turn(self) -> int:
         self._check_open()
@@ -190,7 +195,7 @@ class RelaySession:
                 failure, pcm = exc, b""  # the turn still ends upstream, then the app hears why
             for i in range(0, len(pcm), DECODED_CHUNK):
                 await self._forward(pcm[i : i + DECODED_CHUNK], None)
-        self.stats.turns.append(TurnTiming(ended.turn, time.monotonic()))
+        self.stats.turns.append(TurnTiming(ended.turn, self._clock()))
         metrics.TURNS.inc()
         # Seed 000: the end goes out at once, right behind the turn's audio; no silence, no delay.
         for event in self.dialect.upstream(ended, self.upstream.input_format):
@@ -235,10 +240,16 @@ class RelaySession:
     async def _keepalive_timer(self) -> None:
         while True:
             due = self._last_sent + self._keepalive_interval
-            await asyncio.sleep(max(0.0, due - self._loop.time()))
-            if self._loop.time() - self._last_sent >= self._keepalive_interval and not self.ptt.talking:
-                await self._send(self.dialect.keepalive_event())
-                self._last_sent = self._loop.time()  # also when the send failed: no busy loop
+            await self._sleep(max(0.0, due - self._clock()))
+            if self._clock() - self._last_sent < self._keepalive_interval:
+                continue  # something went upstream meanwhile
+            if self.ptt.talking:
+                # A turn held without audio: look again an interval later (its end is sent
+                # upstream anyway) rather than wake at once, again and again, until it ends.
+                await self._sleep(self._keepalive_interval)
+                continue
+            await self._send(self.dialect.keepalive_event())
+            self._last_sent = self._clock()  # also when the send failed: no busy loop
 
     async def _read(self) -> None:
         out_fmt = self.upstream.output_format.name
@@ -279,7 +290,7 @@ class RelaySession:
     def _mark_turn(self, attr: str) -> None:
         if self.stats.turns and getattr(self.stats.turns[-1], attr) is None:
             turn = self.stats.turns[-1]
-            elapsed = time.monotonic() - turn.released_at
+            elapsed = self._clock() - turn.released_at
             setattr(turn, attr, round(elapsed * 1000, 1))
             metrics.TURN_LATENCY_SECONDS.labels(TURN_STAGES[attr]).observe(elapsed)
 

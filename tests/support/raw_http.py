@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.conftest import TIMEOUT
+from tests.support.timing import TIMEOUT
 
 
 @dataclass

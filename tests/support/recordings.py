@@ -12,7 +12,8 @@ import numpy as np
 import websockets
 
 from talkgate.protocol.audio import parse_wav_header
-from tests.conftest import TIMEOUT
+from tests.support.servers import SIM_KEY
+from tests.support.timing import TIMEOUT
 
 CHUNK_MS = 100
 
@@ -87,3 +88,16 @@ async def wait_for_call(
             if r.status_code == 200 and pred(r.json()):
                 return r.json()
             await asyncio.sleep(0.05)
+
+
+async def start_media_call(client: httpx.AsyncClient, gate, cid: str, user: str = "alice") -> str:
+    r = await client.post(
+        "/api/elevenlabs-signed-url",
+        headers=gate.headers(user),
+        json={"voice": "default", "conversationId": cid},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["conversationId"] == cid and body["mediaStreamingEnabled"] is True
+    assert SIM_KEY not in r.text
+    return body["signedUrl"]

@@ -11,7 +11,8 @@ import httpx
 import websockets
 
 from talkgate.serving import ServerThread
-from tests.conftest import AGENT_ID, SIM_KEY, TIMEOUT
+from tests.support.servers import AGENT_ID, SIM_KEY
+from tests.support.timing import TIMEOUT
 
 
 async def signed_url(sim: ServerThread, agent_id: str = AGENT_ID) -> str:
@@ -52,3 +53,13 @@ def audio_of(frames: list[dict[str, Any]]) -> bytes:
     return b"".join(
         base64.b64decode(f["audio_event"]["audio_base_64"]) for f in frames if f["type"] == "audio"
     )
+
+
+def upstream_kinds(frames: list[dict]) -> list[str]:
+    return [f.get("type") or ("user_audio_chunk" if "user_audio_chunk" in f else "text") for f in frames]
+
+
+async def sim_frames(simulator, conversation_id: str) -> list[dict]:
+    async with httpx.AsyncClient() as client:
+        r = await client.get(f"{simulator.http_url}/_simulator/conversations/{conversation_id}/frames")
+    return r.json()["frames"]

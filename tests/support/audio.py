@@ -57,3 +57,9 @@ def best_correlation(reference: bytes, candidate: bytes, max_lag: int = 8000) ->
     x, y = a[max(0, -lag) :], b[max(0, lag) :]
     n = min(len(x), len(y))
     return float(np.corrcoef(x[:n], y[:n])[0, 1]), lag
+
+
+def speech(ms: int, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    t = np.arange(16 * ms)
+    return (np.sin(t / (3 + seed)) * 8000 + rng.normal(0, 500, len(t))).astype("<i2").tobytes()
