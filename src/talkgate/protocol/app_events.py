@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from talkgate.errors import AudioError, ErrorCode, ProtocolError, TalkgateError
+from talkgate.errors import AudioError, ErrorCode, ProtocolError, TalkgateError, error_fields
 from talkgate.protocol import convai
 from talkgate.protocol.audio import b64decode_audio
 
@@ -182,11 +182,13 @@ def ok(**fields: Any) -> dict[str, Any]:
 
 
 def failed(error: TalkgateError) -> dict[str, Any]:
-    return {"ok": False, "error": error.as_dict()}
+    """A refused acknowledgement: ``{ok: false, error: {code, message}}``, the HTTP error body's shape."""
+    return {"ok": False, **error.body()}
 
 
 def error_payload(error: TalkgateError, *, fatal: bool) -> dict[str, Any]:
-    return {**error.as_dict(), "fatal": fatal}
+    """The ``conversation_error`` event: the error's fields at the top level, and whether it ends the call."""
+    return {**error_fields(error.code, error.message), "fatal": fatal}
 
 
 def provider_message(event: convai.ServerEvent) -> dict[str, Any] | None:
