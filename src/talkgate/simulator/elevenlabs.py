@@ -19,6 +19,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from talkgate.protocol import convai
+from talkgate.protocol import elevenlabs_rest as rest
 from talkgate.protocol.audio import b64encode_audio
 from talkgate.protocol.media import CallEnd, MediaAudio, Track
 from talkgate.protocol.signing import webhook_signature_header
@@ -65,11 +66,11 @@ class ElevenLabsSimulator:
 
     def routes(self) -> list[Route | WebSocketRoute]:
         return [
-            Route("/v1/convai/conversation/get-signed-url", self.get_signed_url),
+            Route(rest.SIGNED_URL_PATH, self.get_signed_url),
             Route("/v1/convai/conversation/get_signed_url", self.get_signed_url),
             Route("/v1/convai/conversation/token", self.get_token),
-            Route("/v1/convai/conversation/start", self.start_conversation, methods=["POST"]),
-            Route("/v1/convai/conversations/{conversation_id}/audio", self.get_audio),
+            Route(rest.START_PATH, self.start_conversation, methods=["POST"]),
+            Route(rest.recording_path("{conversation_id}"), self.get_audio),
             Route("/v1/convai/conversations/{conversation_id}", self.get_conversation),
             WebSocketRoute("/v1/convai/conversation", self.conversation_socket),
         ]
@@ -89,14 +90,13 @@ class ElevenLabsSimulator:
         await asyncio.sleep(self.config.response_delay_s)
         if not self._authorized(request):
             return _invalid_key()
-        agent_id = request.query_params.get("agent_id")
-        if not agent_id:
-            return _unprocessable("agent_id", "field required")
-        cid = new_conversation_id() if request.query_params.get("include_conversation_id") == "true" else None
-        body = {"signed_url": self._signed_url(request, agent_id, cid)}
-        if cid is not None:  # the one conversation this signature opens
-            body["conversation_id"] = cid
-        return JSONResponse(body)
+        try:
+            asked = rest.SignedUrlRequest.parse(request.query_params)
+        except rest.FieldError as exc:
+            return _unprocessable(exc.loc[0], exc.reason)
+        cid = new_conversation_id() if asked.include_conversation_id else None
+        # With an id, the one conversation this signature opens.
+        return JSONResponse(rest.SignedUrlReply(self._signed_url(request, asked.agent_id, cid), cid).build())
 
     async def get_token(self, request: Request) -> Response:
         agent_id = request.query_params.get("agent_id")
@@ -119,32 +119,15 @@ class ElevenLabsSimulator:
             body = await request.json()
         except ValueError:
             return JSONResponse({"detail": "body is not JSON"}, status_code=400)
-        agent_id = body.get("agent_id") if isinstance(body, dict) else None
-        if not isinstance(agent_id, str) or not agent_id:
-            return JSONResponse(
-                {"detail": [{"loc": ["body", "agent_id"], "msg": "field required"}]}, status_code=422
-            )
-        cid = body.get("conversation_id") or new_conversation_id()
-        if not isinstance(cid, str) or len(cid) > 128:
-            return JSONResponse({"detail": "conversation_id must be a short string"}, status_code=422)
-        media = body.get("media")
-        streaming = False
-        if isinstance(media, dict) and media.get("stream") is True:
-            url = media.get("websocket_url")
-            if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-                return JSONResponse(
-                    {"detail": [{"loc": ["body", "media", "websocket_url"], "msg": "must be a ws(s) URL"}]},
-                    status_code=422,
-                )
-            self.registry.pending_media[cid] = MediaConfig(url)
-            streaming = True
-        return JSONResponse(
-            {
-                "conversation_id": cid,
-                "signed_url": self._signed_url(request, agent_id, cid),
-                "media_streaming": streaming,
-            }
-        )
+        try:
+            asked = rest.ConversationStartRequest.parse(body)
+        except rest.FieldError as exc:
+            return JSONResponse({"detail": [{"loc": ["body", *exc.loc], "msg": exc.reason}]}, status_code=422)
+        cid = asked.conversation_id or new_conversation_id()
+        if asked.media_url is not None:
+            self.registry.pending_media[cid] = MediaConfig(asked.media_url)
+        signed = self._signed_url(request, asked.agent_id, cid)
+        return JSONResponse(rest.ConversationStartReply(signed, cid, asked.media_url is not None).build())
 
     async def get_audio(self, request: Request) -> Response:
         if not self._authorized(request):
@@ -302,17 +285,8 @@ class ElevenLabsSimulator:
         assert self.config.webhook_url and self.config.webhook_secret
         mp3 = await asyncio.to_thread(encode_mp3, bytes(record.audio), 16000)
         timestamp = int(time.time())
-        body = json.dumps(
-            {
-                "type": "post_call_audio",
-                "event_timestamp": timestamp,
-                "data": {
-                    "agent_id": record.agent_id,
-                    "conversation_id": record.conversation_id,
-                    "full_audio": b64encode_audio(mp3),
-                },
-            }
-        ).encode()
+        event = rest.PostCallAudio(record.agent_id, record.conversation_id, b64encode_audio(mp3), timestamp)
+        body = rest.build_webhook(event)
         header = webhook_signature_header(self.config.webhook_secret.encode(), body, timestamp)
         try:
             async with httpx.AsyncClient(timeout=10) as client:

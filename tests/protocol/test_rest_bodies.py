@@ -1,0 +1,138 @@
+"""ElevenLabs' REST and webhook bodies (protocol/elevenlabs_rest.py) and the one error serializer:
+each body is built and parsed by one definition, which the provider adapter and the simulator share."""
+
+import json
+
+import pytest
+
+from talkgate.errors import ErrorCode, ProtocolError, TalkgateError, error_body
+from talkgate.protocol import app_events
+from talkgate.protocol import elevenlabs_rest as rest
+
+
+def test_signed_url_request_and_reply_round_trip():
+    asked = rest.SignedUrlRequest("agent_1", include_conversation_id=True)
+    assert asked.query() == {"agent_id": "agent_1", "include_conversation_id": "true"}
+    assert rest.SignedUrlRequest.parse(asked.query()) == asked
+    assert rest.SignedUrlRequest("agent_1").query() == {"agent_id": "agent_1"}
+    reply = rest.SignedUrlReply("wss://x/v1/convai/conversation?s=1", "conv_1")
+    assert reply.build() == {"signed_url": "wss://x/v1/convai/conversation?s=1", "conversation_id": "conv_1"}
+    assert rest.SignedUrlReply.parse(reply.build()) == reply
+    assert rest.SignedUrlReply("ws://x").build() == {"signed_url": "ws://x"}
+
+
+@pytest.mark.parametrize("body", [None, [], {}, {"signed_url": 1}, {"signed_url": "https://not-a-socket"}])
+def test_a_signed_url_reply_without_a_socket_url_is_refused(body):
+    with pytest.raises(rest.FieldError):
+        rest.SignedUrlReply.parse(body)
+
+
+def test_a_signed_url_reply_keeps_only_a_plausible_conversation_id():
+    assert (
+        rest.SignedUrlReply.parse({"signed_url": "ws://x", "conversation_id": "c" * 129}).conversation_id
+        is None
+    )
+    assert rest.SignedUrlReply.parse({"signed_url": "ws://x", "conversation_id": 7}).conversation_id is None
+
+
+def test_a_signed_url_request_needs_an_agent():
+    with pytest.raises(rest.FieldError) as raised:
+        rest.SignedUrlRequest.parse({})
+    assert raised.value.loc == ("agent_id",) and raised.value.reason == "field required"
+
+
+def test_conversation_start_request_as_talkgate_sends_it():
+    asked = rest.ConversationStartRequest("agent_1", "wss://gate/media?sig=1")
+    assert asked.build() == {
+        "agent_id": "agent_1",
+        "media": {"stream": True, "websocket_url": "wss://gate/media?sig=1"},
+    }
+    assert rest.ConversationStartRequest.parse(asked.build()) == asked
+    assert rest.ConversationStartRequest("agent_1").build() == {"agent_id": "agent_1"}
+    named = rest.ConversationStartRequest("a", None, "conv_x")
+    assert rest.ConversationStartRequest.parse(named.build()) == named
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({}, ("agent_id",)),
+        ({"agent_id": ""}, ("agent_id",)),
+        ({"agent_id": "a", "conversation_id": "c" * 129}, ("conversation_id",)),
+        (
+            {"agent_id": "a", "media": {"stream": True, "websocket_url": "http://x"}},
+            ("media", "websocket_url"),
+        ),
+        ("text", ()),
+    ],
+)
+def test_conversation_start_request_names_the_bad_field(body, loc):
+    with pytest.raises(rest.FieldError) as raised:
+        rest.ConversationStartRequest.parse(body)
+    assert raised.value.loc == loc
+
+
+def test_conversation_start_reply_round_trip_and_defaults():
+    reply = rest.ConversationStartReply("wss://x", "conv_1", media_streaming=False)
+    assert reply.build() == {"conversation_id": "conv_1", "signed_url": "wss://x", "media_streaming": False}
+    assert rest.ConversationStartReply.parse(reply.build()) == reply
+    # A provider that does not say whether it streams streams as asked.
+    assert rest.ConversationStartReply.parse({"signed_url": "wss://x"}) == rest.ConversationStartReply(
+        "wss://x", None, True
+    )
+    with pytest.raises(rest.FieldError):
+        rest.ConversationStartReply.parse({"conversation_id": "c"})
+
+
+def test_recording_path():
+    assert rest.recording_path("conv_1") == "/v1/convai/conversations/conv_1/audio"
+
+
+def test_post_call_audio_webhook_round_trip():
+    event = rest.PostCallAudio("agent_1", "conv_1", "SUQz", 1_700_000_000)
+    body = rest.build_webhook(event)
+    assert json.loads(body) == {
+        "type": "post_call_audio",
+        "event_timestamp": 1_700_000_000,
+        "data": {"agent_id": "agent_1", "conversation_id": "conv_1", "full_audio": "SUQz"},
+    }
+    assert rest.parse_webhook(body) == event
+
+
+def test_post_call_transcription_webhook_round_trip():
+    turns = (rest.TranscriptTurn("user", "hello"), rest.TranscriptTurn("agent", "hi"))
+    event = rest.PostCallTranscription("agent_1", "conv_1", turns, 1_700_000_000)
+    body = rest.build_webhook(event)
+    assert json.loads(body)["data"]["transcript"] == [
+        {"role": "user", "message": "hello"},
+        {"role": "agent", "message": "hi"},
+    ]
+    assert rest.parse_webhook(body) == event
+
+
+def test_other_webhooks_and_audio_without_audio_are_not_applied():
+    other = rest.parse_webhook(b'{"type":"call_initiation_failure","data":{"conversation_id":"c","x":1}}')
+    assert isinstance(other, rest.OtherWebhook)
+    assert (other.type, other.conversation_id, other.payload) == ("call_initiation_failure", "c", {"x": 1})
+    hollow = rest.parse_webhook(b'{"type":"post_call_audio","data":{"conversation_id":"c"}}')
+    assert isinstance(hollow, rest.OtherWebhook) and hollow.type == "post_call_audio"
+
+
+@pytest.mark.parametrize(
+    "body", [b"{", b"[]", b'{"type":"x"}', b'{"type":"x","data":{}}', b'{"data":{"conversation_id":"c"}}']
+)
+def test_a_body_that_is_not_a_provider_event_is_refused(body):
+    with pytest.raises(ProtocolError, match="webhook body is not a provider event"):
+        rest.parse_webhook(body)
+
+
+def test_one_error_serializer_for_bodies_acks_and_events():
+    assert error_body(ErrorCode.FORBIDDEN, "no") == {"error": {"code": "forbidden", "message": "no"}}
+    error = TalkgateError("gone", code=ErrorCode.CALL_ENDED)
+    assert error.body() == {"error": {"code": "call_ended", "message": "gone"}}
+    assert app_events.failed(error) == {"ok": False, **error.body()}
+    assert app_events.error_payload(error, fatal=True) == {
+        "code": "call_ended",
+        "message": "gone",
+        "fatal": True,
+    }
