@@ -136,3 +136,48 @@ def test_one_error_serializer_for_bodies_acks_and_events():
         "message": "gone",
         "fatal": True,
     }
+
+
+def test_liveavatar_session_bodies_round_trip():
+    from talkgate.protocol import liveavatar
+
+    token = liveavatar.AvatarToken("s1", "tok")
+    assert liveavatar.AvatarToken.parse(token.build()) == token
+    room = liveavatar.AvatarRoom("s1", "wss://room", "client", 1200)
+    assert liveavatar.AvatarRoom.parse(room.build(), "other") == room
+    # A start reply that does not repeat the session id keeps the token's; a non-integer duration is none.
+    sparse = {"livekit_url": "wss://room", "livekit_client_token": "client", "max_session_duration": True}
+    assert liveavatar.AvatarRoom.parse(sparse, "s1") == liveavatar.AvatarRoom(
+        "s1", "wss://room", "client", None
+    )
+    assert liveavatar.SessionRequest("s1").build() == {"session_id": "s1"}
+    stop = liveavatar.SessionRequest("s1", "USER_CLOSED")
+    assert liveavatar.SessionRequest.parse(stop.build()) == stop
+    envelope = liveavatar.Envelope(liveavatar.SUCCESS, token.build(), "success")
+    assert liveavatar.Envelope.parse(envelope.serialize()) == envelope
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        {},
+        {"session_id": "s"},
+        {"session_id": "", "session_token": "t"},
+        {"session_id": 1, "session_token": "t"},
+    ],
+)
+def test_a_liveavatar_token_reply_without_both_fields_is_refused(data):
+    from talkgate.protocol import liveavatar
+
+    with pytest.raises(ProtocolError):
+        liveavatar.AvatarToken.parse(data)
+
+
+def test_a_liveavatar_stop_with_an_unknown_reason_is_refused():
+    from talkgate.protocol import liveavatar
+
+    with pytest.raises(ProtocolError, match="unknown reason"):
+        liveavatar.SessionRequest.parse({"session_id": "s", "reason": "BORED"})
+    with pytest.raises(ProtocolError, match="session_id"):
+        liveavatar.SessionRequest.parse({})
