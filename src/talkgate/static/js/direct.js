@@ -3,6 +3,46 @@
 // sends both sides of the call to talkgate's media socket, which records them.
 import { api, TranscriptLog } from "./api.js";
 import { bytesToBase64 } from "./audio.js";
+import { PAGE_ERRORS, PROVIDER_EVENT_BODIES as BODY } from "./wire.js";
+
+// A provider frame as the page's handlers take it, or null. Audio older than the latest interruption
+// is dropped, as the push-to-talk relay drops it: the reply that follows may share the interruption's
+// id, so only strictly older chunks go. `state.lastInterrupt` carries that id from frame to frame.
+export function pageEvent(msg, state) {
+  const body = msg[BODY[msg.type]] || {};
+  switch (msg.type) {
+    case "ping":
+      return { kind: "pong", eventId: body.event_id };
+    case "audio":
+      if (body.event_id < state.lastInterrupt) return null;
+      return { kind: "audio", audio: body.audio_base_64, eventId: body.event_id };
+    case "user_transcript":
+    case "tentative_user_transcript":
+      return { kind: "message", message: { type: msg.type, text: body.user_transcript }, role: "user" };
+    case "agent_response":
+      return { kind: "message", message: { type: msg.type, text: body.agent_response }, role: "agent" };
+    case "agent_response_correction":
+      return {
+        kind: "message",
+        message: { type: msg.type, text: body.corrected_agent_response, original: body.original_agent_response },
+      };
+    case "interruption":
+      state.lastInterrupt = Math.max(state.lastInterrupt, body.event_id || 0);
+      return { kind: "message", message: { type: msg.type, eventId: body.event_id } };
+    case "error":
+      // The provider's words travel under error_event; the socket closes right after.
+      return {
+        kind: "error",
+        error: {
+          code: "provider_error",
+          message: [body.error_type, body.message].filter(Boolean).join(": ") || "provider error",
+          fatal: false,
+        },
+      };
+    default:
+      return null;
+  }
+}
 
 export class DirectConversation {
   constructor(config, handlers) {
@@ -11,6 +51,7 @@ export class DirectConversation {
     this.ws = null;
     this.conversationId = null;
     this.inputRate = 16000;
+    this.heard = { lastInterrupt: 0 }; // what pageEvent carries from frame to frame
   }
 
   async start({ voice }) {
@@ -27,7 +68,7 @@ export class DirectConversation {
       ws.onclose = (e) => reject(Object.assign(new Error(`provider closed (${e.code})`), { code: "provider_closed" }));
       ws.onmessage = (e) => {
         const msg = JSON.parse(e.data);
-        if (msg.type === "conversation_initiation_metadata") resolve(msg.conversation_initiation_metadata_event);
+        if (msg.type === "conversation_initiation_metadata") resolve(msg[BODY[msg.type]]);
       };
     });
     this.outputFormat = metadata.agent_output_audio_format;
@@ -49,36 +90,24 @@ export class DirectConversation {
   }
 
   receive(msg) {
-    switch (msg.type) {
-      case "ping":
-        this.send({ type: "pong", event_id: msg.ping_event.event_id });
+    const event = pageEvent(msg, this.heard);
+    if (!event) return;
+    switch (event.kind) {
+      case "pong":
+        this.send({ type: "pong", event_id: event.eventId });
         break;
       case "audio":
-        this.on.audio(msg.audio_event.audio_base_64, this.outputFormat, msg.audio_event.event_id);
+        this.on.audio(event.audio, this.outputFormat, event.eventId);
         break;
-      case "user_transcript":
-        this.on.message({ type: msg.type, text: msg.user_transcription_event.user_transcript });
-        this.transcriptLog.add("user", msg.user_transcription_event.user_transcript);
-        break;
-      case "tentative_user_transcript":
-        this.on.message({ type: msg.type, text: msg.tentative_user_transcription_event.user_transcript });
-        break;
-      case "agent_response":
-        this.on.message({ type: msg.type, text: msg.agent_response_event.agent_response });
-        this.transcriptLog.add("agent", msg.agent_response_event.agent_response);
-        break;
-      case "agent_response_correction":
-        this.on.message({
-          type: msg.type,
-          text: msg.agent_response_correction_event.corrected_agent_response,
-          original: msg.agent_response_correction_event.original_agent_response,
-        });
-        break;
-      case "interruption":
-        this.on.message({ type: msg.type, eventId: msg.interruption_event.event_id });
+      case "message":
+        this.on.message(event.message);
+        // Only final transcripts go to the call log: not tentative ones, not corrections.
+        if (event.role && event.message.type !== "tentative_user_transcript") {
+          this.transcriptLog.add(event.role, event.message.text);
+        }
         break;
       case "error":
-        this.on.error({ code: "provider_error", message: msg.message || "provider error", fatal: false });
+        this.on.error(event.error);
         break;
       default:
         break;
@@ -118,7 +147,7 @@ export class DirectConversation {
     try {
       await api(`/api/calls/${this.conversationId}/end`, { method: "POST" });
     } catch (err) {
-      this.on.error({ code: err.code || "call_end_failed", message: err.message, fatal: false });
+      this.on.error({ code: err.code || PAGE_ERRORS.CALL_END_FAILED, message: err.message, fatal: false });
     }
   }
 
