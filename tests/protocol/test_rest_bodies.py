@@ -181,3 +181,35 @@ def test_a_liveavatar_stop_with_an_unknown_reason_is_refused():
         liveavatar.SessionRequest.parse({"session_id": "s", "reason": "BORED"})
     with pytest.raises(ProtocolError, match="session_id"):
         liveavatar.SessionRequest.parse({})
+
+
+def test_media_grant_query_round_trip_and_refusals():
+    from urllib.parse import parse_qsl
+
+    from talkgate.errors import AuthError
+    from talkgate.protocol.media import MediaGrant
+
+    grant = MediaGrant("conv_1", 1_700_000_000, "abc")
+    assert MediaGrant.parse(dict(parse_qsl(grant.query()))) == grant
+    with pytest.raises(AuthError, match="valid conversation_id"):
+        MediaGrant.parse({"conversation_id": "../x", "expires": "1"})
+    with pytest.raises(AuthError, match="expiry"):
+        MediaGrant.parse({"conversation_id": "c", "expires": "soon"})
+
+
+def test_chunk_upload_json_round_trip_and_conversion():
+    from talkgate.errors import AudioError
+    from talkgate.protocol.audio import PCM_16000, AudioFormat
+
+    pcm = b"\x01\x00\x02\x00"
+    chunk = app_events.ChunkUpload(PCM_16000, pcm)
+    assert app_events.ChunkUpload.parse(json.dumps(chunk.build()), 1024) == chunk
+    assert app_events.ChunkUpload.parse(json.dumps({"audio": "AQACAA=="}), 1024).pcm_16000() == pcm
+    ulaw = app_events.ChunkUpload.parse(json.dumps({"audio": "/w==", "format": "ulaw_8000"}), 1024)
+    assert ulaw.format == AudioFormat.parse("ulaw_8000") and len(ulaw.pcm_16000()) == 4
+    with pytest.raises(ProtocolError, match="not JSON"):
+        app_events.ChunkUpload.parse(b"{", 1024)
+    with pytest.raises(ProtocolError, match="expected"):
+        app_events.ChunkUpload.parse(b'{"audio": 1}', 1024)
+    with pytest.raises(AudioError):
+        app_events.ChunkUpload.parse(json.dumps({"audio": "AQAC"}), 1024)  # 3 bytes: not whole samples
