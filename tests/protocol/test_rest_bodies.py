@@ -213,3 +213,19 @@ def test_chunk_upload_json_round_trip_and_conversion():
         app_events.ChunkUpload.parse(b'{"audio": 1}', 1024)
     with pytest.raises(AudioError):
         app_events.ChunkUpload.parse(json.dumps({"audio": "AQAC"}), 1024)  # 3 bytes: not whole samples
+
+
+def test_provider_error_bodies_are_read_back_in_the_providers_words():
+    from talkgate.protocol import rest_errors
+
+    body = rest_errors.validation_error(("body", "avatar_id"), "field required")
+    assert body == {"detail": [{"loc": ["body", "avatar_id"], "msg": "field required"}]}
+    assert rest_errors.error_text(json.dumps(body)) == "avatar_id: field required"
+    assert rest_errors.error_text(json.dumps(rest_errors.key_refusal())) == "Invalid API key"
+    assert rest_errors.error_text(b'{"code":4010,"data":null,"message":"Invalid session token"}') == (
+        "Invalid session token"
+    )
+    assert rest_errors.error_text(json.dumps(rest_errors.detail("conversation not found"))) == (
+        '{"detail": "conversation not found"}'
+    )
+    assert rest_errors.error_text(b"<html>" + b"x" * 500) == "<html>" + "x" * 194

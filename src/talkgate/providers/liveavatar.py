@@ -16,25 +16,13 @@ from talkgate.protocol import liveavatar as wire
 from talkgate.protocol.liveavatar import END_REASONS, AvatarRoom, AvatarToken, Envelope, token_request
 
 __all__ = ["AvatarRoom", "AvatarToken", "LiveAvatarProvider"]
+from talkgate.protocol.rest_errors import error_text
 from talkgate.providers.http import RestProvider, request
 
 
 def _message(response: httpx.Response) -> str:
     """The provider's own words: the envelope's message, or FastAPI's 422 ``detail``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict) and isinstance(body.get("detail"), list):
-        parts = []
-        for item in body["detail"][:3]:
-            if isinstance(item, dict):
-                loc = ".".join(str(x) for x in item.get("loc", []) if x != "body")
-                parts.append(f"{loc}: {item.get('msg', '')}".strip(": "))
-        return "; ".join(parts)
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])[:200]
-    return response.text[:200]
+    return error_text(response.content)
 
 
 class LiveAvatarProvider(RestProvider):

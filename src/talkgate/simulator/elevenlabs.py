@@ -22,6 +22,7 @@ from talkgate.protocol import convai
 from talkgate.protocol import elevenlabs_rest as rest
 from talkgate.protocol.audio import b64encode_audio
 from talkgate.protocol.media import CallEnd, MediaAudio, Track
+from talkgate.protocol.rest_errors import detail, key_refusal, validation_error
 from talkgate.protocol.signing import webhook_signature_header
 from talkgate.simulator.agent import EchoAgent, Reaction
 from talkgate.simulator.mp3 import encode_mp3
@@ -42,15 +43,11 @@ MEDIA_QUEUE_FRAMES = 2000  # about 200 s of 100 ms frames; beyond that media fra
 
 
 def _invalid_key() -> JSONResponse:
-    return JSONResponse(
-        {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}, status_code=401
-    )
+    return JSONResponse(key_refusal(), status_code=401)
 
 
 def _unprocessable(loc: str, msg: str) -> JSONResponse:
-    return JSONResponse(
-        {"detail": [{"loc": ["query", loc], "msg": msg, "type": "value_error"}]}, status_code=422
-    )
+    return JSONResponse(validation_error(("query", loc), msg, "value_error"), status_code=422)
 
 
 def _ws_base(request: Request) -> str:
@@ -118,11 +115,11 @@ class ElevenLabsSimulator:
         try:
             body = await request.json()
         except ValueError:
-            return JSONResponse({"detail": "body is not JSON"}, status_code=400)
+            return JSONResponse(detail("body is not JSON"), status_code=400)
         try:
             asked = rest.ConversationStartRequest.parse(body)
         except rest.FieldError as exc:
-            return JSONResponse({"detail": [{"loc": ["body", *exc.loc], "msg": exc.reason}]}, status_code=422)
+            return JSONResponse(validation_error(("body", *exc.loc), exc.reason), status_code=422)
         cid = asked.conversation_id or new_conversation_id()
         if asked.media_url is not None:
             self.registry.pending_media[cid] = MediaConfig(asked.media_url)
@@ -134,7 +131,7 @@ class ElevenLabsSimulator:
             return _invalid_key()
         record = self.registry.conversations.get(request.path_params["conversation_id"])
         if record is None or record.ended_at is None:
-            return JSONResponse({"detail": "conversation not found"}, status_code=404)
+            return JSONResponse(detail("conversation not found"), status_code=404)
         mp3 = await asyncio.to_thread(encode_mp3, bytes(record.audio), 16000)
         return Response(mp3, media_type="audio/mpeg")
 
@@ -143,7 +140,7 @@ class ElevenLabsSimulator:
             return _invalid_key()
         record = self.registry.conversations.get(request.path_params["conversation_id"])
         if record is None:
-            return JSONResponse({"detail": "conversation not found"}, status_code=404)
+            return JSONResponse(detail("conversation not found"), status_code=404)
         return JSONResponse(
             {
                 "conversation_id": record.conversation_id,

@@ -34,6 +34,7 @@ from talkgate.protocol.liveavatar import (
     Envelope,
     Event,
 )
+from talkgate.protocol.rest_errors import validation_error
 from talkgate.simulator.state import SimulatorConfig
 
 log = logging.getLogger("talkgate.simulator.liveavatar")
@@ -134,13 +135,10 @@ class LiveAvatarSimulator:
         if body.get("mode", "FULL") != "FULL":
             return failure(422, "only FULL mode is simulated")
         if not isinstance(body.get("avatar_id"), str) or not body["avatar_id"]:
-            return JSONResponse(
-                {"detail": [{"loc": ["body", "avatar_id"], "msg": "field required"}]}, status_code=422
-            )
+            return JSONResponse(validation_error(("body", "avatar_id"), "field required"), status_code=422)
         if body.get("interactivity_type", "CONVERSATIONAL") not in ("CONVERSATIONAL", "PUSH_TO_TALK"):
             return JSONResponse(
-                {"detail": [{"loc": ["body", "interactivity_type"], "msg": "invalid enum value"}]},
-                status_code=422,
+                validation_error(("body", "interactivity_type"), "invalid enum value"), status_code=422
             )
         session = AvatarSession(str(uuid.uuid4()), secrets.token_urlsafe(32), body)
         self.sessions[session.session_id] = session
