@@ -229,3 +229,18 @@ def test_provider_error_bodies_are_read_back_in_the_providers_words():
         '{"detail": "conversation not found"}'
     )
     assert rest_errors.error_text(b"<html>" + b"x" * 500) == "<html>" + "x" * 194
+
+
+def test_the_simulators_token_and_conversation_replies_round_trip():
+    assert rest.ConversationTokenReply.parse(
+        rest.ConversationTokenReply("t").build()
+    ) == rest.ConversationTokenReply("t")
+    details = rest.ConversationDetails(
+        "c", "a", True, (rest.TranscriptTurn("user", "hi"),), 1_700_000_000, 12
+    )
+    body = details.build()
+    assert body["status"] == "done" and body["metadata"] == {
+        "start_time_unix_secs": 1_700_000_000,
+        "call_duration_secs": 12,
+    }
+    assert rest.ConversationDetails.parse(body) == details

@@ -56,9 +56,32 @@ def _socket_url(value: Any, loc: tuple[str, ...]) -> str:
     return value
 
 
+def _dict(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
 def _conversation_id(value: Any) -> str | None:
     """A provider conversation id, or None when absent or not one (never trusted beyond that)."""
     return value if isinstance(value, str) and 0 < len(value) <= MAX_CONVERSATION_ID else None
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptTurn:
+    role: str
+    message: str
+
+    def build(self) -> JSON:
+        return {"role": self.role, "message": self.message}
+
+
+def _transcript(value: Any) -> tuple[TranscriptTurn, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(
+        TranscriptTurn(str(turn.get("role", "")), str(turn.get("message") or ""))
+        for turn in value
+        if isinstance(turn, dict)
+    )
 
 
 # --- get-signed-url ---------------------------------------------------------------------------
@@ -102,6 +125,24 @@ class SignedUrlReply:
         return cls(
             _socket_url(obj.get("signed_url"), ("signed_url",)), _conversation_id(obj.get("conversation_id"))
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationTokenReply:
+    """``GET /v1/convai/conversation/token``: a token for the WebRTC path (the simulator offers it;
+    talkgate does not use it)."""
+
+    token: str
+
+    def build(self) -> JSON:
+        return {"token": self.token}
+
+    @classmethod
+    def parse(cls, body: Any) -> ConversationTokenReply:
+        token = _object(body, "the token reply").get("token")
+        if not isinstance(token, str) or not token:
+            raise FieldError(("token",), "field required")
+        return cls(token)
 
 
 # --- conversation/start -----------------------------------------------------------------------
@@ -167,6 +208,43 @@ class ConversationStartReply:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationDetails:
+    """``GET /v1/convai/conversations/{id}``, the fields the simulator answers."""
+
+    conversation_id: str
+    agent_id: str
+    done: bool
+    transcript: tuple[TranscriptTurn, ...]
+    start_time_unix_secs: int
+    call_duration_secs: int
+
+    def build(self) -> JSON:
+        return {
+            "conversation_id": self.conversation_id,
+            "agent_id": self.agent_id,
+            "status": "done" if self.done else "in-progress",
+            "transcript": [turn.build() for turn in self.transcript],
+            "metadata": {
+                "start_time_unix_secs": self.start_time_unix_secs,
+                "call_duration_secs": self.call_duration_secs,
+            },
+        }
+
+    @classmethod
+    def parse(cls, body: Any) -> ConversationDetails:
+        obj = _object(body, "the conversation")
+        meta = _dict(obj.get("metadata"))
+        return cls(
+            str(obj.get("conversation_id") or ""),
+            str(obj.get("agent_id") or ""),
+            obj.get("status") == "done",
+            _transcript(obj.get("transcript")),
+            int(meta.get("start_time_unix_secs") or 0),
+            int(meta.get("call_duration_secs") or 0),
+        )
+
+
 # --- the post-call webhook --------------------------------------------------------------------
 
 
@@ -184,15 +262,6 @@ class PostCallAudio:
             "conversation_id": self.conversation_id,
             "full_audio": self.full_audio,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class TranscriptTurn:
-    role: str
-    message: str
-
-    def build(self) -> JSON:
-        return {"role": self.role, "message": self.message}
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,16 +303,6 @@ def build_webhook(event: WebhookEvent) -> bytes:
     return json.dumps(
         {"type": event.type, "event_timestamp": event.event_timestamp, "data": event.data()}
     ).encode()
-
-
-def _transcript(value: Any) -> tuple[TranscriptTurn, ...]:
-    if not isinstance(value, list):
-        return ()
-    return tuple(
-        TranscriptTurn(str(turn.get("role", "")), str(turn.get("message") or ""))
-        for turn in value
-        if isinstance(turn, dict)
-    )
 
 
 def parse_webhook(body: bytes | str) -> WebhookEvent:

@@ -102,7 +102,8 @@ class ElevenLabsSimulator:
         if agent_id not in self.config.public_agent_ids and not self._authorized(request):
             return _invalid_key()
         expires = time.time() + self.config.signed_url_ttl_s
-        return JSONResponse({"token": sign_conversation(self.config.signing_secret, agent_id, expires, None)})
+        token = sign_conversation(self.config.signing_secret, agent_id, expires, None)
+        return JSONResponse(rest.ConversationTokenReply(token).build())
 
     async def start_conversation(self, request: Request) -> Response:
         """Seed 001's ``POST /v1/convai/conversation/start`` with ``media: {stream, websocket_url}``.
@@ -141,18 +142,15 @@ class ElevenLabsSimulator:
         record = self.registry.conversations.get(request.path_params["conversation_id"])
         if record is None:
             return JSONResponse(detail("conversation not found"), status_code=404)
-        return JSONResponse(
-            {
-                "conversation_id": record.conversation_id,
-                "agent_id": record.agent_id,
-                "status": "done" if record.ended_at else "in-progress",
-                "transcript": record.transcript,
-                "metadata": {
-                    "start_time_unix_secs": int(record.started_at),
-                    "call_duration_secs": int((record.ended_at or time.time()) - record.started_at),
-                },
-            }
+        details = rest.ConversationDetails(
+            record.conversation_id,
+            record.agent_id,
+            record.ended_at is not None,
+            tuple(rest.TranscriptTurn(t["role"], t["message"]) for t in record.transcript),
+            int(record.started_at),
+            int((record.ended_at or time.time()) - record.started_at),
         )
+        return JSONResponse(details.build())
 
     # --- the conversation socket --------------------------------------------------------------
 
