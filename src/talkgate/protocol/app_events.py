@@ -1,5 +1,5 @@
-"""The app ↔ talkgate Socket.IO contract (PROTOCOL.md §1.2): event names, payload parsing and
-the payloads talkgate emits. Names are the seeds' own."""
+"""The app ↔ talkgate Socket.IO contract (docs/protocol.md "Socket.IO"): event names, payload parsing and
+the payloads talkgate emits. Names are those the push-to-talk relay's apps already use."""
 
 from __future__ import annotations
 
@@ -201,7 +201,7 @@ class ChunkUpload:
 
 
 def parse_conversation_message(payload: Any) -> convai.ClientEvent:
-    """``{type: contextual_update|user_message, text}``; seed 002's ``context`` is accepted too."""
+    """``{type: contextual_update|user_message, text}``; direct mode's older ``context`` is accepted too."""
     obj = _object(payload, ClientEventName.CONVERSATION_MESSAGE)
     kind = obj.get("type")
     text = obj.get("text")

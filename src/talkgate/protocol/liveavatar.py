@@ -1,7 +1,8 @@
-"""LiveAvatar (seed 003): the REST envelope, session-token body, and the data-channel vocabulary.
+"""LiveAvatar push-to-talk (avatar mode): the REST envelope, the session bodies, and the data-channel
+vocabulary.
 
 REST responses are ``{code, data, message}``; trust the HTTP status and ``data``, not ``code``
-(the public spec and the official SDK disagree on the success code; research/liveavatar.md §1.1).
+(the public spec and the official SDK disagree on the success code; docs/protocol.md §4).
 Realtime commands travel on topic ``agent-control``, events on ``agent-response``, as JSON objects
 with an ``event_type``.
 """
@@ -96,7 +97,7 @@ def token_request(
     language: str = "en",
     is_sandbox: bool = False,
 ) -> dict[str, Any]:
-    """The FULL-mode, push-to-talk body of ``POST /v1/sessions/token`` (seed 003)."""
+    """The FULL-mode, push-to-talk body of ``POST /v1/sessions/token`` (avatar mode)."""
     persona: dict[str, Any] = {"language": language}
     if voice_id:
         persona["voice_id"] = voice_id

@@ -1,7 +1,7 @@
-"""Seed 001's media stream: frames the provider sends talkgate's ``/ws/elevenlabs-media`` socket.
+"""The media-stream recording: frames the provider sends talkgate's ``/ws/elevenlabs-media`` socket.
 
 ``{"type":"audio_input"|"audio_output","conversation_id":…,"audio":"<b64 PCM16 16 kHz mono>"}``
-and ``{"type":"call_end","conversation_id":…}``. Not in ElevenLabs' published API (PROTOCOL.md §3).
+and ``{"type":"call_end","conversation_id":…}``. Not in ElevenLabs' published API (docs/protocol.md §3).
 """
 
 from __future__ import annotations

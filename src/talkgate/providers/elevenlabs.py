@@ -125,7 +125,8 @@ class ElevenLabsProvider(RestProvider):
     ) -> ElevenLabsConversation:
         url = signed_url or await self.signed_url(agent_id)
         if inactivity_timeout:
-            # Seed 000 extends the idle timeout with this parameter (PROTOCOL.md "Dialects").
+            # The signal dialect extends the idle timeout with this parameter (docs/protocol.md
+            # "Push-to-talk dialects").
             url += ("&" if "?" in url else "?") + urlencode({"inactivity_timeout": inactivity_timeout})
         return await ElevenLabsConversation.open(url, init, timeout=self.timeout)
 

@@ -1,8 +1,8 @@
-"""LiveAvatar's REST API (seed 003): mint a FULL-mode push-to-talk session, start it, keep it alive,
+"""LiveAvatar's REST API (avatar mode): mint a FULL-mode push-to-talk session, start it, keep it alive,
 stop it. ``X-API-KEY`` stays here; the page gets only the session's room URL and client token.
 
 Responses are ``{code, data, message}``: success is read from the HTTP status and ``data`` (the
-published spec and the official SDK disagree on the success ``code``; PROTOCOL.md §4).
+published spec and the official SDK disagree on the success ``code``; docs/protocol.md §4).
 """
 
 from __future__ import annotations

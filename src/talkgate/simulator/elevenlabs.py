@@ -106,7 +106,8 @@ class ElevenLabsSimulator:
         return JSONResponse(rest.ConversationTokenReply(token).build())
 
     async def start_conversation(self, request: Request) -> Response:
-        """Seed 001's ``POST /v1/convai/conversation/start`` with ``media: {stream, websocket_url}``.
+        """The media-stream recording's ``POST /v1/convai/conversation/start`` with
+        ``media: {stream, websocket_url}``.
 
         Not in ElevenLabs' published API. An optional ``conversation_id`` in the body lets the
         caller choose the id the media frames will carry.
@@ -183,7 +184,7 @@ class ElevenLabsSimulator:
         loop = asyncio.get_running_loop()
         input_timeout = None
         if not self.config.agent.strict:
-            # Seed 000's inactivity_timeout (a TTS-socket parameter) is honoured in lenient mode.
+            # The signal dialect's inactivity_timeout (a TTS-socket parameter) is honoured in lenient mode.
             with contextlib.suppress(ValueError):
                 input_timeout = float(min(180, max(1, int(params.get("inactivity_timeout", "")))))
         agent = EchoAgent(
@@ -303,7 +304,7 @@ def _frame_for_log(raw: str | bytes) -> Any:
 
 
 class _MediaTap:
-    """Seed 001's media streaming: the simulator dials the app's media socket and streams both
+    """The media-stream recording: the simulator dials the app's media socket and streams both
     sides as they happen, then ``call_end``. A slow receiver loses frames, not the conversation."""
 
     def __init__(self, record: ConversationRecord) -> None:

@@ -146,8 +146,9 @@ async def check_redis(url: str | None) -> None:
 
 
 def create_media_app(main: TalkgateApp) -> Any:
-    """Seed 001's option B: the media socket alone, on a port of its own (``TALKGATE_MEDIA_PORT``),
-    sharing the main app's runtime; a reverse proxy routes ``/ws/elevenlabs-media`` to it."""
+    """The media-stream recording's option B: the media socket alone, on a port of its own
+    (``TALKGATE_MEDIA_PORT``), sharing the main app's runtime; a reverse proxy routes
+    ``/ws/elevenlabs-media`` to it."""
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
 

@@ -1,4 +1,4 @@
-// Direct mode (seed 002): the page gets a signed URL from talkgate and speaks the provider's
+// Direct mode: the page gets a signed URL from talkgate and speaks the provider's
 // WebSocket protocol itself; talkgate keeps the call log, and with media streaming the provider
 // sends both sides of the call to talkgate's media socket, which records them.
 import { api, TranscriptLog } from "./api.js";
