@@ -76,3 +76,16 @@ def test_the_cli_writes_the_module(tmp_path, monkeypatch):
     assert cli.main(["wire-js"]) == 0
     assert (target / WIRE_JS).read_text(encoding="utf-8") == render_wire_js()
     assert cli.main(["wire-js", "--check"]) == 0
+
+
+def test_the_direct_page_sends_provider_messages_only_through_wire_js():
+    import json
+
+    from talkgate.protocol.page_wire import provider_client_types
+
+    sends = provider_client_types()
+    # The audio chunk is the one message without a type: its type is the key it travels under.
+    assert set(json.loads(convai.UserAudioChunk("AA==").serialize())) == {sends["UserAudioChunk"]}
+    direct = scripts()["direct.js"]
+    assert re.findall(r"""type:\s*["'][a-z_]+["']""", direct) == []
+    assert "user_audio_chunk" not in direct

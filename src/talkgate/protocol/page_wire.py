@@ -105,6 +105,19 @@ def provider_event_bodies() -> dict[str, str]:
     return bodies
 
 
+def provider_client_types() -> dict[str, str]:
+    """The provider message types the direct mode's page sends, by class name."""
+    kinds = (
+        convai.ConversationInitiationClientData,
+        convai.Pong,
+        convai.UserAudioChunk,
+        convai.ContextualUpdate,
+        convai.UserMessageBegin,
+        convai.EndUserAudio,
+    )
+    return {kind.__name__: kind.type for kind in kinds}
+
+
 def _const(name: str, value: Any, comment: str) -> str:
     text = json.dumps(value, indent=2, ensure_ascii=False)
     return f"// {comment}\nexport const {name} = Object.freeze({text});\n"
@@ -138,6 +151,11 @@ def render_wire_js() -> str:
             "PROVIDER_EVENT_BODIES",
             provider_event_bodies(),
             "The provider's event types (direct mode) and the key each body travels under.",
+        ),
+        _const(
+            "PROVIDER_SENDS",
+            provider_client_types(),
+            "Provider message types the page sends in direct mode (user_audio_chunk: a key, not a type).",
         ),
     ]
     return "\n".join(parts)

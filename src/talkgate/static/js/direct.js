@@ -3,7 +3,7 @@
 // sends both sides of the call to talkgate's media socket, which records them.
 import { api, TranscriptLog } from "./api.js";
 import { bytesToBase64 } from "./audio.js";
-import { PAGE_ERRORS, PROVIDER_EVENT_BODIES as BODY } from "./wire.js";
+import { PAGE_ERRORS, PROVIDER_EVENT_BODIES as BODY, PROVIDER_SENDS as SENDS } from "./wire.js";
 
 // A provider frame as the page's handlers take it, or null. Audio older than the latest interruption
 // is dropped, as the push-to-talk relay drops it: the reply that follows may share the interruption's
@@ -63,7 +63,7 @@ export class DirectConversation {
     const ws = new WebSocket(signed.signedUrl);
     this.ws = ws;
     const metadata = await new Promise((resolve, reject) => {
-      ws.onopen = () => ws.send(JSON.stringify({ type: "conversation_initiation_client_data" }));
+      ws.onopen = () => ws.send(JSON.stringify({ type: SENDS.ConversationInitiationClientData }));
       ws.onerror = () => reject(Object.assign(new Error("cannot reach the provider"), { code: "provider_unreachable" }));
       ws.onclose = (e) => reject(Object.assign(new Error(`provider closed (${e.code})`), { code: "provider_closed" }));
       ws.onmessage = (e) => {
@@ -94,7 +94,7 @@ export class DirectConversation {
     if (!event) return;
     switch (event.kind) {
       case "pong":
-        this.send({ type: "pong", event_id: event.eventId });
+        this.send({ type: SENDS.Pong, event_id: event.eventId });
         break;
       case "audio":
         this.on.audio(event.audio, this.outputFormat, event.eventId);
@@ -119,16 +119,16 @@ export class DirectConversation {
   }
 
   beginTurn() {
-    if (this.config.pttTurnEnd === "signal") this.send({ type: "user_message_begin" });
+    if (this.config.pttTurnEnd === "signal") this.send({ type: SENDS.UserMessageBegin });
   }
 
   sendAudio(pcm) {
-    this.send({ user_audio_chunk: bytesToBase64(new Uint8Array(pcm.buffer)) });
+    this.send({ [SENDS.UserAudioChunk]: bytesToBase64(new Uint8Array(pcm.buffer)) });
   }
 
   endTurn() {
     if (this.config.pttTurnEnd === "signal") {
-      this.send({ type: "end_user_audio" });
+      this.send({ type: SENDS.EndUserAudio });
       return;
     }
     // The published protocol has no turn end: silence lets the provider's VAD close the turn.
@@ -137,7 +137,7 @@ export class DirectConversation {
   }
 
   contextualUpdate(text) {
-    this.send({ type: "contextual_update", text });
+    this.send({ type: SENDS.ContextualUpdate, text });
   }
 
   async finishCall() {

@@ -90,3 +90,13 @@ export const PROVIDER_EVENT_BODIES = Object.freeze({
   "client_tool_call": "client_tool_call",
   "error": "error_event"
 });
+
+// Provider message types the page sends in direct mode (user_audio_chunk: a key, not a type).
+export const PROVIDER_SENDS = Object.freeze({
+  "ConversationInitiationClientData": "conversation_initiation_client_data",
+  "Pong": "pong",
+  "UserAudioChunk": "user_audio_chunk",
+  "ContextualUpdate": "contextual_update",
+  "UserMessageBegin": "user_message_begin",
+  "EndUserAudio": "end_user_audio"
+});
