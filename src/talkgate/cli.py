@@ -1,4 +1,4 @@
-"""``talkgate serve | simulator | db upgrade | token``."""
+"""``talkgate serve | simulator | db upgrade | token | wire-js``."""
 
 from __future__ import annotations
 
@@ -217,6 +217,24 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wire_js(args: argparse.Namespace) -> int:
+    """Write (or, with --check, compare) the page's wire.js from the Python definitions."""
+    from pathlib import Path
+
+    from talkgate.protocol.page_wire import WIRE_JS, render_wire_js
+
+    path = Path(__file__).resolve().parent / WIRE_JS
+    text = render_wire_js()
+    if args.check:
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            print(f"talkgate wire-js: {path} is stale; run `talkgate wire-js`", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="talkgate", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -253,6 +271,10 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int)
     token.set_defaults(func=cmd_token)
+
+    wire = sub.add_parser("wire-js", help="write the page's static/js/wire.js from the Python definitions")
+    wire.add_argument("--check", action="store_true", help="only say whether the file is current")
+    wire.set_defaults(func=cmd_wire_js)
     return p
 
 

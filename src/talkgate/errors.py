@@ -20,6 +20,7 @@ This module is a leaf: it imports nothing of talkgate, so the pure ``protocol`` 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorCode(StrEnum):
@@ -58,6 +59,7 @@ class ErrorCode(StrEnum):
     BAD_PROVIDER_FRAME = "bad_provider_frame"
     # platform
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"  # /metrics from a remote client without TALKGATE_METRICS_TOKEN
     TOKEN_EXPIRED = "token_expired"  # noqa: S105 - a socket whose token ran out (reauthenticate before)
     WRONG_USER = "wrong_user"  # reauthenticate with another user's token
     NOT_FOUND = "not_found"
@@ -82,7 +84,10 @@ class TalkgateError(Exception):
         self.message = message
 
     def as_dict(self) -> dict[str, str]:
-        return {"code": self.code.value, "message": self.message}
+        return error_fields(self.code, self.message)
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.code, self.message)
 
 
 class ProtocolError(TalkgateError):
@@ -119,3 +124,13 @@ class StorageError(TalkgateError):
 
 class DatabaseUnavailable(TalkgateError):
     default_code = ErrorCode.DATABASE_UNAVAILABLE
+
+
+def error_fields(code: ErrorCode, message: str) -> dict[str, str]:
+    """``{code, message}``: what an acknowledgement, an error event and an error body all carry."""
+    return {"code": code.value, "message": message}
+
+
+def error_body(code: ErrorCode, message: str) -> dict[str, Any]:
+    """The one JSON body of every HTTP error talkgate answers: ``{"error": {code, message}}``."""
+    return {"error": error_fields(code, message)}

@@ -1,15 +1,24 @@
-"""The app ↔ talkgate Socket.IO contract (PROTOCOL.md §1.2): event names, payload parsing and
-the payloads talkgate emits. Names are the seeds' own."""
+"""The app ↔ talkgate Socket.IO contract (docs/protocol.md "Socket.IO"): event names, payload parsing and
+the payloads talkgate emits. Names are those the push-to-talk relay's apps already use."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from talkgate.errors import AudioError, ErrorCode, ProtocolError, TalkgateError
+from talkgate.errors import AudioError, ErrorCode, ProtocolError, TalkgateError, error_fields
 from talkgate.protocol import convai
-from talkgate.protocol.audio import b64decode_audio
+from talkgate.protocol.audio import (
+    PCM_16000,
+    AudioFormat,
+    Encoding,
+    b64decode_audio,
+    b64encode_audio,
+    convert,
+    validate_pcm16,
+)
 
 MAX_TEXT = 20_000
 MAX_JSON_FIELD = 64 * 1024
@@ -161,8 +170,38 @@ def parse_send_audio(payload: Any, max_bytes: int) -> tuple[bytes, str | None]:
     return data, b64
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkUpload:
+    """``POST /api/calls/{id}/chunks`` as JSON: ``{audio: base64, format?}`` (PCM16 16 kHz unless said)."""
+
+    format: AudioFormat
+    audio: bytes
+
+    def build(self) -> dict[str, str]:
+        return {"audio": b64encode_audio(self.audio), "format": self.format.name}
+
+    def pcm_16000(self) -> bytes:
+        """The chunk as the recording keeps it."""
+        return self.audio if self.format == PCM_16000 else convert(self.audio, self.format, PCM_16000)
+
+    @classmethod
+    def parse(cls, body: bytes | str, max_bytes: int) -> ChunkUpload:
+        """Raises ProtocolError or AudioError; PCM is checked to be whole 16-bit samples."""
+        try:
+            obj = json.loads(body)
+        except ValueError as exc:
+            raise ProtocolError(f"body is not JSON: {exc}") from exc
+        if not isinstance(obj, dict) or not isinstance(obj.get("audio"), str):
+            raise ProtocolError("expected {audio: base64, format?}")
+        fmt = AudioFormat.parse(str(obj.get("format") or "pcm_16000"))
+        raw = b64decode_audio(obj["audio"], max_bytes=max_bytes)
+        if fmt.encoding is Encoding.PCM:
+            validate_pcm16(raw)
+        return cls(fmt, raw)
+
+
 def parse_conversation_message(payload: Any) -> convai.ClientEvent:
-    """``{type: contextual_update|user_message, text}``; seed 002's ``context`` is accepted too."""
+    """``{type: contextual_update|user_message, text}``; direct mode's older ``context`` is accepted too."""
     obj = _object(payload, ClientEventName.CONVERSATION_MESSAGE)
     kind = obj.get("type")
     text = obj.get("text")
@@ -182,11 +221,13 @@ def ok(**fields: Any) -> dict[str, Any]:
 
 
 def failed(error: TalkgateError) -> dict[str, Any]:
-    return {"ok": False, "error": error.as_dict()}
+    """A refused acknowledgement: ``{ok: false, error: {code, message}}``, the HTTP error body's shape."""
+    return {"ok": False, **error.body()}
 
 
 def error_payload(error: TalkgateError, *, fatal: bool) -> dict[str, Any]:
-    return {**error.as_dict(), "fatal": fatal}
+    """The ``conversation_error`` event: the error's fields at the top level, and whether it ends the call."""
+    return {**error_fields(error.code, error.message), "fatal": fatal}
 
 
 def provider_message(event: convai.ServerEvent) -> dict[str, Any] | None:

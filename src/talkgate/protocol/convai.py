@@ -1,9 +1,9 @@
 """ElevenLabs Agents conversation socket: typed events both ways, one parser, one serializer.
 
 Sources: ElevenLabs' AsyncAPI (``packages/types/schemas/agent.asyncapi.yaml``) and the official
-Python SDK (``conversational_ai/conversation.py``); see ``shared/research/elevenlabs-protocol.md``.
+Python SDK (``conversational_ai/conversation.py``); see docs/protocol.md §2.
 Server frames are ``{"type": T, "<T>_event": {...}}``; the user audio chunk is the one client
-message without a ``type``. The seed-dialect messages (``user_message_begin``, ``end_user_audio``,
+message without a ``type``. The signal-dialect messages (``user_message_begin``, ``end_user_audio``,
 ``{"text": " "}``) are modelled here too, marked as outside the published spec.
 """
 
@@ -428,12 +428,12 @@ class ClientToolResult:
         )
 
 
-# --- seed dialect: not in the published spec (PROTOCOL.md "Dialects") ---
+# --- the signal dialect: not in the published spec (docs/protocol.md "Push-to-talk dialects") ---
 
 
 @dataclass(frozen=True, slots=True)
 class UserMessageBegin:
-    """Seed 000's turn start. Not in ElevenLabs' published API."""
+    """The signal dialect's turn start. Not in ElevenLabs' published API."""
 
     type: ClassVar[str] = "user_message_begin"
     in_spec: ClassVar[bool] = False
@@ -444,7 +444,7 @@ class UserMessageBegin:
 
 @dataclass(frozen=True, slots=True)
 class EndUserAudio:
-    """Seed 000's turn end. Not in ElevenLabs' published API."""
+    """The signal dialect's turn end. Not in ElevenLabs' published API."""
 
     type: ClassVar[str] = "end_user_audio"
     in_spec: ClassVar[bool] = False
@@ -455,7 +455,8 @@ class EndUserAudio:
 
 @dataclass(frozen=True, slots=True)
 class TextKeepAlive:
-    """Seed 000's ``{"text": " "}`` keep-alive (from the TTS streaming socket, not the agents one)."""
+    """The signal dialect's ``{"text": " "}`` keep-alive (from the TTS streaming socket, not the
+    agents one)."""
 
     type: ClassVar[str] = "text_keepalive"
     in_spec: ClassVar[bool] = False

@@ -1,6 +1,7 @@
-"""Translations between seed 000's dialect and ElevenLabs' published API (PROTOCOL.md "Dialects").
+"""Translations between the push-to-talk relay's signal dialect and ElevenLabs' published API
+(docs/protocol.md "Push-to-talk dialects").
 
-Each setting keeps the seed's behaviour as default and offers the documented alternative.
+Each setting keeps the signal dialect's behaviour as default and offers the documented alternative.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from talkgate.protocol.ptt import AudioAccepted, TurnEnded, TurnEvent, TurnStart
 
 
 class TurnEndMode(StrEnum):
-    SIGNAL = "signal"  # {"type":"user_message_begin"} / {"type":"end_user_audio"} (seed 000)
+    SIGNAL = "signal"  # {"type":"user_message_begin"} / {"type":"end_user_audio"} (the signal dialect)
     SILENCE = "silence"  # a silence tail so the provider's VAD ends the turn (published API)
 
 
 class KeepAliveMode(StrEnum):
-    TEXT = "text"  # {"text": " "} (seed 000)
+    TEXT = "text"  # {"text": " "} (the signal dialect)
     USER_ACTIVITY = "user_activity"  # {"type": "user_activity"} (published API)
 
 
-# Which setting to change when the provider refuses a seed-dialect message (close 1008).
+# Which setting to change when the provider refuses a signal-dialect message (close 1008).
 SETTING_FOR_TYPE = {
     convai.UserMessageBegin.type: ("TALKGATE_PTT_TURN_END", TurnEndMode.SILENCE.value),
     convai.EndUserAudio.type: ("TALKGATE_PTT_TURN_END", TurnEndMode.SILENCE.value),
@@ -64,7 +65,7 @@ class Dialect:
 
 
 def rejection_hint(last_type: str | None) -> str | None:
-    """A message naming the setting to change, if ``last_type`` is a seed-dialect message."""
+    """A message naming the setting to change, if ``last_type`` is a signal-dialect message."""
     if last_type not in SETTING_FOR_TYPE:
         return None
     setting, value = SETTING_FOR_TYPE[last_type]

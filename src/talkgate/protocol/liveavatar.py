@@ -1,7 +1,8 @@
-"""LiveAvatar (seed 003): the REST envelope, session-token body, and the data-channel vocabulary.
+"""LiveAvatar push-to-talk (avatar mode): the REST envelope, the session bodies, and the data-channel
+vocabulary.
 
 REST responses are ``{code, data, message}``; trust the HTTP status and ``data``, not ``code``
-(the public spec and the official SDK disagree on the success code; research/liveavatar.md §1.1).
+(the public spec and the official SDK disagree on the success code; docs/protocol.md §4).
 Realtime commands travel on topic ``agent-control``, events on ``agent-response``, as JSON objects
 with an ``event_type``.
 """
@@ -81,8 +82,11 @@ class Envelope:
             message if isinstance(message, str) else "",
         )
 
+    def build(self) -> dict[str, Any]:
+        return {"code": self.code, "data": self.data, "message": self.message}
+
     def serialize(self) -> str:
-        return json.dumps({"code": self.code, "data": self.data, "message": self.message})
+        return json.dumps(self.build())
 
 
 def token_request(
@@ -93,7 +97,7 @@ def token_request(
     language: str = "en",
     is_sandbox: bool = False,
 ) -> dict[str, Any]:
-    """The FULL-mode, push-to-talk body of ``POST /v1/sessions/token`` (seed 003)."""
+    """The FULL-mode, push-to-talk body of ``POST /v1/sessions/token`` (avatar mode)."""
     persona: dict[str, Any] = {"language": language}
     if voice_id:
         persona["voice_id"] = voice_id
@@ -106,6 +110,92 @@ def token_request(
         "interactivity_type": "PUSH_TO_TALK",
         "is_sandbox": is_sandbox,
     }
+
+
+# --- the session REST bodies, inside the envelope's ``data`` -----------------------------------
+
+TOKEN_PATH = "/v1/sessions/token"  # noqa: S105 - a path, not a secret
+START_PATH = "/v1/sessions/start"
+KEEP_ALIVE_PATH = "/v1/sessions/keep-alive"
+STOP_PATH = "/v1/sessions/stop"
+SUCCESS = 1000  # the envelope's success code, as the official SDK checks it
+
+
+def _nonempty(data: Any, *keys: str) -> dict[str, Any]:
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) and data[k] for k in keys):
+        raise ProtocolError(f"no {' and '.join(keys)}", code=ErrorCode.PROVIDER_ERROR)
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class AvatarToken:
+    """``POST /v1/sessions/token``'s data: the session and its bearer token."""
+
+    session_id: str
+    session_token: str
+
+    def build(self) -> dict[str, Any]:
+        return {"session_id": self.session_id, "session_token": self.session_token}
+
+    @classmethod
+    def parse(cls, data: Any) -> AvatarToken:
+        obj = _nonempty(data, "session_id", "session_token")
+        return cls(obj["session_id"], obj["session_token"])
+
+
+@dataclass(frozen=True, slots=True)
+class AvatarRoom:
+    """``POST /v1/sessions/start``'s data: the LiveKit room the page joins."""
+
+    session_id: str
+    livekit_url: str
+    livekit_client_token: str
+    max_session_duration: int | None
+
+    def build(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "livekit_url": self.livekit_url,
+            "livekit_client_token": self.livekit_client_token,
+            "max_session_duration": self.max_session_duration,
+        }
+
+    @classmethod
+    def parse(cls, data: Any, session_id: str) -> AvatarRoom:
+        """``session_id``: the token's, for a reply that does not repeat it."""
+        obj = _nonempty(data, "livekit_url", "livekit_client_token")
+        duration = obj.get("max_session_duration")
+        return cls(
+            str(obj.get("session_id") or session_id),
+            obj["livekit_url"],
+            obj["livekit_client_token"],
+            duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRequest:
+    """The body of keep-alive (no reason) and stop (with one of ``END_REASONS``)."""
+
+    session_id: str
+    reason: str | None = None
+
+    def build(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"session_id": self.session_id}
+        if self.reason is not None:
+            body["reason"] = self.reason
+        return body
+
+    @classmethod
+    def parse(cls, body: Any, *, default_reason: str | None = None) -> SessionRequest:
+        obj = body if isinstance(body, dict) else {}
+        sid = obj.get("session_id")
+        if not isinstance(sid, str):
+            raise ProtocolError("session_id is required")
+        reason = obj.get("reason", default_reason)
+        if reason is not None and reason not in END_REASONS:
+            raise ProtocolError(f"unknown reason {reason!r}")
+        return cls(sid, reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,20 +1,53 @@
-"""Seed 001's media stream: frames the provider sends talkgate's ``/ws/elevenlabs-media`` socket.
+"""The media-stream recording: frames the provider sends talkgate's ``/ws/elevenlabs-media`` socket.
 
 ``{"type":"audio_input"|"audio_output","conversation_id":…,"audio":"<b64 PCM16 16 kHz mono>"}``
-and ``{"type":"call_end","conversation_id":…}``. Not in ElevenLabs' published API (PROTOCOL.md §3).
+and ``{"type":"call_end","conversation_id":…}``. Not in ElevenLabs' published API (docs/protocol.md §3).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlencode
 
-from talkgate.errors import ErrorCode, ProtocolError
+from talkgate.errors import AuthError, ErrorCode, ProtocolError
 from talkgate.protocol.audio import PCM_16000, AudioFormat
 
 MEDIA_FORMAT: AudioFormat = PCM_16000
+
+
+CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaGrant:
+    """The query of the media socket URL talkgate hands the provider at the conversation start:
+    which call the stream is for, until when, and talkgate's signature over both."""
+
+    conversation_id: str
+    expires: int
+    signature: str
+
+    def query(self) -> str:
+        return urlencode(
+            {"conversation_id": self.conversation_id, "expires": self.expires, "signature": self.signature}
+        )
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str]) -> MediaGrant:
+        """The grant as the socket's query gives it (its signature still to be checked); AuthError."""
+        cid = params.get("conversation_id") or ""
+        if not CONVERSATION_ID.match(cid):
+            raise AuthError("media socket without a valid conversation_id")
+        try:
+            expires = int(params.get("expires") or "")
+        except ValueError:
+            raise AuthError("media socket URL lacks its expiry") from None
+        return cls(cid, expires, params.get("signature") or "")
 
 
 class Track(StrEnum):

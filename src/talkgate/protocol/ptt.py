@@ -1,4 +1,4 @@
-"""The push-to-talk turn state machine of seed 000: idle → talking → idle.
+"""The push-to-talk turn state machine of the push-to-talk relay: idle → talking → idle.
 
 Pure: the relay feeds it app events and sends upstream what it returns. Every illegal event is a
 ``TurnError`` whose code the app sees in ``conversation_error``.

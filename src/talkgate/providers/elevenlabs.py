@@ -19,6 +19,7 @@ from websockets.protocol import State
 
 from talkgate.errors import AudioError, ErrorCode, ProtocolError, ProviderError
 from talkgate.protocol import convai
+from talkgate.protocol import elevenlabs_rest as rest
 from talkgate.protocol.audio import AudioFormat
 from talkgate.providers.base import Closed
 from talkgate.providers.http import RestProvider, request
@@ -74,18 +75,13 @@ class ElevenLabsProvider(RestProvider):
         """A signed URL and, when asked for, the id of the one conversation it opens (the
         provider then allows the URL's signature only once): how talkgate learns the provider's id
         of a conversation that a page opens directly."""
-        params = {"agent_id": agent_id}
-        if include_conversation_id:
-            params["include_conversation_id"] = "true"
-        response = await self._request(
-            "GET", "/v1/convai/conversation/get-signed-url", "getting a signed URL", params=params
-        )
-        body = response.json()
-        url = body.get("signed_url") if isinstance(body, dict) else None
-        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise ProviderError("ElevenLabs returned no signed_url")
-        cid = body.get("conversation_id")
-        return url, cid if isinstance(cid, str) and 0 < len(cid) <= 128 else None
+        query = rest.SignedUrlRequest(agent_id, include_conversation_id).query()
+        response = await self._request("GET", rest.SIGNED_URL_PATH, "getting a signed URL", params=query)
+        try:
+            reply = rest.SignedUrlReply.parse(response.json())
+        except (ValueError, ProtocolError) as exc:
+            raise ProviderError("ElevenLabs returned no signed_url") from exc
+        return reply.signed_url, reply.conversation_id
 
     def public_url(self, agent_id: str) -> str:
         """The plain socket URL of a public agent (no signature needed)."""
@@ -96,25 +92,27 @@ class ElevenLabsProvider(RestProvider):
         )
 
     async def start_conversation(self, agent_id: str, media_url: str | None) -> dict[str, Any]:
-        """Seed 001's ``POST /v1/convai/conversation/start`` (not in the published API). The
-        provider picks the conversation id and says it in ``conversation_id``; talkgate never
-        proposes one, so no client's text can become a provider id."""
-        body: dict[str, Any] = {"agent_id": agent_id}
-        if media_url:
-            body["media"] = {"stream": True, "websocket_url": media_url}
+        """The start's reply as a dict, for callers not yet switched to ``start_media_conversation``."""
+        return (await self.start_media_conversation(agent_id, media_url)).build()
+
+    async def start_media_conversation(
+        self, agent_id: str, media_url: str | None
+    ) -> rest.ConversationStartReply:
+        """The media-stream recording's ``POST /v1/convai/conversation/start`` (not in the
+        published API). The provider picks the conversation id and says it in the reply;
+        talkgate never proposes one, so no client's text can become a provider id."""
+        body = rest.ConversationStartRequest(agent_id, media_url).build()
         response = await self._request(
-            "POST", "/v1/convai/conversation/start", "starting a conversation with media streaming", json=body
+            "POST", rest.START_PATH, "starting a conversation with media streaming", json=body
         )
-        data = response.json()
-        if not isinstance(data, dict) or not isinstance(data.get("signed_url"), str):
-            raise ProviderError("ElevenLabs returned no signed_url for the started conversation")
-        return data
+        try:
+            return rest.ConversationStartReply.parse(response.json())
+        except (ValueError, ProtocolError) as exc:
+            raise ProviderError("ElevenLabs returned no signed_url for the started conversation") from exc
 
     async def recording(self, conversation_id: str) -> bytes:
         """The provider's MP3 of a finished conversation."""
-        response = await self._request(
-            "GET", f"/v1/convai/conversations/{conversation_id}/audio", "fetching the recording"
-        )
+        response = await self._request("GET", rest.recording_path(conversation_id), "fetching the recording")
         return response.content
 
     async def open_conversation(
@@ -127,7 +125,8 @@ class ElevenLabsProvider(RestProvider):
     ) -> ElevenLabsConversation:
         url = signed_url or await self.signed_url(agent_id)
         if inactivity_timeout:
-            # Seed 000 extends the idle timeout with this parameter (PROTOCOL.md "Dialects").
+            # The signal dialect extends the idle timeout with this parameter (docs/protocol.md
+            # "Push-to-talk dialects").
             url += ("&" if "?" in url else "?") + urlencode({"inactivity_timeout": inactivity_timeout})
         return await ElevenLabsConversation.open(url, init, timeout=self.timeout)
 

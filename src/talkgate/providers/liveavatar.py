@@ -1,52 +1,28 @@
-"""LiveAvatar's REST API (seed 003): mint a FULL-mode push-to-talk session, start it, keep it alive,
+"""LiveAvatar's REST API (avatar mode): mint a FULL-mode push-to-talk session, start it, keep it alive,
 stop it. ``X-API-KEY`` stays here; the page gets only the session's room URL and client token.
 
 Responses are ``{code, data, message}``: success is read from the HTTP status and ``data`` (the
-published spec and the official SDK disagree on the success ``code``; PROTOCOL.md §4).
+published spec and the official SDK disagree on the success ``code``; docs/protocol.md §4).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError, ProviderError
-from talkgate.protocol.liveavatar import END_REASONS, Envelope, token_request
+from talkgate.protocol import liveavatar as wire
+from talkgate.protocol.liveavatar import END_REASONS, AvatarRoom, AvatarToken, Envelope, token_request
+
+__all__ = ["AvatarRoom", "AvatarToken", "LiveAvatarProvider"]
+from talkgate.protocol.rest_errors import error_text
 from talkgate.providers.http import RestProvider, request
-
-
-@dataclass(frozen=True, slots=True)
-class AvatarToken:
-    session_id: str
-    session_token: str
-
-
-@dataclass(frozen=True, slots=True)
-class AvatarRoom:
-    session_id: str
-    livekit_url: str
-    livekit_client_token: str
-    max_session_duration: int | None
 
 
 def _message(response: httpx.Response) -> str:
     """The provider's own words: the envelope's message, or FastAPI's 422 ``detail``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict) and isinstance(body.get("detail"), list):
-        parts = []
-        for item in body["detail"][:3]:
-            if isinstance(item, dict):
-                loc = ".".join(str(x) for x in item.get("loc", []) if x != "body")
-                parts.append(f"{loc}: {item.get('msg', '')}".strip(": "))
-        return "; ".join(parts)
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])[:200]
-    return response.text[:200]
+    return error_text(response.content)
 
 
 class LiveAvatarProvider(RestProvider):
@@ -93,33 +69,27 @@ class LiveAvatarProvider(RestProvider):
         body = token_request(
             avatar_id, voice_id=voice_id, context_id=context_id, language=language, is_sandbox=is_sandbox
         )
-        data = await self._call("/v1/sessions/token", "creating a session token", body)
-        if not isinstance(data, dict) or not all(
-            isinstance(data.get(k), str) and data[k] for k in ("session_id", "session_token")
-        ):
-            raise ProviderError("LiveAvatar returned no session_id and session_token")
-        return AvatarToken(data["session_id"], data["session_token"])
+        data = await self._call(wire.TOKEN_PATH, "creating a session token", body)
+        try:
+            return AvatarToken.parse(data)
+        except ProtocolError:
+            raise ProviderError("LiveAvatar returned no session_id and session_token") from None
 
     async def start(self, token: AvatarToken) -> AvatarRoom:
-        data = await self._call("/v1/sessions/start", "starting the session", {}, bearer=token.session_token)
-        if not isinstance(data, dict) or not all(
-            isinstance(data.get(k), str) and data[k] for k in ("livekit_url", "livekit_client_token")
-        ):
-            raise ProviderError("LiveAvatar returned no room for the session")
-        duration = data.get("max_session_duration")
-        return AvatarRoom(
-            str(data.get("session_id") or token.session_id),
-            data["livekit_url"],
-            data["livekit_client_token"],
-            duration if isinstance(duration, int) else None,
-        )
+        data = await self._call(wire.START_PATH, "starting the session", {}, bearer=token.session_token)
+        try:
+            return AvatarRoom.parse(data, token.session_id)
+        except ProtocolError:
+            raise ProviderError("LiveAvatar returned no room for the session") from None
 
     async def keep_alive(self, session_id: str) -> None:
-        await self._call("/v1/sessions/keep-alive", "keeping the session alive", {"session_id": session_id})
+        await self._call(
+            wire.KEEP_ALIVE_PATH, "keeping the session alive", wire.SessionRequest(session_id).build()
+        )
 
     async def stop(self, session_id: str, reason: str = "USER_CLOSED") -> None:
         if reason not in END_REASONS:
             raise ProviderError(f"unknown end reason {reason!r}", code=ErrorCode.BAD_REQUEST)
         await self._call(
-            "/v1/sessions/stop", "stopping the session", {"session_id": session_id, "reason": reason}
+            wire.STOP_PATH, "stopping the session", wire.SessionRequest(session_id, reason).build()
         )

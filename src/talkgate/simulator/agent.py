@@ -3,7 +3,7 @@
 It plays the ElevenLabs side of one conversation. The socket handler feeds it client frames and
 clock ticks and sends what it returns. When a user turn ends it answers with ``user_transcript``
 (a description of what it heard), ``agent_response`` and ``audio`` frames that play the user's own
-turn back. A turn ends either on seed 000's ``end_user_audio`` (after ``user_message_begin``) or by
+turn back. A turn ends either on the signal dialect's ``end_user_audio`` (after ``user_message_begin``) or by
 silence after speech, as the real service's VAD does, so official clients that stream continuously
 work too. ``strict`` accepts only the published spec.
 """

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from talkgate.protocol.rest_errors import detail
 from talkgate.simulator.elevenlabs import ElevenLabsSimulator
 from talkgate.simulator.liveavatar import LiveAvatarSimulator
 from talkgate.simulator.state import Registry, SimulatorConfig
@@ -21,7 +22,7 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> Starlette:
     async def frames(request: Request) -> Response:
         record = registry.conversations.get(request.path_params["conversation_id"])
         if record is None:
-            return JSONResponse({"detail": "conversation not found"}, status_code=404)
+            return JSONResponse(detail("conversation not found"), status_code=404)
         return JSONResponse(
             {
                 "conversation_id": record.conversation_id,

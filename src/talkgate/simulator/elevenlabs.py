@@ -19,8 +19,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from talkgate.protocol import convai
+from talkgate.protocol import elevenlabs_rest as rest
 from talkgate.protocol.audio import b64encode_audio
 from talkgate.protocol.media import CallEnd, MediaAudio, Track
+from talkgate.protocol.rest_errors import detail, key_refusal, validation_error
 from talkgate.protocol.signing import webhook_signature_header
 from talkgate.simulator.agent import EchoAgent, Reaction
 from talkgate.simulator.mp3 import encode_mp3
@@ -41,15 +43,11 @@ MEDIA_QUEUE_FRAMES = 2000  # about 200 s of 100 ms frames; beyond that media fra
 
 
 def _invalid_key() -> JSONResponse:
-    return JSONResponse(
-        {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}, status_code=401
-    )
+    return JSONResponse(key_refusal(), status_code=401)
 
 
 def _unprocessable(loc: str, msg: str) -> JSONResponse:
-    return JSONResponse(
-        {"detail": [{"loc": ["query", loc], "msg": msg, "type": "value_error"}]}, status_code=422
-    )
+    return JSONResponse(validation_error(("query", loc), msg, "value_error"), status_code=422)
 
 
 def _ws_base(request: Request) -> str:
@@ -65,11 +63,11 @@ class ElevenLabsSimulator:
 
     def routes(self) -> list[Route | WebSocketRoute]:
         return [
-            Route("/v1/convai/conversation/get-signed-url", self.get_signed_url),
+            Route(rest.SIGNED_URL_PATH, self.get_signed_url),
             Route("/v1/convai/conversation/get_signed_url", self.get_signed_url),
             Route("/v1/convai/conversation/token", self.get_token),
-            Route("/v1/convai/conversation/start", self.start_conversation, methods=["POST"]),
-            Route("/v1/convai/conversations/{conversation_id}/audio", self.get_audio),
+            Route(rest.START_PATH, self.start_conversation, methods=["POST"]),
+            Route(rest.recording_path("{conversation_id}"), self.get_audio),
             Route("/v1/convai/conversations/{conversation_id}", self.get_conversation),
             WebSocketRoute("/v1/convai/conversation", self.conversation_socket),
         ]
@@ -89,14 +87,13 @@ class ElevenLabsSimulator:
         await asyncio.sleep(self.config.response_delay_s)
         if not self._authorized(request):
             return _invalid_key()
-        agent_id = request.query_params.get("agent_id")
-        if not agent_id:
-            return _unprocessable("agent_id", "field required")
-        cid = new_conversation_id() if request.query_params.get("include_conversation_id") == "true" else None
-        body = {"signed_url": self._signed_url(request, agent_id, cid)}
-        if cid is not None:  # the one conversation this signature opens
-            body["conversation_id"] = cid
-        return JSONResponse(body)
+        try:
+            asked = rest.SignedUrlRequest.parse(request.query_params)
+        except rest.FieldError as exc:
+            return _unprocessable(exc.loc[0], exc.reason)
+        cid = new_conversation_id() if asked.include_conversation_id else None
+        # With an id, the one conversation this signature opens.
+        return JSONResponse(rest.SignedUrlReply(self._signed_url(request, asked.agent_id, cid), cid).build())
 
     async def get_token(self, request: Request) -> Response:
         agent_id = request.query_params.get("agent_id")
@@ -105,10 +102,12 @@ class ElevenLabsSimulator:
         if agent_id not in self.config.public_agent_ids and not self._authorized(request):
             return _invalid_key()
         expires = time.time() + self.config.signed_url_ttl_s
-        return JSONResponse({"token": sign_conversation(self.config.signing_secret, agent_id, expires, None)})
+        token = sign_conversation(self.config.signing_secret, agent_id, expires, None)
+        return JSONResponse(rest.ConversationTokenReply(token).build())
 
     async def start_conversation(self, request: Request) -> Response:
-        """Seed 001's ``POST /v1/convai/conversation/start`` with ``media: {stream, websocket_url}``.
+        """The media-stream recording's ``POST /v1/convai/conversation/start`` with
+        ``media: {stream, websocket_url}``.
 
         Not in ElevenLabs' published API. An optional ``conversation_id`` in the body lets the
         caller choose the id the media frames will carry.
@@ -118,40 +117,23 @@ class ElevenLabsSimulator:
         try:
             body = await request.json()
         except ValueError:
-            return JSONResponse({"detail": "body is not JSON"}, status_code=400)
-        agent_id = body.get("agent_id") if isinstance(body, dict) else None
-        if not isinstance(agent_id, str) or not agent_id:
-            return JSONResponse(
-                {"detail": [{"loc": ["body", "agent_id"], "msg": "field required"}]}, status_code=422
-            )
-        cid = body.get("conversation_id") or new_conversation_id()
-        if not isinstance(cid, str) or len(cid) > 128:
-            return JSONResponse({"detail": "conversation_id must be a short string"}, status_code=422)
-        media = body.get("media")
-        streaming = False
-        if isinstance(media, dict) and media.get("stream") is True:
-            url = media.get("websocket_url")
-            if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-                return JSONResponse(
-                    {"detail": [{"loc": ["body", "media", "websocket_url"], "msg": "must be a ws(s) URL"}]},
-                    status_code=422,
-                )
-            self.registry.pending_media[cid] = MediaConfig(url)
-            streaming = True
-        return JSONResponse(
-            {
-                "conversation_id": cid,
-                "signed_url": self._signed_url(request, agent_id, cid),
-                "media_streaming": streaming,
-            }
-        )
+            return JSONResponse(detail("body is not JSON"), status_code=400)
+        try:
+            asked = rest.ConversationStartRequest.parse(body)
+        except rest.FieldError as exc:
+            return JSONResponse(validation_error(("body", *exc.loc), exc.reason), status_code=422)
+        cid = asked.conversation_id or new_conversation_id()
+        if asked.media_url is not None:
+            self.registry.pending_media[cid] = MediaConfig(asked.media_url)
+        signed = self._signed_url(request, asked.agent_id, cid)
+        return JSONResponse(rest.ConversationStartReply(signed, cid, asked.media_url is not None).build())
 
     async def get_audio(self, request: Request) -> Response:
         if not self._authorized(request):
             return _invalid_key()
         record = self.registry.conversations.get(request.path_params["conversation_id"])
         if record is None or record.ended_at is None:
-            return JSONResponse({"detail": "conversation not found"}, status_code=404)
+            return JSONResponse(detail("conversation not found"), status_code=404)
         mp3 = await asyncio.to_thread(encode_mp3, bytes(record.audio), 16000)
         return Response(mp3, media_type="audio/mpeg")
 
@@ -160,19 +142,16 @@ class ElevenLabsSimulator:
             return _invalid_key()
         record = self.registry.conversations.get(request.path_params["conversation_id"])
         if record is None:
-            return JSONResponse({"detail": "conversation not found"}, status_code=404)
-        return JSONResponse(
-            {
-                "conversation_id": record.conversation_id,
-                "agent_id": record.agent_id,
-                "status": "done" if record.ended_at else "in-progress",
-                "transcript": record.transcript,
-                "metadata": {
-                    "start_time_unix_secs": int(record.started_at),
-                    "call_duration_secs": int((record.ended_at or time.time()) - record.started_at),
-                },
-            }
+            return JSONResponse(detail("conversation not found"), status_code=404)
+        details = rest.ConversationDetails(
+            record.conversation_id,
+            record.agent_id,
+            record.ended_at is not None,
+            tuple(rest.TranscriptTurn(t["role"], t["message"]) for t in record.transcript),
+            int(record.started_at),
+            int((record.ended_at or time.time()) - record.started_at),
         )
+        return JSONResponse(details.build())
 
     # --- the conversation socket --------------------------------------------------------------
 
@@ -205,7 +184,7 @@ class ElevenLabsSimulator:
         loop = asyncio.get_running_loop()
         input_timeout = None
         if not self.config.agent.strict:
-            # Seed 000's inactivity_timeout (a TTS-socket parameter) is honoured in lenient mode.
+            # The signal dialect's inactivity_timeout (a TTS-socket parameter) is honoured in lenient mode.
             with contextlib.suppress(ValueError):
                 input_timeout = float(min(180, max(1, int(params.get("inactivity_timeout", "")))))
         agent = EchoAgent(
@@ -302,17 +281,8 @@ class ElevenLabsSimulator:
         assert self.config.webhook_url and self.config.webhook_secret
         mp3 = await asyncio.to_thread(encode_mp3, bytes(record.audio), 16000)
         timestamp = int(time.time())
-        body = json.dumps(
-            {
-                "type": "post_call_audio",
-                "event_timestamp": timestamp,
-                "data": {
-                    "agent_id": record.agent_id,
-                    "conversation_id": record.conversation_id,
-                    "full_audio": b64encode_audio(mp3),
-                },
-            }
-        ).encode()
+        event = rest.PostCallAudio(record.agent_id, record.conversation_id, b64encode_audio(mp3), timestamp)
+        body = rest.build_webhook(event)
         header = webhook_signature_header(self.config.webhook_secret.encode(), body, timestamp)
         try:
             async with httpx.AsyncClient(timeout=10) as client:
@@ -334,7 +304,7 @@ def _frame_for_log(raw: str | bytes) -> Any:
 
 
 class _MediaTap:
-    """Seed 001's media streaming: the simulator dials the app's media socket and streams both
+    """The media-stream recording: the simulator dials the app's media socket and streams both
     sides as they happen, then ``call_end``. A slow receiver loses frames, not the conversation."""
 
     def __init__(self, record: ConversationRecord) -> None:

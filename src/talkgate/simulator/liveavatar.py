@@ -21,20 +21,27 @@ from talkgate.protocol.audio import PCM_16000, dbfs, rms
 from talkgate.protocol.liveavatar import (
     CONTROL_TOPIC,
     END_REASONS,
+    KEEP_ALIVE_PATH,
     RESPONSE_TOPIC,
+    START_PATH,
+    STOP_PATH,
+    SUCCESS,
+    TOKEN_PATH,
+    AvatarRoom,
+    AvatarToken,
     Command,
     DataPacket,
+    Envelope,
     Event,
 )
+from talkgate.protocol.rest_errors import validation_error
 from talkgate.simulator.state import SimulatorConfig
 
 log = logging.getLogger("talkgate.simulator.liveavatar")
 
-SUCCESS = 1000  # the official SDK treats anything but 1000 as failure
-
 
 def envelope(data: object, status: int = 200, code: int = SUCCESS, message: str = "success") -> JSONResponse:
-    return JSONResponse({"code": code, "data": data, "message": message}, status_code=status)
+    return JSONResponse(Envelope(code, data, message).build(), status_code=status)
 
 
 def failure(status: int, message: str) -> JSONResponse:
@@ -66,10 +73,10 @@ class LiveAvatarSimulator:
 
     def routes(self) -> list[Route | WebSocketRoute]:
         return [
-            Route("/v1/sessions/token", self.create_token, methods=["POST"]),
-            Route("/v1/sessions/start", self.start, methods=["POST"]),
-            Route("/v1/sessions/keep-alive", self.keep_alive, methods=["POST"]),
-            Route("/v1/sessions/stop", self.stop, methods=["POST"]),
+            Route(TOKEN_PATH, self.create_token, methods=["POST"]),
+            Route(START_PATH, self.start, methods=["POST"]),
+            Route(KEEP_ALIVE_PATH, self.keep_alive, methods=["POST"]),
+            Route(STOP_PATH, self.stop, methods=["POST"]),
             WebSocketRoute("/_liveavatar/room", self.room),
             Route("/_simulator/liveavatar/sessions/{session_id}", self.inspect, methods=["GET"]),
             Route("/_simulator/liveavatar/sessions/{session_id}/faults", self.add_fault, methods=["POST"]),
@@ -128,17 +135,14 @@ class LiveAvatarSimulator:
         if body.get("mode", "FULL") != "FULL":
             return failure(422, "only FULL mode is simulated")
         if not isinstance(body.get("avatar_id"), str) or not body["avatar_id"]:
-            return JSONResponse(
-                {"detail": [{"loc": ["body", "avatar_id"], "msg": "field required"}]}, status_code=422
-            )
+            return JSONResponse(validation_error(("body", "avatar_id"), "field required"), status_code=422)
         if body.get("interactivity_type", "CONVERSATIONAL") not in ("CONVERSATIONAL", "PUSH_TO_TALK"):
             return JSONResponse(
-                {"detail": [{"loc": ["body", "interactivity_type"], "msg": "invalid enum value"}]},
-                status_code=422,
+                validation_error(("body", "interactivity_type"), "invalid enum value"), status_code=422
             )
         session = AvatarSession(str(uuid.uuid4()), secrets.token_urlsafe(32), body)
         self.sessions[session.session_id] = session
-        return envelope({"session_id": session.session_id, "session_token": session.session_token})
+        return envelope(AvatarToken(session.session_id, session.session_token).build())
 
     async def start(self, request: Request) -> Response:
         session = self._by_bearer(request)
@@ -149,15 +153,9 @@ class LiveAvatarSimulator:
         session.started = True
         session.last_seen = time.monotonic()
         scheme = "wss" if request.url.scheme == "https" else "ws"
-        return envelope(
-            {
-                "session_id": session.session_id,
-                "livekit_url": f"{scheme}://{request.url.netloc}/_liveavatar/room",
-                "livekit_client_token": session.room_token,
-                "max_session_duration": 1200,
-            },
-            status=201,
-        )
+        room_url = f"{scheme}://{request.url.netloc}/_liveavatar/room"
+        room = AvatarRoom(session.session_id, room_url, session.room_token, 1200)
+        return envelope(room.build(), status=201)
 
     def _authorized_session(
         self, request: Request, body: dict[str, object] | None

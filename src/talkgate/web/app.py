@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from talkgate import __version__, metrics
 from talkgate.auth import bearer
+from talkgate.errors import ErrorCode, error_body
 from talkgate.protocol.app_events import user_room
 from talkgate.settings import Settings
 from talkgate.web.api import install as install_api
@@ -90,13 +91,13 @@ def create_app(settings: Settings) -> TalkgateApp:
             given = bearer(request.headers.get("authorization")) or ""
             if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
                 return JSONResponse(
-                    {"error": {"code": "unauthorized", "message": "a valid metrics token is required"}},
+                    error_body(ErrorCode.UNAUTHORIZED, "a valid metrics token is required"),
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
         elif request.client is None or request.client.host not in LOOPBACK:
             return JSONResponse(
-                {"error": {"code": "forbidden", "message": "set TALKGATE_METRICS_TOKEN to scrape remotely"}},
+                error_body(ErrorCode.FORBIDDEN, "set TALKGATE_METRICS_TOKEN to scrape remotely"),
                 status_code=403,
             )
         body, content_type = metrics.render()
@@ -145,8 +146,9 @@ async def check_redis(url: str | None) -> None:
 
 
 def create_media_app(main: TalkgateApp) -> Any:
-    """Seed 001's option B: the media socket alone, on a port of its own (``TALKGATE_MEDIA_PORT``),
-    sharing the main app's runtime; a reverse proxy routes ``/ws/elevenlabs-media`` to it."""
+    """The media-stream recording's option B: the media socket alone, on a port of its own
+    (``TALKGATE_MEDIA_PORT``), sharing the main app's runtime; a reverse proxy routes
+    ``/ws/elevenlabs-media`` to it."""
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
 

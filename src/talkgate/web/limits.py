@@ -17,7 +17,7 @@ import numpy as np
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from talkgate import metrics
-from talkgate.errors import ErrorCode
+from talkgate.errors import ErrorCode, error_body
 
 OWN_LIMITS = re.compile(r"^/api/(calls/[^/]+/chunks|elevenlabs/webhook)$")
 
@@ -77,7 +77,7 @@ def _is_json(scope: Scope) -> bool:
 
 async def send_error(send: Send, status: int, code: ErrorCode, message: str) -> None:
     metrics.ERRORS.labels(code.value).inc()
-    data = json.dumps({"error": {"code": code.value, "message": message}}).encode()
+    data = json.dumps(error_body(code, message)).encode()
     await send(
         {
             "type": "http.response.start",

@@ -7,44 +7,14 @@ import { DirectConversation } from "./direct.js";
 import { AgentPlayer } from "./player.js";
 import { PushToTalk } from "./ptt.js";
 import { RelayConversation } from "./relay.js";
+import { ERROR_MESSAGES, PAGE_ERRORS } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
 
-// Readable messages for every conversation_error code (PROTOCOL.md §1.2).
-const MESSAGES = {
-  unauthorized: "Your sign-in is missing or has expired. Sign in again.",
-  bad_request: "talkgate did not understand a message from this page.",
-  bad_audio: "The microphone audio could not be read.",
-  bad_base64: "An audio chunk was damaged on the way.",
-  empty_audio: "An empty audio chunk was dropped.",
-  chunk_too_large: "An audio chunk was too large.",
-  bad_format: "This audio format is not supported.",
-  not_recording: "Audio arrived outside a turn; press to talk first.",
-  already_recording: "A turn is already open.",
-  no_conversation: "No conversation is running; connect first.",
-  conversation_active: "A conversation is already running on this connection.",
-  unknown_voice: "No agent is configured for this voice.",
-  unknown_agent: "That agent is not one of this server's agents.",
-  slow_consumer: "This page is not keeping up; some agent audio was skipped.",
-  provider_unreachable: "The voice provider cannot be reached right now.",
-  provider_auth: "The server's provider key was refused; tell the administrator.",
-  provider_error: "The voice provider reported an error.",
-  provider_closed: "The voice provider ended the conversation.",
-  provider_timeout: "The voice provider took too long to answer.",
-  provider_rejected_dialect: "The provider refused a message; the server's dialect setting must change.",
-  bad_provider_frame: "The provider sent something talkgate could not read.",
-  storage_error: "This conversation cannot be recorded right now; it goes on without a recording.",
-  database_unavailable: "The call log could not be saved yet; talkgate keeps trying.",
-  avatar_ptt: "The avatar did not follow push-to-talk.",
-  not_configured: "This server does not offer that.",
-  not_found: "Not found.",
-  conflict: "That conflicts with the current state.",
-  internal: "talkgate hit an internal error.",
-};
-
 export function messageFor(error) {
-  if (error.code === "microphone") return error.message; // ptt.js names the cause itself
-  const text = MESSAGES[error.code] || "Something went wrong.";
+  if (error.code === PAGE_ERRORS.MICROPHONE) return error.message; // ptt.js names the cause itself
+  // Every code's message is generated from talkgate's Python definitions (wire.js).
+  const text = ERROR_MESSAGES[error.code] || "Something went wrong.";
   return error.message && error.message !== text ? `${text} (${error.message})` : text;
 }
 

@@ -1,4 +1,4 @@
-// The LiveAvatar push-to-talk command machine (seed 003), the same table as
+// The LiveAvatar push-to-talk command machine (avatar mode), the same table as
 // talkgate.protocol.liveavatar.PTT_TABLE (tests/web/test_avatar.py compares the two).
 // (state, input) → [next state, actions, message for the user]; a pair not listed changes nothing.
 // The mic is unmuted only between the provider's push_to_talk_started and the release.

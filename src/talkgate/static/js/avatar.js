@@ -1,4 +1,4 @@
-// Avatar mode (seed 003): talkgate mints and starts a LiveAvatar push-to-talk session with its key;
+// Avatar mode (LiveAvatar push-to-talk): talkgate mints and starts a LiveAvatar push-to-talk session with its key;
 // the page joins the session's room and drives the push-to-talk command machine: press sends
 // user.start_push_to_talk, the mic opens only on user.push_to_talk_started, release sends
 // user.stop_push_to_talk and mutes at once, and a missing acknowledgement times out to a safe state.

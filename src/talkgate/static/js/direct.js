@@ -1,8 +1,48 @@
-// Direct mode (seed 002): the page gets a signed URL from talkgate and speaks the provider's
+// Direct mode: the page gets a signed URL from talkgate and speaks the provider's
 // WebSocket protocol itself; talkgate keeps the call log, and with media streaming the provider
 // sends both sides of the call to talkgate's media socket, which records them.
 import { api, TranscriptLog } from "./api.js";
 import { bytesToBase64 } from "./audio.js";
+import { PAGE_ERRORS, PROVIDER_EVENT_BODIES as BODY, PROVIDER_SENDS as SENDS } from "./wire.js";
+
+// A provider frame as the page's handlers take it, or null. Audio older than the latest interruption
+// is dropped, as the push-to-talk relay drops it: the reply that follows may share the interruption's
+// id, so only strictly older chunks go. `state.lastInterrupt` carries that id from frame to frame.
+export function pageEvent(msg, state) {
+  const body = msg[BODY[msg.type]] || {};
+  switch (msg.type) {
+    case "ping":
+      return { kind: "pong", eventId: body.event_id };
+    case "audio":
+      if (body.event_id < state.lastInterrupt) return null;
+      return { kind: "audio", audio: body.audio_base_64, eventId: body.event_id };
+    case "user_transcript":
+    case "tentative_user_transcript":
+      return { kind: "message", message: { type: msg.type, text: body.user_transcript }, role: "user" };
+    case "agent_response":
+      return { kind: "message", message: { type: msg.type, text: body.agent_response }, role: "agent" };
+    case "agent_response_correction":
+      return {
+        kind: "message",
+        message: { type: msg.type, text: body.corrected_agent_response, original: body.original_agent_response },
+      };
+    case "interruption":
+      state.lastInterrupt = Math.max(state.lastInterrupt, body.event_id || 0);
+      return { kind: "message", message: { type: msg.type, eventId: body.event_id } };
+    case "error":
+      // The provider's words travel under error_event; the socket closes right after.
+      return {
+        kind: "error",
+        error: {
+          code: "provider_error",
+          message: [body.error_type, body.message].filter(Boolean).join(": ") || "provider error",
+          fatal: false,
+        },
+      };
+    default:
+      return null;
+  }
+}
 
 export class DirectConversation {
   constructor(config, handlers) {
@@ -11,6 +51,7 @@ export class DirectConversation {
     this.ws = null;
     this.conversationId = null;
     this.inputRate = 16000;
+    this.heard = { lastInterrupt: 0 }; // what pageEvent carries from frame to frame
   }
 
   async start({ voice }) {
@@ -22,12 +63,12 @@ export class DirectConversation {
     const ws = new WebSocket(signed.signedUrl);
     this.ws = ws;
     const metadata = await new Promise((resolve, reject) => {
-      ws.onopen = () => ws.send(JSON.stringify({ type: "conversation_initiation_client_data" }));
+      ws.onopen = () => ws.send(JSON.stringify({ type: SENDS.ConversationInitiationClientData }));
       ws.onerror = () => reject(Object.assign(new Error("cannot reach the provider"), { code: "provider_unreachable" }));
       ws.onclose = (e) => reject(Object.assign(new Error(`provider closed (${e.code})`), { code: "provider_closed" }));
       ws.onmessage = (e) => {
         const msg = JSON.parse(e.data);
-        if (msg.type === "conversation_initiation_metadata") resolve(msg.conversation_initiation_metadata_event);
+        if (msg.type === "conversation_initiation_metadata") resolve(msg[BODY[msg.type]]);
       };
     });
     this.outputFormat = metadata.agent_output_audio_format;
@@ -49,36 +90,24 @@ export class DirectConversation {
   }
 
   receive(msg) {
-    switch (msg.type) {
-      case "ping":
-        this.send({ type: "pong", event_id: msg.ping_event.event_id });
+    const event = pageEvent(msg, this.heard);
+    if (!event) return;
+    switch (event.kind) {
+      case "pong":
+        this.send({ type: SENDS.Pong, event_id: event.eventId });
         break;
       case "audio":
-        this.on.audio(msg.audio_event.audio_base_64, this.outputFormat, msg.audio_event.event_id);
+        this.on.audio(event.audio, this.outputFormat, event.eventId);
         break;
-      case "user_transcript":
-        this.on.message({ type: msg.type, text: msg.user_transcription_event.user_transcript });
-        this.transcriptLog.add("user", msg.user_transcription_event.user_transcript);
-        break;
-      case "tentative_user_transcript":
-        this.on.message({ type: msg.type, text: msg.tentative_user_transcription_event.user_transcript });
-        break;
-      case "agent_response":
-        this.on.message({ type: msg.type, text: msg.agent_response_event.agent_response });
-        this.transcriptLog.add("agent", msg.agent_response_event.agent_response);
-        break;
-      case "agent_response_correction":
-        this.on.message({
-          type: msg.type,
-          text: msg.agent_response_correction_event.corrected_agent_response,
-          original: msg.agent_response_correction_event.original_agent_response,
-        });
-        break;
-      case "interruption":
-        this.on.message({ type: msg.type, eventId: msg.interruption_event.event_id });
+      case "message":
+        this.on.message(event.message);
+        // Only final transcripts go to the call log: not tentative ones, not corrections.
+        if (event.role && event.message.type !== "tentative_user_transcript") {
+          this.transcriptLog.add(event.role, event.message.text);
+        }
         break;
       case "error":
-        this.on.error({ code: "provider_error", message: msg.message || "provider error", fatal: false });
+        this.on.error(event.error);
         break;
       default:
         break;
@@ -90,16 +119,16 @@ export class DirectConversation {
   }
 
   beginTurn() {
-    if (this.config.pttTurnEnd === "signal") this.send({ type: "user_message_begin" });
+    if (this.config.pttTurnEnd === "signal") this.send({ type: SENDS.UserMessageBegin });
   }
 
   sendAudio(pcm) {
-    this.send({ user_audio_chunk: bytesToBase64(new Uint8Array(pcm.buffer)) });
+    this.send({ [SENDS.UserAudioChunk]: bytesToBase64(new Uint8Array(pcm.buffer)) });
   }
 
   endTurn() {
     if (this.config.pttTurnEnd === "signal") {
-      this.send({ type: "end_user_audio" });
+      this.send({ type: SENDS.EndUserAudio });
       return;
     }
     // The published protocol has no turn end: silence lets the provider's VAD close the turn.
@@ -108,7 +137,7 @@ export class DirectConversation {
   }
 
   contextualUpdate(text) {
-    this.send({ type: "contextual_update", text });
+    this.send({ type: SENDS.ContextualUpdate, text });
   }
 
   async finishCall() {
@@ -118,7 +147,7 @@ export class DirectConversation {
     try {
       await api(`/api/calls/${this.conversationId}/end`, { method: "POST" });
     } catch (err) {
-      this.on.error({ code: err.code || "call_end_failed", message: err.message, fatal: false });
+      this.on.error({ code: err.code || PAGE_ERRORS.CALL_END_FAILED, message: err.message, fatal: false });
     }
   }
 

@@ -1,5 +1,6 @@
 // Relay mode: Socket.IO to talkgate, which holds the provider key and speaks its protocol.
 import { io } from "/vendor/socket.io-client.esm.min.js";
+import { CLIENT_EVENTS as TO_GATE, SERVER_EVENTS as FROM_GATE } from "./wire.js";
 
 export class RelayConversation {
   constructor(jwt, handlers) {
@@ -21,38 +22,38 @@ export class RelayConversation {
         reject(Object.assign(new Error(err.message), { code: (err.data && err.data.code) || "unauthorized" })),
       );
     });
-    s.on("conversation_message", (m) => this.on.message(m));
-    s.on("agent_audio", (a) => this.on.audio(a.audio, a.format, a.eventId));
-    s.on("conversation_error", (e) => this.on.error(e));
-    s.on("conversation_ended", (e) => this.on.ended(e));
+    s.on(FROM_GATE.CONVERSATION_MESSAGE, (m) => this.on.message(m));
+    s.on(FROM_GATE.AGENT_AUDIO, (a) => this.on.audio(a.audio, a.format, a.eventId));
+    s.on(FROM_GATE.CONVERSATION_ERROR, (e) => this.on.error(e));
+    s.on(FROM_GATE.CONVERSATION_ENDED, (e) => this.on.ended(e));
     s.on("disconnect", (reason) => this.on.ended({ reason: `socket ${reason}` }));
-    const ack = await s.timeout(15000).emitWithAck("conversation_start", { voice, inputFormat: "pcm_16000" });
+    const ack = await s.timeout(15000).emitWithAck(TO_GATE.CONVERSATION_START, { voice, inputFormat: "pcm_16000" });
     if (!ack.ok) throw Object.assign(new Error(ack.error.message), { code: ack.error.code });
     return ack;
   }
 
   beginTurn() {
-    this.socket.emit("user-audio-start");
+    this.socket.emit(TO_GATE.USER_AUDIO_START);
   }
 
   sendAudio(pcm) {
     // A binary attachment: no base64 on the wire.
-    this.socket.emit("send_audio", { audio: pcm.buffer });
+    this.socket.emit(TO_GATE.SEND_AUDIO, { audio: pcm.buffer });
   }
 
   endTurn() {
-    this.socket.emit("user-audio-end");
+    this.socket.emit(TO_GATE.USER_AUDIO_END);
   }
 
   contextualUpdate(text) {
-    this.socket.emit("conversation_message", { type: "contextual_update", text });
+    this.socket.emit(TO_GATE.CONVERSATION_MESSAGE, { type: "contextual_update", text });
   }
 
   async end() {
     if (!this.socket) return;
     if (this.socket.connected) {
       try {
-        await this.socket.timeout(5000).emitWithAck("conversation_end");
+        await this.socket.timeout(5000).emitWithAck(TO_GATE.CONVERSATION_END);
       } catch {
         /* the socket closes anyway */
       }

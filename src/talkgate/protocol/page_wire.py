@@ -1,0 +1,161 @@
+"""What the web page must agree on with the Python side, rendered as the page's ``static/js/wire.js``:
+the readable message of every error code, the Socket.IO event names, and the provider's event types
+with the key each one's body travels under (the direct mode's page reads provider frames itself).
+
+``talkgate wire-js`` writes the module; a test fails when the committed file is stale. Pure.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from talkgate.errors import ErrorCode
+from talkgate.protocol import convai
+from talkgate.protocol.app_events import ClientEventName, ServerEventName
+
+WIRE_JS = "static/js/wire.js"  # under the talkgate package
+
+
+class PageErrorCode(StrEnum):
+    """Codes only the page itself raises (never sent by talkgate)."""
+
+    MICROPHONE = "microphone"  # ptt.js names the cause itself
+    AVATAR_PTT = "avatar_ptt"
+    CALL_END_FAILED = "call_end_failed"
+
+
+ERROR_MESSAGES: dict[str, str] = {
+    ErrorCode.BAD_REQUEST: "talkgate did not understand a message from this page.",
+    ErrorCode.BAD_AUDIO: "The microphone audio could not be read.",
+    ErrorCode.BAD_BASE64: "An audio chunk was damaged on the way.",
+    ErrorCode.EMPTY_AUDIO: "An empty audio chunk was dropped.",
+    ErrorCode.CHUNK_TOO_LARGE: "An audio chunk was too large.",
+    ErrorCode.BAD_FORMAT: "This audio format is not supported.",
+    ErrorCode.NOT_RECORDING: "Audio arrived outside a turn; press to talk first.",
+    ErrorCode.ALREADY_RECORDING: "A turn is already open.",
+    ErrorCode.NO_CONVERSATION: "No conversation is running; connect first.",
+    ErrorCode.CONVERSATION_ACTIVE: "A conversation is already running on this connection.",
+    ErrorCode.UNKNOWN_VOICE: "No agent is configured for this voice.",
+    ErrorCode.UNKNOWN_AGENT: "That agent is not one of this server's agents.",
+    ErrorCode.SLOW_CONSUMER: "This page is not keeping up; some agent audio was skipped.",
+    ErrorCode.METADATA_TOO_LARGE: "The conversation's metadata is too large.",
+    ErrorCode.FIELD_TOO_LARGE: "A field of the conversation start is too large.",
+    ErrorCode.TOO_MANY_ATTACHMENTS: "A message carried too many attachments; the connection was closed.",
+    ErrorCode.MESSAGE_TOO_LARGE: "A message was too large; the connection was closed.",
+    ErrorCode.TOO_MANY_SOCKETS: "Too many connections are open for this user; close one first.",
+    ErrorCode.TOO_MANY_CONVERSATIONS: "Too many conversations are running for this user; end one first.",
+    ErrorCode.TOO_MANY_SESSIONS: "Too many sessions are open for this user; end one first.",
+    ErrorCode.CALL_ENDED: "This call has already ended.",
+    ErrorCode.TOO_MUCH_AUDIO: "This call has more audio than the server keeps.",
+    ErrorCode.PROVIDER_UNREACHABLE: "The voice provider cannot be reached right now.",
+    ErrorCode.PROVIDER_AUTH: "The server's provider key was refused; tell the administrator.",
+    ErrorCode.PROVIDER_ERROR: "The voice provider reported an error.",
+    ErrorCode.PROVIDER_CLOSED: "The voice provider ended the conversation.",
+    ErrorCode.PROVIDER_TIMEOUT: "The voice provider took too long to answer.",
+    ErrorCode.PROVIDER_REJECTED_DIALECT: (
+        "The provider refused a message; the server's dialect setting must change."
+    ),
+    ErrorCode.BAD_PROVIDER_FRAME: "The provider sent something talkgate could not read.",
+    ErrorCode.UNAUTHORIZED: "Your sign-in is missing or has expired. Sign in again.",
+    ErrorCode.FORBIDDEN: "This server does not allow that from here.",
+    ErrorCode.TOKEN_EXPIRED: "Your sign-in has expired. Sign in again.",
+    ErrorCode.WRONG_USER: "That sign-in is for another user.",
+    ErrorCode.NOT_FOUND: "Not found.",
+    ErrorCode.CONFLICT: "That conflicts with the current state.",
+    ErrorCode.STORAGE_ERROR: (
+        "This conversation cannot be recorded right now; it goes on without a recording."
+    ),
+    ErrorCode.DATABASE_UNAVAILABLE: "The call log could not be saved yet; talkgate keeps trying.",
+    ErrorCode.REQUEST_TOO_LARGE: "The request was too large.",
+    ErrorCode.WEBHOOK_BUSY: "The server is busy; try again shortly.",
+    ErrorCode.SPOOL_FULL: "The server has no room for this upload right now; try again later.",
+    ErrorCode.NOT_CONFIGURED: "This server does not offer that.",
+    ErrorCode.INTERNAL: "talkgate hit an internal error.",
+    PageErrorCode.AVATAR_PTT: "The avatar did not follow push-to-talk.",
+    PageErrorCode.CALL_END_FAILED: "The call could not be closed; its log may be incomplete.",
+}
+
+
+def _sample_server_events() -> list[convai.ServerEvent]:
+    """One of each provider event the page may meet, to read where each body travels."""
+    return [
+        convai.ConversationInitiationMetadata("c"),
+        convai.Ping(1),
+        convai.AgentAudio("", 1),
+        convai.UserTranscript("", 1),
+        convai.TentativeUserTranscript("", 1),
+        convai.AgentResponse("", 1),
+        convai.AgentResponseCorrection("", "", 1),
+        convai.Interruption(1),
+        convai.VadScore(0.0),
+        convai.ClientToolCall("", "", {}, 1),
+        convai.ServerError(1008, "", ""),
+    ]
+
+
+def provider_event_bodies() -> dict[str, str]:
+    """Each provider event type and the key its body travels under, read from the serializers."""
+    bodies = {}
+    for event in _sample_server_events():
+        frame = json.loads(event.serialize())
+        (key,) = (k for k in frame if k != "type")
+        bodies[frame["type"]] = key
+    return bodies
+
+
+def provider_client_types() -> dict[str, str]:
+    """The provider message types the direct mode's page sends, by class name."""
+    kinds = (
+        convai.ConversationInitiationClientData,
+        convai.Pong,
+        convai.UserAudioChunk,
+        convai.ContextualUpdate,
+        convai.UserMessageBegin,
+        convai.EndUserAudio,
+    )
+    return {kind.__name__: kind.type for kind in kinds}
+
+
+def _const(name: str, value: Any, comment: str) -> str:
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return f"// {comment}\nexport const {name} = Object.freeze({text});\n"
+
+
+def render_wire_js() -> str:
+    """The page's ``wire.js``, from the Python definitions."""
+    messages = {str(code): text for code, text in ERROR_MESSAGES.items()}
+    parts = [
+        "// GENERATED by `talkgate wire-js` from talkgate's Python definitions "
+        "(protocol/page_wire.py): do not edit.\n",
+        _const(
+            "ERROR_MESSAGES", messages, "A readable message for every error code talkgate or the page raises."
+        ),
+        _const(
+            "PAGE_ERRORS",
+            {c.name: c.value for c in PageErrorCode},
+            "Codes only the page raises.",
+        ),
+        _const(
+            "CLIENT_EVENTS",
+            {e.name: e.value for e in ClientEventName},
+            "Socket.IO events the page emits to talkgate.",
+        ),
+        _const(
+            "SERVER_EVENTS",
+            {e.name: e.value for e in ServerEventName},
+            "Socket.IO events talkgate emits to the page.",
+        ),
+        _const(
+            "PROVIDER_EVENT_BODIES",
+            provider_event_bodies(),
+            "The provider's event types (direct mode) and the key each body travels under.",
+        ),
+        _const(
+            "PROVIDER_SENDS",
+            provider_client_types(),
+            "Provider message types the page sends in direct mode (user_audio_chunk: a key, not a type).",
+        ),
+    ]
+    return "\n".join(parts)
