@@ -70,3 +70,12 @@ def test_the_provenance_table_maps_every_seed_to_a_feature():
 @pytest.mark.xfail(strict=True, reason="code comments are swept at integration")
 def test_no_tracked_file_cites_a_seed_or_a_file_outside_the_repository():
     assert offenders(tracked_text_files()) == []
+
+
+def test_the_readme_configuration_lists_every_setting():
+    settings = (ROOT / "src" / "talkgate" / "settings.py").read_text(encoding="utf-8")
+    names = set(re.findall(r'"((?:TALKGATE|ELEVENLABS|LIVEAVATAR)_[A-Z0-9_]+)"', settings))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    configuration = readme[readme.index("## Configuration") : readme.index("## API")]
+    assert names
+    assert sorted(name for name in names if f"`{name}`" not in configuration) == []
