@@ -1,11 +1,11 @@
 """Recorder benchmark: concurrent media streams into a real ``talkgate serve`` process.
 
-Each stream plays the provider of seed 001: it opens ``/ws/elevenlabs-media`` with a signed URL and
-sends both tracks (1 s frames, alternating caller and agent) as fast as the server takes them, then
-``call_end``. Measured: the server's resident memory while every call is live, per live call (peak
-RSS minus the RSS before the streams, divided by the streams), for short and long calls; and the
-time from ``call_end`` to the recording being stored (the server closes the socket after the call
-log has its ``audio_url``), including for one call of an hour.
+Each stream plays the provider in media-stream recording: it opens ``/ws/elevenlabs-media`` with a
+signed URL and sends both tracks (1 s frames, alternating caller and agent) as fast as the server
+takes them, then ``call_end``. Measured: the server's resident memory while every call is live, per
+live call (peak RSS minus the RSS before the streams, divided by the streams), for short and long
+calls; and the time from ``call_end`` to the recording being stored (the server closes the socket
+after the call log has its ``audio_url``), including for one call of an hour.
 
     .venv/bin/python bench/recorder.py [--streams 100] [--short-min 1] [--long-min 30] [--long-streams 100]
 

@@ -1,8 +1,10 @@
 """The web page: talkgate's own push-to-talk page and call-log page, their ES modules, and the npm
 packages they import, all from talkgate's own origin (no CDN, nothing fetched elsewhere).
 
-``node_modules`` is installed by ``make`` (``npm ci`` from the lock file) next to ``pyproject.toml``;
-``TALKGATE_NODE_MODULES`` points elsewhere. Only the files the page imports are served from it.
+A built wheel carries those files in ``talkgate/static/vendor/`` (``setup.py`` copies them), and
+they are served from there. In a checkout, ``node_modules`` is installed by ``make`` (``npm ci`` from
+the lock file) next to ``pyproject.toml``; ``TALKGATE_NODE_MODULES`` points elsewhere. Only the files
+the page imports are served.
 """
 
 from __future__ import annotations
@@ -19,15 +21,10 @@ from starlette.staticfiles import StaticFiles
 from talkgate.auth import TokenVerifier
 from talkgate.errors import NotFoundError
 from talkgate.settings import Environment, Settings
+from talkgate.vendoring import PACKAGED_DIR, VENDOR_FILES
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
-# npm file → URL under /vendor/ (the ES module builds the page imports).
-VENDOR_FILES = {
-    "socket.io-client.esm.min.js": "socket.io-client/dist/socket.io.esm.min.js",
-    "livekit-client.esm.mjs": "livekit-client/dist/livekit-client.esm.mjs",
-    "swagger-ui-bundle.js": "swagger-ui-dist/swagger-ui-bundle.js",  # /docs
-    "swagger-ui.css": "swagger-ui-dist/swagger-ui.css",
-}
+PACKAGE = Path(__file__).resolve().parent.parent
+STATIC = PACKAGE / "static"
 MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript", ".mjs": "text/javascript"}
 NO_CACHE = {"cache-control": "no-cache"}
 
@@ -40,6 +37,20 @@ def node_modules() -> Path | None:
         candidate = parent / "node_modules"
         if candidate.is_dir():
             return candidate
+    return None
+
+
+def vendor_file(name: str) -> Path | None:
+    """The file served as ``/vendor/<name>``: the wheel's copy first, else the checkout's node_modules."""
+    relative = VENDOR_FILES.get(name)
+    if relative is None:
+        return None
+    packaged = PACKAGE / PACKAGED_DIR / name
+    if packaged.is_file():
+        return packaged
+    root = node_modules()
+    if root is not None and (root / relative).is_file():
+        return root / relative
     return None
 
 
@@ -67,11 +78,10 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.get("/vendor/{name}")
     async def vendor(name: str) -> Any:
-        relative = VENDOR_FILES.get(name)
-        root = node_modules()
-        if relative is None or root is None or not (root / relative).is_file():
+        path = vendor_file(name)
+        if path is None:
             raise NotFoundError(f"vendor file {name[:64]!r} is not installed (run make)")
-        return FileResponse(root / relative, media_type=MEDIA_TYPES[Path(relative).suffix])
+        return FileResponse(path, media_type=MEDIA_TYPES[path.suffix])
 
     @router.get("/docs", response_class=HTMLResponse)
     async def docs() -> Any:
