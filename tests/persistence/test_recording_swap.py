@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from talkgate.calls.recordings import Recordings
 from talkgate.persistence.engine import make_engine
 from talkgate.persistence.models import AudioSource, cuid
 from talkgate.recording.mixer import CALLER
 from talkgate.recording.storage import LocalStorage
 from talkgate.simulator.mp3 import encode_mp3
-from talkgate.web.recordings import Recordings
 from tests.persistence.test_repository import repo  # noqa: F401 - the repository on both databases
 from tests.web.conftest import make_settings
 from tests.web.recording_helpers import find, noise, wav_pcm

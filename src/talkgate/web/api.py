@@ -17,10 +17,10 @@ from sqlalchemy.exc import OperationalError
 
 from talkgate import metrics
 from talkgate.auth import Principal
+from talkgate.calls.runtime import Runtime
 from talkgate.errors import DatabaseUnavailable, ErrorCode, ProtocolError, TalkgateError
 from talkgate.persistence.models import ConversationSession
 from talkgate.web.limits import json_nesting
-from talkgate.web.runtime import Runtime
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_METADATA_DEPTH = 8  # levels of objects and arrays in a session's metadata, itself one

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from talkgate import __version__, metrics
 from talkgate.auth import bearer
+from talkgate.calls.runtime import Runtime
 from talkgate.protocol.app_events import user_room
 from talkgate.settings import Settings
 from talkgate.web.api import install as install_api
@@ -25,7 +26,6 @@ from talkgate.web.limits import BodyLimit
 from talkgate.web.media import MEDIA_PATH, media_socket
 from talkgate.web.openapi import document as document_errors
 from talkgate.web.pages import install as install_pages
-from talkgate.web.runtime import Runtime
 from talkgate.web.sio import create_sio
 
 log = logging.getLogger("talkgate")

@@ -36,6 +36,7 @@ from talkgate.persistence.repository import Repository
 from talkgate.persistence.retry import retry_transient, transient
 from talkgate.protocol.app_events import ServerEventName
 from talkgate.protocol.audio import wav_header
+from talkgate.protocol.ends import EndReason
 from talkgate.providers.elevenlabs import ElevenLabsProvider
 from talkgate.recording.recorder import Recorder
 from talkgate.recording.spool import ChunkSpool
@@ -197,7 +198,7 @@ class Recordings:
         """Shutdown: finish every live recording (they are complete up to now)."""
         await asyncio.gather(*(self.finish(live) for live in list(self.live.values())))
 
-    # --- the app's own chunks (seed 001's fallback) ---
+    # --- the app's own chunks (the media-stream recording's fallback) ---
 
     def _chunks_path(self, call_id: str) -> Path:
         return self.spool / f"{call_id}{CHUNKS_SUFFIX}"
@@ -244,7 +245,7 @@ class Recordings:
         pcm = await asyncio.to_thread(decode_file, audio, RATE)
         return await self._attach(call, wav_header(len(pcm), RATE) + pcm, AudioSource.PROVIDER)
 
-    # --- call end (seed 001) ---
+    # --- call end: the fallback chain ---
 
     async def _wait_for_live(self, call: CallLog) -> CallLog:
         """A recording that is still being written (here or in another process) is the best source:
@@ -305,7 +306,7 @@ class Recordings:
                 call.conversation_id,
                 ended_at=ended,
                 duration_ms=int((ended - started).total_seconds() * 1000),
-                end_reason="call_end",
+                end_reason=EndReason.CALL_END,
             )
         await self.chunks.discard(call.id)  # stored above, or the call has a better recording
         row = await self.repo.call_by_conversation(call.conversation_id)
@@ -346,7 +347,7 @@ class Recordings:
             await self._link(call, key, source, nbytes, status)
             if call.status == CallStatus.ACTIVE and status is CallStatus.RECOVERED:
                 await self.repo.finish_call(
-                    call.conversation_id, status=CallStatus.RECOVERED, end_reason="server_crash"
+                    call.conversation_id, status=CallStatus.RECOVERED, end_reason=EndReason.SERVER_CRASH
                 )
             log.warning("recording %s repaired: %d bytes of audio kept", call.conversation_id, data_bytes)
             return call.conversation_id
