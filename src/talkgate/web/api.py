@@ -1,4 +1,4 @@
-"""HTTP routes of PROTOCOL.md §1.1 that exist so far: seed 004's conversation routes.
+"""The conversation routes: a signed URL for direct calls, and starting and ending sessions.
 
 Every route needs ``Authorization: Bearer <JWT>``; a user reaches only their own rows.
 """
@@ -153,7 +153,7 @@ def build_router() -> APIRouter:
     async def signed_url(
         user: User, rt: Rt, voice: Annotated[str | None, Query(max_length=32)] = None
     ) -> Any:
-        """A fresh provider signed URL for the voice's agent (seed 004); the key stays here."""
+        """A fresh provider signed URL for the voice's agent (direct calls); the key stays here."""
         agent_id = rt.settings.agent_id_for(voice)
         if rt.settings.elevenlabs_public_agents:
             return {"signedUrl": rt.elevenlabs.public_url(agent_id), "agentId": agent_id}
