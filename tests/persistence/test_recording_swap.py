@@ -90,7 +90,7 @@ async def test_a_better_source_replaces_the_stored_object_and_deletes_the_old_on
     await provider_copy(recordings, call)
     clip = noise(100, seed=9)
     await recordings.add_chunk(call, clip)
-    assert await recordings._store_chunks(call)
+    assert await recordings.store_chunks(call)
     source, wav = await consistent(recordings, call)
     assert (source, wav_pcm(wav)) == ("client_chunks", clip)
 

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from talkgate.calls import ending
 from talkgate.calls.media import media_url
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import ConflictError, ErrorCode
@@ -89,7 +90,7 @@ async def end(rt: Runtime, user_id: str, conversation_id: str) -> CallLog:
     """Finalise the call: media stream's recording, else the relay's, else the app's chunks, else
     the provider's; the call log says which. Idempotent."""
     call = await rt.repo.get_call(user_id, conversation_id)
-    return await rt.recordings.end_call(call)
+    return await ending.end_call(rt.recordings, call)
 
 
 async def apply_provider_event(rt: Runtime, kind: str, provider_cid: str, data: dict[str, Any]) -> bool:

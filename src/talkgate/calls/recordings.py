@@ -1,5 +1,5 @@
-"""Recordings of calls: live recorders, where finished files go, the call-end fallback chain, and the
-start-up repair of what a crash left behind.
+"""Recordings of calls: live recorders, where finished files go, relink, and the start-up repair of
+what a crash left behind (the call-end fallback chain that chooses among them is ``calls.ending``).
 
 Files being written live in the spool folder as ``<call id>.<source>.wav.part`` (the call id is a
 cuid talkgate made, never a request's text). The state another process may need, which recording
@@ -30,8 +30,8 @@ from typing import Any
 
 from talkgate import metrics
 from talkgate.codecs import decode_file
-from talkgate.errors import ConflictError, NotFoundError, ProviderError, StorageError, TalkgateError
-from talkgate.persistence.models import AudioSource, CallLog, CallStatus, utcnow
+from talkgate.errors import ConflictError, NotFoundError, StorageError, TalkgateError
+from talkgate.persistence.models import AudioSource, CallLog, CallStatus
 from talkgate.persistence.repository import Repository
 from talkgate.persistence.retry import retry_transient, transient
 from talkgate.protocol.app_events import ServerEventName
@@ -206,7 +206,7 @@ class Recordings:
     async def add_chunk(self, call: CallLog, pcm: bytes) -> int:
         return await self.chunks.append(call.id, pcm)
 
-    async def _store_chunks(self, call: CallLog) -> bool:
+    async def store_chunks(self, call: CallLog) -> bool:
         path = self._chunks_path(call.id)
 
         def read() -> bytes | None:
@@ -245,22 +245,7 @@ class Recordings:
         pcm = await asyncio.to_thread(decode_file, audio, RATE)
         return await self._attach(call, wav_header(len(pcm), RATE) + pcm, AudioSource.PROVIDER)
 
-    # --- call end: the fallback chain ---
-
-    async def _wait_for_live(self, call: CallLog) -> CallLog:
-        """A recording that is still being written (here or in another process) is the best source:
-        give it ``call_end_wait_s`` to finish."""
-        deadline = time.monotonic() + self.settings.call_end_wait_s
-        live = self.live.get(call.conversation_id)
-        if live is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(live.done.wait(), self.settings.call_end_wait_s)
-        while True:
-            row = await self.repo.call_by_conversation(call.conversation_id)
-            assert row is not None
-            if row.audio_key or time.monotonic() >= deadline:
-                return row
-            await asyncio.sleep(0.1)  # another process is writing it; the database is the only signal
+    # --- relink (the call-end fallback chain is in talkgate.calls.ending) ---
 
     async def relink(self, call: CallLog) -> bool:
         """A live recording stored while the database was unreachable: link it to its call now."""
@@ -288,42 +273,6 @@ class Recordings:
         if call is not None and await self.relink(call):
             return self.audio_url(conversation_id)
         return None
-
-    async def end_call(self, call: CallLog) -> CallLog:
-        """Media socket's recording first, else the relay's, else the app's chunks, else the
-        provider's recording API. Idempotent."""
-        live_sources = (AudioSource.MEDIA_STREAM, AudioSource.RELAY)
-        if not call.audio_key and call.audio_source in live_sources:
-            call = await self._wait_for_live(call)
-        if not call.audio_key and await self.relink(call):
-            call = await self.repo.call_by_conversation(call.conversation_id) or call
-        if not call.audio_key and not await self._store_chunks(call):
-            await self._fetch_provider_audio(call)
-        if call.status == CallStatus.ACTIVE:
-            ended = utcnow()
-            started = call.started_at
-            await self.repo.finish_call(
-                call.conversation_id,
-                ended_at=ended,
-                duration_ms=int((ended - started).total_seconds() * 1000),
-                end_reason=EndReason.CALL_END,
-            )
-        await self.chunks.discard(call.id)  # stored above, or the call has a better recording
-        row = await self.repo.call_by_conversation(call.conversation_id)
-        assert row is not None
-        return row
-
-    async def _fetch_provider_audio(self, call: CallLog) -> None:
-        """The provider's recording API, joined only through the id the provider gave talkgate for
-        this call: a conversation id a client named is never sent to the provider."""
-        if call.provider != "elevenlabs" or not call.provider_conversation_id:
-            log.info("call %s: no provider conversation known; no provider recording", call.conversation_id)
-            return
-        try:
-            audio = await self.provider.recording(call.provider_conversation_id)
-            await self.import_provider_audio(call, audio)
-        except (ProviderError, TalkgateError) as exc:
-            log.warning("call %s: no recording from the provider: %s", call.conversation_id, exc.message)
 
     # --- repair ---
 
@@ -363,7 +312,7 @@ class Recordings:
         """Repair the WAVs a crash left in the spool, store them, mark their calls ``recovered``.
         Files another live process holds (flock) are left alone. Returns the conversation ids."""
         recovered: list[str] = []
-        await self.chunks.clean_orphans(self.repo, self._store_chunks)
+        await self.chunks.clean_orphans(self.repo, self.store_chunks)
         if not self.spool.is_dir():
             return recovered
         for path in sorted(self.spool.iterdir()):
