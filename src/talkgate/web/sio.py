@@ -40,7 +40,7 @@ log = logging.getLogger("talkgate.sio")
 
 REAUTHENTICATE = "reauthenticate"  # {token}: a fresh token for the same user moves the socket's deadline
 
-Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]  # (sid, payload) → acknowledgement
 
 BINARY_PACKET_TYPES = ("5", "6")  # Socket.IO BINARY_EVENT, BINARY_ACK: attachments follow
 
@@ -264,7 +264,7 @@ class RelayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.calls = RelayCalls(
             get_runtime, ConversationSlots(sio.conversations_of, lambda: settings.max_conversations_per_user)
         )
-        self.events: dict[str, Callable[[str, Any], Awaitable[dict[str, Any]]]] = {
+        self.events: dict[str, Handler] = {
             C.CONVERSATION_START: self.conversation_start,
             C.USER_AUDIO_START: self.user_audio_start,
             C.SEND_AUDIO: self.send_audio,
@@ -287,9 +287,7 @@ class RelayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             return await self.link(sid).fail(ProtocolError(f"unknown event {event[:64]!r}"))
         return await self.guarded(handler, sid, payload)
 
-    async def guarded(
-        self, handler: Callable[[str, Any], Awaitable[dict[str, Any]]], sid: str, payload: Any
-    ) -> dict[str, Any]:
+    async def guarded(self, handler: Handler, sid: str, payload: Any) -> dict[str, Any]:
         # Handlers of one socket run in one task: say which conversation this event is for.
         logs.conversation_id.set(self.calls.conversation_of(sid))
         try:
