@@ -1,5 +1,5 @@
-"""Recordings of calls: live recorders, where finished files go, relink, and the start-up repair of
-what a crash left behind (the call-end fallback chain that chooses among them is ``calls.ending``).
+"""Recordings of calls: live recorders, where finished files go, and relink. The call-end fallback
+chain that chooses among them is ``calls.ending``; the repair of what a crash left is ``calls.repair``.
 
 Files being written live in the spool folder as ``<call id>.<source>.wav.part`` (the call id is a
 cuid talkgate made, never a request's text). The state another process may need, which recording
@@ -19,8 +19,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -29,24 +27,23 @@ from pathlib import Path
 from typing import Any
 
 from talkgate import metrics
+from talkgate.calls import repair
 from talkgate.codecs import decode_file
-from talkgate.errors import ConflictError, NotFoundError, StorageError, TalkgateError
+from talkgate.errors import ConflictError, NotFoundError, StorageError
 from talkgate.persistence.models import AudioSource, CallLog, CallStatus
 from talkgate.persistence.repository import Repository
 from talkgate.persistence.retry import retry_transient, transient
 from talkgate.protocol.app_events import ServerEventName
 from talkgate.protocol.audio import wav_header
-from talkgate.protocol.ends import EndReason
 from talkgate.providers.elevenlabs import ElevenLabsProvider
 from talkgate.recording.recorder import Recorder
 from talkgate.recording.spool import ChunkSpool
 from talkgate.recording.storage import Storage
-from talkgate.recording.wav import LIVE_SUFFIX, repair, try_lock
+from talkgate.recording.wav import LIVE_SUFFIX
 from talkgate.settings import Settings
 
 log = logging.getLogger("talkgate.recordings")
 
-SPOOL_NAME = re.compile(r"^(?P<call>[a-z0-9]{1,40})\.(?P<source>[a-z_]{1,16})" + re.escape(LIVE_SUFFIX) + "$")
 CHUNKS_SUFFIX = ".chunks.pcm"
 RATE = 16000
 
@@ -95,7 +92,7 @@ class Recordings:
     def key_prefix(call_id: str, source: str) -> str:
         return f"calls/{call_id}/{source}-"
 
-    async def _link(
+    async def link(
         self,
         call: CallLog | LiveRecording,
         key: str,
@@ -160,7 +157,7 @@ class Recordings:
             finished = await live.recorder.close()
             key = self.new_key(live.call_id, live.source.value)
             nbytes = await self.storage.put_file(key, finished.path)
-            attach = functools.partial(self._link, live, key, live.source.value, nbytes)
+            attach = functools.partial(self.link, live, key, live.source.value, nbytes)
             if await retry_transient(attach, f"recording {live.conversation_id}"):
                 live.url = self.audio_url(live.conversation_id)
             log.info(
@@ -175,7 +172,7 @@ class Recordings:
             )
         except StorageError as exc:  # the disk failed mid-call: keep what reached it
             log.error("recording %s: %s; storing what was written", live.conversation_id, exc.message)
-            if await self._recover_file(live.recorder.path, live.call_id, live.source.value, None):
+            if await repair.recover_file(self, live.recorder.path, live.call_id, live.source.value, None):
                 live.url = self.audio_url(live.conversation_id)
         except Exception as exc:
             if transient(exc):  # stored, but its call log does not say so yet: relink() will
@@ -226,7 +223,7 @@ class Recordings:
     async def _attach(self, call: CallLog, wav: bytes, source: AudioSource) -> bool:
         key = self.new_key(call.id, source.value)
         nbytes = await self.storage.put_bytes(key, wav)
-        return await self._link(call, key, source.value, nbytes)
+        return await self.link(call, key, source.value, nbytes)
 
     async def _announce(self, user_id: str, conversation_id: str, url: str, source: str, nbytes: int) -> None:
         metrics.RECORDING_BYTES.labels(source).inc(nbytes)
@@ -262,7 +259,7 @@ class Recordings:
             nbytes = await self.storage.size(key)
         except NotFoundError:
             return False
-        if not await self._link(call, key, source.value, nbytes):
+        if not await self.link(call, key, source.value, nbytes):
             return False
         log.warning("recording %s: linked to its call log after a database outage", call.conversation_id)
         return True
@@ -274,52 +271,8 @@ class Recordings:
             return self.audio_url(conversation_id)
         return None
 
-    # --- repair ---
-
-    async def _recover_file(
-        self, path: Path, call_id: str, source: str, status: CallStatus | None
-    ) -> str | None:
-        """Repair one spool file (what reached the disk becomes a valid WAV), store it, attach it to
-        its call. Returns the conversation id; None when the file is another process's live
-        recording or cannot be saved now (it then stays for the next start-up)."""
-        fd = await asyncio.to_thread(try_lock, path)
-        if fd is None:
-            return None  # a live recording of another process
-        try:
-            data_bytes = await asyncio.to_thread(repair, fd)
-            call = await self.repo.call_by_id(call_id)
-            if call is None:
-                log.warning("spool file %s belongs to no call; left in place", path.name)
-                return None
-            key = self.new_key(call.id, source)
-            nbytes = await self.storage.put_file(key, path)
-            await self._link(call, key, source, nbytes, status)
-            if call.status == CallStatus.ACTIVE and status is CallStatus.RECOVERED:
-                await self.repo.finish_call(
-                    call.conversation_id, status=CallStatus.RECOVERED, end_reason=EndReason.SERVER_CRASH
-                )
-            log.warning("recording %s repaired: %d bytes of audio kept", call.conversation_id, data_bytes)
-            return call.conversation_id
-        except TalkgateError as exc:
-            log.error("spool file %s could not be repaired: %s", path.name, exc.message)
-            return None
-        finally:
-            os.close(fd)
-
-    # --- start-up repair ---
+    # --- repair (talkgate.calls.repair) ---
 
     async def recover(self) -> list[str]:
-        """Repair the WAVs a crash left in the spool, store them, mark their calls ``recovered``.
-        Files another live process holds (flock) are left alone. Returns the conversation ids."""
-        recovered: list[str] = []
-        await self.chunks.clean_orphans(self.repo, self.store_chunks)
-        if not self.spool.is_dir():
-            return recovered
-        for path in sorted(self.spool.iterdir()):
-            match = SPOOL_NAME.match(path.name)
-            if match is None or match["source"] not in AudioSource.__members__.values():
-                continue
-            cid = await self._recover_file(path, match["call"], match["source"], CallStatus.RECOVERED)
-            if cid is not None:
-                recovered.append(cid)
-        return recovered
+        """Start-up: repair and store what a crash left in the spool (``repair.recover``)."""
+        return await repair.recover(self)
