@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from talkgate.vendoring import PACKAGED_DIR, VENDOR_FILES
-from tests.conftest import TIMEOUT
+from tests.support.timing import TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "node_modules"

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from talkgate.calls.recordings import Recordings
 from talkgate.persistence.engine import make_engine
 from talkgate.persistence.models import AudioSource, cuid
 from talkgate.recording.mixer import CALLER
 from talkgate.recording.storage import LocalStorage
 from talkgate.simulator.mp3 import encode_mp3
-from talkgate.web.recordings import Recordings
 from tests.support.gate import make_settings
 from tests.support.recordings import find, noise, wav_pcm
 
@@ -89,7 +89,7 @@ async def test_a_better_source_replaces_the_stored_object_and_deletes_the_old_on
     await provider_copy(recordings, call)
     clip = noise(100, seed=9)
     await recordings.add_chunk(call, clip)
-    assert await recordings._store_chunks(call)
+    assert await recordings.store_chunks(call)
     source, wav = await consistent(recordings, call)
     assert (source, wav_pcm(wav)) == ("client_chunks", clip)
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from talkgate.calls import call_log
 from talkgate.errors import StorageError
 from talkgate.persistence import retry
-from talkgate.web import sio as sio_module
 from tests.support.gate import Gate, connect, paced_turn, start_gate
 from tests.support.recordings import expected_mix, find, noise, wav_pcm
 from tests.support.servers import start_simulator
@@ -77,7 +77,7 @@ class Outage:
 @pytest.fixture
 def quick_retries(monkeypatch):
     monkeypatch.setattr(retry, "SHORT", (0.01, 0.02, 0.04))
-    monkeypatch.setattr(sio_module, "LATER_DELAYS", (0.05,) * 400)
+    monkeypatch.setattr(call_log, "LATER_DELAYS", (0.05,) * 400)
 
 
 @pytest.mark.realtime

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import socketio
 
+from talkgate.calls.relay import json_bounds_error
 from talkgate.logs import PeerNoise
-from talkgate.web.sio import RelayServer, declared_attachments, json_bounds_error
+from talkgate.web.sio import RelayServer, declared_attachments
 
 
 def relay_server(**options: Any) -> RelayServer:

@@ -28,6 +28,7 @@ from talkgate.persistence.models import (
     cuid,
     utcnow,
 )
+from talkgate.protocol.ends import EndReason
 
 # Signed webhooks older than 30 minutes are refused (protocol.signing), so a delivery remembered
 # for longer than that can never come back as an accepted replay.
@@ -225,7 +226,7 @@ class Repository:
                 call.conversation_id,
                 duration_ms=0,
                 status=CallStatus.FAILED,
-                end_reason="cancelled",
+                end_reason=EndReason.CANCELLED,
             )
         except Exception:
             log.exception("call log %s: could not end an abandoned start", call.conversation_id)

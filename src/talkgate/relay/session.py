@@ -30,6 +30,7 @@ from talkgate.protocol import app_events, convai
 from talkgate.protocol.app_events import InputCodec
 from talkgate.protocol.audio import AudioFormat, Encoding, b64encode_audio, pcm16_to_ulaw
 from talkgate.protocol.dialect import Dialect, rejection_hint
+from talkgate.protocol.ends import EndReason
 from talkgate.protocol.ptt import PushToTalk, TurnEnded
 from talkgate.providers.base import Closed, UpstreamConversation
 
@@ -116,7 +117,7 @@ class RelaySession:
         self._provider_error: convai.ServerError | None = None
         self.started_at = time.time()
         self._t0 = clock()
-        self.end_reason: str | None = None
+        self.end_reason: EndReason | None = None
         self.ended = asyncio.Event()
         self.app_format = AudioFormat(Encoding.PCM, upstream.input_format.sample_rate)
 
@@ -212,7 +213,7 @@ class RelaySession:
         self._check_open()
         await self._send(event)
 
-    async def stop(self, reason: str) -> None:
+    async def stop(self, reason: EndReason) -> None:
         """End from the app's side (``conversation_end`` or a dropped socket)."""
         if self.end_reason is None:
             self.end_reason = reason
@@ -232,7 +233,7 @@ class RelaySession:
                 timer.cancel()
         except Exception:
             log.exception("conversation %s: relay failed", self.conversation_id)
-            self.end_reason = self.end_reason or "error"
+            self.end_reason = self.end_reason or EndReason.ERROR
             await self.upstream.close()
         finally:
             await self._finish()
@@ -337,7 +338,7 @@ class RelaySession:
         closed = self.upstream.closed
         error = self._closing_error(closed)
         if self.end_reason is None:
-            self.end_reason = "error" if error else "agent"
+            self.end_reason = EndReason.ERROR if error else EndReason.AGENT
         if error is not None:
             log.warning("conversation %s: %s", self.conversation_id, error.message)
             await self._emit(

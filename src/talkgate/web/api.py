@@ -1,4 +1,4 @@
-"""HTTP routes of PROTOCOL.md §1.1 that exist so far: seed 004's conversation routes.
+"""The conversation routes: a signed URL for direct calls, and starting and ending sessions.
 
 Every route needs ``Authorization: Bearer <JWT>``; a user reaches only their own rows.
 """
@@ -17,10 +17,10 @@ from sqlalchemy.exc import OperationalError
 
 from talkgate import metrics
 from talkgate.auth import Principal
+from talkgate.calls.runtime import Runtime
 from talkgate.errors import DatabaseUnavailable, ErrorCode, ProtocolError, TalkgateError
 from talkgate.persistence.models import ConversationSession
 from talkgate.web.limits import json_nesting
-from talkgate.web.runtime import Runtime
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 MAX_METADATA_DEPTH = 8  # levels of objects and arrays in a session's metadata, itself one
@@ -153,7 +153,7 @@ def build_router() -> APIRouter:
     async def signed_url(
         user: User, rt: Rt, voice: Annotated[str | None, Query(max_length=32)] = None
     ) -> Any:
-        """A fresh provider signed URL for the voice's agent (seed 004); the key stays here."""
+        """A fresh provider signed URL for the voice's agent (direct calls); the key stays here."""
         agent_id = rt.settings.agent_id_for(voice)
         if rt.settings.elevenlabs_public_agents:
             return {"signedUrl": rt.elevenlabs.public_url(agent_id), "agentId": agent_id}

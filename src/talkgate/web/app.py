@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from talkgate import __version__, metrics
 from talkgate.auth import bearer
+from talkgate.calls.runtime import Runtime
 from talkgate.errors import ErrorCode, error_body
 from talkgate.protocol.app_events import user_room
 from talkgate.settings import Settings
@@ -26,7 +27,6 @@ from talkgate.web.limits import BodyLimit
 from talkgate.web.media import MEDIA_PATH, media_socket
 from talkgate.web.openapi import document as document_errors
 from talkgate.web.pages import install as install_pages
-from talkgate.web.runtime import Runtime
 from talkgate.web.sio import create_sio
 
 log = logging.getLogger("talkgate")

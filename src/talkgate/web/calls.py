@@ -1,9 +1,9 @@
-"""Seed 001's routes: the media-streaming signed URL, call end, the app's chunks, call logs and their
-audio, and the provider's ``post_call_audio`` webhook. A user reaches only their own calls."""
+"""The call routes: the direct call's signed URL (with media-stream recording), call end, the app's
+chunks, call logs and their audio, and the provider's ``post_call_audio`` webhook; each parses, calls
+``talkgate.calls.direct`` and serializes. A user reaches only their own calls."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -16,14 +16,14 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from talkgate.auth import signing_keys
-from talkgate.errors import ConflictError, ErrorCode, NotFoundError, ProtocolError
-from talkgate.persistence.models import CallLog, CallStatus
+from talkgate.calls import direct
+from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
+from talkgate.persistence.models import CallLog
 from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
 from talkgate.protocol.signing import KeyRing, audio_signature, verify_audio_signature
 from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, active_since, iso
 from talkgate.web.byte_ranges import Unsatisfiable, byte_range
 from talkgate.web.limits import json_too_deep, too_deep_message
-from talkgate.web.media import media_url
 from talkgate.web.webhook_intake import verified_webhook_body
 
 log = logging.getLogger("talkgate.calls")
@@ -110,198 +110,150 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+router = APIRouter(prefix="/api", tags=["calls"])
+
+
+@router.post("/elevenlabs-signed-url")
+async def elevenlabs_signed_url(body: SignedUrlRequest, user: User, rt: Rt) -> Any:
+    """A signed URL for the voice's agent; with a conversationId and media streaming on, the
+    conversation is started with its audio streamed to talkgate's media socket."""
+    since = active_since(rt.settings.active_window_hours)
+    started = await direct.start(rt, user.user_id, body.voice, body.conversationId, since)
+    return {
+        "signedUrl": started.signed_url,
+        "conversationId": started.conversation_id,
+        "mediaStreamingEnabled": started.media_streaming,
+    }
+
+
+@router.get("/calls")
+async def list_calls(
+    user: User,
+    rt: Rt,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> Any:
+    """The user's calls, newest first."""
+    rows, total = await rt.repo.list_calls(user.user_id, limit=limit, offset=offset)
+    return {
+        "calls": [call_json(r, transcript=False) for r in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/calls/{conversation_id}")
+async def get_call(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
+    return call_json(await rt.repo.get_call(user.user_id, conversation_id))
+
+
+@router.get("/calls/{conversation_id}/audio", response_model=None)
+async def get_audio(conversation_id: ConversationId, request: Request, user: User, rt: Rt) -> Any:
+    """The call's WAV; Range requests work, so a player can seek."""
+    return await _audio_response(rt, user.user_id, conversation_id, request)
+
+
+@router.get("/calls/{conversation_id}/audio-link")
+async def audio_link(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
+    """A playback URL that needs no Authorization header, for an ``<audio>`` element (which
+    cannot send one): signed for this user and call, valid for ``AUDIO_LINK_TTL_S``."""
+    call = await rt.repo.get_call(user.user_id, conversation_id)
+    if not call.audio_key:
+        raise NotFoundError("this call has no recording (yet)")
+    expires = int(time.time()) + AUDIO_LINK_TTL_S
+    sig = audio_signature(audio_secret(rt.settings), user.user_id, conversation_id, expires)
+    query = urlencode({"user": user.user_id, "expires": expires, "signature": sig})
+    return {"url": f"/api/recordings/{conversation_id}.wav?{query}", "expiresAt": expires}
+
+
+@router.get("/recordings/{conversation_id}.wav", response_model=None, include_in_schema=False)
+async def linked_audio(
+    conversation_id: ConversationId,
+    request: Request,
+    rt: Rt,
+    user: Annotated[str, Query(max_length=256)],
+    expires: Annotated[int, Query()],
+    signature: Annotated[str, Query(max_length=128)],
+) -> Any:
+    verify_audio_signature(audio_secret(rt.settings), user, conversation_id, expires, signature, time.time())
+    return await _audio_response(rt, user, conversation_id, request)
+
+
+async def _audio_response(rt: Any, user_id: str, conversation_id: str, request: Request) -> Any:
+    call = await rt.repo.get_call(user_id, conversation_id)
+    if not call.audio_key:
+        raise NotFoundError("this call has no recording (yet)")
+    path = rt.storage.local_path(call.audio_key)
+    if path is not None:
+        return FileResponse(
+            path,
+            media_type="audio/wav",
+            filename=f"{conversation_id}.wav",
+            content_disposition_type="inline",
+        )
+    return await _stream_from_store(rt, call.audio_key, conversation_id, request.headers.get("range"))
+
+
+@router.post("/calls/{conversation_id}/chunks")
+async def upload_chunk(conversation_id: ConversationId, request: Request, user: User, rt: Rt) -> Any:
+    """The app's own copy of its audio: raw PCM16 16 kHz mono (``application/octet-stream``),
+    or JSON ``{audio: base64, format?}`` in any provider format."""
+    call = await direct.open_for_chunks(rt, user.user_id, conversation_id)
+    body = await _read_limited(request, MAX_CHUNK_UPLOAD * 2)
+    if request.headers.get("content-type", "").startswith("application/json"):
+        if json_too_deep(body, rt.settings.max_json_depth):
+            raise ProtocolError(too_deep_message(rt.settings.max_json_depth))
+        try:
+            obj = json.loads(body)
+        except ValueError as exc:
+            raise ProtocolError(f"body is not JSON: {exc}") from exc
+        if not isinstance(obj, dict) or not isinstance(obj.get("audio"), str):
+            raise ProtocolError("expected {audio: base64, format?}")
+        fmt = AudioFormat.parse(str(obj.get("format") or "pcm_16000"))
+        raw = b64decode_audio(obj["audio"], max_bytes=MAX_CHUNK_UPLOAD)
+        if fmt.encoding is Encoding.PCM:
+            validate_pcm16(raw)
+        pcm = convert(raw, fmt, PCM_16000) if fmt != PCM_16000 else raw
+    else:
+        pcm = validate_pcm16(body, max_bytes=MAX_CHUNK_UPLOAD)
+    total = await direct.add_chunk(rt, call, pcm)
+    return {"ok": True, "bytes": len(pcm), "totalBytes": total}
+
+
+@router.post("/calls/{conversation_id}/transcript")
+async def add_transcript(conversation_id: ConversationId, line: TranscriptLine, user: User, rt: Rt) -> Any:
+    """One transcript line the page heard itself (direct and avatar modes, where the
+    conversation does not pass through talkgate), appended to the call log in order."""
+    count = await rt.repo.append_transcript(
+        user.user_id, conversation_id, [line.model_dump()], limit=MAX_TRANSCRIPT_LINES
+    )
+    return {"ok": True, "lines": count}
+
+
+@router.post("/calls/{conversation_id}/end")
+async def end_call(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
+    """Finalise the call: media stream's recording, else the relay's, else the app's chunks,
+    else the provider's; the call log says which."""
+    return call_json(await direct.end(rt, user.user_id, conversation_id))
+
+
+@router.post("/elevenlabs/webhook", tags=["webhooks"])
+async def post_call_webhook(request: Request, rt: Rt) -> Any:
+    """The provider's post-call webhook (public, HMAC-signed): ``post_call_audio`` gives a call
+    without a better recording the provider's copy."""
+    secret = rt.settings.elevenlabs_webhook_secret
+    if secret is None:
+        raise NotFoundError("webhooks are not configured (ELEVENLABS_WEBHOOK_SECRET)")
+    body = await verified_webhook_body(request, secret.get_secret_value().encode(), rt.settings)
+    try:
+        event = json.loads(body)
+        kind, data = str(event["type"]), event["data"]
+        cid = str(data["conversation_id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError("webhook body is not a provider event") from exc
+    return await direct.receive_provider_event(rt, hashlib.sha256(body).hexdigest(), kind, cid, data)
+
+
 def build_router() -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["calls"])
-
-    @router.post("/elevenlabs-signed-url")
-    async def elevenlabs_signed_url(body: SignedUrlRequest, user: User, rt: Rt) -> Any:
-        """Seed 001: a signed URL for the voice's agent; with a conversationId and media streaming
-        on, the conversation is started with its audio streamed to talkgate's media socket."""
-        settings = rt.settings
-        agent_id = settings.agent_id_for(body.voice)
-        cid = body.conversationId
-        streaming = bool(cid) and settings.media_streaming_enabled
-        if cid is None:
-            return {
-                "signedUrl": await rt.elevenlabs.signed_url(agent_id),
-                "conversationId": None,
-                "mediaStreamingEnabled": False,
-            }
-        # ``cid`` is talkgate's id for the call, never the provider's: the provider's id is only
-        # what the provider answers to the start below (no start, no provider id, no provider audio).
-        await rt.repo.create_call_capped(
-            user.user_id,
-            cid,
-            max_active=settings.max_active_calls_per_user,
-            since=active_since(settings.active_window_hours),
-            agent_id=agent_id,
-            voice=body.voice or "default",
-        )
-        if streaming:
-            started = await rt.elevenlabs.start_conversation(agent_id, media_url(settings, cid))
-            signed = started["signed_url"]
-            streaming = bool(started.get("media_streaming", True))
-            provider_cid = started.get("conversation_id")
-            if not await rt.repo.issue_media(
-                user.user_id, cid, provider_cid if isinstance(provider_cid, str) else None
-            ):
-                raise ConflictError("this call has ended or its media recording was already made")
-        else:
-            signed, provider_cid = await rt.elevenlabs.signed_url_for_conversation(agent_id)
-            if provider_cid is not None:
-                await rt.repo.own_provider_conversation(user.user_id, cid, provider_cid)
-        return {"signedUrl": signed, "conversationId": cid, "mediaStreamingEnabled": streaming}
-
-    @router.get("/calls")
-    async def list_calls(
-        user: User,
-        rt: Rt,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    ) -> Any:
-        """The user's calls, newest first."""
-        rows, total = await rt.repo.list_calls(user.user_id, limit=limit, offset=offset)
-        return {
-            "calls": [call_json(r, transcript=False) for r in rows],
-            "total": total,
-            "limit": limit,
-            "offset": offset,
-        }
-
-    @router.get("/calls/{conversation_id}")
-    async def get_call(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
-        return call_json(await rt.repo.get_call(user.user_id, conversation_id))
-
-    @router.get("/calls/{conversation_id}/audio", response_model=None)
-    async def get_audio(conversation_id: ConversationId, request: Request, user: User, rt: Rt) -> Any:
-        """The call's WAV; Range requests work, so a player can seek."""
-        return await _audio_response(rt, user.user_id, conversation_id, request)
-
-    @router.get("/calls/{conversation_id}/audio-link")
-    async def audio_link(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
-        """A playback URL that needs no Authorization header, for an ``<audio>`` element (which
-        cannot send one): signed for this user and call, valid for ``AUDIO_LINK_TTL_S``."""
-        call = await rt.repo.get_call(user.user_id, conversation_id)
-        if not call.audio_key:
-            raise NotFoundError("this call has no recording (yet)")
-        expires = int(time.time()) + AUDIO_LINK_TTL_S
-        sig = audio_signature(audio_secret(rt.settings), user.user_id, conversation_id, expires)
-        query = urlencode({"user": user.user_id, "expires": expires, "signature": sig})
-        return {"url": f"/api/recordings/{conversation_id}.wav?{query}", "expiresAt": expires}
-
-    @router.get("/recordings/{conversation_id}.wav", response_model=None, include_in_schema=False)
-    async def linked_audio(
-        conversation_id: ConversationId,
-        request: Request,
-        rt: Rt,
-        user: Annotated[str, Query(max_length=256)],
-        expires: Annotated[int, Query()],
-        signature: Annotated[str, Query(max_length=128)],
-    ) -> Any:
-        verify_audio_signature(
-            audio_secret(rt.settings), user, conversation_id, expires, signature, time.time()
-        )
-        return await _audio_response(rt, user, conversation_id, request)
-
-    async def _audio_response(rt: Any, user_id: str, conversation_id: str, request: Request) -> Any:
-        call = await rt.repo.get_call(user_id, conversation_id)
-        if not call.audio_key:
-            raise NotFoundError("this call has no recording (yet)")
-        path = rt.storage.local_path(call.audio_key)
-        if path is not None:
-            return FileResponse(
-                path,
-                media_type="audio/wav",
-                filename=f"{conversation_id}.wav",
-                content_disposition_type="inline",
-            )
-        return await _stream_from_store(rt, call.audio_key, conversation_id, request.headers.get("range"))
-
-    @router.post("/calls/{conversation_id}/chunks")
-    async def upload_chunk(conversation_id: ConversationId, request: Request, user: User, rt: Rt) -> Any:
-        """The app's own copy of its audio: raw PCM16 16 kHz mono (``application/octet-stream``),
-        or JSON ``{audio: base64, format?}`` in any provider format."""
-        call = await rt.repo.get_call(user.user_id, conversation_id)
-        if call.status != CallStatus.ACTIVE:  # its chunks would never be used
-            raise ConflictError("this call has ended; it takes no more audio", code=ErrorCode.CALL_ENDED)
-        body = await _read_limited(request, MAX_CHUNK_UPLOAD * 2)
-        if request.headers.get("content-type", "").startswith("application/json"):
-            if json_too_deep(body, rt.settings.max_json_depth):
-                raise ProtocolError(too_deep_message(rt.settings.max_json_depth))
-            try:
-                obj = json.loads(body)
-            except ValueError as exc:
-                raise ProtocolError(f"body is not JSON: {exc}") from exc
-            if not isinstance(obj, dict) or not isinstance(obj.get("audio"), str):
-                raise ProtocolError("expected {audio: base64, format?}")
-            fmt = AudioFormat.parse(str(obj.get("format") or "pcm_16000"))
-            raw = b64decode_audio(obj["audio"], max_bytes=MAX_CHUNK_UPLOAD)
-            if fmt.encoding is Encoding.PCM:
-                validate_pcm16(raw)
-            pcm = convert(raw, fmt, PCM_16000) if fmt != PCM_16000 else raw
-        else:
-            pcm = validate_pcm16(body, max_bytes=MAX_CHUNK_UPLOAD)
-        total = await rt.recordings.add_chunk(call, pcm)
-        now = await rt.repo.call_by_conversation(conversation_id)
-        if now is None or now.status != CallStatus.ACTIVE:  # ended while this was written: no orphan
-            await rt.recordings.chunks.discard(call.id)
-            raise ConflictError("this call has ended; it takes no more audio", code=ErrorCode.CALL_ENDED)
-        return {"ok": True, "bytes": len(pcm), "totalBytes": total}
-
-    @router.post("/calls/{conversation_id}/transcript")
-    async def add_transcript(
-        conversation_id: ConversationId, line: TranscriptLine, user: User, rt: Rt
-    ) -> Any:
-        """One transcript line the page heard itself (direct and avatar modes, where the
-        conversation does not pass through talkgate), appended to the call log in order."""
-        count = await rt.repo.append_transcript(
-            user.user_id, conversation_id, [line.model_dump()], limit=MAX_TRANSCRIPT_LINES
-        )
-        return {"ok": True, "lines": count}
-
-    @router.post("/calls/{conversation_id}/end")
-    async def end_call(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
-        """Finalise the call: media stream's recording, else the relay's, else the app's chunks,
-        else the provider's; the call log says which."""
-        call = await rt.repo.get_call(user.user_id, conversation_id)
-        return call_json(await rt.recordings.end_call(call))
-
-    @router.post("/elevenlabs/webhook", tags=["webhooks"])
-    async def post_call_webhook(request: Request, rt: Rt) -> Any:
-        """The provider's post-call webhook (public, HMAC-signed): ``post_call_audio`` gives a call
-        without a better recording the provider's copy."""
-        secret = rt.settings.elevenlabs_webhook_secret
-        if secret is None:
-            raise NotFoundError("webhooks are not configured (ELEVENLABS_WEBHOOK_SECRET)")
-        body = await verified_webhook_body(request, secret.get_secret_value().encode(), rt.settings)
-        try:
-            event = json.loads(body)
-            kind, data = str(event["type"]), event["data"]
-            cid = str(data["conversation_id"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ProtocolError("webhook body is not a provider event") from exc
-        digest = hashlib.sha256(body).hexdigest()
-        if not await rt.repo.claim_webhook(digest, kind, cid[:128]):
-            log.info("webhook %s for %s delivered again; ignored", kind, cid)
-            return {"ok": True, "used": False, "duplicate": True}
-        try:
-            return {"ok": True, "used": await _apply_webhook(rt, kind, cid, data)}
-        except BaseException:
-            with contextlib.suppress(Exception):  # not applied: the provider's retry may be
-                await rt.repo.release_webhook(digest)
-            raise
-
-    async def _apply_webhook(rt: Any, kind: str, provider_cid: str, data: dict[str, Any]) -> bool:
-        # Only the provider's own id, as talkgate recorded it, finds a call: a conversation id a
-        # client chose for its call never matches a provider's event.
-        call = await rt.repo.call_by_provider_conversation("elevenlabs", provider_cid)
-        if call is None:
-            log.info("webhook %s for an unknown conversation; ignored", kind)
-            return False
-        if kind != "post_call_audio" or not isinstance(data.get("full_audio"), str):
-            log.info("webhook %s for %s; nothing to do", kind, call.conversation_id)
-            return False
-        audio = b64decode_audio(data["full_audio"], max_bytes=rt.settings.max_webhook_bytes * 3 // 4)
-        return bool(await rt.recordings.import_provider_audio(call, audio))
-
     return router

@@ -1,4 +1,5 @@
-"""The Socket.IO server: the app's push-to-talk relay (seeds 000, 002, 004).
+"""The Socket.IO adapter of the push-to-talk relay: the server's bounds and the handlers, which parse,
+call into ``talkgate.calls.relay`` and acknowledge.
 
 Handlers for one socket run one at a time, in arrival order (``async_handlers=False``), so a
 turn's audio can never overtake its ``user-audio-end``; a slow upstream slows that socket only.
@@ -15,45 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import socketio
 
 from talkgate import logs, metrics
 from talkgate.auth import LEEWAY_S, Principal
-from talkgate.errors import (
-    AuthError,
-    DatabaseUnavailable,
-    ErrorCode,
-    ProtocolError,
-    ProviderError,
-    StorageError,
-    TalkgateError,
-)
-from talkgate.persistence.models import AudioSource, CallStatus
-from talkgate.persistence.retry import retry_transient, transient
+from talkgate.calls.relay import ConversationSlots, RelayCalls
+from talkgate.calls.runtime import Runtime
+from talkgate.errors import AuthError, ErrorCode, ProtocolError, TalkgateError
 from talkgate.protocol import app_events
 from talkgate.protocol.app_events import ClientEventName as C
 from talkgate.protocol.app_events import ServerEventName as S
-from talkgate.recording.recorder import RelayTap
-from talkgate.relay.session import RelaySession
+from talkgate.protocol.ends import EndReason
 from talkgate.settings import Settings
 from talkgate.web import engine
-from talkgate.web.recordings import LiveRecording
-from talkgate.web.runtime import Runtime
 
 log = logging.getLogger("talkgate.sio")
 
-LATER_DELAYS = (5.0,) * 60  # after the short retries: every 5 s for 5 minutes
 REAUTHENTICATE = "reauthenticate"  # {token}: a fresh token for the same user moves the socket's deadline
-START_FIELDS = ("metadata", "dynamicVariables", "overrides")
 
-Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]
+Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]  # (sid, payload) → acknowledgement
 
 BINARY_PACKET_TYPES = ("5", "6")  # Socket.IO BINARY_EVENT, BINARY_ACK: attachments follow
 
@@ -67,35 +54,6 @@ def declared_attachments(text: str) -> int:
     if not (digits.isascii() and digits.isdigit()):
         return 0
     return int(digits) if len(digits) <= 10 else 10**11
-
-
-def json_bounds_error(value: Any, max_bytes: int, max_depth: int) -> str | None:
-    """Why ``value`` (decoded JSON) is over the bounds, or None. Walks without recursion, so a
-    value nested past Python's recursion limit is measured, not crashed on."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > max_depth:
-                return f"is nested deeper than {max_depth} levels"
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > max_bytes:
-        return f"is {size} bytes as JSON, over the limit of {max_bytes}"
-    return None
-
-
-def check_start_fields(payload: Any, max_bytes: int, max_depth: int) -> None:
-    if not isinstance(payload, dict):
-        return  # ConversationStart.parse says what is wrong
-    for name in START_FIELDS:
-        value = payload.get(name)
-        try:
-            why = None if value is None else json_bounds_error(value, max_bytes, max_depth)
-        except TypeError:  # a binary attachment placed in it
-            raise ProtocolError(f"{name} must hold JSON values only", code=ErrorCode.BAD_REQUEST) from None
-        if why is not None:
-            raise ProtocolError(f"{name} {why}", code=ErrorCode.FIELD_TOO_LARGE)
 
 
 class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
@@ -127,7 +85,7 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
         self.partial: dict[str, list[int]] = {}
         self.closing: set[str] = set()  # long-polling sockets closed once they collect what is queued
         self.closers: set[asyncio.Task[None]] = set()
-        # Per process (with N workers, a user may hold up to N times as many); kept by create_sio's handlers.
+        # Per process (with N workers, a user may hold up to N times as many); kept by RelayNamespace.
         self.user_of: dict[str, str] = {}  # sid → user, for every connected socket
         self.sockets_of: dict[str, set[str]] = {}  # user → sids
         self.conversations_of: dict[str, int] = {}  # user → live (or starting) conversations
@@ -257,6 +215,202 @@ def client_manager(settings: Settings) -> socketio.AsyncManager:
     return socketio.AsyncRedisManager(settings.redis_url, channel=settings.redis_channel)
 
 
+@dataclass
+class SocketLink:
+    """One socket as the relay sees it (``talkgate.calls.relay.RelayLink``)."""
+
+    sio: RelayServer
+    sid: str
+
+    async def emit(self, event: str, payload: dict[str, Any]) -> None:
+        if event == S.CONVERSATION_ERROR:
+            metrics.ERRORS.labels(payload.get("code", "error")).inc()
+        # A relay's socket is always on this process: never publish its traffic to Redis.
+        await self.sio.emit(event, payload, to=self.sid, ignore_queue=True)
+
+    async def fail(self, exc: TalkgateError, *, fatal: bool = False) -> dict[str, Any]:
+        await self.emit(S.CONVERSATION_ERROR, app_events.error_payload(exc, fatal=fatal))
+        return app_events.failed(exc)
+
+    def backlog(self) -> int:
+        eio_sid = self.sio.manager.eio_sid_from_sid(self.sid, "/")
+        socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
+        return socket.queue.qsize() if socket is not None else 0
+
+
+def refused(exc: TalkgateError) -> socketio.exceptions.ConnectionRefusedError:
+    # The client's connect_error receives {message, data: {code}} (socket.io-client: err.data).
+    return socketio.exceptions.ConnectionRefusedError(exc.message, {"code": exc.code.value})
+
+
+def bearer_token(environ: dict[str, Any], auth: Any) -> Any:
+    """The token from the connect packet's auth, else the Authorization header; checked by the verifier."""
+    token = auth.get("token") if isinstance(auth, dict) else None
+    if token is None:
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    return token
+
+
+class RelayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """The default namespace: sockets, their users and tokens, and the relay's client events.
+    Every client event goes through ``guarded``: a failure is acknowledged and emitted."""
+
+    def __init__(self, sio: RelayServer, get_runtime: Callable[[], Runtime], settings: Settings) -> None:
+        super().__init__("/")
+        self.sio = sio
+        self.get_runtime = get_runtime
+        self.settings = settings
+        self.calls = RelayCalls(
+            get_runtime, ConversationSlots(sio.conversations_of, lambda: settings.max_conversations_per_user)
+        )
+        self.events: dict[str, Handler] = {
+            C.CONVERSATION_START: self.conversation_start,
+            C.USER_AUDIO_START: self.user_audio_start,
+            C.SEND_AUDIO: self.send_audio,
+            C.USER_AUDIO_END: self.user_audio_end,
+            C.USER_ACTIVITY_SIGNAL: self.user_activity_signal,
+            C.CONVERSATION_MESSAGE: self.conversation_message,
+            C.CONVERSATION_END: self.conversation_end,
+            REAUTHENTICATE: self.reauthenticate,
+        }
+
+    def link(self, sid: str) -> SocketLink:
+        return SocketLink(self.sio, sid)
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in ("connect", "disconnect"):
+            return await super().trigger_event(event, *args)
+        sid, payload = args[0], (args[1] if len(args) > 1 else None)
+        handler = self.events.get(event)
+        if handler is None:
+            return await self.link(sid).fail(ProtocolError(f"unknown event {event[:64]!r}"))
+        return await self.guarded(handler, sid, payload)
+
+    async def guarded(self, handler: Handler, sid: str, payload: Any) -> dict[str, Any]:
+        # Handlers of one socket run in one task: say which conversation this event is for.
+        logs.conversation_id.set(self.calls.conversation_of(sid))
+        try:
+            return await handler(sid, payload)
+        except TalkgateError as exc:
+            return await self.link(sid).fail(exc)
+        except Exception:
+            # talkgate's bug, with its traceback; but what one peer can set off, it may not repeat
+            # into the log without end.
+            if self.sio.noise.allow(self.sio.peer(self.sio.manager.eio_sid_from_sid(sid, "/") or sid)):
+                log.exception("socket %s: handler %s failed", sid, handler.__name__)
+            return await self.link(sid).fail(TalkgateError("internal error"))
+
+    # --- sockets, users, tokens -------------------------------------------------------------
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            principal = await self.get_runtime().authenticate(bearer_token(environ, auth))
+        except AuthError as exc:
+            raise refused(exc) from None
+        user_id = principal.user_id
+        held = len(self.sio.sockets_of.get(user_id, ()))
+        if held >= self.settings.max_sockets_per_user:
+            metrics.ERRORS.labels(ErrorCode.TOO_MANY_SOCKETS.value).inc()
+            raise refused(
+                ProtocolError(
+                    f"this user already holds {held} sockets, the limit "
+                    "(TALKGATE_MAX_SOCKETS_PER_USER); close one first",
+                    code=ErrorCode.TOO_MANY_SOCKETS,
+                )
+            )
+        self.sio.sockets_of.setdefault(user_id, set()).add(sid)
+        self.sio.user_of[sid] = user_id
+        try:
+            await self.sio.save_session(sid, {"user_id": user_id})
+            await self.sio.enter_room(sid, app_events.user_room(user_id))
+            self.watch_token(sid, principal)
+        except BaseException:
+            self.forget_socket(sid)
+            raise
+        log.info("socket %s connected for user %s", sid, user_id)
+
+    def forget_socket(self, sid: str) -> None:
+        if (deadline := self.sio.deadlines.pop(sid, None)) is not None:
+            deadline[1].cancel()
+        user_id = self.sio.user_of.pop(sid, None)
+        if user_id is not None and (held := self.sio.sockets_of.get(user_id)) is not None:
+            held.discard(sid)
+            if not held:
+                del self.sio.sockets_of[user_id]
+
+    async def on_disconnect(self, sid: str, *_: Any) -> None:
+        self.forget_socket(sid)
+        await self.calls.stop(sid, EndReason.DISCONNECTED)
+
+    def watch_token(self, sid: str, principal: Principal) -> float:
+        """(Re)arm the socket's one timer: at the token's exp (plus the verifier's leeway) it ends."""
+        exp = float(principal.claims["exp"])
+        if (old := self.sio.deadlines.pop(sid, None)) is not None:
+            old[1].cancel()
+        delay = max(0.0, exp + LEEWAY_S - time.time())
+        expire = lambda: self.get_runtime().spawn(self.token_expired(sid, exp))  # noqa: E731
+        self.sio.deadlines[sid] = (exp, asyncio.get_running_loop().call_later(delay, expire))
+        return exp
+
+    async def token_expired(self, sid: str, exp: float) -> None:
+        current = self.sio.deadlines.get(sid)
+        if current is None or current[0] != exp:
+            return  # reauthenticated (a new deadline) or gone meanwhile
+        del self.sio.deadlines[sid]
+        expired = AuthError(
+            "this socket's token has expired; send reauthenticate before exp", code=ErrorCode.TOKEN_EXPIRED
+        )
+        await self.link(sid).fail(expired, fatal=True)
+        # Its call log saved and conversation_ended sent, as for any end.
+        await self.calls.stop_and_wait(sid, EndReason.TOKEN_EXPIRED)
+        log.info("socket %s: token expired, disconnected", sid)
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        if eio_sid is not None:
+            await self.sio.close_engine_socket(eio_sid)
+
+    async def reauthenticate(self, sid: str, payload: Any) -> dict[str, Any]:
+        token = payload.get("token") if isinstance(payload, dict) else None
+        if not isinstance(token, str):
+            raise ProtocolError("reauthenticate needs {token}")
+        principal = await self.get_runtime().authenticate(token)
+        if principal.user_id != self.sio.user_of.get(sid):
+            raise AuthError("the token is for another user than this socket's", code=ErrorCode.WRONG_USER)
+        return app_events.ok(expiresAt=int(self.watch_token(sid, principal)))
+
+    # --- the relay's client events ----------------------------------------------------------
+
+    async def conversation_start(self, sid: str, payload: Any) -> dict[str, Any]:
+        return await self.calls.start(sid, self.sio.user_of[sid], payload, self.link(sid))
+
+    async def user_audio_start(self, sid: str, _: Any) -> dict[str, Any]:
+        return app_events.ok(turn=await self.calls.relay_of(sid).start_turn())
+
+    async def send_audio(self, sid: str, payload: Any) -> dict[str, Any]:
+        began = time.perf_counter()
+        relay = self.calls.relay_of(sid)
+        data, b64 = app_events.parse_send_audio(payload, self.get_runtime().settings.max_chunk_bytes)
+        await relay.audio(data, b64)
+        metrics.RELAY_CHUNK_SECONDS.observe(time.perf_counter() - began)
+        return app_events.ok()
+
+    async def user_audio_end(self, sid: str, _: Any) -> dict[str, Any]:
+        ended = await self.calls.relay_of(sid).end_turn()
+        return app_events.ok(turn=ended.turn, chunks=ended.chunks, bytes=ended.nbytes)
+
+    async def user_activity_signal(self, sid: str, _: Any) -> dict[str, Any]:
+        await self.calls.relay_of(sid).keepalive()
+        return app_events.ok()
+
+    async def conversation_message(self, sid: str, payload: Any) -> dict[str, Any]:
+        relay = self.calls.relay_of(sid)
+        await relay.message(app_events.parse_conversation_message(payload))
+        return app_events.ok()
+
+    async def conversation_end(self, sid: str, _: Any) -> dict[str, Any]:
+        return await self.calls.end(sid)
+
+
 def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayServer:
     noise = logs.PeerNoise(settings.peer_log_lines_per_minute)
     sio = RelayServer(
@@ -273,367 +427,19 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
         ping_interval=20,
         ping_timeout=20,
     )
+    namespace = RelayNamespace(sio, get_runtime, settings)
+    sio.register_namespace(namespace)
+    install_fast_paths(sio, namespace, noise)
+    return sio
 
-    async def emit(sid: str, event: str, payload: dict[str, Any]) -> None:
-        if event == S.CONVERSATION_ERROR:
-            metrics.ERRORS.labels(payload.get("code", "error")).inc()
-        # A relay's socket is always on this process: never publish its traffic to Redis.
-        await sio.emit(event, payload, to=sid, ignore_queue=True)
 
-    def backlog(sid: str) -> Callable[[], int]:
-        def size() -> int:
-            eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
-            socket = sio.eio.sockets.get(eio_sid) if eio_sid else None
-            return socket.queue.qsize() if socket is not None else 0
+# --- fast paths (FAST moves this block into talkgate.fastpaths) -----------------------------------
 
-        return size
 
-    async def fail(sid: str, exc: TalkgateError, *, fatal: bool = False) -> dict[str, Any]:
-        await emit(sid, S.CONVERSATION_ERROR, app_events.error_payload(exc, fatal=fatal))
-        return app_events.failed(exc)
-
-    def handler(fn: Handler) -> Callable[..., Awaitable[dict[str, Any]]]:
-        async def wrapped(sid: str, payload: Any = None, *_: Any) -> dict[str, Any]:
-            # Handlers of one socket run in one task: say which conversation this event is for.
-            relay = get_runtime().relays.get(sid)
-            logs.conversation_id.set(relay.conversation_id if relay is not None else None)
-            try:
-                return await fn(sid, payload)
-            except TalkgateError as exc:
-                return await fail(sid, exc)
-            except Exception:
-                # talkgate's bug, with its traceback; but what one peer can set off, it may not repeat
-                # into the log without end.
-                if sio.noise.allow(sio.peer(sio.manager.eio_sid_from_sid(sid, "/") or sid)):
-                    log.exception("socket %s: handler %s failed", sid, fn.__name__)
-                return await fail(sid, TalkgateError("internal error"))
-
-        wrapped.__name__ = fn.__name__
-        return wrapped
-
-    chunk_seconds = metrics.RELAY_CHUNK_SECONDS
-
-    def relay_of(sid: str) -> RelaySession:
-        relay = get_runtime().relays.get(sid)
-        if relay is None:
-            raise ProtocolError(
-                "no conversation is running; send conversation_start first", code=ErrorCode.NO_CONVERSATION
-            )
-        return relay
-
-    user_of, sockets_of, conversations_of, deadlines = (
-        sio.user_of,
-        sio.sockets_of,
-        sio.conversations_of,
-        sio.deadlines,
-    )
-    relay_tasks: dict[str, asyncio.Task[None]] = {}  # sid → run_relay of its conversation
-
-    def refused(exc: TalkgateError) -> socketio.exceptions.ConnectionRefusedError:
-        # The client's connect_error receives {message, data: {code}} (socket.io-client: err.data).
-        return socketio.exceptions.ConnectionRefusedError(exc.message, {"code": exc.code.value})
-
-    def watch_token(sid: str, principal: Principal) -> float:
-        """(Re)arm the socket's one timer: at the token's exp (plus the verifier's leeway) it ends."""
-        exp = float(principal.claims["exp"])
-        if (old := deadlines.pop(sid, None)) is not None:
-            old[1].cancel()
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, exp + LEEWAY_S - time.time())
-        deadlines[sid] = (exp, loop.call_later(delay, lambda: get_runtime().spawn(token_expired(sid, exp))))
-        return exp
-
-    async def token_expired(sid: str, exp: float) -> None:
-        current = deadlines.get(sid)
-        if current is None or current[0] != exp:
-            return  # reauthenticated (a new deadline) or gone meanwhile
-        del deadlines[sid]
-        await fail(
-            sid,
-            AuthError(
-                "this socket's token has expired; send reauthenticate before exp",
-                code=ErrorCode.TOKEN_EXPIRED,
-            ),
-            fatal=True,
-        )
-        relay = get_runtime().relays.get(sid)
-        if relay is not None:
-            await relay.stop("token_expired")
-            if (task := relay_tasks.get(sid)) is not None:
-                await asyncio.wait([task])  # its call log saved and conversation_ended sent, as for any end
-        log.info("socket %s: token expired, disconnected", sid)
-        eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
-        if eio_sid is not None:
-            await sio.close_engine_socket(eio_sid)
-
-    @sio.event
-    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        token = auth.get("token") if isinstance(auth, dict) else None
-        if token is None:
-            header = environ.get("HTTP_AUTHORIZATION", "")
-            token = header[7:].strip() if header[:7].lower() == "bearer " else None
-        try:
-            principal = await get_runtime().authenticate(token)
-        except AuthError as exc:
-            raise refused(exc) from None
-        user_id = principal.user_id
-        held = len(sockets_of.get(user_id, ()))
-        if held >= settings.max_sockets_per_user:
-            metrics.ERRORS.labels(ErrorCode.TOO_MANY_SOCKETS.value).inc()
-            raise refused(
-                ProtocolError(
-                    f"this user already holds {held} sockets, the limit "
-                    "(TALKGATE_MAX_SOCKETS_PER_USER); close one first",
-                    code=ErrorCode.TOO_MANY_SOCKETS,
-                )
-            )
-        sockets_of.setdefault(user_id, set()).add(sid)
-        user_of[sid] = user_id
-        try:
-            await sio.save_session(sid, {"user_id": user_id})
-            await sio.enter_room(sid, app_events.user_room(user_id))
-            watch_token(sid, principal)
-        except BaseException:
-            forget_socket(sid)
-            raise
-        log.info("socket %s connected for user %s", sid, user_id)
-
-    def forget_socket(sid: str) -> None:
-        if (deadline := deadlines.pop(sid, None)) is not None:
-            deadline[1].cancel()
-        user_id = user_of.pop(sid, None)
-        if user_id is not None and (held := sockets_of.get(user_id)) is not None:
-            held.discard(sid)
-            if not held:
-                del sockets_of[user_id]
-
-    @sio.event
-    async def disconnect(sid: str, *_: Any) -> None:
-        forget_socket(sid)
-        relay = get_runtime().relays.get(sid)
-        if relay is not None:
-            await relay.stop("disconnected")
-
-    def release_conversation(user_id: str) -> None:
-        left = conversations_of.get(user_id, 0) - 1
-        if left > 0:
-            conversations_of[user_id] = left
-        else:
-            conversations_of.pop(user_id, None)
-
-    async def conversation_start(sid: str, payload: Any) -> dict[str, Any]:
-        rt = get_runtime()
-        if sid in rt.relays:
-            raise ProtocolError(
-                "a conversation is already running on this socket", code=ErrorCode.CONVERSATION_ACTIVE
-            )
-        check_start_fields(payload, settings.max_start_field_bytes, settings.max_start_field_depth)
-        request = app_events.ConversationStart.parse(payload)
-        agent_id = settings.agent_id_for(request.voice)
-        if request.agent_id is not None:
-            allowed = {settings.agent_id_for(v) for v in ("default", "female", "male")}
-            if request.agent_id not in allowed:
-                raise ProtocolError(
-                    "agentId is not one of this server's agents", code=ErrorCode.UNKNOWN_AGENT
-                )
-            agent_id = request.agent_id
-        user_id = user_of[sid]
-        held = conversations_of.get(user_id, 0)
-        if held >= settings.max_conversations_per_user:
-            raise ProtocolError(
-                f"this user already holds {held} live conversations, the limit "
-                "(TALKGATE_MAX_CONVERSATIONS_PER_USER); end one first",
-                code=ErrorCode.TOO_MANY_CONVERSATIONS,
-            )
-        conversations_of[user_id] = held + 1
-        relay_running = False
-        try:
-            ack, relay_running = await open_relay(sid, user_id, agent_id, request)
-            return ack
-        finally:
-            if not relay_running:  # else run_relay releases it when the conversation ends
-                release_conversation(user_id)
-
-    async def open_relay(
-        sid: str, user_id: str, agent_id: str, request: app_events.ConversationStart
-    ) -> tuple[dict[str, Any], bool]:
-        """Open the upstream conversation, its call log and recording, and start relaying; the
-        acknowledgement, and whether a relay now runs (and owns the user's conversation slot)."""
-        rt = get_runtime()
-        settings = rt.settings
-        try:
-            upstream = await rt.elevenlabs.open_conversation(
-                agent_id, request.initiation(user_id), inactivity_timeout=settings.inactivity_timeout
-            )
-        except ProviderError as exc:
-            await fail(sid, exc, fatal=True)
-            await emit(
-                sid,
-                S.CONVERSATION_ENDED,
-                {"sessionId": None, "conversationId": None, "reason": "error", "durationMs": 0},
-            )
-            return app_events.failed(exc), False
-        logs.conversation_id.set(upstream.conversation_id)  # run_relay, started below, inherits it
-        try:
-            session, call = await rt.repo.open_conversation(
-                user_id,
-                upstream.conversation_id,
-                metadata={"agentId": agent_id, **request.metadata},
-                audio_source=AudioSource.RELAY,
-                provider_conversation_id=upstream.conversation_id,  # the provider's socket said it
-                agent_id=agent_id,
-                voice=request.voice or "default",
-            )
-        except BaseException:
-            await upstream.close()
-            raise
-        recording: LiveRecording | None = None
-        try:
-            recording = await rt.recordings.start(call, AudioSource.RELAY, announced=True)
-        except OSError as exc:  # the conversation matters more than its recording: go on, say so
-            log.error("conversation %s: cannot record: %s", upstream.conversation_id, exc)
-            await rt.repo.mark_recording(upstream.conversation_id, None)
-            await fail(sid, StorageError("this conversation cannot be recorded (storage unavailable)"))
-        relay = RelaySession(
-            session_id=session.session_id,
-            upstream=upstream,
-            dialect=rt.dialect,
-            emit=lambda event, body: emit(sid, event, body),
-            app_backlog=backlog(sid),
-            tap=RelayTap(recording.recorder, on_failure=lambda exc: fail(sid, exc)) if recording else None,
-            input_codec=request.input_codec,
-            keepalive_interval_s=settings.keepalive_interval_s,
-        )
-        rt.relays[sid] = relay
-        metrics.CONVERSATIONS.labels("relay").inc()
-        metrics.LIVE_CONVERSATIONS.labels("relay").inc()
-        log.info(
-            "socket %s: conversation %s started (session %s)", sid, relay.conversation_id, session.session_id
-        )
-        await emit(sid, S.CONVERSATION_STARTED, relay.started_payload())
-        task = relay_tasks[sid] = rt.spawn(run_relay(sid, user_id, relay, recording))
-        task.add_done_callback(lambda done: relay_tasks.pop(sid) if relay_tasks.get(sid) is done else None)
-        return app_events.ok(**relay.started_payload()), True
-
-    async def run_relay(sid: str, user_id: str, relay: RelaySession, recording: LiveRecording | None) -> None:
-        rt = get_runtime()
-        try:
-            await relay.run()
-        finally:
-            rt.relays.pop(sid, None)
-            release_conversation(user_id)
-            metrics.LIVE_CONVERSATIONS.labels("relay").dec()
-            audio_url = await rt.recordings.finish(recording) if recording else None
-            close = functools.partial(
-                rt.repo.close_conversation,
-                user_id,
-                relay.session_id,
-                relay.conversation_id,
-                duration_ms=relay.duration_ms,
-                status=CallStatus.FAILED if relay.end_reason == "error" else CallStatus.ENDED,
-                transcript=relay.stats.transcript,
-                turns=[t.as_dict() for t in relay.stats.turns],
-                end_reason=relay.end_reason,
-            )
-            what = f"call log {relay.conversation_id}"
-            try:
-                await retry_transient(close, what)
-                if recording is not None and audio_url is None:
-                    audio_url = await rt.recordings.relink_by_conversation(relay.conversation_id)
-            except Exception as exc:
-                if not transient(exc):
-                    log.exception("conversation %s: could not save the call log", relay.conversation_id)
-                else:  # the database is still away: tell the app, keep trying for a while
-                    log.error("conversation %s: call log not saved yet (database unavailable)", what)
-                    await fail(
-                        sid,
-                        DatabaseUnavailable(
-                            "the call log could not be saved yet (database unavailable); talkgate keeps "
-                            "trying for a few minutes"
-                        ),
-                    )
-                    rt.spawn(save_later(close, what, relay.conversation_id))
-            log.info("socket %s: conversation %s ended (%s)", sid, relay.conversation_id, relay.end_reason)
-            ended: dict[str, Any] = {
-                "sessionId": relay.session_id,
-                "conversationId": relay.conversation_id,
-                "reason": relay.end_reason,
-                "durationMs": relay.duration_ms,
-                "audioUrl": audio_url,
-            }
-            await emit(sid, S.CONVERSATION_ENDED, ended)
-
-    async def save_later(close: Callable[[], Awaitable[None]], what: str, conversation_id: str) -> None:
-        rt = get_runtime()
-        try:
-            await retry_transient(close, what, LATER_DELAYS)
-            await rt.recordings.relink_by_conversation(conversation_id)
-            log.warning("%s saved after the database came back", what)
-        except Exception:
-            log.exception("%s: given up; the call log stays incomplete", what)
-
-    async def user_audio_start(sid: str, _: Any) -> dict[str, Any]:
-        return app_events.ok(turn=await relay_of(sid).start_turn())
-
-    async def send_audio(sid: str, payload: Any) -> dict[str, Any]:
-        began = time.perf_counter()
-        relay = relay_of(sid)
-        data, b64 = app_events.parse_send_audio(payload, get_runtime().settings.max_chunk_bytes)
-        await relay.audio(data, b64)
-        chunk_seconds.observe(time.perf_counter() - began)
-        return app_events.ok()
-
-    async def user_audio_end(sid: str, _: Any) -> dict[str, Any]:
-        ended = await relay_of(sid).end_turn()
-        return app_events.ok(turn=ended.turn, chunks=ended.chunks, bytes=ended.nbytes)
-
-    async def user_activity_signal(sid: str, _: Any) -> dict[str, Any]:
-        await relay_of(sid).keepalive()
-        return app_events.ok()
-
-    async def conversation_message(sid: str, payload: Any) -> dict[str, Any]:
-        relay = relay_of(sid)
-        await relay.message(app_events.parse_conversation_message(payload))
-        return app_events.ok()
-
-    async def conversation_end(sid: str, _: Any) -> dict[str, Any]:
-        relay = relay_of(sid)
-        await relay.stop("client")
-        await relay.ended.wait()
-        return app_events.ok(sessionId=relay.session_id, conversationId=relay.conversation_id)
-
-    async def reauthenticate(sid: str, payload: Any) -> dict[str, Any]:
-        token = payload.get("token") if isinstance(payload, dict) else None
-        if not isinstance(token, str):
-            raise ProtocolError("reauthenticate needs {token}")
-        principal = await get_runtime().authenticate(token)
-        if principal.user_id != user_of.get(sid):
-            raise AuthError("the token is for another user than this socket's", code=ErrorCode.WRONG_USER)
-        return app_events.ok(expiresAt=int(watch_token(sid, principal)))
-
-    @sio.on("*")
-    async def unknown_event(event: str, sid: str, *_: Any) -> dict[str, Any]:
-        return await fail(sid, ProtocolError(f"unknown event {event[:64]!r}"))
-
-    handlers: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {}
-    for name, fn in {
-        C.CONVERSATION_START: conversation_start,
-        C.USER_AUDIO_START: user_audio_start,
-        C.SEND_AUDIO: send_audio,
-        C.USER_AUDIO_END: user_audio_end,
-        C.USER_ACTIVITY_SIGNAL: user_activity_signal,
-        C.CONVERSATION_MESSAGE: conversation_message,
-        C.CONVERSATION_END: conversation_end,
-        REAUTHENTICATE: reauthenticate,
-    }.items():
-        fn.__name__ = name.replace("-", "_")
-        handlers[name] = handler(fn)
-        sio.on(name, handlers[name])
-
+def install_fast_paths(sio: RelayServer, namespace: RelayNamespace, noise: logs.PeerNoise) -> None:
     # As socket.io-client (JSON.stringify) and python-socketio (json.dumps) write the event.
     audio_heads = ('2["send_audio",{"audio":"', '2["send_audio", {"audio": "')
     audio_tail = '"}]'
-    on_audio = handlers[C.SEND_AUDIO.value]
     binary_pending = sio.partial  # a binary packet awaiting attachments: the next message is one
 
     def audio_shortcut(eio_sid: str, text: str) -> Awaitable[dict[str, Any]] | None:
@@ -652,7 +458,6 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
         sid = sio.manager.sid_from_eio_sid(eio_sid, "/")
         if sid is None or not sio.manager.is_connected(sid, "/"):
             return None
-        return on_audio(sid, {"audio": audio})
+        return namespace.guarded(namespace.send_audio, sid, {"audio": audio})
 
     engine.install(sio.eio, audio_shortcut, noise)
-    return sio

@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from talkgate.auth import Principal, TokenVerifier
+from talkgate.calls.recordings import Notify, Recordings
 from talkgate.persistence.engine import make_engine, make_sessionmaker
 from talkgate.persistence.repository import Repository
 from talkgate.protocol.dialect import Dialect
+from talkgate.protocol.ends import EndReason
 from talkgate.providers.elevenlabs import ElevenLabsProvider
 from talkgate.providers.liveavatar import LiveAvatarProvider
 from talkgate.recording.storage import Storage, open_storage
 from talkgate.settings import Settings
-from talkgate.web.recordings import Notify, Recordings
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -85,7 +86,7 @@ class Runtime:
 
     async def aclose(self) -> None:
         for relay in list(self.relays.values()):
-            await relay.stop("server_shutdown")
+            await relay.stop(EndReason.SERVER_SHUTDOWN)
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=10)
         await self.recordings.abort_all()

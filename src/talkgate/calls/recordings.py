@@ -1,5 +1,5 @@
-"""Recordings of calls: live recorders, where finished files go, the call-end fallback chain, and the
-start-up repair of what a crash left behind.
+"""Recordings of calls: live recorders, where finished files go, and relink. The call-end fallback
+chain that chooses among them is ``calls.ending``; the repair of what a crash left is ``calls.repair``.
 
 Files being written live in the spool folder as ``<call id>.<source>.wav.part`` (the call id is a
 cuid talkgate made, never a request's text). The state another process may need, which recording
@@ -19,8 +19,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -29,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from talkgate import metrics
+from talkgate.calls import repair
 from talkgate.codecs import decode_file
-from talkgate.errors import ConflictError, NotFoundError, ProviderError, StorageError, TalkgateError
-from talkgate.persistence.models import AudioSource, CallLog, CallStatus, utcnow
+from talkgate.errors import ConflictError, NotFoundError, StorageError
+from talkgate.persistence.models import AudioSource, CallLog, CallStatus
 from talkgate.persistence.repository import Repository
 from talkgate.persistence.retry import retry_transient, transient
 from talkgate.protocol.app_events import ServerEventName
@@ -40,12 +39,11 @@ from talkgate.providers.elevenlabs import ElevenLabsProvider
 from talkgate.recording.recorder import Recorder
 from talkgate.recording.spool import ChunkSpool
 from talkgate.recording.storage import Storage
-from talkgate.recording.wav import LIVE_SUFFIX, repair, try_lock
+from talkgate.recording.wav import LIVE_SUFFIX
 from talkgate.settings import Settings
 
 log = logging.getLogger("talkgate.recordings")
 
-SPOOL_NAME = re.compile(r"^(?P<call>[a-z0-9]{1,40})\.(?P<source>[a-z_]{1,16})" + re.escape(LIVE_SUFFIX) + "$")
 CHUNKS_SUFFIX = ".chunks.pcm"
 RATE = 16000
 
@@ -94,7 +92,7 @@ class Recordings:
     def key_prefix(call_id: str, source: str) -> str:
         return f"calls/{call_id}/{source}-"
 
-    async def _link(
+    async def link(
         self,
         call: CallLog | LiveRecording,
         key: str,
@@ -159,7 +157,7 @@ class Recordings:
             finished = await live.recorder.close()
             key = self.new_key(live.call_id, live.source.value)
             nbytes = await self.storage.put_file(key, finished.path)
-            attach = functools.partial(self._link, live, key, live.source.value, nbytes)
+            attach = functools.partial(self.link, live, key, live.source.value, nbytes)
             if await retry_transient(attach, f"recording {live.conversation_id}"):
                 live.url = self.audio_url(live.conversation_id)
             log.info(
@@ -174,7 +172,7 @@ class Recordings:
             )
         except StorageError as exc:  # the disk failed mid-call: keep what reached it
             log.error("recording %s: %s; storing what was written", live.conversation_id, exc.message)
-            if await self._recover_file(live.recorder.path, live.call_id, live.source.value, None):
+            if await repair.recover_file(self, live.recorder.path, live.call_id, live.source.value, None):
                 live.url = self.audio_url(live.conversation_id)
         except Exception as exc:
             if transient(exc):  # stored, but its call log does not say so yet: relink() will
@@ -197,7 +195,7 @@ class Recordings:
         """Shutdown: finish every live recording (they are complete up to now)."""
         await asyncio.gather(*(self.finish(live) for live in list(self.live.values())))
 
-    # --- the app's own chunks (seed 001's fallback) ---
+    # --- the app's own chunks (the media-stream recording's fallback) ---
 
     def _chunks_path(self, call_id: str) -> Path:
         return self.spool / f"{call_id}{CHUNKS_SUFFIX}"
@@ -205,7 +203,7 @@ class Recordings:
     async def add_chunk(self, call: CallLog, pcm: bytes) -> int:
         return await self.chunks.append(call.id, pcm)
 
-    async def _store_chunks(self, call: CallLog) -> bool:
+    async def store_chunks(self, call: CallLog) -> bool:
         path = self._chunks_path(call.id)
 
         def read() -> bytes | None:
@@ -225,7 +223,7 @@ class Recordings:
     async def _attach(self, call: CallLog, wav: bytes, source: AudioSource) -> bool:
         key = self.new_key(call.id, source.value)
         nbytes = await self.storage.put_bytes(key, wav)
-        return await self._link(call, key, source.value, nbytes)
+        return await self.link(call, key, source.value, nbytes)
 
     async def _announce(self, user_id: str, conversation_id: str, url: str, source: str, nbytes: int) -> None:
         metrics.RECORDING_BYTES.labels(source).inc(nbytes)
@@ -244,22 +242,7 @@ class Recordings:
         pcm = await asyncio.to_thread(decode_file, audio, RATE)
         return await self._attach(call, wav_header(len(pcm), RATE) + pcm, AudioSource.PROVIDER)
 
-    # --- call end (seed 001) ---
-
-    async def _wait_for_live(self, call: CallLog) -> CallLog:
-        """A recording that is still being written (here or in another process) is the best source:
-        give it ``call_end_wait_s`` to finish."""
-        deadline = time.monotonic() + self.settings.call_end_wait_s
-        live = self.live.get(call.conversation_id)
-        if live is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(live.done.wait(), self.settings.call_end_wait_s)
-        while True:
-            row = await self.repo.call_by_conversation(call.conversation_id)
-            assert row is not None
-            if row.audio_key or time.monotonic() >= deadline:
-                return row
-            await asyncio.sleep(0.1)  # another process is writing it; the database is the only signal
+    # --- relink (the call-end fallback chain is in talkgate.calls.ending) ---
 
     async def relink(self, call: CallLog) -> bool:
         """A live recording stored while the database was unreachable: link it to its call now."""
@@ -276,7 +259,7 @@ class Recordings:
             nbytes = await self.storage.size(key)
         except NotFoundError:
             return False
-        if not await self._link(call, key, source.value, nbytes):
+        if not await self.link(call, key, source.value, nbytes):
             return False
         log.warning("recording %s: linked to its call log after a database outage", call.conversation_id)
         return True
@@ -288,88 +271,8 @@ class Recordings:
             return self.audio_url(conversation_id)
         return None
 
-    async def end_call(self, call: CallLog) -> CallLog:
-        """Media socket's recording first, else the relay's, else the app's chunks, else the
-        provider's recording API. Idempotent."""
-        live_sources = (AudioSource.MEDIA_STREAM, AudioSource.RELAY)
-        if not call.audio_key and call.audio_source in live_sources:
-            call = await self._wait_for_live(call)
-        if not call.audio_key and await self.relink(call):
-            call = await self.repo.call_by_conversation(call.conversation_id) or call
-        if not call.audio_key and not await self._store_chunks(call):
-            await self._fetch_provider_audio(call)
-        if call.status == CallStatus.ACTIVE:
-            ended = utcnow()
-            started = call.started_at
-            await self.repo.finish_call(
-                call.conversation_id,
-                ended_at=ended,
-                duration_ms=int((ended - started).total_seconds() * 1000),
-                end_reason="call_end",
-            )
-        await self.chunks.discard(call.id)  # stored above, or the call has a better recording
-        row = await self.repo.call_by_conversation(call.conversation_id)
-        assert row is not None
-        return row
-
-    async def _fetch_provider_audio(self, call: CallLog) -> None:
-        """The provider's recording API, joined only through the id the provider gave talkgate for
-        this call: a conversation id a client named is never sent to the provider."""
-        if call.provider != "elevenlabs" or not call.provider_conversation_id:
-            log.info("call %s: no provider conversation known; no provider recording", call.conversation_id)
-            return
-        try:
-            audio = await self.provider.recording(call.provider_conversation_id)
-            await self.import_provider_audio(call, audio)
-        except (ProviderError, TalkgateError) as exc:
-            log.warning("call %s: no recording from the provider: %s", call.conversation_id, exc.message)
-
-    # --- repair ---
-
-    async def _recover_file(
-        self, path: Path, call_id: str, source: str, status: CallStatus | None
-    ) -> str | None:
-        """Repair one spool file (what reached the disk becomes a valid WAV), store it, attach it to
-        its call. Returns the conversation id; None when the file is another process's live
-        recording or cannot be saved now (it then stays for the next start-up)."""
-        fd = await asyncio.to_thread(try_lock, path)
-        if fd is None:
-            return None  # a live recording of another process
-        try:
-            data_bytes = await asyncio.to_thread(repair, fd)
-            call = await self.repo.call_by_id(call_id)
-            if call is None:
-                log.warning("spool file %s belongs to no call; left in place", path.name)
-                return None
-            key = self.new_key(call.id, source)
-            nbytes = await self.storage.put_file(key, path)
-            await self._link(call, key, source, nbytes, status)
-            if call.status == CallStatus.ACTIVE and status is CallStatus.RECOVERED:
-                await self.repo.finish_call(
-                    call.conversation_id, status=CallStatus.RECOVERED, end_reason="server_crash"
-                )
-            log.warning("recording %s repaired: %d bytes of audio kept", call.conversation_id, data_bytes)
-            return call.conversation_id
-        except TalkgateError as exc:
-            log.error("spool file %s could not be repaired: %s", path.name, exc.message)
-            return None
-        finally:
-            os.close(fd)
-
-    # --- start-up repair ---
+    # --- repair (talkgate.calls.repair) ---
 
     async def recover(self) -> list[str]:
-        """Repair the WAVs a crash left in the spool, store them, mark their calls ``recovered``.
-        Files another live process holds (flock) are left alone. Returns the conversation ids."""
-        recovered: list[str] = []
-        await self.chunks.clean_orphans(self.repo, self._store_chunks)
-        if not self.spool.is_dir():
-            return recovered
-        for path in sorted(self.spool.iterdir()):
-            match = SPOOL_NAME.match(path.name)
-            if match is None or match["source"] not in AudioSource.__members__.values():
-                continue
-            cid = await self._recover_file(path, match["call"], match["source"], CallStatus.RECOVERED)
-            if cid is not None:
-                recovered.append(cid)
-        return recovered
+        """Start-up: repair and store what a crash left in the spool (``repair.recover``)."""
+        return await repair.recover(self)

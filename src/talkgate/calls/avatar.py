@@ -1,0 +1,133 @@
+"""LiveAvatar push-to-talk calls: talkgate mints and starts the session with its key, opens the call
+log, forwards keep-alives, and ends the session and its call log (idempotent)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from talkgate.calls.runtime import Runtime
+from talkgate.errors import ErrorCode, ProtocolError, TalkgateError
+from talkgate.persistence.models import CallLog, CallStatus, utcnow
+from talkgate.protocol.ends import EndReason
+from talkgate.protocol.liveavatar import END_REASONS
+from talkgate.providers.liveavatar import AvatarRoom, LiveAvatarProvider
+
+log = logging.getLogger("talkgate.avatar")
+
+CID_PREFIX = "avatar_"
+
+
+@dataclass(frozen=True)
+class AvatarChoice:
+    """What the page asked for, each field falling back to the server's setting."""
+
+    avatar_id: str | None
+    voice_id: str | None
+    context_id: str | None
+    language: str
+    sandbox: bool
+
+
+@dataclass(frozen=True)
+class StartedAvatar:
+    conversation_id: str
+    session_id: str
+    avatar_session_id: str
+    room: AvatarRoom
+
+
+def provider_of(rt: Runtime) -> LiveAvatarProvider:
+    provider: LiveAvatarProvider | None = rt.liveavatar
+    if provider is None:
+        raise ProtocolError(
+            "LiveAvatar is not configured on this server (LIVEAVATAR_API_KEY)", code=ErrorCode.NOT_CONFIGURED
+        )
+    return provider
+
+
+async def start(rt: Runtime, user_id: str, choice: AvatarChoice) -> StartedAvatar:
+    """Mint a FULL-mode PUSH_TO_TALK session with talkgate's key, start it, open its call log. A
+    session started but without a call log is stopped again."""
+    settings, provider = rt.settings, provider_of(rt)
+    avatar_id = choice.avatar_id or settings.liveavatar_avatar_id
+    if not avatar_id:
+        raise ProtocolError("no avatar configured: set LIVEAVATAR_AVATAR_ID", code=ErrorCode.BAD_REQUEST)
+    voice_id = choice.voice_id or settings.liveavatar_voice_id
+    token = await provider.create_token(
+        avatar_id,
+        voice_id=voice_id,
+        context_id=choice.context_id or settings.liveavatar_context_id,
+        language=choice.language,
+        is_sandbox=choice.sandbox,
+    )
+    try:
+        room = await provider.start(token)
+    except TalkgateError:
+        await stop_quietly(provider, token.session_id, "SERVER_ERROR")
+        raise
+    cid = CID_PREFIX + token.session_id
+    try:
+        session, _call = await rt.repo.open_conversation(
+            user_id,
+            cid,
+            metadata={"provider": "liveavatar", "avatarId": avatar_id},
+            provider="liveavatar",
+            provider_conversation_id=token.session_id,
+            agent_id=avatar_id,
+            voice=(voice_id or "default")[:32],
+        )
+    except BaseException:
+        await stop_quietly(provider, token.session_id, "SERVER_ERROR")
+        raise
+    log.info("avatar session %s started for %s", token.session_id, user_id)
+    return StartedAvatar(cid, session.session_id, token.session_id, room)
+
+
+async def avatar_call(rt: Runtime, user_id: str, conversation_id: str) -> tuple[CallLog, str, str]:
+    """The user's avatar call with its LiveAvatar session id and talkgate session id; another
+    user's call is not found, and a call that is not an avatar session is refused (an app
+    may name an ElevenLabs call ``avatar_…`` too)."""
+    if not conversation_id.startswith(CID_PREFIX):
+        raise ProtocolError("not an avatar session id", code=ErrorCode.BAD_REQUEST)
+    call = await rt.repo.get_call(user_id, conversation_id)
+    if call.provider != "liveavatar" or not call.provider_conversation_id or not call.session_id:
+        raise ProtocolError("not an avatar session id", code=ErrorCode.BAD_REQUEST)
+    return call, call.provider_conversation_id, call.session_id
+
+
+async def keep_alive(rt: Runtime, user_id: str, conversation_id: str) -> None:
+    """The page is still open: keep the provider's session from idling out."""
+    call, avatar_session, _ = await avatar_call(rt, user_id, conversation_id)
+    if call.status != CallStatus.ACTIVE:
+        raise ProtocolError("this avatar session has ended", code=ErrorCode.NO_CONVERSATION)
+    await provider_of(rt).keep_alive(avatar_session)
+
+
+async def stop(rt: Runtime, user_id: str, conversation_id: str, reason: str) -> CallLog:
+    """End the session with the provider (again harmlessly, if it already stopped) and close the
+    call log with ``reason`` (one of LiveAvatar's stop reasons); idempotent."""
+    if reason not in END_REASONS:
+        raise ProtocolError(f"unknown reason {reason!r}", code=ErrorCode.BAD_REQUEST)
+    call, avatar_session, session_id = await avatar_call(rt, user_id, conversation_id)
+    if call.status != CallStatus.ACTIVE:
+        return call
+    await stop_quietly(provider_of(rt), avatar_session, reason)
+    ended = utcnow()
+    await rt.repo.close_conversation(
+        user_id,
+        session_id,
+        conversation_id,
+        status=CallStatus.ENDED,
+        duration_ms=int((ended - call.started_at).total_seconds() * 1000),
+        end_reason=EndReason.from_avatar(reason),
+    )
+    return await rt.repo.get_call(user_id, conversation_id)
+
+
+async def stop_quietly(provider: LiveAvatarProvider, session_id: str, reason: str) -> None:
+    """Stopping is best effort: a session the provider already ended must not fail our end."""
+    try:
+        await provider.stop(session_id, reason)
+    except TalkgateError as exc:
+        log.warning("avatar session %s: stop: %s", session_id, exc.message)

@@ -1,0 +1,124 @@
+"""Direct calls: the page talks to the provider itself (optionally with media-stream recording);
+talkgate signs the start, keeps the call log and the app's own chunks, takes the provider's
+``post_call_audio``, and ends the call through the recording fallback chain."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from talkgate.calls import ending
+from talkgate.calls.media import media_url
+from talkgate.calls.runtime import Runtime
+from talkgate.errors import ConflictError, ErrorCode
+from talkgate.persistence.models import CallLog, CallStatus
+from talkgate.protocol.audio import b64decode_audio
+
+log = logging.getLogger("talkgate.calls")
+
+
+@dataclass(frozen=True)
+class DirectStart:
+    signed_url: str
+    conversation_id: str | None
+    media_streaming: bool
+
+
+async def start(
+    rt: Runtime, user_id: str, voice: str | None, conversation_id: str | None, since: Any
+) -> DirectStart:
+    """A signed URL for the voice's agent; with a conversation id, its call log too, and with media
+    streaming on, the conversation is started with its audio streamed to talkgate's media socket.
+    ``since``: calls started before it no longer count as active."""
+    settings = rt.settings
+    agent_id = settings.agent_id_for(voice)
+    if conversation_id is None:
+        return DirectStart(await rt.elevenlabs.signed_url(agent_id), None, False)
+    # ``conversation_id`` is talkgate's id for the call, never the provider's: the provider's id is
+    # only what the provider answers to the start below (no start, no provider id, no provider audio).
+    await rt.repo.create_call_capped(
+        user_id,
+        conversation_id,
+        max_active=settings.max_active_calls_per_user,
+        since=since,
+        agent_id=agent_id,
+        voice=voice or "default",
+    )
+    if settings.media_streaming_enabled:
+        return await _start_streaming(rt, user_id, agent_id, conversation_id)
+    signed, provider_cid = await rt.elevenlabs.signed_url_for_conversation(agent_id)
+    if provider_cid is not None:
+        await rt.repo.own_provider_conversation(user_id, conversation_id, provider_cid)
+    return DirectStart(signed, conversation_id, False)
+
+
+async def _start_streaming(rt: Runtime, user_id: str, agent_id: str, conversation_id: str) -> DirectStart:
+    started = await rt.elevenlabs.start_conversation(agent_id, media_url(rt.settings, conversation_id))
+    provider_cid = started.get("conversation_id")
+    if not await rt.repo.issue_media(
+        user_id, conversation_id, provider_cid if isinstance(provider_cid, str) else None
+    ):
+        raise ConflictError("this call has ended or its media recording was already made")
+    return DirectStart(started["signed_url"], conversation_id, bool(started.get("media_streaming", True)))
+
+
+def _ended() -> ConflictError:
+    return ConflictError("this call has ended; it takes no more audio", code=ErrorCode.CALL_ENDED)
+
+
+async def open_for_chunks(rt: Runtime, user_id: str, conversation_id: str) -> CallLog:
+    """The user's call, if it still takes the app's chunks (an ended call's would never be used)."""
+    call = await rt.repo.get_call(user_id, conversation_id)
+    if call.status != CallStatus.ACTIVE:
+        raise _ended()
+    return call
+
+
+async def add_chunk(rt: Runtime, call: CallLog, pcm: bytes) -> int:
+    """Append the app's own audio (PCM16 16 kHz mono); the call's total chunk bytes."""
+    total = await rt.recordings.add_chunk(call, pcm)
+    now = await rt.repo.call_by_conversation(call.conversation_id)
+    if now is None or now.status != CallStatus.ACTIVE:  # ended while this was written: no orphan
+        await rt.recordings.chunks.discard(call.id)
+        raise _ended()
+    return total
+
+
+async def end(rt: Runtime, user_id: str, conversation_id: str) -> CallLog:
+    """Finalise the call: media stream's recording, else the relay's, else the app's chunks, else
+    the provider's; the call log says which. Idempotent."""
+    call = await rt.repo.get_call(user_id, conversation_id)
+    return await ending.end_call(rt.recordings, call)
+
+
+async def apply_provider_event(rt: Runtime, kind: str, provider_cid: str, data: dict[str, Any]) -> bool:
+    """A verified provider webhook: ``post_call_audio`` gives a call without a better recording the
+    provider's copy. Only the provider's own id, as talkgate recorded it, finds a call: a
+    conversation id a client chose for its call never matches a provider's event."""
+    call = await rt.repo.call_by_provider_conversation("elevenlabs", provider_cid)
+    if call is None:
+        log.info("webhook %s for an unknown conversation; ignored", kind)
+        return False
+    if kind != "post_call_audio" or not isinstance(data.get("full_audio"), str):
+        log.info("webhook %s for %s; nothing to do", kind, call.conversation_id)
+        return False
+    audio = b64decode_audio(data["full_audio"], max_bytes=rt.settings.max_webhook_bytes * 3 // 4)
+    return bool(await rt.recordings.import_provider_audio(call, audio))
+
+
+async def receive_provider_event(
+    rt: Runtime, digest: str, kind: str, provider_cid: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply a webhook once: a delivery seen before (same body digest) is ignored; one that fails
+    to apply is released, so that the provider's retry may be."""
+    if not await rt.repo.claim_webhook(digest, kind, provider_cid[:128]):
+        log.info("webhook %s for %s delivered again; ignored", kind, provider_cid)
+        return {"ok": True, "used": False, "duplicate": True}
+    try:
+        return {"ok": True, "used": await apply_provider_event(rt, kind, provider_cid, data)}
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await rt.repo.release_webhook(digest)
+        raise

@@ -1,0 +1,77 @@
+"""The call-end fallback chain: which recording a call ends with.
+
+The media socket's recording first, else the relay's (both waited for a while if still being
+written, here or in another process, and relinked if stored during a database outage), else the
+app's own chunks, else the provider's recording API. Idempotent: ending an ended call returns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from talkgate.calls.recordings import Recordings
+from talkgate.errors import ProviderError, TalkgateError
+from talkgate.persistence.models import AudioSource, CallLog, CallStatus, utcnow
+from talkgate.protocol.ends import EndReason
+
+log = logging.getLogger("talkgate.recordings")
+
+LIVE_SOURCES = (AudioSource.MEDIA_STREAM, AudioSource.RELAY)
+POLL_S = 0.1  # another process is writing the recording; the database is the only signal
+
+
+async def end_call(recordings: Recordings, call: CallLog) -> CallLog:
+    """Give the call the best recording there is, close it (``call_end``) if it is still active, and
+    return its row as it is now."""
+    repo = recordings.repo
+    if not call.audio_key and call.audio_source in LIVE_SOURCES:
+        call = await wait_for_live(recordings, call)
+    if not call.audio_key and await recordings.relink(call):
+        call = await repo.call_by_conversation(call.conversation_id) or call
+    if not call.audio_key and not await recordings.store_chunks(call):
+        await fetch_provider_audio(recordings, call)
+    if call.status == CallStatus.ACTIVE:
+        ended = utcnow()
+        await repo.finish_call(
+            call.conversation_id,
+            ended_at=ended,
+            duration_ms=int((ended - call.started_at).total_seconds() * 1000),
+            end_reason=EndReason.CALL_END,
+        )
+    await recordings.chunks.discard(call.id)  # stored above, or the call has a better recording
+    row = await repo.call_by_conversation(call.conversation_id)
+    assert row is not None
+    return row
+
+
+async def wait_for_live(recordings: Recordings, call: CallLog) -> CallLog:
+    """A recording that is still being written (here or in another process) is the best source:
+    give it ``call_end_wait_s`` to finish."""
+    wait_s = recordings.settings.call_end_wait_s
+    deadline = time.monotonic() + wait_s
+    live = recordings.live.get(call.conversation_id)
+    if live is not None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(live.done.wait(), wait_s)
+    while True:
+        row = await recordings.repo.call_by_conversation(call.conversation_id)
+        assert row is not None
+        if row.audio_key or time.monotonic() >= deadline:
+            return row
+        await asyncio.sleep(POLL_S)
+
+
+async def fetch_provider_audio(recordings: Recordings, call: CallLog) -> None:
+    """The provider's recording API, joined only through the id the provider gave talkgate for
+    this call: a conversation id a client named is never sent to the provider."""
+    if call.provider != "elevenlabs" or not call.provider_conversation_id:
+        log.info("call %s: no provider conversation known; no provider recording", call.conversation_id)
+        return
+    try:
+        audio = await recordings.provider.recording(call.provider_conversation_id)
+        await recordings.import_provider_audio(call, audio)
+    except (ProviderError, TalkgateError) as exc:
+        log.warning("call %s: no recording from the provider: %s", call.conversation_id, exc.message)
