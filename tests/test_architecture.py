@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "talkgate"
 
 # Shared by every layer (configuration, errors, logging, metrics, tokens, codecs): they may import
 # protocol and each other, never a layer above.
-BASE = {"errors", "settings", "logs", "metrics", "auth", "codecs", "heap", "__init__"}
+BASE = {"errors", "settings", "logs", "metrics", "auth", "codecs", "heap", "vendoring", "__init__"}
 SERVICES = {"relay", "recording", "providers", "persistence"}
 # What each part of talkgate may import (besides itself and BASE, where not said otherwise).
 ALLOWED: dict[str, set[str]] = {

@@ -18,7 +18,9 @@ from talkgate.persistence.models import CallStatus, utcnow
 from talkgate.protocol.ends import EndReason
 from talkgate.providers.liveavatar import AvatarRoom, AvatarToken
 from talkgate.recording.mixer import AGENT, CALLER
-from tests.calls.fakes import FakeLive, FakeRuntime
+from tests.support.call_fakes import FakeLive, FakeRuntime
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(5)]
 
 
 class FakeAvatarProvider:

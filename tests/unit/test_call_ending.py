@@ -7,9 +7,13 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from talkgate.calls import ending
 from talkgate.persistence.models import AudioSource, CallStatus, utcnow
 from talkgate.protocol.ends import EndReason
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(5)]
 
 
 class ChainRecordings:

@@ -16,7 +16,9 @@ from talkgate.persistence import retry
 from talkgate.persistence.models import CallStatus
 from talkgate.protocol import app_events, convai
 from talkgate.protocol.ends import EndReason
-from tests.calls.fakes import FakeLink, FakeRuntime
+from tests.support.call_fakes import FakeLink, FakeRuntime
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(5)]
 
 
 @pytest.fixture(autouse=True)
