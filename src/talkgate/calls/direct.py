@@ -15,6 +15,7 @@ from talkgate.calls.runtime import Runtime
 from talkgate.errors import ConflictError, ErrorCode
 from talkgate.persistence.models import CallLog, CallStatus
 from talkgate.protocol.audio import b64decode_audio
+from talkgate.protocol.elevenlabs_rest import PostCallAudio, WebhookEvent
 
 log = logging.getLogger("talkgate.calls")
 
@@ -55,13 +56,10 @@ async def start(
 
 
 async def _start_streaming(rt: Runtime, user_id: str, agent_id: str, conversation_id: str) -> DirectStart:
-    started = await rt.elevenlabs.start_conversation(agent_id, media_url(rt.settings, conversation_id))
-    provider_cid = started.get("conversation_id")
-    if not await rt.repo.issue_media(
-        user_id, conversation_id, provider_cid if isinstance(provider_cid, str) else None
-    ):
+    started = await rt.elevenlabs.start_media_conversation(agent_id, media_url(rt.settings, conversation_id))
+    if not await rt.repo.issue_media(user_id, conversation_id, started.conversation_id):
         raise ConflictError("this call has ended or its media recording was already made")
-    return DirectStart(started["signed_url"], conversation_id, bool(started.get("media_streaming", True)))
+    return DirectStart(started.signed_url, conversation_id, started.media_streaming)
 
 
 def _ended() -> ConflictError:
@@ -93,31 +91,29 @@ async def end(rt: Runtime, user_id: str, conversation_id: str) -> CallLog:
     return await ending.end_call(rt.recordings, call)
 
 
-async def apply_provider_event(rt: Runtime, kind: str, provider_cid: str, data: dict[str, Any]) -> bool:
+async def apply_provider_event(rt: Runtime, event: WebhookEvent) -> bool:
     """A verified provider webhook: ``post_call_audio`` gives a call without a better recording the
     provider's copy. Only the provider's own id, as talkgate recorded it, finds a call: a
     conversation id a client chose for its call never matches a provider's event."""
-    call = await rt.repo.call_by_provider_conversation("elevenlabs", provider_cid)
+    call = await rt.repo.call_by_provider_conversation("elevenlabs", event.conversation_id)
     if call is None:
-        log.info("webhook %s for an unknown conversation; ignored", kind)
+        log.info("webhook %s for an unknown conversation; ignored", event.type)
         return False
-    if kind != "post_call_audio" or not isinstance(data.get("full_audio"), str):
-        log.info("webhook %s for %s; nothing to do", kind, call.conversation_id)
+    if not isinstance(event, PostCallAudio):
+        log.info("webhook %s for %s; nothing to do", event.type, call.conversation_id)
         return False
-    audio = b64decode_audio(data["full_audio"], max_bytes=rt.settings.max_webhook_bytes * 3 // 4)
+    audio = b64decode_audio(event.full_audio, max_bytes=rt.settings.max_webhook_bytes * 3 // 4)
     return bool(await rt.recordings.import_provider_audio(call, audio))
 
 
-async def receive_provider_event(
-    rt: Runtime, digest: str, kind: str, provider_cid: str, data: dict[str, Any]
-) -> dict[str, Any]:
+async def receive_provider_event(rt: Runtime, digest: str, event: WebhookEvent) -> dict[str, Any]:
     """Apply a webhook once: a delivery seen before (same body digest) is ignored; one that fails
     to apply is released, so that the provider's retry may be."""
-    if not await rt.repo.claim_webhook(digest, kind, provider_cid[:128]):
-        log.info("webhook %s for %s delivered again; ignored", kind, provider_cid)
+    if not await rt.repo.claim_webhook(digest, event.type, event.conversation_id[:128]):
+        log.info("webhook %s for %s delivered again; ignored", event.type, event.conversation_id)
         return {"ok": True, "used": False, "duplicate": True}
     try:
-        return {"ok": True, "used": await apply_provider_event(rt, kind, provider_cid, data)}
+        return {"ok": True, "used": await apply_provider_event(rt, event)}
     except BaseException:
         with contextlib.suppress(Exception):
             await rt.repo.release_webhook(digest)

@@ -8,11 +8,9 @@ call is on (``open``); each frame is recorded or skipped (``take``); ``finish`` 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
 
 from talkgate import logs, metrics
 from talkgate.auth import signing_keys
@@ -21,7 +19,7 @@ from talkgate.calls.runtime import Runtime
 from talkgate.errors import AuthError, TalkgateError
 from talkgate.persistence.models import AudioSource, CallLog, CallStatus
 from talkgate.protocol.audio import b64decode_audio, validate_pcm16
-from talkgate.protocol.media import CallEnd, MediaAudio, Track, parse_media_event
+from talkgate.protocol.media import CallEnd, MediaAudio, MediaGrant, Track, parse_media_event
 from talkgate.protocol.signing import KeyRing, media_signature, verify_media_signature
 from talkgate.recording.mixer import AGENT, CALLER
 from talkgate.settings import Settings
@@ -29,7 +27,6 @@ from talkgate.settings import Settings
 log = logging.getLogger("talkgate.media")
 
 MEDIA_PATH = "/ws/elevenlabs-media"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 URL_TTL_S = 3600  # the provider dials the socket when the call starts
 MAX_FRAME_AUDIO = 512 * 1024
 TRACKS = {Track.CALLER: CALLER, Track.AGENT: AGENT}
@@ -43,21 +40,16 @@ def media_url(settings: Settings, conversation_id: str, now: float | None = None
     expires = int((now or time.time()) + URL_TTL_S)
     signature = media_signature(media_secret(settings), conversation_id, expires)
     base = settings.effective_public_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-    query = urlencode({"conversation_id": conversation_id, "expires": expires, "signature": signature})
-    return f"{base}{MEDIA_PATH}?{query}"
+    return f"{base}{MEDIA_PATH}?{MediaGrant(conversation_id, expires, signature).query()}"
 
 
 def check_media_request(settings: Settings, params: Any) -> str:
     """The conversation id the socket is for, or AuthError."""
-    cid = params.get("conversation_id") or ""
-    if not ID_PATTERN.match(cid):
-        raise AuthError("media socket without a valid conversation_id")
-    try:
-        expires = int(params.get("expires") or "")
-    except ValueError:
-        raise AuthError("media socket URL lacks its expiry") from None
-    verify_media_signature(media_secret(settings), cid, expires, params.get("signature") or "", time.time())
-    return cid
+    grant = MediaGrant.parse(params)
+    verify_media_signature(
+        media_secret(settings), grant.conversation_id, grant.expires, grant.signature, time.time()
+    )
+    return grant.conversation_id
 
 
 def refusal(call: CallLog | None, live_here: bool) -> str | None:

@@ -91,10 +91,6 @@ class ElevenLabsProvider(RestProvider):
             (scheme, parts.netloc, "/v1/convai/conversation", urlencode({"agent_id": agent_id}), "")
         )
 
-    async def start_conversation(self, agent_id: str, media_url: str | None) -> dict[str, Any]:
-        """The start's reply as a dict, for callers not yet switched to ``start_media_conversation``."""
-        return (await self.start_media_conversation(agent_id, media_url)).build()
-
     async def start_media_conversation(
         self, agent_id: str, media_url: str | None
     ) -> rest.ConversationStartReply:

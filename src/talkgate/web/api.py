@@ -27,6 +27,7 @@ MAX_METADATA_DEPTH = 8  # levels of objects and arrays in a session's metadata, 
 
 STATUS_FOR_CODE = {
     ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
     ErrorCode.TOKEN_EXPIRED: 401,
     ErrorCode.WRONG_USER: 403,
     ErrorCode.FIELD_TOO_LARGE: 413,
@@ -66,7 +67,7 @@ def error_response(exc: TalkgateError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if exc.code in RETRY_AFTER_FOR_CODE:
         headers = {"Retry-After": str(RETRY_AFTER_FOR_CODE[exc.code])}
-    return JSONResponse({"error": exc.as_dict()}, status_code=status, headers=headers)
+    return JSONResponse(exc.body(), status_code=status, headers=headers)
 
 
 def runtime(request: Request) -> Runtime:

@@ -5,7 +5,6 @@ chunks, call logs and their audio, and the provider's ``post_call_audio`` webhoo
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from typing import Annotated, Any, Literal
@@ -19,7 +18,9 @@ from talkgate.auth import signing_keys
 from talkgate.calls import direct
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
 from talkgate.persistence.models import CallLog
-from talkgate.protocol.audio import PCM_16000, AudioFormat, Encoding, b64decode_audio, convert, validate_pcm16
+from talkgate.protocol.app_events import ChunkUpload
+from talkgate.protocol.audio import validate_pcm16
+from talkgate.protocol.elevenlabs_rest import parse_webhook
 from talkgate.protocol.signing import KeyRing, audio_signature, verify_audio_signature
 from talkgate.web.api import SESSION_ID_PATTERN, Rt, User, active_since, iso
 from talkgate.web.byte_ranges import Unsatisfiable, byte_range
@@ -204,17 +205,7 @@ async def upload_chunk(conversation_id: ConversationId, request: Request, user: 
     if request.headers.get("content-type", "").startswith("application/json"):
         if json_too_deep(body, rt.settings.max_json_depth):
             raise ProtocolError(too_deep_message(rt.settings.max_json_depth))
-        try:
-            obj = json.loads(body)
-        except ValueError as exc:
-            raise ProtocolError(f"body is not JSON: {exc}") from exc
-        if not isinstance(obj, dict) or not isinstance(obj.get("audio"), str):
-            raise ProtocolError("expected {audio: base64, format?}")
-        fmt = AudioFormat.parse(str(obj.get("format") or "pcm_16000"))
-        raw = b64decode_audio(obj["audio"], max_bytes=MAX_CHUNK_UPLOAD)
-        if fmt.encoding is Encoding.PCM:
-            validate_pcm16(raw)
-        pcm = convert(raw, fmt, PCM_16000) if fmt != PCM_16000 else raw
+        pcm = ChunkUpload.parse(body, MAX_CHUNK_UPLOAD).pcm_16000()
     else:
         pcm = validate_pcm16(body, max_bytes=MAX_CHUNK_UPLOAD)
     total = await direct.add_chunk(rt, call, pcm)
@@ -246,13 +237,8 @@ async def post_call_webhook(request: Request, rt: Rt) -> Any:
     if secret is None:
         raise NotFoundError("webhooks are not configured (ELEVENLABS_WEBHOOK_SECRET)")
     body = await verified_webhook_body(request, secret.get_secret_value().encode(), rt.settings)
-    try:
-        event = json.loads(body)
-        kind, data = str(event["type"]), event["data"]
-        cid = str(data["conversation_id"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ProtocolError("webhook body is not a provider event") from exc
-    return await direct.receive_provider_event(rt, hashlib.sha256(body).hexdigest(), kind, cid, data)
+    event = parse_webhook(body)
+    return await direct.receive_provider_event(rt, hashlib.sha256(body).hexdigest(), event)
 
 
 def build_router() -> APIRouter:
