@@ -1,4 +1,4 @@
-"""talkgate's Engine.IO websocket read loop (talkgate/web/engine.py), over real sockets: a plain
+"""talkgate's Engine.IO websocket read loop (talkgate/fastpaths/engine_loop.py), over real sockets: a plain
 python-socketio server with the loop installed, driven by raw Engine.IO frames."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 import socketio
 import websockets
 
+from talkgate.fastpaths import engine_loop as engine
 from talkgate.serving import ServerThread
-from talkgate.web import engine
 from tests.conftest import TIMEOUT, wait_until
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import socketio
 
-from talkgate import logs, metrics
+from talkgate import fastpaths, logs, metrics
 from talkgate.auth import LEEWAY_S, Principal
 from talkgate.errors import (
     AuthError,
@@ -35,6 +35,7 @@ from talkgate.errors import (
     StorageError,
     TalkgateError,
 )
+from talkgate.fastpaths import engine_loop as engine
 from talkgate.persistence.models import AudioSource, CallStatus
 from talkgate.persistence.retry import retry_transient, transient
 from talkgate.protocol import app_events
@@ -43,7 +44,6 @@ from talkgate.protocol.app_events import ServerEventName as S
 from talkgate.recording.recorder import RelayTap
 from talkgate.relay.session import RelaySession
 from talkgate.settings import Settings
-from talkgate.web import engine
 from talkgate.web.recordings import LiveRecording
 from talkgate.web.runtime import Runtime
 
@@ -281,12 +281,7 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
         await sio.emit(event, payload, to=sid, ignore_queue=True)
 
     def backlog(sid: str) -> Callable[[], int]:
-        def size() -> int:
-            eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
-            socket = sio.eio.sockets.get(eio_sid) if eio_sid else None
-            return socket.queue.qsize() if socket is not None else 0
-
-        return size
+        return fast.backlog_of(sid)  # talkgate/fastpaths, installed at the end of create_sio
 
     async def fail(sid: str, exc: TalkgateError, *, fatal: bool = False) -> dict[str, Any]:
         await emit(sid, S.CONVERSATION_ERROR, app_events.error_payload(exc, fatal=fatal))
@@ -630,29 +625,6 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
         handlers[name] = handler(fn)
         sio.on(name, handlers[name])
 
-    # As socket.io-client (JSON.stringify) and python-socketio (json.dumps) write the event.
-    audio_heads = ('2["send_audio",{"audio":"', '2["send_audio", {"audio": "')
-    audio_tail = '"}]'
-    on_audio = handlers[C.SEND_AUDIO.value]
-    binary_pending = sio.partial  # a binary packet awaiting attachments: the next message is one
-
-    def audio_shortcut(eio_sid: str, text: str) -> Awaitable[dict[str, Any]] | None:
-        """``send_audio`` in its usual form (base64, no acknowledgement), handled without
-        python-socketio's JSON decoding and dispatch. Anything else (an acknowledgement id, a binary
-        attachment, a JSON escape, another field) takes the general path, to the same handler."""
-        head = next((h for h in audio_heads if text.startswith(h)), None)
-        if head is None or not text.endswith(audio_tail) or eio_sid in binary_pending:
-            return None
-        socket = sio.eio.sockets.get(eio_sid)
-        if socket is None or socket.queue.qsize() > sio.max_backlog:
-            return None  # the general path closes it
-        audio = text[len(head) : -len(audio_tail)]
-        if '"' in audio or "\\" in audio:
-            return None
-        sid = sio.manager.sid_from_eio_sid(eio_sid, "/")
-        if sid is None or not sio.manager.is_connected(sid, "/"):
-            return None
-        return on_audio(sid, {"audio": audio})
-
-    engine.install(sio.eio, audio_shortcut, noise)
+    # --- fast paths (talkgate/fastpaths): each falls back to the library's path ---
+    fast = fastpaths.install_relay(sio, settings, on_audio=handlers[C.SEND_AUDIO.value], noise=noise)
     return sio

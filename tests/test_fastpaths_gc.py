@@ -1,4 +1,4 @@
-"""The serving process's collector policy (talkgate/heap.py)."""
+"""The serving process's collector policy (talkgate/fastpaths/gc_pacing.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import gc
 import weakref
 
-from talkgate import heap
+from talkgate.fastpaths import gc_pacing as heap
 from tests.conftest import wait_until
 
 
