@@ -80,6 +80,8 @@ def install_relay(
     shortcut_fits = audio_shortcut.library_fits(sio)
     shortcut = audio_shortcut.shortcut(sio, on_audio) if on and loop_fits and shortcut_fits else None
     took_loop = on and loop_fits and engine_loop.install(sio.eio, shortcut, noise)
+    if not took_loop:
+        engine_loop.guard(sio.eio, noise)  # a bad frame closes its socket on the library's loop too
     report(FastPath.ENGINEIO_LOOP, took_loop, _why(on, "python-engineio's driver table differs"))
     report(
         FastPath.SEND_AUDIO_PREDECODE,

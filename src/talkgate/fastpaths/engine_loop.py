@@ -64,23 +64,34 @@ def noise_of(server: engineio.AsyncServer) -> PeerNoise:
     return noise
 
 
-class _WebSocket(asgi.WebSocket):  # type: ignore[misc]
+class GuardedWebSocket(asgi.WebSocket):  # type: ignore[misc]
+    """python-engineio's own websocket loop, where a frame it cannot decode closes that socket with
+    one short log line: the library's loop decodes outside any try, so the error would escape to
+    the ASGI server (a traceback per frame) and leave the Engine.IO socket open until its ping
+    timeout. Not a shortcut: installed with fast paths off too (``guard``)."""
+
+    async def __call__(self, environ: dict[str, Any]) -> str:
+        socket = getattr(self.handler, "__self__", None)
+        try:
+            return await super().__call__(environ)  # type: ignore[no-any-return]
+        except BAD_INPUT as exc:
+            if isinstance(socket, AsyncSocket):
+                noise_of(socket.server).line(
+                    log,
+                    peer_of(environ),
+                    "socket %s: bad frame, closed (%s)",
+                    socket.sid,
+                    short_exception(exc),
+                )
+                await socket.close(wait=False, abort=True, reason=socket.server.reason.TRANSPORT_ERROR)
+            return ""
+
+
+class _WebSocket(GuardedWebSocket):
     async def __call__(self, environ: dict[str, Any]) -> str:
         socket = getattr(self.handler, "__self__", None)
         if not isinstance(socket, AsyncSocket) or socket.connected:
-            try:
-                return await super().__call__(environ)  # type: ignore[no-any-return]
-            except BAD_INPUT as exc:  # the library's loop decodes a frame outside any try
-                if isinstance(socket, AsyncSocket):
-                    noise_of(socket.server).line(
-                        log,
-                        peer_of(environ),
-                        "socket %s: bad frame, closed (%s)",
-                        socket.sid,
-                        short_exception(exc),
-                    )
-                    await socket.close(wait=False, abort=True, reason=socket.server.reason.TRANSPORT_ERROR)
-                return ""
+            return await super().__call__(environ)  # upgraded from long-polling: the library's loop
         self.asgi_receive = environ["asgi.receive"]
         self.asgi_send = environ["asgi.send"]
         await self.asgi_send({"type": "websocket.accept"})
@@ -196,6 +207,17 @@ def library_fits(eio: engineio.AsyncServer) -> bool:
     """Whether ``eio`` has the driver table this loop replaces an entry of."""
     drivers = getattr(eio, "_async", None)
     return isinstance(drivers, dict) and drivers.get("websocket") is asgi.WebSocket
+
+
+def guard(eio: engineio.AsyncServer, noise: PeerNoise | None = None) -> bool:
+    """Keep python-engineio's loop, guarded against undecodable frames; False where the library
+    differs (its loop is then kept unguarded)."""
+    if noise is not None:
+        eio._talkgate_noise = noise
+    if not library_fits(eio):
+        return False
+    eio._async = {**eio._async, "websocket": GuardedWebSocket}
+    return True
 
 
 def install(
