@@ -157,13 +157,15 @@ async def test_upstream_frames_arrive_in_order_whichever_path_wrote_them(on: boo
         conv = await ElevenLabsConversation.open(
             f"ws://127.0.0.1:{port}/", convai.ConversationInitiationClientData(), timeout=TIMEOUT
         )
-        assert conv._direct is on
         chunks = [convai.UserAudioChunk(f"{i:04d}" + "A" * 1000) for i in range(30)]
-        for chunk in chunks:
-            await conv.send(chunk)
-        async with asyncio.timeout(TIMEOUT):
-            await done.wait()
-        await conv.close()
+        try:
+            assert conv._direct is on
+            for chunk in chunks:
+                await conv.send(chunk)
+            async with asyncio.timeout(TIMEOUT):
+                await done.wait()
+        finally:
+            await conv.close()  # else the server's close would wait for this connection
     assert got[1:] == [c.serialize() for c in chunks]
 
 
