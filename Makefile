@@ -6,7 +6,7 @@ HASH   := $(shell cat pyproject.toml package.json package-lock.json 2>/dev/null 
 RUN_STAMP  := $(VENV)/.run-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
 
-.PHONY: run test test-unit test-hostile lint bench soak clean system-deps
+.PHONY: run test test-unit test-relay-slow-paths test-hostile lint bench soak clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +42,17 @@ system-deps:
 		echo "(without them they skip, except with CI=true, where they fail)"; \
 	fi
 
+# The relay's tests again with every fast path off (talkgate/fastpaths): the libraries' own paths
+# must relay the same bytes and give the same errors.
+RELAY_TESTS := tests/web/test_relay_*.py tests/web/test_audio_shortcut.py tests/web/test_engine_loop.py \
+	tests/hostile/test_wire_frames.py tests/hostile/test_socket_events.py
+
 test: lint system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+	TALKGATE_FASTPATHS=off $(BIN)/pytest $(RELAY_TESTS) $(PYTEST_ARGS)
+
+test-relay-slow-paths: $(TEST_STAMP)
+	TALKGATE_FASTPATHS=off $(BIN)/pytest $(RELAY_TESTS) $(PYTEST_ARGS)
 
 # The fast layer alone: pure code and fakes, no sockets, servers or databases (`unit` marker), in
 # seconds. `-m realtime` selects the tests paced in real time.

@@ -232,7 +232,7 @@ def run_sink(port: int) -> None:
 
 # --- the two floors (own processes) --------------------------------------------------------------
 # Each floor process is set up like ``talkgate serve``: on uvloop, its start-up heap frozen
-# (talkgate/heap.py), so that the ratio compares the relays' work, not their process set-up.
+# (talkgate/fastpaths/gc_pacing.py), so that the ratio compares the relays' work, not their process set-up.
 
 
 def settle_floor() -> None:

@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "persistence": {"protocol"} | BASE,
     "calls": {"protocol"} | SERVICES | BASE,
     # web reaches the services only through calls; the call-log row types are read to serialize them.
-    "web": {"protocol", "calls", "persistence.models"} | BASE,
+    "web": {"protocol", "calls", "persistence.models", "fastpaths"} | BASE,
     "simulator": {"protocol"} | BASE,
     "fastpaths": {"protocol"} | BASE,
 }

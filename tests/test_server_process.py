@@ -381,7 +381,7 @@ async def test_a_full_run_logs_json_lines_naming_their_conversation_and_no_crede
         assert (await client.get(link, headers={"Range": "bytes=0-99"})).status_code == 206
         scraped = await client.get("/metrics")
         assert scraped.status_code == 200
-        # The serving process settled its heap before serving (talkgate/heap.py): that full
+        # The serving process settled its heap before serving (talkgate/fastpaths/gc_pacing.py): that full
         # collection is observed, and so is every collection since.
         full = re.search(r'talkgate_gc_pause_seconds_count\{generation="2"\} (\S+)', scraped.text)
         assert full is not None and float(full.group(1)) >= 1

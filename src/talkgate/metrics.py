@@ -52,6 +52,12 @@ GC_PAUSE_SECONDS = Histogram(
     ["generation"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
 )
+FASTPATH_ACTIVE = Gauge(
+    "talkgate_fastpath_active",
+    "1 where a hot-path shortcut (talkgate/fastpaths) took, 0 where the library's own path is used, by name",
+    ["name"],
+    multiprocess_mode="livemin",  # with workers: 1 only where every live worker has it
+)
 ERRORS = Counter("talkgate_errors", "Errors reported to apps (socket events and HTTP), by code", ["code"])
 
 

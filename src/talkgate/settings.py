@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     peer_log_lines_per_minute: int = Field(
         10, ge=1, le=10_000, validation_alias=_env("TALKGATE_PEER_LOG_LINES_PER_MINUTE")
     )
+    # The relay's hot-path shortcuts into python-engineio/socketio, websockets and the garbage collector
+    # (talkgate/fastpaths/); off: every library on its own path (slower, same behaviour).
+    fastpaths: bool = Field(True, validation_alias=_env("TALKGATE_FASTPATHS"))
     provider_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("TALKGATE_PROVIDER_TIMEOUT"))
     media_streaming: bool | None = Field(None, validation_alias=_env("TALKGATE_MEDIA_STREAMING"))
     recording_channels: int = Field(1, ge=1, le=2, validation_alias=_env("TALKGATE_RECORDING_CHANNELS"))

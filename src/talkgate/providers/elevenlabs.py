@@ -15,9 +15,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.protocol import State
 
 from talkgate.errors import AudioError, ErrorCode, ProtocolError, ProviderError
+from talkgate.fastpaths import upstream_write
 from talkgate.protocol import convai
 from talkgate.protocol import elevenlabs_rest as rest
 from talkgate.protocol.audio import AudioFormat
@@ -127,15 +127,6 @@ class ElevenLabsProvider(RestProvider):
         return await ElevenLabsConversation.open(url, init, timeout=self.timeout)
 
 
-def _can_write_directly(ws: ClientConnection) -> bool:
-    """Whether this connection has what ``send()``'s fast path reads (websockets' asyncio
-    implementation, as of 14-17); if a release renames any of it, every frame goes through the
-    library's ``send()``."""
-    return all(
-        hasattr(ws, name) for name in ("protocol", "transport", "paused", "send_in_progress", "send_data")
-    )
-
-
 class ElevenLabsConversation:
     """One conversation socket: sends client events, yields server events, answers pings."""
 
@@ -147,7 +138,7 @@ class ElevenLabsConversation:
         self.last_sent_type: str | None = None
         self.pings = 0
         self._closed: Closed | None = None
-        self._direct = _can_write_directly(ws)
+        self._direct = upstream_write.usable(ws)  # talkgate/fastpaths: the relay's per-chunk write
 
     @classmethod
     async def open(
@@ -220,28 +211,17 @@ class ElevenLabsConversation:
 
     async def send(self, event: convai.ClientEvent) -> None:
         ws = self._ws
-        if (
-            self._direct
-            and ws.protocol.state is State.OPEN
-            and not ws.paused
-            and ws.send_in_progress is None
-            and not ws.transport.is_closing()
-        ):
-            # The relay's hot path: one frame per chunk. websockets' send() wraps each frame in an
-            # async context manager whose only work, when the socket is open and the transport is
-            # not paused, is these two calls; it was a third of the upstream send's CPU. Anything
-            # else (closing, paused by flow control, a fragmented send) takes send() below.
-            ws.protocol.send_text(event.serialize().encode())
+        if self._direct:
             try:
-                ws.send_data()
-            except Exception as exc:  # as websockets' send(): a failed write ends the connection
-                ws.transport.abort()
+                written = upstream_write.write(ws, event.serialize().encode())
+            except Exception as exc:  # as websockets' send(): the failed write has ended the connection
                 raise ProviderError(
                     f"ElevenLabs conversation socket failed while sending: {type(exc).__name__}",
                     code=ErrorCode.PROVIDER_CLOSED,
                 ) from exc
-            self.last_sent_type = event.type
-            return
+            if written:
+                self.last_sent_type = event.type
+                return
         try:
             await ws.send(event.serialize())
         except websockets.ConnectionClosed as exc:

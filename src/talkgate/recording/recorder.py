@@ -215,7 +215,7 @@ class Recorder:
     def _release(self) -> None:
         """Once nothing more is mixed: drop the reference back to the relay (whose tap points here:
         a cycle) and free the mixing buffer now. A serving process collects cycles only every few
-        minutes (talkgate/heap.py), and each ended call's buffer would wait for it."""
+        minutes (talkgate/fastpaths/gc_pacing.py), and each ended call's buffer would wait for it."""
         self.on_error = None
         self._mixer.release()
 

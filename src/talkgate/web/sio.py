@@ -24,17 +24,19 @@ from typing import Any
 
 import socketio
 
-from talkgate import logs, metrics
+from talkgate import fastpaths, logs, metrics
 from talkgate.auth import LEEWAY_S, Principal
 from talkgate.calls.relay import ConversationSlots, RelayCalls
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import AuthError, ErrorCode, ProtocolError, TalkgateError
+from talkgate.fastpaths import backlog
+from talkgate.fastpaths import engine_loop as engine
+from talkgate.fastpaths.backlog import Backlog, BacklogOf
 from talkgate.protocol import app_events
 from talkgate.protocol.app_events import ClientEventName as C
 from talkgate.protocol.app_events import ServerEventName as S
 from talkgate.protocol.ends import EndReason
 from talkgate.settings import Settings
-from talkgate.web import engine
 
 log = logging.getLogger("talkgate.sio")
 
@@ -221,6 +223,7 @@ class SocketLink:
 
     sio: RelayServer
     sid: str
+    read_backlog: Backlog  # the socket's outgoing queue length (talkgate.fastpaths.backlog)
 
     async def emit(self, event: str, payload: dict[str, Any]) -> None:
         if event == S.CONVERSATION_ERROR:
@@ -233,9 +236,7 @@ class SocketLink:
         return app_events.failed(exc)
 
     def backlog(self) -> int:
-        eio_sid = self.sio.manager.eio_sid_from_sid(self.sid, "/")
-        socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
-        return socket.queue.qsize() if socket is not None else 0
+        return self.read_backlog()
 
 
 def refused(exc: TalkgateError) -> socketio.exceptions.ConnectionRefusedError:
@@ -261,6 +262,7 @@ class RelayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.sio = sio
         self.get_runtime = get_runtime
         self.settings = settings
+        self.backlog_of: BacklogOf = backlog.empty  # the fast path's reader, once installed
         self.calls = RelayCalls(
             get_runtime, ConversationSlots(sio.conversations_of, lambda: settings.max_conversations_per_user)
         )
@@ -276,7 +278,7 @@ class RelayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         }
 
     def link(self, sid: str) -> SocketLink:
-        return SocketLink(self.sio, sid)
+        return SocketLink(self.sio, sid, self.backlog_of(sid))
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event in ("connect", "disconnect"):
@@ -429,35 +431,18 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
     )
     namespace = RelayNamespace(sio, get_runtime, settings)
     sio.register_namespace(namespace)
-    install_fast_paths(sio, namespace, noise)
+    install_fast_paths(sio, namespace, settings, noise)
     return sio
 
 
-# --- fast paths (FAST moves this block into talkgate.fastpaths) -----------------------------------
+# --- fast paths (talkgate/fastpaths): each falls back to the library's path ---------------------
 
 
-def install_fast_paths(sio: RelayServer, namespace: RelayNamespace, noise: logs.PeerNoise) -> None:
-    # As socket.io-client (JSON.stringify) and python-socketio (json.dumps) write the event.
-    audio_heads = ('2["send_audio",{"audio":"', '2["send_audio", {"audio": "')
-    audio_tail = '"}]'
-    binary_pending = sio.partial  # a binary packet awaiting attachments: the next message is one
+def install_fast_paths(
+    sio: RelayServer, namespace: RelayNamespace, settings: Settings, noise: logs.PeerNoise
+) -> None:
+    def on_audio(sid: str, payload: Any) -> Awaitable[dict[str, Any]]:
+        return namespace.guarded(namespace.send_audio, sid, payload)
 
-    def audio_shortcut(eio_sid: str, text: str) -> Awaitable[dict[str, Any]] | None:
-        """``send_audio`` in its usual form (base64, no acknowledgement), handled without
-        python-socketio's JSON decoding and dispatch. Anything else (an acknowledgement id, a binary
-        attachment, a JSON escape, another field) takes the general path, to the same handler."""
-        head = next((h for h in audio_heads if text.startswith(h)), None)
-        if head is None or not text.endswith(audio_tail) or eio_sid in binary_pending:
-            return None
-        socket = sio.eio.sockets.get(eio_sid)
-        if socket is None or socket.queue.qsize() > sio.max_backlog:
-            return None  # the general path closes it
-        audio = text[len(head) : -len(audio_tail)]
-        if '"' in audio or "\\" in audio:
-            return None
-        sid = sio.manager.sid_from_eio_sid(eio_sid, "/")
-        if sid is None or not sio.manager.is_connected(sid, "/"):
-            return None
-        return namespace.guarded(namespace.send_audio, sid, {"audio": audio})
-
-    engine.install(sio.eio, audio_shortcut, noise)
+    fast = fastpaths.install_relay(sio, settings, on_audio=on_audio, noise=noise)
+    namespace.backlog_of = fast.backlog_of

@@ -1,4 +1,4 @@
-"""The serving process's collector policy (talkgate/heap.py)."""
+"""The serving process's collector policy (talkgate/fastpaths/gc_pacing.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from talkgate import heap
+from talkgate.fastpaths import gc_pacing as heap
 from tests.support.timing import wait_until
 
 pytestmark = pytest.mark.unit

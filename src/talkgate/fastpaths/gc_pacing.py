@@ -1,4 +1,4 @@
-"""The garbage collector's policy for a serving process.
+"""Fast path ``gc_pacing``: the garbage collector's policy for a serving process.
 
 A relay process holds a few hundred thousand long-lived objects (the libraries' modules, classes
 and caches, then every live call's sockets, tasks and buffers). CPython's full collections walk
@@ -27,7 +27,8 @@ where CPython had run a young collection every few seconds and a full one every 
 garbage waits longer, bounded by the growth threshold (so nothing large may sit in a cycle: see
 ``Recorder._release``). A burst of starts grows the heap quickly and is collected as it grows.
 
-Pauses are observed in ``talkgate_gc_pause_seconds`` (``/metrics``), by generation.
+Pauses are observed in ``talkgate_gc_pause_seconds`` (``/metrics``), by generation, whether the
+pacer runs or not (``TALKGATE_FASTPATHS=off``: CPython's own collector, thresholds and all).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 
 from talkgate import metrics
 
-log = logging.getLogger("talkgate.heap")
+log = logging.getLogger("talkgate.heap")  # (the name operators filter on: kept from heap.py)
 
 _started: dict[int, float] = {}
 
@@ -55,10 +56,15 @@ def _observe(phase: str, info: dict[str, Any]) -> None:
         metrics.GC_PAUSE_SECONDS.labels(str(generation)).observe(time.perf_counter() - began)
 
 
+def observe() -> None:
+    """Time every collection into ``talkgate_gc_pause_seconds`` (once per process)."""
+    if _observe not in gc.callbacks:
+        gc.callbacks.append(_observe)
+
+
 def settle() -> None:
     """Call once per serving process, after the app is built and before it serves."""
-    if _observe not in gc.callbacks:
-        gc.callbacks.append(_observe)  # first: the set-up's own full collection is the first figure
+    observe()  # first: the set-up's own full collection is the first figure
     gc.collect()
     gc.freeze()
 
@@ -127,8 +133,13 @@ class Pacer:
 
 
 @contextlib.contextmanager
-def paced(loop: asyncio.AbstractEventLoop) -> Iterator[Pacer]:
-    """A serving process's collector policy, for as long as it serves."""
+def paced(loop: asyncio.AbstractEventLoop, enabled: bool = True) -> Iterator[Pacer | None]:
+    """A serving process's collector policy, for as long as it serves: the pacer (None when
+    ``enabled`` is false, where CPython's automatic collection runs as it would anyway)."""
+    if not enabled:
+        observe()
+        yield None
+        return
     settle()
     pacer = Pacer(loop)
     pacer.start()

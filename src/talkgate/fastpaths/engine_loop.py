@@ -1,4 +1,5 @@
-"""A leaner read loop for python-engineio's websocket transport (the relay's hot path).
+"""Fast path ``engineio_loop``: a leaner read loop for python-engineio's websocket transport (the
+relay's hot path).
 
 python-engineio reads every websocket message through a new task and ``asyncio.wait_for`` (a
 task, its context, a future, a timer handle and their callbacks), then looks its handler up with
@@ -20,7 +21,8 @@ loop instead. What the library's loop gave stays:
 
 A socket upgraded from long-polling keeps the library's loop. The hook is the driver table
 (``AsyncServer._async['websocket']``); should a python-engineio release change it, ``install``
-leaves the library as it is and says so in the log, and the relay works as before, only slower.
+leaves the library as it is (``talkgate.fastpaths`` says so in the log and the gauge), and the relay
+works as before, only slower.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from engineio.async_socket import AsyncSocket
 
 from talkgate.logs import PeerNoise, short_exception
 
-log = logging.getLogger("talkgate.engine")
+log = logging.getLogger("talkgate.engine")  # (the name operators filter on: kept from web/engine.py)
 
 # What a malformed message raises on its way through python-engineio's and python-socketio's decoding
 # (int() of the packet type, json.loads, a too deep JSON, a bad binary placeholder): the peer's fault.
@@ -62,23 +64,34 @@ def noise_of(server: engineio.AsyncServer) -> PeerNoise:
     return noise
 
 
-class _WebSocket(asgi.WebSocket):  # type: ignore[misc]
+class GuardedWebSocket(asgi.WebSocket):  # type: ignore[misc]
+    """python-engineio's own websocket loop, where a frame it cannot decode closes that socket with
+    one short log line: the library's loop decodes outside any try, so the error would escape to
+    the ASGI server (a traceback per frame) and leave the Engine.IO socket open until its ping
+    timeout. Not a shortcut: installed with fast paths off too (``guard``)."""
+
+    async def __call__(self, environ: dict[str, Any]) -> str:
+        socket = getattr(self.handler, "__self__", None)
+        try:
+            return await super().__call__(environ)  # type: ignore[no-any-return]
+        except BAD_INPUT as exc:
+            if isinstance(socket, AsyncSocket):
+                noise_of(socket.server).line(
+                    log,
+                    peer_of(environ),
+                    "socket %s: bad frame, closed (%s)",
+                    socket.sid,
+                    short_exception(exc),
+                )
+                await socket.close(wait=False, abort=True, reason=socket.server.reason.TRANSPORT_ERROR)
+            return ""
+
+
+class _WebSocket(GuardedWebSocket):
     async def __call__(self, environ: dict[str, Any]) -> str:
         socket = getattr(self.handler, "__self__", None)
         if not isinstance(socket, AsyncSocket) or socket.connected:
-            try:
-                return await super().__call__(environ)  # type: ignore[no-any-return]
-            except BAD_INPUT as exc:  # the library's loop decodes a frame outside any try
-                if isinstance(socket, AsyncSocket):
-                    noise_of(socket.server).line(
-                        log,
-                        peer_of(environ),
-                        "socket %s: bad frame, closed (%s)",
-                        socket.sid,
-                        short_exception(exc),
-                    )
-                    await socket.close(wait=False, abort=True, reason=socket.server.reason.TRANSPORT_ERROR)
-                return ""
+            return await super().__call__(environ)  # upgraded from long-polling: the library's loop
         self.asgi_receive = environ["asgi.receive"]
         self.asgi_send = environ["asgi.send"]
         await self.asgi_send({"type": "websocket.accept"})
@@ -190,6 +203,23 @@ async def serve(
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
 
 
+def library_fits(eio: engineio.AsyncServer) -> bool:
+    """Whether ``eio`` has the driver table this loop replaces an entry of."""
+    drivers = getattr(eio, "_async", None)
+    return isinstance(drivers, dict) and drivers.get("websocket") is asgi.WebSocket
+
+
+def guard(eio: engineio.AsyncServer, noise: PeerNoise | None = None) -> bool:
+    """Keep python-engineio's loop, guarded against undecodable frames; False where the library
+    differs (its loop is then kept unguarded)."""
+    if noise is not None:
+        eio._talkgate_noise = noise
+    if not library_fits(eio):
+        return False
+    eio._async = {**eio._async, "websocket": GuardedWebSocket}
+    return True
+
+
 def install(
     eio: engineio.AsyncServer, shortcut: Shortcut | None = None, noise: PeerNoise | None = None
 ) -> bool:
@@ -200,10 +230,8 @@ def install(
     """
     if noise is not None:
         eio._talkgate_noise = noise
-    drivers = getattr(eio, "_async", None)
-    if not isinstance(drivers, dict) or drivers.get("websocket") is not asgi.WebSocket:
-        log.warning("this python-engineio's driver table is not the expected one: its own loop is kept")
+    if not library_fits(eio):
         return False
-    eio._async = {**drivers, "websocket": _WebSocket}
+    eio._async = {**eio._async, "websocket": _WebSocket}
     eio._talkgate_shortcut = shortcut
     return True
