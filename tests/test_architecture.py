@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "base": {"protocol"} | BASE,
     "relay": {"protocol", "providers"} | BASE,
     "recording": {"protocol", "persistence"} | BASE,
-    "providers": {"protocol"} | BASE,
+    "providers": {"protocol", "fastpaths"} | BASE,  # the upstream socket's direct frame write
     "persistence": {"protocol"} | BASE,
     "calls": {"protocol"} | SERVICES | BASE,
     # web reaches the services only through calls; the call-log row types are read to serialize them.

@@ -22,7 +22,7 @@ from talkgate.fastpaths import FastPath, backlog, engine_loop, gc_pacing, upstre
 from talkgate.logs import PeerNoise
 from talkgate.settings import Settings
 from talkgate.web.sio import RelayServer, create_sio
-from tests.conftest import TIMEOUT
+from tests.support.timing import TIMEOUT
 
 RELAY_PATHS = [p for p in FastPath if p is not FastPath.GC_PACING]
 

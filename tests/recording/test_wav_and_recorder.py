@@ -282,7 +282,7 @@ async def test_a_recording_whose_mixing_fails_stops_alone(tmp_path: Path) -> Non
 
 
 async def test_an_ended_recording_frees_its_audio_without_the_cycle_collector(tmp_path: Path) -> None:
-    """A serving process collects reference cycles only every few minutes (talkgate/fastpaths/gc_pacing.py): an
+    """A serving process collects reference cycles only every few minutes (fastpaths/gc_pacing.py): an
     ended call's recording, and the audio it holds, must not wait for that to be freed."""
     recorder = Recorder(tmp_path / "r.wav.part")
     await recorder.open()

@@ -16,9 +16,9 @@ import gc
 import types
 from typing import Any
 
-from tests.conftest import wait_until
-from tests.web.conftest import Gate, connect
-from tests.web.test_relay_ptt import speech
+from tests.support.audio import speech
+from tests.support.gate import Gate, connect
+from tests.support.timing import wait_until
 
 CHUNK = 3200  # 100 ms of PCM16 at 16 kHz
 BUFFERS = (bytes, bytearray, memoryview)

@@ -15,7 +15,7 @@ from engineio.async_drivers import asgi
 
 from talkgate.fastpaths import engine_loop
 from talkgate.serving import ServerThread
-from tests.web.conftest import AppClient, gated, paced_turn
+from tests.support.gate import AppClient, gated, paced_turn
 
 GAUGE = re.compile(r'^talkgate_fastpath_active\{name="(\w+)"\} (\S+)$', re.MULTILINE)
 # (gc_pacing is the serving process's, set by `talkgate serve`: tests/test_fastpaths.py)
