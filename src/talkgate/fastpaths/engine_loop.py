@@ -28,6 +28,7 @@ works as before, only slower.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,6 +39,9 @@ from engineio.async_drivers import asgi
 from engineio.async_socket import AsyncSocket
 
 from talkgate.logs import PeerNoise, short_exception
+
+# How long a closing socket waits for its peer to read what was queued for it before it is dropped.
+WRITER_GRACE_S = 5.0
 
 log = logging.getLogger("talkgate.engine")  # (the name operators filter on: kept from web/engine.py)
 
@@ -199,7 +203,11 @@ async def serve(
                     log.exception("socket %s: a message's handler failed", socket.sid)
     finally:
         await socket.queue.put(None)  # the writer ends once it has sent what was queued
-        await writer
+        done, _ = await asyncio.wait({writer}, timeout=WRITER_GRACE_S)
+        if not done:  # a peer that does not read: what is queued for it never drains
+            writer.cancel()  # its ``finally`` still closes the websocket
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
 
 
