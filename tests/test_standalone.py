@@ -7,8 +7,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PROVENANCE = "docs/protocol.md"
 # Spelled in pieces so that this file does not match itself.
@@ -67,7 +65,6 @@ def test_the_provenance_table_maps_every_seed_to_a_feature():
         assert re.search(rf"\|\s*seed {seed}\s*\|", table, re.IGNORECASE), seed
 
 
-@pytest.mark.xfail(strict=True, reason="code comments are swept at integration")
 def test_no_tracked_file_cites_a_seed_or_a_file_outside_the_repository():
     assert offenders(tracked_text_files()) == []
 

@@ -1,5 +1,5 @@
 """Compressed audio → PCM16 with PyAV (FFmpeg's libraries): the provider's MP3 recordings, and the
-WebM/Ogg Opus or AAC that browsers' MediaRecorder and mobile recorders make (seed 002).
+WebM/Ogg Opus or AAC that browsers' MediaRecorder and mobile recorders make (the app's own audio).
 
 ``StreamDecoder`` decodes one push-to-talk turn as it arrives: a worker thread runs FFmpeg's demuxer
 over a blocking pipe the event loop feeds, so no decoding happens on the loop and the PCM comes out

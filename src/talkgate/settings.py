@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("TALKGATE_SIGNING_SECRET_PREVIOUS")
     )
 
-    # --- relay and dialects (PROTOCOL.md "Dialects") ---
+    # --- relay and dialects (docs/protocol.md "Push-to-talk dialects") ---
     ptt_turn_end: TurnEndMode = Field(TurnEndMode.SIGNAL, validation_alias=_env("TALKGATE_PTT_TURN_END"))
     ptt_silence_ms: int = Field(800, ge=100, le=5000, validation_alias=_env("TALKGATE_PTT_SILENCE_MS"))
     keepalive: KeepAliveMode = Field(KeepAliveMode.TEXT, validation_alias=_env("TALKGATE_KEEPALIVE"))
@@ -293,12 +293,12 @@ class Settings(BaseSettings):
 
     @property
     def media_streaming_enabled(self) -> bool:
-        # Seed 001's media streaming is not in ElevenLabs' published API: on against the simulator,
+        # Media-stream recording is not in ElevenLabs' published API: on against the simulator,
         # off against the real provider unless asked for.
         return self.simulator_mode if self.media_streaming is None else self.media_streaming
 
     def agent_id_for(self, voice: str | None) -> str:
-        """Seed 001's voice → agent mapping, each falling back to ELEVENLABS_AGENT_ID."""
+        """The voice → agent mapping, each falling back to ELEVENLABS_AGENT_ID."""
         try:
             v = Voice(voice or Voice.DEFAULT)
         except ValueError:

@@ -1,5 +1,5 @@
 """Avatar mode in a real Chromium with a fake microphone, against `talkgate serve` with the
-simulator: the push-to-talk command cycle of seed 003, a refused start, and a start that is never
+simulator: the avatar's push-to-talk command cycle, a refused start, and a start that is never
 acknowledged; no microphone audio ever leaves the page outside a window the avatar opened."""
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def test_seed_dialect_messages_are_exactly_the_seed_bytes():
 
 def test_contextual_update_needs_text():
     with pytest.raises(ProtocolError):
-        convai.parse_client_event('{"type":"contextual_update","context":"seed 002 name"}')
+        convai.parse_client_event('{"type":"contextual_update","context":"a known name"}')
 
 
 def test_unknown_client_type_is_typed():

@@ -91,7 +91,7 @@ async def test_pings_carry_increasing_ids_and_pongs_are_logged():
     [
         ("{not json", "invalid_message"),
         ('{"user_audio_chunk":"%%%not-base64"}', "invalid_message"),
-        ('{"type":"contextual_update","context":"seed 002 spelling"}', "invalid_message"),
+        ('{"type":"contextual_update","context":"a known spelling"}', "invalid_message"),
     ],
 )
 async def test_bad_frames_get_an_error_then_close_1008_and_others_carry_on(simulator, frame, error_type):

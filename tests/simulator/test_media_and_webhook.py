@@ -1,4 +1,4 @@
-"""Seed 001's media streaming and the post-call webhook, from the simulator to real servers."""
+"""Media-stream recording and the post-call webhook, from the simulator to real servers."""
 
 import asyncio
 import base64

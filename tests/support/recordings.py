@@ -51,7 +51,7 @@ def expected_mix(length: int, placements: list[tuple[int, bytes]]) -> bytes:
 async def direct_turn(
     signed_url: str, pcm: bytes, *, paced: bool = True, before_end: Any = None
 ) -> tuple[str, bytes]:
-    """Seed 002's direct mode: the app talks to the provider's socket itself, one push-to-talk turn
+    """Direct mode: the app talks to the provider's socket itself, one push-to-talk turn
     sent as a microphone would (one 100 ms chunk every 100 ms), then waits for the agent's echo.
     Returns the conversation id and the agent audio received."""
     step = 32 * CHUNK_MS

@@ -1,4 +1,4 @@
-"""LiveAvatar push-to-talk sessions (seed 003): the REST client against the simulator and its
+"""LiveAvatar push-to-talk sessions: the REST client against the simulator and its
 failure envelopes, talkgate's routes (per user, key never handed out), and the page's command
 machine, which must be the same table as the Python one."""
 

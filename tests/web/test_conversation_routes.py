@@ -1,4 +1,4 @@
-"""Seed 004's conversation routes: auth on every route, per-user isolation, no key in responses."""
+"""The conversation routes: auth on every route, per-user isolation, no key in responses."""
 
 import httpx
 import pytest
@@ -16,7 +16,7 @@ async def test_signed_url_works_and_never_carries_the_key(gate):
         assert (
             await client.get("/conversation/signed-url", params={"voice": "robot"}, headers=gate.headers())
         ).status_code == 422
-    async with websockets.connect(r.json()["signedUrl"]) as ws:  # the browser's direct mode (seed 002)
+    async with websockets.connect(r.json()["signedUrl"]) as ws:  # the browser's direct mode
         assert (await recv_json(ws))["type"] == "conversation_initiation_metadata"
 
 

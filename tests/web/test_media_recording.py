@@ -1,4 +1,4 @@
-"""Seed 001: media streaming into talkgate's media socket, call end, and the call-log routes."""
+"""Media-stream recording into talkgate's media socket, call end, and the call-log routes."""
 
 import time
 

@@ -1,4 +1,4 @@
-"""Push-to-talk relay over Socket.IO (seed 000), with provider events streamed back (seed 002)."""
+"""Push-to-talk relay over Socket.IO, with provider events streamed back."""
 
 import base64
 import json

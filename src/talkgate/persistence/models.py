@@ -102,7 +102,7 @@ class User(TimestampMixin, Base):
 
 
 class ConversationSession(TimestampMixin, Base):
-    """Seed 004's ``ConversationSession`` model, column for column."""
+    """A conversation session (the conversation routes' ``ConversationSession``), column for column."""
 
     __tablename__ = "conversation_sessions"
 

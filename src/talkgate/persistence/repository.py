@@ -102,7 +102,7 @@ class Repository:
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         await db.execute(insert(User).values(id=user_id).on_conflict_do_nothing(index_elements=["id"]))
 
-    # --- conversation sessions (seed 004) ---
+    # --- conversation sessions (the conversation routes) ---
 
     async def start_session(
         self, user_id: str, session_id: str | None = None, metadata: dict[str, Any] | None = None

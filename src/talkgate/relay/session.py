@@ -198,7 +198,7 @@ class RelaySession:
                 await self._forward(pcm[i : i + DECODED_CHUNK], None)
         self.stats.turns.append(TurnTiming(ended.turn, self._clock()))
         metrics.TURNS.inc()
-        # Seed 000: the end goes out at once, right behind the turn's audio; no silence, no delay.
+        # The signal dialect: the end goes out at once, right behind the turn's audio; no silence, no delay.
         for event in self.dialect.upstream(ended, self.upstream.input_format):
             await self._send(event)
         if failure is not None:
