@@ -81,9 +81,15 @@ async function showCall(id) {
   showTurns(call.turns || []);
   const player = $("player");
   const canvas = $("waveform");
+  const none = $("no-recording");
+  player.hidden = canvas.hidden = !call.audioUrl;
+  none.hidden = Boolean(call.audioUrl);
   if (!call.audioUrl) {
     player.removeAttribute("src");
-    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    none.textContent =
+      call.status === "active"
+        ? "No recording yet: this call is still in progress."
+        : "This call has no recording: no audio reached talkgate, and the provider had none to give.";
     window.talkgateCalls.shown = { id, samples: 0 };
     return;
   }
