@@ -8,6 +8,7 @@ import secrets
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from tests.support.gate import start_gate
 from tests.support.hostile import count
@@ -135,3 +136,56 @@ async def test_session_metadata_is_bounded_in_size_and_depth(capped_gate, metada
     else:
         assert r.status_code == 413, r.text
         assert r.json()["error"]["code"] == "metadata_too_large"
+
+
+@pytest.fixture
+def avatar_capped_gate(tmp_path, simulator, database_url):
+    g = start_gate(
+        tmp_path,
+        simulator,
+        database_url=database_url,
+        media_streaming=False,
+        max_active_sessions_per_user=50,
+        max_active_calls_per_user=2,
+        liveavatar_api_key=SecretStr("sim-liveavatar-key"),
+        liveavatar_base_url=simulator.http_url,
+        liveavatar_avatar_id="00000000-0000-4000-8000-00000000a1a1",
+    )
+    yield g
+    g.server.stop()
+
+
+def provider_sessions(simulator) -> int:
+    """How many sessions the deployer's LiveAvatar key was used for (the simulator's own record)."""
+    return len(simulator.server.config.app.state.liveavatar.sessions)
+
+
+async def test_avatar_sessions_count_toward_the_cap_before_the_provider_is_asked(
+    avatar_capped_gate, simulator
+):
+    gate, user = avatar_capped_gate, someone()
+    headers = gate.headers(user)
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+
+        async def start_avatar() -> httpx.Response:
+            return await client.post("/api/liveavatar/session", headers=headers, json={})
+
+        answers = await asyncio.gather(*(start_avatar() for _ in range(12)))
+        count("avatar session starts (concurrent)", len(answers))
+        assert sorted(r.status_code for r in answers) == [200] * 2 + [429] * 10
+        refused = [r.json()["error"] for r in answers if r.status_code == 429]
+        assert {e["code"] for e in refused} == {"too_many_conversations"}
+        assert provider_sessions(simulator) == 2  # a refused start minted no provider session
+        # One cap for every call in progress: a direct call is refused too, and the other way round.
+        direct = await client.post(
+            "/api/elevenlabs-signed-url", headers=headers, json={"conversationId": "d1"}
+        )
+        count("call logs (over the cap, after avatar sessions)")
+        assert direct.status_code == 429 and direct.json()["error"]["code"] == "too_many_conversations"
+        cid = next(r.json()["conversationId"] for r in answers if r.status_code == 200)
+        stopped = await client.post(f"/api/liveavatar/session/{cid}/stop", headers=headers, json={})
+        assert stopped.json()["status"] == "ended"
+        assert (await start_avatar()).status_code == 200  # an ended call frees its place
+        assert provider_sessions(simulator) == 3
+        listed = (await client.get("/api/calls?limit=100", headers=headers)).json()
+    assert listed["total"] == 3 and sum(c["status"] == "active" for c in listed["calls"]) == 2

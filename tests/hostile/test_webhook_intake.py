@@ -4,16 +4,21 @@ body is read, bodies not yet verified held on disk rather than in memory, and on
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
 import time
 
 import httpx
 import pytest
+import websockets
 
 from talkgate.protocol.signing import webhook_signature_header
+from tests.support.audio import encode, speechlike
 from tests.support.gate import start_gate
 from tests.support.hostile import count
 from tests.support.raw_http import raw_post
+from tests.support.recordings import start_media_call
 from tests.support.timing import wait_until
 
 SECRET = "whsec_hostile_0123456789"
@@ -168,3 +173,49 @@ async def test_beyond_the_concurrency_limit_a_post_is_refused_at_once(hook_gate,
     async with httpx.AsyncClient(base_url=hook_gate.url) as client:
         r = await client.post(PATH, content=b"{}", headers={"ElevenLabs-Signature": forged()})
     assert r.status_code == 401
+
+
+def signed_event(data: dict) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps({"type": "post_call_audio", "event_timestamp": int(time.time()), "data": data}).encode()
+    return body, {"ElevenLabs-Signature": webhook_signature_header(SECRET.encode(), body, int(time.time()))}
+
+
+async def test_a_provider_copy_without_audio_is_acknowledged_not_used(hook_gate, caplog):
+    # A call without audio gets post_call_audio with an empty full_audio: a 400 made the provider
+    # count a failed delivery and retry. It is acknowledged (200, not used) and logged once at INFO;
+    # an event that is not a provider event at all is still refused.
+    gate, headers = hook_gate, hook_gate.headers()
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        signed = await start_media_call(client, gate, "conv_hook_silent")
+        async with websockets.connect(signed) as ws:
+            meta = json.loads(await ws.recv())  # the conversation starts; nobody speaks
+        provider_cid = meta["conversation_initiation_metadata_event"]["conversation_id"]
+        await client.post("/api/calls/conv_hook_silent/end", headers=headers)
+        unusable = ["", base64.b64encode(b"\xff\xfb" + bytes(5000)).decode(), "!!!notbase64", "AAAA"]
+        for full_audio in unusable:
+            body, sig = signed_event({"conversation_id": provider_cid, "full_audio": full_audio})
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="talkgate"):
+                r = await client.post(PATH, content=body, headers=sig)
+            count("post_call_audio without usable audio")
+            assert r.status_code == 200 and r.json() == {"ok": True, "used": False}, (full_audio, r.text)
+            said = [
+                rec
+                for rec in caplog.records
+                if provider_cid in rec.getMessage() or "not used" in rec.getMessage()
+            ]
+            assert [rec.levelno for rec in said] == [logging.INFO], [rec.getMessage() for rec in said]
+        for malformed in ({"full_audio": ""}, None):
+            body, sig = signed_event(malformed)  # type: ignore[arg-type]
+            r = await client.post(PATH, content=body, headers=sig)
+            count("post_call_audio malformed")
+            assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request", r.text
+        call = (await client.get("/api/calls/conv_hook_silent", headers=headers)).json()
+        assert call["audioSource"] is None
+        # The provider's real copy, when it comes, is still taken.
+        mp3 = base64.b64encode(encode(speechlike(400), "mp3")).decode()
+        body, sig = signed_event({"conversation_id": provider_cid, "full_audio": mp3})
+        r = await client.post(PATH, content=body, headers=sig)
+        assert r.json() == {"ok": True, "used": True}
+        call = (await client.get("/api/calls/conv_hook_silent", headers=headers)).json()
+    assert call["audioSource"] == "provider" and call["audioBytes"] > 44

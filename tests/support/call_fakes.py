@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from talkgate.errors import ProviderError, TalkgateError
+from talkgate.errors import ConflictError, ErrorCode, ProviderError, TalkgateError
 from talkgate.protocol import convai
 from talkgate.protocol.audio import PCM_16000, AudioFormat
 from talkgate.protocol.dialect import Dialect
@@ -95,9 +95,21 @@ class FakeRepo:
         self.back = asyncio.Event()  # set when a close succeeded
 
     async def open_conversation(self, user_id: str, conversation_id: str, **fields: Any) -> tuple[Row, Row]:
-        self.opened[conversation_id] = {"user_id": user_id, **fields}
+        self.opened[conversation_id] = {"user_id": user_id, "id": conversation_id, **fields}
         row = Row(f"sess_{conversation_id}", f"call_{conversation_id}", user_id, conversation_id)
         return row, row
+
+    async def open_conversation_capped(
+        self, user_id: str, conversation_id: str, *, max_active: int, since: Any, **fields: Any
+    ) -> tuple[Row, Row]:
+        active = [c for c in self.opened.values() if c["user_id"] == user_id and c["id"] not in self.closed]
+        if len(active) >= max_active:
+            raise ConflictError("too many", code=ErrorCode.TOO_MANY_CONVERSATIONS)
+        return await self.open_conversation(user_id, conversation_id, **fields)
+
+    async def own_provider_conversation(self, user_id: str, conversation_id: str, provider_cid: str) -> bool:
+        self.opened[conversation_id]["provider_conversation_id"] = provider_cid
+        return True
 
     async def close_conversation(
         self, user_id: str, session_id: str, conversation_id: str, **finish: Any

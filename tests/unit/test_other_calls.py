@@ -27,8 +27,10 @@ class FakeAvatarProvider:
     def __init__(self) -> None:
         self.stopped: list[tuple[str, str]] = []
         self.start_fails = False
+        self.tokens = 0  # provider sessions minted with the deployer's key
 
     async def create_token(self, avatar_id: str, **_: Any) -> AvatarToken:
+        self.tokens += 1
         return AvatarToken("s1", "secret-session-token")
 
     async def start(self, token: AvatarToken) -> AvatarRoom:
@@ -97,20 +99,53 @@ async def test_an_unknown_stop_reason_or_a_non_avatar_id_is_a_bad_request() -> N
         assert refused.value.code is ErrorCode.BAD_REQUEST
 
 
-async def test_an_avatar_session_that_cannot_start_is_stopped_and_has_no_call_log() -> None:
+NOW = utcnow() - timedelta(hours=3)  # the start of the cap's window
+CHOICE = avatar.AvatarChoice(None, None, None, "en", False)
+
+
+async def test_an_avatar_session_that_cannot_start_is_stopped_and_its_call_log_failed() -> None:
+    # Changed with the cap: the call log is opened (and counted) before the provider is asked, so a
+    # start that fails leaves a failed call log rather than none.
     rt, provider = avatar_runtime()
     provider.start_fails = True
-    choice = avatar.AvatarChoice(None, None, None, "en", False)
     with pytest.raises(TalkgateError):
-        await avatar.start(rt, "u1", choice)
-    assert provider.stopped == [("s1", "SERVER_ERROR")] and not rt.repo.opened
+        await avatar.start(rt, "u1", CHOICE, NOW)
+    assert provider.stopped == [("s1", "SERVER_ERROR")]
+    (cid,) = rt.repo.opened
+    assert rt.repo.closed[cid]["status"] == CallStatus.FAILED
+    assert rt.repo.closed[cid]["end_reason"] is EndReason.ERROR
 
 
 async def test_an_avatar_call_opens_its_call_log_under_talkgates_id() -> None:
     rt, _ = avatar_runtime()
-    started = await avatar.start(rt, "u1", avatar.AvatarChoice(None, None, None, "en", False))
-    assert started.conversation_id == "avatar_s1" and started.room.livekit_client_token == "client-token"
-    assert rt.repo.opened["avatar_s1"]["provider"] == "liveavatar"
+    started = await avatar.start(rt, "u1", CHOICE, NOW)
+    assert started.conversation_id.startswith("avatar_") and started.avatar_session_id == "s1"
+    assert started.room.livekit_client_token == "client-token"
+    opened = rt.repo.opened[started.conversation_id]
+    assert opened["provider"] == "liveavatar" and opened["provider_conversation_id"] == "s1"
+
+
+async def test_avatar_starts_over_the_users_cap_ask_the_provider_for_nothing() -> None:
+    rt, provider = avatar_runtime()
+    rt.settings = rt.settings.model_copy(update={"max_active_calls_per_user": 2})
+    for _ in range(2):
+        await avatar.start(rt, "u1", CHOICE, NOW)
+    for _ in range(3):
+        with pytest.raises(TalkgateError) as refused:
+            await avatar.start(rt, "u1", CHOICE, NOW)
+        assert refused.value.code is ErrorCode.TOO_MANY_CONVERSATIONS
+    assert provider.tokens == 2
+    await avatar.start(rt, "u2", CHOICE, NOW)  # the cap is per user
+    assert provider.tokens == 3
+
+
+async def test_the_page_may_stop_with_the_reason_as_stored() -> None:
+    # The page ends an avatar call with the endReason it shows, ``user_closed``.
+    rows = CallRows()
+    rt, provider = avatar_runtime(rows)
+    await avatar.stop(rt, "u1", "avatar_s1", "user_closed")
+    assert provider.stopped == [("s1", "USER_CLOSED")]
+    assert rows.closed["end_reason"] is EndReason.USER_CLOSED
 
 
 def frame(kind: str, cid: str = "c1", pcm: bytes = b"\x01\x00" * 4) -> str:

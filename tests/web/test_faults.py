@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from talkgate.calls import call_log
 from talkgate.errors import StorageError
 from talkgate.persistence import retry
+from talkgate.protocol.audio import wav_header
 from tests.support.gate import Gate, connect, paced_turn, start_gate
 from tests.support.recordings import expected_mix, find, noise, wav_pcm
 from tests.support.servers import start_simulator
@@ -256,3 +257,23 @@ async def test_an_app_dropping_mid_turn_keeps_the_audio_it_sent(gate):
     at = find(pcm, clip[:64])
     assert at >= 0 and pcm[at : at + len(clip)] == clip
     await assert_nothing_left(gate)
+
+
+async def test_a_header_only_recording_left_by_a_crash_is_not_attached(gate):
+    # A media-stream recording that never received audio, left in the spool by a crash: repaired,
+    # it is a bare WAV header, which would outrank the provider's copy. It is removed instead.
+    rt = gate.app.runtime
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        r = await client.post(
+            "/api/elevenlabs-signed-url", headers=gate.headers(), json={"conversationId": "conv_crash_silent"}
+        )
+        assert r.status_code == 200, r.text
+        call = await rt.repo.call_by_conversation("conv_crash_silent")
+        await rt.repo.mark_recording("conv_crash_silent", "media_stream")
+        gate.settings.spool_dir.mkdir(parents=True, exist_ok=True)
+        (gate.settings.spool_dir / f"{call.id}.media_stream.wav.part").write_bytes(wav_header(0, 16000))
+        assert await rt.recordings.recover() == ["conv_crash_silent"]
+        row = (await client.get("/api/calls/conv_crash_silent", headers=gate.headers())).json()
+    assert row["status"] == "recovered" and row["endReason"] == "server_crash"
+    assert row["audioSource"] is None and row["audioBytes"] is None and row["audioUrl"] is None
+    assert list(gate.settings.spool_dir.iterdir()) == []

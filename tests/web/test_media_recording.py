@@ -188,3 +188,18 @@ async def test_the_call_flow_works_the_same_on_postgresql(tmp_path, simulator, p
         assert pcm == expected_mix(len(pcm), [(at_caller, caller), (at_agent, agent)])
     finally:
         gate.server.stop()
+
+
+async def test_a_silent_media_stream_is_not_the_calls_recording(gate):
+    # A media stream that carried no audio at all is a bare WAV header: attached, it outranked the
+    # provider's real recording. It is dropped, and the call end looks for another source.
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        cid = "conv_media_silent"
+        signed = await start_media_call(client, gate, cid)
+        async with websockets.connect(signed) as ws:
+            await ws.recv()  # the conversation starts; nobody speaks
+        call = (await client.post(f"/api/calls/{cid}/end", headers=gate.headers())).json()
+        audio = await client.get(f"/api/calls/{cid}/audio", headers=gate.headers())
+    assert call["status"] == "ended" and call["audioSource"] != "media_stream"
+    assert call["audioBytes"] != 44 and (call["audioUrl"] is None) == (audio.status_code == 404)
+    assert not list(gate.settings.spool_dir.glob("*.wav.part"))  # the header-only file is gone

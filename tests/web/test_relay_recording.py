@@ -108,3 +108,18 @@ async def test_when_recording_is_impossible_the_conversation_still_works_and_say
         await client.call("conversation_end")
         ended = (await client.wait_for("conversation_ended"))[0]
         assert ended["audioUrl"] is None and ended["reason"] == "client"
+
+
+async def test_a_relayed_conversation_without_audio_is_not_recorded(gate, app_client):
+    # Nobody spoke and the agent said nothing: a bare WAV header is not a recording (it would
+    # outrank the provider's copy), so the call ends without one.
+    started = await app_client.call("conversation_start", {"voice": "default"})
+    cid = started["conversationId"]
+    await app_client.call("conversation_end")
+    ended = (await app_client.wait_for("conversation_ended"))[0]
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        call = (await client.get(f"/api/calls/{cid}", headers=gate.headers())).json()
+        audio = await client.get(f"/api/calls/{cid}/audio", headers=gate.headers())
+    assert ended["audioUrl"] is None and audio.status_code == 404
+    assert call["status"] == "ended" and call["audioSource"] is None and call["audioBytes"] is None
+    assert not list(gate.settings.spool_dir.glob("*.wav.part"))

@@ -1,14 +1,16 @@
 """LiveAvatar push-to-talk calls: talkgate mints and starts the session with its key, opens the call
-log, forwards keep-alives, and ends the session and its call log (idempotent)."""
+log, forwards keep-alives, and ends the session and its call log (idempotent). Every avatar
+call counts toward ``TALKGATE_MAX_ACTIVE_CALLS_PER_USER``, checked before the provider is asked."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import ErrorCode, ProtocolError, TalkgateError
-from talkgate.persistence.models import CallLog, CallStatus, utcnow
+from talkgate.persistence.models import CallLog, CallStatus, cuid, utcnow
 from talkgate.protocol.ends import EndReason
 from talkgate.protocol.liveavatar import END_REASONS
 from talkgate.providers.liveavatar import AvatarRoom, LiveAvatarProvider
@@ -46,42 +48,76 @@ def provider_of(rt: Runtime) -> LiveAvatarProvider:
     return provider
 
 
-async def start(rt: Runtime, user_id: str, choice: AvatarChoice) -> StartedAvatar:
-    """Mint a FULL-mode PUSH_TO_TALK session with talkgate's key, start it, open its call log. A
-    session started but without a call log is stopped again."""
-    settings, provider = rt.settings, provider_of(rt)
+async def start(rt: Runtime, user_id: str, choice: AvatarChoice, since: datetime) -> StartedAvatar:
+    """Open the call log, capped like every call in progress (``since``: calls started before it no
+    longer count), then mint a FULL-mode PUSH_TO_TALK session with talkgate's key and start it. The
+    cap is taken first, so a refused start asks the provider for nothing; a call log whose session
+    did not start is closed as failed, and a session started without its call log is stopped."""
+    settings = rt.settings
+    provider = provider_of(rt)
     avatar_id = choice.avatar_id or settings.liveavatar_avatar_id
     if not avatar_id:
         raise ProtocolError("no avatar configured: set LIVEAVATAR_AVATAR_ID", code=ErrorCode.BAD_REQUEST)
     voice_id = choice.voice_id or settings.liveavatar_voice_id
+    # talkgate's id for the call, chosen before the provider's session exists (which it names).
+    session, call = await rt.repo.open_conversation_capped(
+        user_id,
+        CID_PREFIX + cuid(),
+        metadata={"provider": "liveavatar", "avatarId": avatar_id},
+        provider="liveavatar",
+        agent_id=avatar_id,
+        voice=(voice_id or "default")[:32],
+        max_active=settings.max_active_calls_per_user,
+        since=since,
+    )
+    try:
+        avatar_session, room = await _start_session(rt, provider, choice, avatar_id, voice_id)
+    except BaseException:
+        await _fail_call_log(rt, user_id, session.session_id, call.conversation_id)
+        raise
+    try:
+        if not await rt.repo.own_provider_conversation(user_id, call.conversation_id, avatar_session):
+            raise ProtocolError("this avatar session has ended", code=ErrorCode.NO_CONVERSATION)
+    except BaseException:
+        await stop_quietly(provider, avatar_session, "SERVER_ERROR")
+        await _fail_call_log(rt, user_id, session.session_id, call.conversation_id)
+        raise
+    log.info("avatar session %s started for %s", avatar_session, user_id)
+    return StartedAvatar(call.conversation_id, session.session_id, avatar_session, room)
+
+
+async def _start_session(
+    rt: Runtime, provider: LiveAvatarProvider, choice: AvatarChoice, avatar_id: str, voice_id: str | None
+) -> tuple[str, AvatarRoom]:
+    """The provider's session id and room; a session minted but not started is stopped again."""
     token = await provider.create_token(
         avatar_id,
         voice_id=voice_id,
-        context_id=choice.context_id or settings.liveavatar_context_id,
+        context_id=choice.context_id or rt.settings.liveavatar_context_id,
         language=choice.language,
         is_sandbox=choice.sandbox,
     )
     try:
         room = await provider.start(token)
-    except TalkgateError:
-        await stop_quietly(provider, token.session_id, "SERVER_ERROR")
-        raise
-    cid = CID_PREFIX + token.session_id
-    try:
-        session, _call = await rt.repo.open_conversation(
-            user_id,
-            cid,
-            metadata={"provider": "liveavatar", "avatarId": avatar_id},
-            provider="liveavatar",
-            provider_conversation_id=token.session_id,
-            agent_id=avatar_id,
-            voice=(voice_id or "default")[:32],
-        )
     except BaseException:
         await stop_quietly(provider, token.session_id, "SERVER_ERROR")
         raise
-    log.info("avatar session %s started for %s", token.session_id, user_id)
-    return StartedAvatar(cid, session.session_id, token.session_id, room)
+    return token.session_id, room
+
+
+async def _fail_call_log(rt: Runtime, user_id: str, session_id: str, conversation_id: str) -> None:
+    """The call log of a start that did not happen: closed as failed, so it stops counting."""
+    try:
+        await rt.repo.close_conversation(
+            user_id,
+            session_id,
+            conversation_id,
+            duration_ms=0,
+            status=CallStatus.FAILED,
+            end_reason=EndReason.ERROR,
+        )
+    except Exception:
+        log.exception("call log %s: could not close a failed avatar start", conversation_id)
 
 
 async def avatar_call(rt: Runtime, user_id: str, conversation_id: str) -> tuple[CallLog, str, str]:
@@ -107,6 +143,8 @@ async def keep_alive(rt: Runtime, user_id: str, conversation_id: str) -> None:
 async def stop(rt: Runtime, user_id: str, conversation_id: str, reason: str) -> CallLog:
     """End the session with the provider (again harmlessly, if it already stopped) and close the
     call log with ``reason`` (one of LiveAvatar's stop reasons); idempotent."""
+    # The page ends with the provider's reason (``USER_CLOSED``) or the stored one (``user_closed``).
+    reason = reason.upper()
     if reason not in END_REASONS:
         raise ProtocolError(f"unknown reason {reason!r}", code=ErrorCode.BAD_REQUEST)
     call, avatar_session, session_id = await avatar_call(rt, user_id, conversation_id)

@@ -12,7 +12,7 @@ from typing import Any
 from talkgate.calls import ending
 from talkgate.calls.media import media_url
 from talkgate.calls.runtime import Runtime
-from talkgate.errors import ConflictError, ErrorCode
+from talkgate.errors import AudioError, ConflictError, ErrorCode
 from talkgate.persistence.models import CallLog, CallStatus
 from talkgate.protocol.audio import b64decode_audio
 from talkgate.protocol.elevenlabs_rest import PostCallAudio, WebhookEvent
@@ -102,8 +102,24 @@ async def apply_provider_event(rt: Runtime, event: WebhookEvent) -> bool:
     if not isinstance(event, PostCallAudio):
         log.info("webhook %s for %s; nothing to do", event.type, call.conversation_id)
         return False
-    audio = b64decode_audio(event.full_audio, max_bytes=rt.settings.max_webhook_bytes * 3 // 4)
-    return bool(await rt.recordings.import_provider_audio(call, audio))
+    return await _import_webhook_audio(rt, call, event)
+
+
+async def _import_webhook_audio(rt: Runtime, call: CallLog, event: PostCallAudio) -> bool:
+    """The webhook's copy, if it holds audio. A call without audio gets an empty ``full_audio``
+    (and a broken copy is no better): answering that with an error would only make the provider
+    count a failed delivery and send it again, so it is acknowledged, not used, and the call
+    keeps whatever it has or may still get (its own recording, the provider's recording API)."""
+    try:
+        if not event.full_audio:
+            raise AudioError("it carries no audio", code=ErrorCode.EMPTY_AUDIO)
+        audio = b64decode_audio(event.full_audio, max_bytes=rt.settings.max_webhook_bytes * 3 // 4)
+        return bool(await rt.recordings.import_provider_audio(call, audio))
+    except AudioError as exc:
+        if exc.code is ErrorCode.CHUNK_TOO_LARGE:
+            raise
+        log.info("webhook post_call_audio for %s: not used: %s", call.conversation_id, exc.message)
+        return False
 
 
 async def receive_provider_event(rt: Runtime, digest: str, event: WebhookEvent) -> dict[str, Any]:

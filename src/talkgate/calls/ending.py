@@ -59,7 +59,8 @@ async def wait_for_live(recordings: Recordings, call: CallLog) -> CallLog:
     while True:
         row = await recordings.repo.call_by_conversation(call.conversation_id)
         assert row is not None
-        if row.audio_key or time.monotonic() >= deadline:
+        # A live recording that ended without audio no longer names its source: stop waiting.
+        if row.audio_key or row.audio_source not in LIVE_SOURCES or time.monotonic() >= deadline:
             return row
         await asyncio.sleep(POLL_S)
 

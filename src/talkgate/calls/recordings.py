@@ -29,7 +29,7 @@ from typing import Any
 from talkgate import metrics
 from talkgate.calls import repair
 from talkgate.codecs import decode_file
-from talkgate.errors import ConflictError, NotFoundError, StorageError
+from talkgate.errors import AudioError, ConflictError, ErrorCode, NotFoundError, StorageError
 from talkgate.persistence.models import AudioSource, CallLog, CallStatus
 from talkgate.persistence.repository import Repository
 from talkgate.persistence.retry import retry_transient, transient
@@ -155,6 +155,9 @@ class Recordings:
         began = time.perf_counter()
         try:
             finished = await live.recorder.close()
+            if live.recorder.chunks == 0:  # its bytes, if any, are the silence of the timeline
+                await self._drop_silent(live, finished.path)
+                return None
             key = self.new_key(live.call_id, live.source.value)
             nbytes = await self.storage.put_file(key, finished.path)
             attach = functools.partial(self.link, live, key, live.source.value, nbytes)
@@ -190,6 +193,15 @@ class Recordings:
                     await self.repo.finalize_media(live.conversation_id)
             live.done.set()
         return live.url
+
+    async def _drop_silent(self, live: LiveRecording, path: Path) -> None:
+        """A live recording without any audio (a silent media stream, a relay nobody spoke on) is a
+        bare WAV header: attached, it would outrank the provider's real recording. Its file is
+        removed and the call log no longer names a live source, so the call end looks further."""
+        log.info("recording %s (%s): no audio arrived; not stored", live.conversation_id, live.source.value)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        unmark = functools.partial(self.repo.mark_recording, live.conversation_id, None)
+        await retry_transient(unmark, f"recording {live.conversation_id}")
 
     async def abort_all(self) -> None:
         """Shutdown: finish every live recording (they are complete up to now)."""
@@ -240,6 +252,8 @@ class Recordings:
     async def import_provider_audio(self, call: CallLog, audio: bytes) -> bool:
         """The provider's MP3 (recording API or post_call_audio webhook) as the call's WAV."""
         pcm = await asyncio.to_thread(decode_file, audio, RATE)
+        if not pcm:  # a header without audio would stand in for a recording
+            raise AudioError("the provider's copy holds no audio", code=ErrorCode.EMPTY_AUDIO)
         return await self._attach(call, wav_header(len(pcm), RATE) + pcm, AudioSource.PROVIDER)
 
     # --- relink (the call-end fallback chain is in talkgate.calls.ending) ---

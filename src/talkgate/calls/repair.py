@@ -31,8 +31,9 @@ async def recover_file(
     recordings: Recordings, path: Path, call_id: str, source: str, status: CallStatus | None
 ) -> str | None:
     """Repair one spool file (what reached the disk becomes a valid WAV), store it, attach it to
-    its call. Returns the conversation id; None when the file is another process's live
-    recording or cannot be saved now (it then stays for the next start-up)."""
+    its call (a file that holds no audio is removed instead: a bare header is no recording).
+    Returns the conversation id; None when the file is another process's live recording or cannot
+    be saved now (it then stays for the next start-up)."""
     fd = await asyncio.to_thread(try_lock, path)
     if fd is None:
         return None  # a live recording of another process
@@ -42,9 +43,13 @@ async def recover_file(
         if call is None:
             log.warning("spool file %s belongs to no call; left in place", path.name)
             return None
-        key = recordings.new_key(call.id, source)
-        nbytes = await recordings.storage.put_file(key, path)
-        await recordings.link(call, key, source, nbytes, status)
+        if data_bytes == 0:  # the recording never received audio: a bare header is no recording
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            await recordings.repo.mark_recording(call.conversation_id, None)
+        else:
+            key = recordings.new_key(call.id, source)
+            nbytes = await recordings.storage.put_file(key, path)
+            await recordings.link(call, key, source, nbytes, status)
         if call.status == CallStatus.ACTIVE and status is CallStatus.RECOVERED:
             await recordings.repo.finish_call(
                 call.conversation_id, status=CallStatus.RECOVERED, end_reason=EndReason.SERVER_CRASH

@@ -215,6 +215,28 @@ class Repository:
         )
         return await self.starts.submit(start)
 
+    async def open_conversation_capped(
+        self,
+        user_id: str,
+        conversation_id: str,
+        *,
+        metadata: dict[str, Any] | None,
+        provider: str,
+        agent_id: str | None,
+        voice: str | None,
+        max_active: int,
+        since: datetime,
+    ) -> Opened:
+        """``open_conversation`` (not group-committed), refused (``too_many_conversations``) when the
+        user already has ``max_active`` active calls started after ``since``. Taken before a
+        provider is asked for anything, so a refused start costs the provider nothing."""
+        start = _Start(user_id, conversation_id, metadata, None, provider, None, agent_id, voice)
+        async with self._sessions.begin() as db:
+            await self._hold_user(db, user_id)
+            await self._refuse_over_cap(db, user_id, max_active=max_active, since=since)
+            (row,) = await self._insert_conversations(db, [start])
+            return row
+
     async def _end_abandoned(self, opened: Opened) -> None:
         """A start committed after its caller gave up: nobody will end it, so end it now, rather
         than leave a call log "active" for ever."""
@@ -378,25 +400,32 @@ class Repository:
                 if existing.user_id != user_id:
                     raise ConflictError("that conversationId is taken")
                 return existing
-            active = await db.scalar(
-                select(func.count())
-                .select_from(CallLog)
-                .where(
-                    CallLog.user_id == user_id,
-                    CallLog.status == CallStatus.ACTIVE,
-                    CallLog.started_at >= since,
-                )
-            )
-            if (active or 0) >= max_active:
-                raise ConflictError(
-                    f"you have {max_active} conversations in progress; end one first "
-                    "(TALKGATE_MAX_ACTIVE_CALLS_PER_USER)",
-                    code=ErrorCode.TOO_MANY_CONVERSATIONS,
-                )
+            await self._refuse_over_cap(db, user_id, max_active=max_active, since=since)
             row = _new_call(user_id, conversation_id, agent_id=agent_id, voice=voice)
             db.add(row)
             await db.flush()
             return row
+
+    async def _refuse_over_cap(
+        self, db: AsyncSession, user_id: str, *, max_active: int, since: datetime
+    ) -> None:
+        """``too_many_conversations`` when the user has ``max_active`` active calls (of any mode)
+        started after ``since``; the caller holds the user (``_hold_user``)."""
+        active = await db.scalar(
+            select(func.count())
+            .select_from(CallLog)
+            .where(
+                CallLog.user_id == user_id,
+                CallLog.status == CallStatus.ACTIVE,
+                CallLog.started_at >= since,
+            )
+        )
+        if (active or 0) >= max_active:
+            raise ConflictError(
+                f"you have {max_active} conversations in progress; end one first "
+                "(TALKGATE_MAX_ACTIVE_CALLS_PER_USER)",
+                code=ErrorCode.TOO_MANY_CONVERSATIONS,
+            )
 
     async def finish_call(
         self,

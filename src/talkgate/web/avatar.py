@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from talkgate.calls import avatar
-from talkgate.web.api import Rt, User
+from talkgate.web.api import Rt, User, active_since
 from talkgate.web.calls import call_json
 
 ID_PATTERN = r"^avatar_[A-Za-z0-9-]{1,100}$"
@@ -60,8 +60,11 @@ def build_router() -> APIRouter:
     async def start_avatar(body: StartAvatar, user: User, rt: Rt) -> Any:
         """Mint a FULL-mode PUSH_TO_TALK session with talkgate's key, start it, and open its call
         log: ``{conversationId, sessionId, livekitUrl, livekitToken, transport, ...}``. The key and the
-        provider's session token stay on the server; the page gets only the room's client token."""
-        started = await avatar.start(rt, user.user_id, body.choice())
+        provider's session token stay on the server; the page gets only the room's client token. A
+        user with ``TALKGATE_MAX_ACTIVE_CALLS_PER_USER`` calls in progress gets 429
+        ``too_many_conversations`` and no provider session is made."""
+        since = active_since(rt.settings.active_window_hours)
+        started = await avatar.start(rt, user.user_id, body.choice(), since)
         return started_json(started, rt.settings.simulator_mode)
 
     @router.post("/session/{conversation_id}/keep-alive")
