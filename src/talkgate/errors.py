@@ -67,6 +67,7 @@ class ErrorCode(StrEnum):
     STORAGE_ERROR = "storage_error"
     DATABASE_UNAVAILABLE = "database_unavailable"
     REQUEST_TOO_LARGE = "request_too_large"
+    REQUEST_TOO_SLOW = "request_too_slow"  # a body that arrives too slowly (the webhook's minimum rate)
     WEBHOOK_BUSY = "webhook_busy"
     SPOOL_FULL = "spool_full"
     NOT_CONFIGURED = "not_configured"

@@ -159,8 +159,20 @@ class Settings(BaseSettings):
     max_webhook_bytes: int = Field(
         160 * 1024 * 1024, ge=1024, validation_alias=_env("TALKGATE_MAX_WEBHOOK_BYTES")
     )
-    # Webhook bodies being received and not yet verified, per process; beyond: 503 webhook_busy.
-    webhook_concurrency: int = Field(2, ge=1, le=64, validation_alias=_env("TALKGATE_WEBHOOK_CONCURRENCY"))
+    # Webhook bodies being received and not yet verified, per process, and from one client address;
+    # beyond either: 503 webhook_busy. They are spooled to disk, so a higher total costs little memory.
+    webhook_concurrency: int = Field(16, ge=1, le=256, validation_alias=_env("TALKGATE_WEBHOOK_CONCURRENCY"))
+    webhook_concurrency_per_peer: int = Field(
+        1, ge=1, le=256, validation_alias=_env("TALKGATE_WEBHOOK_CONCURRENCY_PER_PEER")
+    )
+    # An unverified webhook body must arrive at this average rate (KiB/s) once the grace period (s)
+    # is over; slower, or idle: cut off with 408 request_too_slow, its slot freed.
+    webhook_min_rate_kib_s: float = Field(
+        32.0, gt=0, validation_alias=_env("TALKGATE_WEBHOOK_MIN_RATE_KIB_S")
+    )
+    webhook_rate_grace_s: float = Field(
+        2.0, gt=0, le=300, validation_alias=_env("TALKGATE_WEBHOOK_RATE_GRACE_S")
+    )
     # Nesting of any JSON request body (objects and arrays); deeper: 400 bad_request.
     max_json_depth: int = Field(32, ge=2, le=200, validation_alias=_env("TALKGATE_MAX_JSON_DEPTH"))
     # A conversation session's metadata, serialized as JSON; larger: 413 metadata_too_large.

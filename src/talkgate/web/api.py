@@ -46,6 +46,7 @@ STATUS_FOR_CODE = {
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.NOT_CONFIGURED: 404,  # a feature this server does not offer: nothing there to reach
     ErrorCode.REQUEST_TOO_LARGE: 413,
+    ErrorCode.REQUEST_TOO_SLOW: 408,
     ErrorCode.METADATA_TOO_LARGE: 413,
     ErrorCode.TOO_MUCH_AUDIO: 413,
     ErrorCode.TOO_MANY_SESSIONS: 429,
