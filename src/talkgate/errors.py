@@ -63,6 +63,7 @@ class ErrorCode(StrEnum):
     TOKEN_EXPIRED = "token_expired"  # noqa: S105 - a socket whose token ran out (reauthenticate before)
     WRONG_USER = "wrong_user"  # reauthenticate with another user's token
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # a route that exists, with another method
     CONFLICT = "conflict"
     STORAGE_ERROR = "storage_error"
     DATABASE_UNAVAILABLE = "database_unavailable"
