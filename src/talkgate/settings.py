@@ -10,6 +10,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from talkgate.errors import ErrorCode, ProtocolError
 from talkgate.protocol.dialect import KeepAliveMode, TurnEndMode
@@ -196,6 +198,10 @@ class Settings(BaseSettings):
         256 * 1024 * 1024, ge=0, validation_alias=_env("TALKGATE_MAX_CALL_CHUNKS_BYTES")
     )
 
+    # Production without ELEVENLABS_API_KEY: ``serve`` refuses to start, unless this says that the
+    # built-in simulator (an echoing agent, no real provider) is what is meant, e.g. a staging demo.
+    allow_simulator: bool = Field(False, validation_alias=_env("TALKGATE_ALLOW_SIMULATOR"))
+
     # Set by ``serve`` when it starts the built-in simulator; not read from the environment.
     simulator_mode: bool = Field(False, exclude=True)
 
@@ -223,6 +229,19 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "TALKGATE_CSP_CONNECT_SRC: each source is one origin, e.g. wss://rooms.example.com"
                 )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_database_url(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                make_url(value)
+            except (ArgumentError, ValueError):  # their text quotes the URL, password and all
+                raise ValueError(
+                    "not a database URL (e.g. postgresql+asyncpg://user:password@host:5432/talkgate; "
+                    "the port, if given, a number)"
+                ) from None
         return value
 
     @field_validator("jwt_secret")
@@ -255,19 +274,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Self:
-        if self.environment is Environment.PRODUCTION:
-            if self.jwt_secret.get_secret_value() in PLACEHOLDER_SECRETS and not self.jwt_jwks_url:
-                raise ValueError("TALKGATE_JWT_SECRET is a placeholder; set a real secret in production")
-            if self.signing_secret is None:
-                raise ValueError(
-                    "TALKGATE_SIGNING_SECRET is required in production (at least "
-                    f"{MIN_SIGNING_SECRET_BYTES} random bytes, e.g. `openssl rand -base64 48`): it signs "
-                    "playback links and media-socket URLs, whatever verifies users' JWTs"
-                )
-            for name in ("elevenlabs_api_key", "liveavatar_api_key", "elevenlabs_webhook_secret"):
-                secret = getattr(self, name)
-                if secret is not None and secret.get_secret_value() in PLACEHOLDER_SECRETS:
-                    raise ValueError(f"{name.upper()} is a placeholder; set the real key in production")
+        problems = production_problems(self) if self.environment is Environment.PRODUCTION else []
+        if problems:  # all at once, one line each, each starting with its setting's name
+            raise ValueError("\n".join(problems))
         return self
 
     # --- derived values ---
@@ -330,6 +339,30 @@ class Settings(BaseSettings):
                 code=ErrorCode.UNKNOWN_VOICE,
             )
         return agent
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What production refuses in ``settings``, one line each, starting with the setting's name."""
+    problems = []
+    jwt_secret = settings.jwt_secret.get_secret_value()
+    if jwt_secret in PLACEHOLDER_SECRETS and not settings.jwt_jwks_url:
+        problems.append("TALKGATE_JWT_SECRET is a placeholder; set a real secret in production")
+    if settings.signing_secret is None:
+        problems.append(
+            "TALKGATE_SIGNING_SECRET is required in production (at least "
+            f"{MIN_SIGNING_SECRET_BYTES} random bytes, e.g. `openssl rand -base64 48`): it signs "
+            "playback links and media-socket URLs, whatever verifies users' JWTs"
+        )
+    elif hmac.compare_digest(settings.signing_secret.get_secret_value().encode(), jwt_secret.encode()):
+        problems.append(
+            "TALKGATE_SIGNING_SECRET must differ from TALKGATE_JWT_SECRET in production: whoever can issue "
+            "users' tokens could then forge playback links and media-socket URLs, and one leak gives both"
+        )
+    for name in ("elevenlabs_api_key", "liveavatar_api_key", "elevenlabs_webhook_secret"):
+        secret = getattr(settings, name)
+        if secret is not None and secret.get_secret_value() in PLACEHOLDER_SECRETS:
+            problems.append(f"{name.upper()} is a placeholder; set the real key in production")
+    return problems
 
 
 def _check_signing_secret(name: str, value: SecretStr) -> None:
