@@ -83,7 +83,10 @@ class IntakeSlots:
         if self.in_use >= self.limit:
             _busy(f"{self.limit} webhook bodies are being received already; try again shortly")
         if self.by_peer.get(peer, 0) >= self.per_peer:
-            _busy(f"this address is sending {self.per_peer} webhook bodies already; try again shortly")
+            _busy(
+                f"this address is sending webhook bodies already (at most {self.per_peer} at a time); "
+                "try again shortly"
+            )
         self.in_use += 1
         self.by_peer[peer] = self.by_peer.get(peer, 0) + 1
         try:
