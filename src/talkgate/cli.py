@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable
@@ -13,11 +14,16 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from talkgate.settings import Settings
+from talkgate.settings import Environment, Settings
 
 log = logging.getLogger("talkgate")
 
+NAMED = re.compile(r"^([A-Z][A-Z0-9_]+) ")  # a line that starts with its setting's name
 SIMULATOR_AGENT_ID = "agent_simulator"
+NO_PROVIDER_KEY = (
+    "ELEVENLABS_API_KEY: ELEVENLABS_API_KEY is required in production (without it every call would go "
+    "to the built-in simulator); set TALKGATE_ALLOW_SIMULATOR=true if that is what you mean"
+)
 SIMULATOR_AVATAR_ID = "00000000-0000-4000-8000-000000000001"
 
 
@@ -79,6 +85,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.port == 0:
         settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     if settings.elevenlabs_api_key is None:
+        if settings.environment is Environment.PRODUCTION and not settings.allow_simulator:
+            return refused(NO_PROVIDER_KEY)
         settings = _with_simulator(settings)
     else:
         log.info("talkgate: using ElevenLabs at %s", settings.elevenlabs_base_url)
@@ -87,9 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "TALKGATE_SIGNING_SECRET is not set: playback links and media-socket URLs are signed with a "
             "key derived from TALKGATE_JWT_SECRET (development only; production requires its own secret)"
         )
-    from talkgate.persistence.migrate import upgrade
-
-    upgrade(settings.effective_database_url)
+    upgrade_database(settings)
     media_sock = bind(settings.host, settings.media_port) if settings.media_port else None
     workers = args.workers if args.workers is not None else settings.workers
     if workers <= 1:
@@ -193,11 +199,9 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from talkgate.persistence.migrate import upgrade
-
     settings = Settings()
     _logging(settings)
-    upgrade(settings.effective_database_url, args.revision)
+    upgrade_database(settings, args.revision)
     print(f"database at revision {args.revision}")
     return 0
 
@@ -283,9 +287,50 @@ def configuration_errors(exc: ValidationError) -> str:
     the value given (pydantic's own text quotes it, and with it any secret or URL password)."""
     lines = ["talkgate: the configuration is not valid:"]
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        field = str(error["loc"][0]) if error["loc"] else ""
-        lines.append(f"  {_env_name(field) or 'settings'}: {_reason(error['msg'])}")
+        lines += _lines(str(error["loc"][0]) if error["loc"] else "", error["msg"])
     return "\n".join(lines)
+
+
+def refused(*lines: str) -> int:
+    """A configuration that validates but cannot serve: said like a validation error, exit 2."""
+    print(
+        "\n".join(["talkgate: the configuration is not valid:", *(f"  {ln}" for ln in lines)]),
+        file=sys.stderr,
+    )
+    return 2
+
+
+class Refused(Exception):
+    def __init__(self, line: str) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def upgrade_database(settings: Settings, revision: str = "head") -> None:
+    """Migrate, or raise Refused naming TALKGATE_DATABASE_URL and why (never its password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from talkgate.persistence.migrate import upgrade
+
+    url = make_url(settings.effective_database_url)
+    try:
+        upgrade(settings.effective_database_url, revision)
+    except (SQLAlchemyError, OSError, ImportError) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+        if url.password:
+            reason = reason.replace(url.password, "***")
+        where = url.render_as_string(hide_password=True)
+        raise Refused(f"TALKGATE_DATABASE_URL: the database at {where} cannot be used: {reason}") from None
+
+
+def _lines(field: str, msg: str) -> list[str]:
+    """A field's error is about its own setting; the whole configuration's rules name theirs."""
+    if field:
+        return [f"  {_env_name(field) or 'settings'}: {_reason(msg)}"]
+    lines = _reason(msg).splitlines()
+    return [f"  {(m[1] if (m := NAMED.match(line)) else 'settings')}: {line}" for line in lines]
 
 
 def _env_name(field: str) -> str | None:
@@ -306,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(configuration_errors(exc), file=sys.stderr)
         return 2
+    except Refused as exc:
+        return refused(exc.line)
 
 
 if __name__ == "__main__":

@@ -63,10 +63,12 @@ class ErrorCode(StrEnum):
     TOKEN_EXPIRED = "token_expired"  # noqa: S105 - a socket whose token ran out (reauthenticate before)
     WRONG_USER = "wrong_user"  # reauthenticate with another user's token
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # a route that exists, with another method
     CONFLICT = "conflict"
     STORAGE_ERROR = "storage_error"
     DATABASE_UNAVAILABLE = "database_unavailable"
     REQUEST_TOO_LARGE = "request_too_large"
+    REQUEST_TOO_SLOW = "request_too_slow"  # a body that arrives too slowly (the webhook's minimum rate)
     WEBHOOK_BUSY = "webhook_busy"
     SPOOL_FULL = "spool_full"
     NOT_CONFIGURED = "not_configured"

@@ -10,6 +10,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from talkgate.errors import ErrorCode, ProtocolError
 from talkgate.protocol.dialect import KeepAliveMode, TurnEndMode
@@ -159,8 +161,20 @@ class Settings(BaseSettings):
     max_webhook_bytes: int = Field(
         160 * 1024 * 1024, ge=1024, validation_alias=_env("TALKGATE_MAX_WEBHOOK_BYTES")
     )
-    # Webhook bodies being received and not yet verified, per process; beyond: 503 webhook_busy.
-    webhook_concurrency: int = Field(2, ge=1, le=64, validation_alias=_env("TALKGATE_WEBHOOK_CONCURRENCY"))
+    # Webhook bodies being received and not yet verified, per process, and from one client address;
+    # beyond either: 503 webhook_busy. They are spooled to disk, so a higher total costs little memory.
+    webhook_concurrency: int = Field(16, ge=1, le=256, validation_alias=_env("TALKGATE_WEBHOOK_CONCURRENCY"))
+    webhook_concurrency_per_peer: int = Field(
+        1, ge=1, le=256, validation_alias=_env("TALKGATE_WEBHOOK_CONCURRENCY_PER_PEER")
+    )
+    # An unverified webhook body must arrive at this average rate (KiB/s) once the grace period (s)
+    # is over; slower, or idle: cut off with 408 request_too_slow, its slot freed.
+    webhook_min_rate_kib_s: float = Field(
+        32.0, gt=0, validation_alias=_env("TALKGATE_WEBHOOK_MIN_RATE_KIB_S")
+    )
+    webhook_rate_grace_s: float = Field(
+        2.0, gt=0, le=300, validation_alias=_env("TALKGATE_WEBHOOK_RATE_GRACE_S")
+    )
     # Nesting of any JSON request body (objects and arrays); deeper: 400 bad_request.
     max_json_depth: int = Field(32, ge=2, le=200, validation_alias=_env("TALKGATE_MAX_JSON_DEPTH"))
     # A conversation session's metadata, serialized as JSON; larger: 413 metadata_too_large.
@@ -183,6 +197,10 @@ class Settings(BaseSettings):
     max_call_chunks_bytes: int = Field(
         256 * 1024 * 1024, ge=0, validation_alias=_env("TALKGATE_MAX_CALL_CHUNKS_BYTES")
     )
+
+    # Production without ELEVENLABS_API_KEY: ``serve`` refuses to start, unless this says that the
+    # built-in simulator (an echoing agent, no real provider) is what is meant, e.g. a staging demo.
+    allow_simulator: bool = Field(False, validation_alias=_env("TALKGATE_ALLOW_SIMULATOR"))
 
     # Set by ``serve`` when it starts the built-in simulator; not read from the environment.
     simulator_mode: bool = Field(False, exclude=True)
@@ -211,6 +229,19 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "TALKGATE_CSP_CONNECT_SRC: each source is one origin, e.g. wss://rooms.example.com"
                 )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_database_url(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                make_url(value)
+            except (ArgumentError, ValueError):  # their text quotes the URL, password and all
+                raise ValueError(
+                    "not a database URL (e.g. postgresql+asyncpg://user:password@host:5432/talkgate; "
+                    "the port, if given, a number)"
+                ) from None
         return value
 
     @field_validator("jwt_secret")
@@ -243,19 +274,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Self:
-        if self.environment is Environment.PRODUCTION:
-            if self.jwt_secret.get_secret_value() in PLACEHOLDER_SECRETS and not self.jwt_jwks_url:
-                raise ValueError("TALKGATE_JWT_SECRET is a placeholder; set a real secret in production")
-            if self.signing_secret is None:
-                raise ValueError(
-                    "TALKGATE_SIGNING_SECRET is required in production (at least "
-                    f"{MIN_SIGNING_SECRET_BYTES} random bytes, e.g. `openssl rand -base64 48`): it signs "
-                    "playback links and media-socket URLs, whatever verifies users' JWTs"
-                )
-            for name in ("elevenlabs_api_key", "liveavatar_api_key", "elevenlabs_webhook_secret"):
-                secret = getattr(self, name)
-                if secret is not None and secret.get_secret_value() in PLACEHOLDER_SECRETS:
-                    raise ValueError(f"{name.upper()} is a placeholder; set the real key in production")
+        problems = production_problems(self) if self.environment is Environment.PRODUCTION else []
+        if problems:  # all at once, one line each, each starting with its setting's name
+            raise ValueError("\n".join(problems))
         return self
 
     # --- derived values ---
@@ -318,6 +339,30 @@ class Settings(BaseSettings):
                 code=ErrorCode.UNKNOWN_VOICE,
             )
         return agent
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What production refuses in ``settings``, one line each, starting with the setting's name."""
+    problems = []
+    jwt_secret = settings.jwt_secret.get_secret_value()
+    if jwt_secret in PLACEHOLDER_SECRETS and not settings.jwt_jwks_url:
+        problems.append("TALKGATE_JWT_SECRET is a placeholder; set a real secret in production")
+    if settings.signing_secret is None:
+        problems.append(
+            "TALKGATE_SIGNING_SECRET is required in production (at least "
+            f"{MIN_SIGNING_SECRET_BYTES} random bytes, e.g. `openssl rand -base64 48`): it signs "
+            "playback links and media-socket URLs, whatever verifies users' JWTs"
+        )
+    elif hmac.compare_digest(settings.signing_secret.get_secret_value().encode(), jwt_secret.encode()):
+        problems.append(
+            "TALKGATE_SIGNING_SECRET must differ from TALKGATE_JWT_SECRET in production: whoever can issue "
+            "users' tokens could then forge playback links and media-socket URLs, and one leak gives both"
+        )
+    for name in ("elevenlabs_api_key", "liveavatar_api_key", "elevenlabs_webhook_secret"):
+        secret = getattr(settings, name)
+        if secret is not None and secret.get_secret_value() in PLACEHOLDER_SECRETS:
+            problems.append(f"{name.upper()} is a placeholder; set the real key in production")
+    return problems
 
 
 def _check_signing_secret(name: str, value: SecretStr) -> None:

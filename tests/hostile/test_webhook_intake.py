@@ -29,7 +29,10 @@ SPOOL_IN_MEMORY = MiB  # webhook_intake.SPOOL_IN_MEMORY (not imported: the test 
 
 @pytest.fixture
 def hook_gate(tmp_path, simulator):
-    g = start_gate(tmp_path, simulator, elevenlabs_webhook_secret=SECRET, webhook_concurrency=2)
+    # A long grace period: these tests hold bodies open on purpose (the minimum rate has its own tests).
+    g = start_gate(
+        tmp_path, simulator, elevenlabs_webhook_secret=SECRET, webhook_concurrency=2, webhook_rate_grace_s=300
+    )
     yield g
     g.server.stop()
 
@@ -103,9 +106,9 @@ async def test_unverified_bodies_are_spooled_not_held_in_memory(hook_gate):
     size = 48 * MiB
     block = b" " * (256 * 1024)
 
-    async def send_forged() -> int:
+    async def send_forged(peer: str) -> int:  # one unverified body per peer at a time
         post = await raw_post(
-            hook_gate.url + PATH, {"Content-Length": str(size), "ElevenLabs-Signature": forged()}
+            hook_gate.url + PATH, {"Content-Length": str(size), "ElevenLabs-Signature": forged()}, peer=peer
         )
         try:
             for _ in range(size // len(block)):
@@ -118,7 +121,7 @@ async def test_unverified_bodies_are_spooled_not_held_in_memory(hook_gate):
 
     peak_rss_reset()
     before = peak_rss()
-    statuses = await asyncio.gather(send_forged(), send_forged())
+    statuses = await asyncio.gather(send_forged("127.0.0.2"), send_forged("127.0.0.3"))
     grown = peak_rss() - before
     count("webhook posts (forged, 48 MiB)", 2)
     assert statuses == [401, 401]
@@ -145,17 +148,21 @@ async def test_beyond_the_concurrency_limit_a_post_is_refused_at_once(hook_gate,
         return slots.in_use if slots is not None else 0
 
     held = []
-    for _ in range(2):  # two slow senders: 64 KiB of 10 MiB each, the rest never comes
+    for peer in ("127.0.0.2", "127.0.0.3"):  # two slow senders: 64 KiB of 10 MiB each, the rest never comes
         held.append(
             await raw_post(
                 hook_gate.url + PATH,
                 {"Content-Length": str(10 * MiB), "ElevenLabs-Signature": forged()},
                 b" " * (64 * 1024),
+                peer=peer,
             )
         )
     await wait_until(lambda: in_use() == 2)
     third = await raw_post(
-        hook_gate.url + PATH, {"Content-Length": str(10 * MiB), "ElevenLabs-Signature": forged()}, b" "
+        hook_gate.url + PATH,
+        {"Content-Length": str(10 * MiB), "ElevenLabs-Signature": forged()},
+        b" ",
+        peer="127.0.0.4",
     )
     try:
         answer = await third.answer()

@@ -47,10 +47,14 @@ class RawRequest:
             await self.writer.wait_closed()
 
 
-async def raw_post(url: str, headers: dict[str, str], first: bytes = b"") -> RawRequest:
-    """A POST with ``headers`` (give Content-Length), of which only ``first`` is sent so far."""
+async def raw_post(
+    url: str, headers: dict[str, str], first: bytes = b"", *, peer: str | None = None
+) -> RawRequest:
+    """A POST with ``headers`` (give Content-Length), of which only ``first`` is sent so far;
+    ``peer``: the loopback address to send from (127.0.0.2, …), another client to the server."""
     parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    local = (peer, 0) if peer else None
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port, local_addr=local)
     head = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}"]
     head += [f"{k}: {v}" for k, v in headers.items()]
     request = RawRequest(reader, writer)

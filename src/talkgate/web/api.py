@@ -6,19 +6,22 @@ Every route needs ``Authorization: Bearer <JWT>``; a user reaches only their own
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException
 
 from talkgate import metrics
 from talkgate.auth import Principal
 from talkgate.calls.runtime import Runtime
-from talkgate.errors import DatabaseUnavailable, ErrorCode, ProtocolError, TalkgateError
+from talkgate.errors import DatabaseUnavailable, ErrorCode, ProtocolError, TalkgateError, error_body
 from talkgate.persistence.models import ConversationSession
 from talkgate.web.limits import json_nesting
 
@@ -36,6 +39,7 @@ STATUS_FOR_CODE = {
     ErrorCode.TOO_MANY_SOCKETS: 429,
     ErrorCode.TOO_MANY_CONVERSATIONS: 429,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.CONFLICT: 409,
     ErrorCode.UNKNOWN_VOICE: 422,
     ErrorCode.PROVIDER_AUTH: 502,
@@ -46,6 +50,7 @@ STATUS_FOR_CODE = {
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.NOT_CONFIGURED: 404,  # a feature this server does not offer: nothing there to reach
     ErrorCode.REQUEST_TOO_LARGE: 413,
+    ErrorCode.REQUEST_TOO_SLOW: 408,
     ErrorCode.METADATA_TOO_LARGE: 413,
     ErrorCode.TOO_MUCH_AUDIO: 413,
     ErrorCode.TOO_MANY_SESSIONS: 429,
@@ -61,13 +66,53 @@ RETRY_AFTER_FOR_CODE = {ErrorCode.WEBHOOK_BUSY: 5, ErrorCode.SPOOL_FULL: 60}
 DB_AWAY = DatabaseUnavailable("the database is unavailable; try again shortly")
 
 
-def error_response(exc: TalkgateError) -> JSONResponse:
+def error_response(exc: TalkgateError, status: int | None = None) -> JSONResponse:
     metrics.ERRORS.labels(exc.code.value).inc()
-    status = STATUS_FOR_CODE.get(exc.code, 400 if isinstance(exc, ProtocolError) else 500)
+    status = status or STATUS_FOR_CODE.get(exc.code, 400 if isinstance(exc, ProtocolError) else 500)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if exc.code in RETRY_AFTER_FOR_CODE:
         headers = {"Retry-After": str(RETRY_AFTER_FOR_CODE[exc.code])}
     return JSONResponse(exc.body(), status_code=status, headers=headers)
+
+
+# Starlette's and FastAPI's own refusals (no such route, another method, a body that cannot be read).
+CODE_FOR_HTTP_STATUS = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.REQUEST_TOO_LARGE,
+}
+MAX_ERRORS_NAMED = 3  # validation errors named in one message; the rest are counted
+MAX_ECHO = 40  # characters of a field's name or of a message that a refusal repeats
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 1] + "…"
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """The fields a request got wrong, and how, in a line that never repeats the input (a field's
+    name, in a body's free-form keys, is cut short). Pure."""
+    named = []
+    for error in errors[:MAX_ERRORS_NAMED]:
+        where = ".".join(_clip(str(part)) for part in error.get("loc", ()))
+        named.append(f"{where}: {_clip(str(error.get('msg', 'invalid')))}")
+    more = len(errors) - MAX_ERRORS_NAMED
+    return "invalid request: " + "; ".join(named) + (f" (and {more} more)" if more > 0 else "")
+
+
+def invalid_response(exc: RequestValidationError) -> JSONResponse:
+    return error_response(ProtocolError(validation_message(exc.errors())), status=422)
+
+
+def http_error_response(exc: HTTPException) -> JSONResponse:
+    default = ErrorCode.BAD_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL
+    code = CODE_FOR_HTTP_STATUS.get(exc.status_code, default)
+    metrics.ERRORS.labels(code.value).inc()
+    message = _clip(str(exc.detail)) if isinstance(exc.detail, str) else code.value.replace("_", " ")
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
 def runtime(request: Request) -> Runtime:
@@ -191,3 +236,6 @@ def install(api: Any) -> None:
     api.add_exception_handler(TalkgateError, lambda _req, exc: error_response(exc))
     # The database away (restart, fail-over): a 503 that says so, not a bare 500.
     api.add_exception_handler(OperationalError, lambda _req, _exc: error_response(DB_AWAY))
+    # FastAPI's and Starlette's refusals in talkgate's one error body, not their {"detail": …}.
+    api.add_exception_handler(RequestValidationError, lambda _req, exc: invalid_response(exc))
+    api.add_exception_handler(HTTPException, lambda _req, exc: http_error_response(exc))

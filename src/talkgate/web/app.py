@@ -104,7 +104,10 @@ def create_app(settings: Settings) -> TalkgateApp:
         return Response(body, media_type=content_type)
 
     api.add_middleware(
-        BodyLimit, max_bytes=settings.max_request_bytes, max_json_depth=settings.max_json_depth
+        BodyLimit,
+        max_bytes=settings.max_request_bytes,
+        max_json_depth=settings.max_json_depth,
+        noise=sio.noise,  # one log budget per peer, whether its noise comes over HTTP or Socket.IO
     )
     api.add_middleware(SecurityHeaders, headers=security_headers(settings))
     if (

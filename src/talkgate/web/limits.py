@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 
 import numpy as np
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from talkgate import metrics
+from talkgate import logs, metrics
 from talkgate.errors import ErrorCode, error_body
+
+log = logging.getLogger("talkgate.http")
 
 OWN_LIMITS = re.compile(r"^/api/(calls/[^/]+/chunks|elevenlabs/webhook)$")
 
@@ -106,9 +110,8 @@ class JsonDepthLimit:
         body = bytearray()
         while True:
             message = await receive()
-            if message["type"] != "http.request":  # the client left: let the route see that
-                await self.app(scope, _replay([message], receive), send)
-                return
+            if message["type"] != "http.request":  # the client left: BodyLimit notes it
+                raise ClientDisconnect
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
@@ -126,12 +129,32 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replayed
 
 
+def peer_of(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 class BodyLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int, max_json_depth: int = 32) -> None:
+    """Also the one place where a client that leaves before its body is in is noted: one short
+    line, held to the per-peer log limit (``noise``), where there was a 74-line traceback."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, max_json_depth: int = 32, noise: logs.PeerNoise | None = None
+    ) -> None:
         self.app = JsonDepthLimit(app, max_json_depth)
         self.max_bytes = max_bytes
+        self.noise = noise or logs.PeerNoise(10)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._limited(scope, receive, send)
+        except ClientDisconnect:
+            peer = peer_of(scope)
+            self.noise.line(
+                log, peer, "peer %s left before its request body was in: %s", peer, scope["path"][:80]
+            )
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or OWN_LIMITS.match(scope["path"]):
             await self.app(scope, receive, send)
             return

@@ -3,6 +3,7 @@ answer with, so that /docs shows what a failure looks like as well as a success.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,7 +21,7 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error talkgate itself answers with (FastAPI's request validation keeps its ``detail``)."""
+    """Every error talkgate answers with, request validation's included."""
 
     error: ErrorDetail
 
@@ -38,20 +39,10 @@ UNAVAILABLE = _error("The database or the recording store is unavailable; try ag
 BAD_SIGNATURE = _error("The ElevenLabs-Signature header is missing, stale or does not match the body")
 # Routes that authenticate their caller by a signature of their own rather than a user's token.
 SIGNED_BY_CALLER = frozenset({"/api/elevenlabs/webhook"})
-INVALID = {
-    "description": "A field is invalid: FastAPI's validation `detail`, or talkgate's error body "
-    "(e.g. `unknown_voice`)",
-    "content": {
-        "application/json": {
-            "schema": {
-                "anyOf": [
-                    {"$ref": "#/components/schemas/ErrorBody"},
-                    {"$ref": "#/components/schemas/HTTPValidationError"},
-                ]
-            }
-        }
-    },
-}
+INVALID = _error(
+    "A parameter or a body field is invalid (`bad_request`, the message naming the fields) or names "
+    "something unknown (e.g. `unknown_voice`)"
+)
 
 
 def error_responses(path: str, operation: dict[str, Any]) -> dict[str, Any]:
@@ -83,44 +74,23 @@ def document(api: FastAPI) -> None:
                 schemas.setdefault(name, schema)
             schemas["ErrorBody"] = ErrorBody.model_json_schema(ref_template=REF)
             schemas["ErrorBody"].pop("$defs", None)
-            schemas.setdefault("HTTPValidationError", _validation_error_schema())
-            schemas.setdefault("ValidationError", _validation_item_schema())
             for path, operations in spec.get("paths", {}).items():
                 for operation in operations.values():
                     for status, response in error_responses(path, operation).items():
                         operation.setdefault("responses", {})[status] = response
+            _drop_unused(spec, ("HTTPValidationError", "ValidationError"))
             api.openapi_schema = spec
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
 
 
-def _validation_error_schema() -> dict[str, Any]:
-    return {
-        "title": "HTTPValidationError",
-        "type": "object",
-        "properties": {
-            "detail": {
-                "title": "Detail",
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/ValidationError"},
-            }
-        },
-    }
-
-
-def _validation_item_schema() -> dict[str, Any]:
-    return {
-        "title": "ValidationError",
-        "type": "object",
-        "required": ["loc", "msg", "type"],
-        "properties": {
-            "loc": {
-                "title": "Location",
-                "type": "array",
-                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-            },
-            "msg": {"title": "Message", "type": "string"},
-            "type": {"title": "Error Type", "type": "string"},
-        },
-    }
+def _drop_unused(spec: dict[str, Any], names: tuple[str, ...]) -> None:
+    """FastAPI's validation-error schemas: no answer has that shape any more (talkgate's 422 is
+    its error body), so they go unless something still refers to them."""
+    schemas = spec["components"]["schemas"]
+    dropped = {name: schemas.pop(name) for name in names if name in schemas}
+    text = json.dumps(spec)
+    for name, schema in dropped.items():
+        if REF.format(model=name) in text:
+            schemas[name] = schema
