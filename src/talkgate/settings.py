@@ -165,7 +165,7 @@ class Settings(BaseSettings):
     # beyond either: 503 webhook_busy. They are spooled to disk, so a higher total costs little memory.
     webhook_concurrency: int = Field(16, ge=1, le=256, validation_alias=_env("TALKGATE_WEBHOOK_CONCURRENCY"))
     webhook_concurrency_per_peer: int = Field(
-        1, ge=1, le=256, validation_alias=_env("TALKGATE_WEBHOOK_CONCURRENCY_PER_PEER")
+        4, ge=1, le=256, validation_alias=_env("TALKGATE_WEBHOOK_CONCURRENCY_PER_PEER")
     )
     # An unverified webhook body must arrive at this average rate (KiB/s) once the grace period (s)
     # is over; slower, or idle: cut off with 408 request_too_slow, its slot freed.

@@ -47,8 +47,15 @@ async def genuine_delivery(gate) -> httpx.Response:
 
 @pytest.fixture
 def patient_gate(tmp_path, simulator):
-    """The default slots, and a grace period long enough that idle bodies are still held."""
-    g = start_gate(tmp_path, simulator, elevenlabs_webhook_secret=SECRET, webhook_rate_grace_s=300)
+    """The default total, one body per address, and a grace period long enough that idle bodies
+    are still held."""
+    g = start_gate(
+        tmp_path,
+        simulator,
+        elevenlabs_webhook_secret=SECRET,
+        webhook_concurrency_per_peer=1,
+        webhook_rate_grace_s=300,
+    )
     yield g
     g.server.stop()
 

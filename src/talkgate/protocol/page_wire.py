@@ -70,6 +70,8 @@ ERROR_MESSAGES: dict[str, str] = {
     ErrorCode.DATABASE_UNAVAILABLE: "The call log could not be saved yet; talkgate keeps trying.",
     ErrorCode.REQUEST_TOO_LARGE: "The request was too large.",
     ErrorCode.WEBHOOK_BUSY: "The server is busy; try again shortly.",
+    ErrorCode.REQUEST_TOO_SLOW: "The request arrived too slowly and was cut off; try again.",
+    ErrorCode.METHOD_NOT_ALLOWED: "That address does not take this kind of request.",
     ErrorCode.SPOOL_FULL: "The server has no room for this upload right now; try again later.",
     ErrorCode.NOT_CONFIGURED: "This server does not offer that.",
     ErrorCode.INTERNAL: "talkgate hit an internal error.",

@@ -41,6 +41,8 @@ export const ERROR_MESSAGES = Object.freeze({
   "database_unavailable": "The call log could not be saved yet; talkgate keeps trying.",
   "request_too_large": "The request was too large.",
   "webhook_busy": "The server is busy; try again shortly.",
+  "request_too_slow": "The request arrived too slowly and was cut off; try again.",
+  "method_not_allowed": "That address does not take this kind of request.",
   "spool_full": "The server has no room for this upload right now; try again later.",
   "not_configured": "This server does not offer that.",
   "internal": "talkgate hit an internal error.",
