@@ -91,17 +91,30 @@ def webhook_signature_header(secret: bytes, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v0={mac}"
 
 
-def verify_webhook_signature(secret: bytes, body: bytes, header: str | None, now: float) -> None:
+@dataclass(frozen=True, slots=True)
+class SignatureHeader:
+    timestamp: int
+    mac: str
+
+
+def parse_signature(header: str | None, now: float) -> SignatureHeader:
+    """``ElevenLabs-Signature: t=<unix>,v0=<hex>``, its timestamp within the tolerance of ``now``:
+    checked before the body it signs is read."""
     if not header:
         raise AuthError("missing ElevenLabs-Signature header")
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
     try:
         timestamp = int(parts["t"])
-        given = parts["v0"]
+        mac = parts["v0"]
     except (KeyError, ValueError) as exc:
         raise AuthError("malformed ElevenLabs-Signature header") from exc
     if abs(now - timestamp) > WEBHOOK_TOLERANCE_S:
         raise AuthError("webhook signature timestamp is outside the 30-minute tolerance")
-    expected = webhook_signature_header(secret, body, timestamp).split("v0=", 1)[1]
-    if not hmac.compare_digest(expected, given):
+    return SignatureHeader(timestamp, mac)
+
+
+def verify_webhook_signature(secret: bytes, body: bytes, header: str | None, now: float) -> None:
+    signature = parse_signature(header, now)
+    expected = webhook_signature_header(secret, body, signature.timestamp).split("v0=", 1)[1]
+    if not hmac.compare_digest(expected, signature.mac):
         raise AuthError("webhook signature does not match")

@@ -33,7 +33,7 @@ from typing import IO, Any, NoReturn
 from fastapi import Request
 
 from talkgate.errors import AuthError, ErrorCode, ProtocolError, TalkgateError
-from talkgate.protocol.signing import WEBHOOK_TOLERANCE_S
+from talkgate.protocol.signing import parse_signature
 from talkgate.settings import Settings
 from talkgate.web.limits import json_too_deep, too_deep_message
 
@@ -41,27 +41,6 @@ SPOOL_IN_MEMORY = 1024 * 1024  # a body's bytes held in memory before it goes to
 WRITE_BATCH = 256 * 1024  # the body is written to its file in batches of this, from a worker thread
 # A slot is held until the body is in: a client that trickles its body would otherwise keep it.
 READ_TIMEOUT_S = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class SignatureHeader:
-    timestamp: int
-    mac: str
-
-
-def parse_signature(header: str | None, now: float) -> SignatureHeader:
-    """``t=<unix>,v0=<hex>``, its timestamp within the tolerance of ``now``. Pure."""
-    if not header:
-        raise AuthError("missing ElevenLabs-Signature header")
-    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
-    try:
-        timestamp = int(parts["t"])
-        mac = parts["v0"]
-    except (KeyError, ValueError) as exc:
-        raise AuthError("malformed ElevenLabs-Signature header") from exc
-    if abs(now - timestamp) > WEBHOOK_TOLERANCE_S:
-        raise AuthError("webhook signature timestamp is outside the 30-minute tolerance")
-    return SignatureHeader(timestamp, mac)
 
 
 def _busy(message: str) -> NoReturn:
