@@ -287,6 +287,9 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
             return
         if socket.upgraded:
             await socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
+            # python-engineio's own websocket writer (fast paths off) ends only at this, not at CLOSE:
+            # without it the websocket stayed open until the peer's next frame or the ping timeout.
+            socket.queue.put_nowait(None)
             return
         self.closing.add(eio_sid)
         # Engine.IO's CLOSE, collected last: the peer learns that the session ended, and polls no more.
