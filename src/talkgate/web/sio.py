@@ -308,11 +308,12 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
         peer = self.peer(eio_sid)
         self.partial.pop(eio_sid, None)
-        if (deadline := self.connect_deadlines.pop(eio_sid, None)) is not None:
-            deadline.cancel()
         try:
             await super()._handle_eio_disconnect(eio_sid, reason)
         finally:
+            # (after the namespaces' disconnects, which may have re-armed it)
+            if (deadline := self.connect_deadlines.pop(eio_sid, None)) is not None:
+                deadline.cancel()
             self.noise.report(log, peer)
 
 
