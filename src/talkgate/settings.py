@@ -137,6 +137,9 @@ class Settings(BaseSettings):
     # read would grow this without end; past it, the socket is closed (slow_consumer). Agent audio is
     # dropped well before (200 packets), so a live app never comes near.
     max_socket_backlog: int = Field(1000, ge=50, validation_alias=_env("TALKGATE_MAX_SOCKET_BACKLOG"))
+    # An Engine.IO session (websocket or long-polling) must complete its authenticated Socket.IO connect
+    # within this many seconds, and is closed when it has no connected Socket.IO socket for that long.
+    connect_timeout_s: float = Field(10.0, gt=0, le=300, validation_alias=_env("TALKGATE_CONNECT_TIMEOUT"))
     # Per user, per process (with N workers a user may hold up to N times as many).
     max_sockets_per_user: int = Field(10, ge=1, validation_alias=_env("TALKGATE_MAX_SOCKETS_PER_USER"))
     max_conversations_per_user: int = Field(

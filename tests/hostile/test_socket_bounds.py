@@ -166,6 +166,84 @@ async def test_long_polling_binary_packets_are_bounded_too(gate):
     await witness_still_answers(witness)
 
 
+def gone(gate: Any, eio_sid: str) -> bool:
+    sockets = gate.app.sio.eio.sockets
+    return partial_packet_gone(gate, eio_sid) and (eio_sid not in sockets or sockets[eio_sid].closed)
+
+
+async def test_before_the_socketio_connect_any_binary_message_closes_its_socket(gate):
+    """talkgate's connect takes no binary data: before it, a binary packet (here 2 x 900 KB, over the
+    message limit) or a bare attachment is refused at once, on websocket and long-polling."""
+    witness = await witness_on(gate)
+    two = ["send_audio", PLACEHOLDER, {"_placeholder": True, "num": 1}]
+    for frames in (["452-" + json.dumps(two), ATTACHMENT, ATTACHMENT], [ATTACHMENT]):
+        ws, eio_sid = await raw_socket(gate, user=None)
+        count("socket.io binary packets", 1)
+        try:
+            for frame in frames:  # before: the socket stayed open, its packet waiting
+                await ws.send(frame)
+        except websockets.ConnectionClosed:
+            pass
+        assert not errors_in(await frames_until_closed(ws))  # (no Socket.IO socket to tell)
+        await wait_until(lambda sid=eio_sid: gone(gate, sid))
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        polling = Polling(gate, client)
+        polling.sid = json.loads((await client.get(polling.url)).text[1:])["sid"]
+        count("socket.io binary packets", 1)
+        await polling.post("451-" + json.dumps(["send_audio", PLACEHOLDER]))
+        assert await polling.get() == "1"  # Engine.IO's CLOSE
+        await wait_until(lambda: gone(gate, polling.sid))
+    await witness_still_answers(witness)
+
+
+async def test_a_session_without_a_socketio_connect_is_closed_after_the_connect_timeout(tmp_path):
+    gate = start_gate(tmp_path, None, connect_timeout_s=0.5)
+    try:
+        app = await connect(gate, "alice")  # connected in time: it stays
+        idle, idle_sid = await raw_socket(gate, user=None)
+        left, left_sid = await raw_socket(gate)
+        await left.send("41")  # leaves the namespace, keeps the Engine.IO session
+        count("idle engine.io sessions", 3)
+        await frames_until_closed(idle)  # before: open for as long as the peer answered pings
+        await frames_until_closed(left)
+        await wait_until(lambda: gone(gate, idle_sid) and gone(gate, left_sid))
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            polling = Polling(gate, client)
+            polling.sid = json.loads((await client.get(polling.url)).text[1:])["sid"]
+            assert await polling.get() == "1"  # Engine.IO's CLOSE, once the timeout has passed
+            await wait_until(lambda: gone(gate, polling.sid))
+        assert (await app.call("user_activity_signal"))["error"]["code"] == "no_conversation"
+        await app.sio.disconnect()
+    finally:
+        gate.server.stop()
+
+
+async def frames_until(ws: Any, prefix: str) -> list[str | bytes]:
+    frames: list[str | bytes] = []
+    async with asyncio.timeout(TIMEOUT):
+        while not (frames and str(frames[-1]).startswith(prefix)):
+            frames.append(await ws.recv())
+    return frames
+
+
+async def test_an_event_too_deep_to_decode_is_answered_and_its_socket_carries_on(gate, no_unhandled_errors):
+    ws, _ = await raw_socket(gate)
+    deep = "[" * 300_000 + "]" * 300_000
+    count("socket.io events", 2)
+    await ws.send('427["conversation_start",' + deep + "]")
+    frames = await frames_until(ws, "437")  # before: neither an acknowledgement nor an error
+    (error,) = errors_in(frames)
+    assert error["code"] == "bad_request" and error["fatal"] is False, error
+    (ack,) = json.loads(str(frames[-1])[3:])
+    assert ack["ok"] is False and ack["error"]["code"] == "bad_request", ack
+    await ws.send('42["conversation_start",' + deep + "]")  # no acknowledgement asked: the error only
+    await ws.send('428["conversation_end"]')
+    frames = await frames_until(ws, "438")
+    assert [e["code"] for e in errors_in(frames)] == ["bad_request", "no_conversation"], frames
+    assert json.loads(str(frames[-1])[3:])[0]["error"]["code"] == "no_conversation"
+    await ws.close()
+
+
 GARBAGE = [
     "42[",  # JSON cut short
     '42["send_audio", {"audio": ',
@@ -176,6 +254,7 @@ GARBAGE = [
     '42["conversation_end"]',  # (before connecting) an event without a namespace
     "42" + "[" * 100_000,  # past json's recursion limit
 ]
+PRE_CONNECT_GARBAGE = [g for g in GARBAGE if not g.startswith("45")]
 SHORT_LINE = 300
 
 
@@ -191,8 +270,8 @@ async def test_a_thousand_malformed_messages_write_a_few_short_lines(gate, caplo
     caplog.set_level(logging.INFO)
     witness = await witness_on(gate)
     ws, _ = await raw_socket(gate, user=None)  # not authenticated at first
-    for i in range(600):
-        await ws.send(GARBAGE[i % len(GARBAGE)])
+    for i in range(600):  # (a binary packet before the connect closes its socket: tested above)
+        await ws.send(PRE_CONNECT_GARBAGE[i % len(PRE_CONNECT_GARBAGE)])
     await ws.send("40" + json.dumps({"token": gate.token("mallory")}))
     for i in range(600):
         await ws.send(GARBAGE[i % len(GARBAGE)])

@@ -111,12 +111,15 @@ async def paced_turn(app: AppClient, clip: bytes, turn: int) -> None:
         await app.wait_for("agent_audio", len(app.of("agent_audio")) + 1)
 
 
-async def connect(gate: Gate, user: str = "alice", token: str | None = None) -> AppClient:
-    return await connect_to(gate.url, token or gate.token(user))
+async def connect(
+    gate: Gate, user: str = "alice", token: str | None = None, transports: tuple[str, ...] = ("websocket",)
+) -> AppClient:
+    return await connect_to(gate.url, token or gate.token(user), transports)
 
 
-async def connect_to(url: str, token: str) -> AppClient:
-    """An app on the WebSocket transport (as the page and bench use), recording every event."""
+async def connect_to(url: str, token: str, transports: tuple[str, ...] = ("websocket",)) -> AppClient:
+    """An app on the WebSocket transport (as the page and bench use; or ``transports``), recording
+    every event."""
     client = AppClient(socketio.AsyncClient(reconnection=False))
 
     async def record(event: str, *args: Any) -> None:
@@ -125,7 +128,7 @@ async def connect_to(url: str, token: str) -> AppClient:
             client._arrived.notify_all()
 
     client.sio.on("*", record)
-    await client.sio.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=TIMEOUT)
+    await client.sio.connect(url, auth={"token": token}, transports=list(transports), wait_timeout=TIMEOUT)
     return client
 
 

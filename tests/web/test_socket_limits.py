@@ -6,6 +6,7 @@ conversation cleanly and is disconnected unless it reauthenticates."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -114,6 +115,22 @@ async def test_a_socket_whose_token_expires_ends_its_conversation_cleanly_and_is
     )
     assert (await witness.call("user_activity_signal"))["error"]["code"] == "no_conversation"  # still there
     await witness.sio.disconnect()
+
+
+async def test_a_long_polling_socket_whose_token_expires_is_told_and_disconnected(gate, caplog):
+    app = await connect(gate, token=short_token(gate, left_s=2), transports=("polling",))
+    eio_sid = app.sio.eio.sid
+    reasons: list[Any] = []
+    disconnected = asyncio.Event()
+    app.sio.on("disconnect", lambda *why: (reasons.append(why), disconnected.set()))
+    (error,) = await app.wait_for("conversation_error")
+    assert error["code"] == "token_expired" and error["fatal"] is True, error
+    async with asyncio.timeout(TIMEOUT):  # before: the client still thought itself connected
+        await disconnected.wait()
+    assert reasons == [(app.sio.reason.SERVER_DISCONNECT,)], reasons  # Socket.IO's DISCONNECT
+    sockets = gate.app.sio.eio.sockets
+    await wait_until(lambda: eio_sid not in sockets or sockets[eio_sid].closed)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]  # no 500, no traceback
 
 
 async def test_reauthenticate_moves_the_deadline_for_the_same_user_only(gate):

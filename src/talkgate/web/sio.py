@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import engineio
 import socketio
 
 from talkgate import fastpaths, logs, metrics
@@ -47,6 +48,18 @@ Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]  # (sid, payload) → 
 BINARY_PACKET_TYPES = ("5", "6")  # Socket.IO BINARY_EVENT, BINARY_ACK: attachments follow
 
 
+def event_ack_id(text: str) -> int | None:
+    """The acknowledgement id of a Socket.IO EVENT packet to the default namespace (``212["event",...]``),
+    read from its header without decoding its JSON; None where it asks for none (or is not such a packet)."""
+    if text[:1] != "2":
+        return None
+    start = 3 if text.startswith("2/,") else 1
+    end = start
+    while end < len(text) and end - start < 16 and "0" <= text[end] <= "9":
+        end += 1
+    return int(text[start:end]) if end > start else None
+
+
 def declared_attachments(text: str) -> int:
     """How many attachments a binary packet's header (``51-["event",...]``) declares, read as
     python-socketio reads it; 0 where it declares none it can parse (never valid for a binary packet),
@@ -62,11 +75,15 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server, with talkgate's bounds on what one socket may send before a handler
     runs, on the websocket loop and on long-polling alike (both deliver to ``_handle_eio_message``):
 
+    - an Engine.IO session must complete its authenticated Socket.IO connect within
+      ``connect_timeout_s`` (and may not stay without one for longer), else it is closed; until then
+      it may send no binary message at all (talkgate's connect takes none): the socket is closed;
     - a binary packet may declare 1 to ``max_attachments`` attachments, and the packet with its
       attachments may hold at most ``max_http_buffer_size`` bytes; beyond, the partial packet is
       dropped, the socket gets a fatal ``conversation_error`` and is closed;
     - a message python-socketio cannot decode is dropped with one short log line, rate-limited per
-      peer address (the library would log it with a traceback);
+      peer address (the library would log it with a traceback); an event among them is answered
+      with ``conversation_error`` ``bad_request`` (and its acknowledgement, where its id can be read);
     - a socket with more than ``max_backlog`` packets waiting to be sent (a peer that sends but does
       not read) is closed (``slow_consumer``) at its next message.
 
@@ -76,10 +93,19 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
     """
 
     def __init__(
-        self, *, max_attachments: int, noise: logs.PeerNoise, max_backlog: int = 1000, **options: Any
+        self,
+        *,
+        max_attachments: int,
+        noise: logs.PeerNoise,
+        max_backlog: int = 1000,
+        connect_timeout_s: float = 10.0,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
         self.max_attachments = max_attachments
+        self.connect_timeout_s = connect_timeout_s
+        # Engine.IO sid → the timer that closes it unless it has a connected Socket.IO socket by then.
+        self.connect_deadlines: dict[str, asyncio.TimerHandle] = {}
         self.max_backlog = max_backlog
         self.max_packet_bytes: int = options["max_http_buffer_size"]
         self.noise = noise
@@ -102,6 +128,7 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
     def library_fits(self) -> bool:
         return (
             self.eio.handlers.get("message") == self._handle_eio_message
+            and self.eio.handlers.get("connect") == self._handle_eio_connect
             and self.eio.handlers.get("disconnect") == self._handle_eio_disconnect
             and isinstance(getattr(self, "_binary_packet", None), dict)
         )
@@ -115,6 +142,67 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
         pending = getattr(self, "_binary_packet", None)
         if isinstance(pending, dict):
             pending.pop(eio_sid, None)
+
+    def connected(self, eio_sid: str) -> bool:
+        """Whether the Engine.IO session has a (so authenticated) Socket.IO socket on the namespace."""
+        return self.manager.sid_from_eio_sid(eio_sid, "/") is not None
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        result = await super()._handle_eio_connect(eio_sid, environ)
+        self.arm_connect_deadline(eio_sid)
+        return result
+
+    def arm_connect_deadline(self, eio_sid: str) -> None:
+        """In ``connect_timeout_s``, close the Engine.IO session unless it has a Socket.IO socket then."""
+        if (old := self.connect_deadlines.pop(eio_sid, None)) is not None:
+            old.cancel()
+
+        def check() -> None:
+            self.connect_deadlines.pop(eio_sid, None)
+            if not self.connected(eio_sid):
+                self.spawn_closer(self.connect_overdue(eio_sid))
+
+        self.connect_deadlines[eio_sid] = asyncio.get_running_loop().call_later(self.connect_timeout_s, check)
+
+    async def connect_overdue(self, eio_sid: str) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed or self.connected(eio_sid):
+            return
+        self.noise.line(
+            log,
+            self.peer(eio_sid),
+            "socket %s: closed: no Socket.IO connect within %g s (TALKGATE_CONNECT_TIMEOUT)",
+            eio_sid,
+            self.connect_timeout_s,
+        )
+        await self.close_engine_socket(eio_sid)
+
+    def spawn_closer(self, closing: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(closing)
+        self.closers.add(task)
+        task.add_done_callback(self.closers.discard)
+
+    async def _handle_disconnect(self, eio_sid: str, namespace: str | None, reason: Any = None) -> None:
+        self.partial.pop(eio_sid, None)  # (the library drops its own partial packet)
+        await super()._handle_disconnect(eio_sid, namespace, reason)
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None and not (socket.closing or socket.closed):
+            self.arm_connect_deadline(eio_sid)  # left the namespace: the session may not idle on
+
+    def binary_refusal(self, eio_sid: str, data: str | bytes) -> TalkgateError | None:
+        """Why a binary message or binary packet's header, which no partial packet awaits, closes its
+        socket; None where it may go on to python-socketio."""
+        if not self.connected(eio_sid):
+            return ProtocolError("no binary message is allowed before the Socket.IO connect")
+        if type(data) is not str:
+            return None  # python-socketio drops it (bad input)
+        if not 1 <= declared_attachments(data) <= self.max_attachments:
+            return ProtocolError(
+                f"a message may carry 1 to {self.max_attachments} binary attachments "
+                "(TALKGATE_MAX_ATTACHMENTS)",
+                code=ErrorCode.TOO_MANY_ATTACHMENTS,
+            )
+        return None
 
     async def _handle_eio_message(self, eio_sid: str, data: str | bytes) -> None:
         socket = self.eio.sockets.get(eio_sid)
@@ -141,15 +229,10 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
             partial[0] -= 1
             if partial[0] <= 0:
                 del self.partial[eio_sid]
-        elif type(data) is str and data[:1] in BINARY_PACKET_TYPES:
-            started = declared_attachments(data)
-            if not 1 <= started <= self.max_attachments:
-                error = ProtocolError(
-                    f"a message may carry 1 to {self.max_attachments} binary attachments "
-                    "(TALKGATE_MAX_ATTACHMENTS)",
-                    code=ErrorCode.TOO_MANY_ATTACHMENTS,
-                )
-                return await self.refuse(eio_sid, error)
+        elif type(data) is not str or data[:1] in BINARY_PACKET_TYPES:
+            if (refusal := self.binary_refusal(eio_sid, data)) is not None:
+                return await self.refuse(eio_sid, refusal)
+            started = declared_attachments(data) if type(data) is str else 0
         try:
             await super()._handle_eio_message(eio_sid, data)
         except engine.BAD_INPUT as exc:
@@ -161,9 +244,27 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
                 eio_sid,
                 logs.short_exception(exc),
             )
+            if type(data) is str and partial is None:
+                await self.answer_undecodable(eio_sid, data)
             return
         if started:
             self.partial[eio_sid] = [started, len(data)]
+
+    async def answer_undecodable(self, eio_sid: str, text: str) -> None:
+        """An event python-socketio could not decode: the app is told (``bad_request``), and acknowledged
+        where the packet's id can be read; its socket carries on."""
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is None or text[:1] != "2":
+            return
+        error = ProtocolError("this event could not be decoded (malformed or too deeply nested JSON)")
+        metrics.ERRORS.labels(error.code.value).inc()
+        payload = app_events.error_payload(error, fatal=False)
+        await self.emit(S.CONVERSATION_ERROR, payload, to=sid, ignore_queue=True)
+        if (ack_id := event_ack_id(text)) is not None:
+            ack = self.packet_class(
+                socketio.packet.ACK, namespace="/", id=ack_id, data=[app_events.failed(error)]
+            )
+            await self._send_packet(eio_sid, ack)
 
     async def refuse(self, eio_sid: str, error: TalkgateError) -> None:
         """Drop the socket's partial packet, tell it why (fatal) and close it."""
@@ -186,8 +287,13 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
             return
         if socket.upgraded:
             await socket.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT)
+            # python-engineio's own websocket writer (fast paths off) ends only at this, not at CLOSE:
+            # without it the websocket stayed open until the peer's next frame or the ping timeout.
+            socket.queue.put_nowait(None)
             return
         self.closing.add(eio_sid)
+        # Engine.IO's CLOSE, collected last: the peer learns that the session ended, and polls no more.
+        await socket.send(engineio.packet.Packet(engineio.packet.CLOSE))
 
         async def close_once_collected() -> None:
             try:
@@ -197,9 +303,7 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
             finally:
                 self.closing.discard(eio_sid)
 
-        task = asyncio.ensure_future(close_once_collected())
-        self.closers.add(task)
-        task.add_done_callback(self.closers.discard)
+        self.spawn_closer(close_once_collected())
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any = None) -> None:
         peer = self.peer(eio_sid)
@@ -207,6 +311,9 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
         try:
             await super()._handle_eio_disconnect(eio_sid, reason)
         finally:
+            # (after the namespaces' disconnects, which may have re-armed it)
+            if (deadline := self.connect_deadlines.pop(eio_sid, None)) is not None:
+                deadline.cancel()
             self.noise.report(log, peer)
 
 
@@ -369,6 +476,9 @@ class RelayNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         log.info("socket %s: token expired, disconnected", sid)
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         if eio_sid is not None:
+            # Socket.IO's DISCONNECT, then Engine.IO's CLOSE: on long-polling as on websocket, the app's
+            # client learns it was disconnected by the server (and does not poll a closed session).
+            await self.sio.disconnect(sid, ignore_queue=True)
             await self.sio.close_engine_socket(eio_sid)
 
     async def reauthenticate(self, sid: str, payload: Any) -> dict[str, Any]:
@@ -418,6 +528,7 @@ def create_sio(get_runtime: Callable[[], Runtime], settings: Settings) -> RelayS
     sio = RelayServer(
         max_attachments=settings.max_attachments,
         max_backlog=settings.max_socket_backlog,
+        connect_timeout_s=settings.connect_timeout_s,
         noise=noise,
         logger=logs.library_logger("talkgate.socketio", noise),
         engineio_logger=logs.library_logger("talkgate.engineio", noise),
