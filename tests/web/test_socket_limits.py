@@ -6,6 +6,7 @@ conversation cleanly and is disconnected unless it reauthenticates."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from typing import Any
@@ -98,6 +99,10 @@ async def test_a_socket_whose_token_expires_ends_its_conversation_cleanly_and_is
     app.sio.on("disconnect", lambda *_: disconnected.set())
     started = await app.call("conversation_start", {})
     assert started["ok"], started
+    # A little audio, so that the call has a recording to save (a call with none records nothing).
+    assert (await app.call("user-audio-start"))["ok"]
+    assert (await app.call("send_audio", {"audio": base64.b64encode(b"\x01\x02" * 1600).decode()}))["ok"]
+    assert (await app.call("user-audio-end"))["ok"]
     (error,) = await app.wait_for("conversation_error")
     assert error["code"] == "token_expired" and error["fatal"] is True, error
     (ended,) = await app.wait_for("conversation_ended")
