@@ -372,7 +372,11 @@ async def test_a_socket_that_sends_without_reading_is_closed_at_its_backlog_limi
             with contextlib.suppress(ConnectionError):
                 for batch in range(1000):  # at most 100,000 events, each answered with an ack and an error
                     for i in range(100):
-                        await unread.send(f'42{batch * 100 + i}["{"x" * 60}"]')
+                        try:  # a server that closed this socket stops reading it: what we send waits
+                            async with asyncio.timeout(TIMEOUT):
+                                await unread.send(f'42{batch * 100 + i}["{"x" * 60}"]')
+                        except TimeoutError:
+                            raise ConnectionError("the server no longer reads this socket") from None
                     sent += 100
                     engine_socket = sio.eio.sockets.get(eio_sid)
                     if engine_socket is None or engine_socket.closed:

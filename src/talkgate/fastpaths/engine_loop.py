@@ -160,7 +160,10 @@ async def _write(socket: AsyncSocket, ws: _WebSocket) -> None:
     except Exception:  # the peer is gone: the read loop ends with it
         return
     finally:
-        await ws.close()
+        # A peer that does not read never takes the close frame either: give up on it after a while
+        # (the server's transport then goes when the peer does, or with uvicorn's ping timeout).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ws.close(), WRITER_GRACE_S)
 
 
 async def serve(
