@@ -40,7 +40,6 @@ MAX_FUNCTION_LINES = 60
 LONG_FUNCTIONS: dict[str, str] = {
     "protocol/convai.py:parse_server_event": "one match over every provider event type (the wire part's)",
     "simulator/liveavatar.py:room": "the simulated room's message loop (the wire part's simulator)",
-    "web/app.py:create_app": "the app factory; app.py's error bodies are being changed by the wire part",
 }
 
 

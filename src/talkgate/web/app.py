@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
-from talkgate import __version__, metrics
+from talkgate import __version__, logs, metrics
 from talkgate.auth import bearer
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import ErrorCode, error_body
@@ -77,6 +77,23 @@ def create_app(settings: Settings) -> TalkgateApp:
     api = FastAPI(title="talkgate", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     api.state.settings = settings
 
+    install_ops(api, settings)
+    install_middleware(api, settings, sio.noise)
+    install_api(api)
+    install_pages(api, settings)
+    api.include_router(calls_router())
+    api.include_router(avatar_router())
+    api.add_api_websocket_route(MEDIA_PATH, media_socket)
+    document_errors(api)
+    app = TalkgateApp(sio, other_asgi_app=api, socketio_path="socket.io")
+    app.api = api
+    app.sio = sio
+    return app
+
+
+def install_ops(api: FastAPI, settings: Settings) -> None:
+    """Liveness and Prometheus metrics."""
+
     @api.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, Any]:
         """Liveness; public."""
@@ -103,11 +120,14 @@ def create_app(settings: Settings) -> TalkgateApp:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
+
+def install_middleware(api: FastAPI, settings: Settings, noise: logs.PeerNoise) -> None:
+    """Request-body limits, security headers, and CORS for the origins allowed (none by default)."""
     api.add_middleware(
         BodyLimit,
         max_bytes=settings.max_request_bytes,
         max_json_depth=settings.max_json_depth,
-        noise=sio.noise,  # one log budget per peer, whether its noise comes over HTTP or Socket.IO
+        noise=noise,  # one log budget per peer, whether its noise comes over HTTP or Socket.IO
     )
     api.add_middleware(SecurityHeaders, headers=security_headers(settings))
     if (
@@ -121,16 +141,6 @@ def create_app(settings: Settings) -> TalkgateApp:
             expose_headers=["Content-Range", "Accept-Ranges", "Content-Length"],
             max_age=600,
         )
-    install_api(api)
-    install_pages(api, settings)
-    api.include_router(calls_router())
-    api.include_router(avatar_router())
-    api.add_api_websocket_route(MEDIA_PATH, media_socket)
-    document_errors(api)
-    app = TalkgateApp(sio, other_asgi_app=api, socketio_path="socket.io")
-    app.api = api
-    app.sio = sio
-    return app
 
 
 async def check_redis(url: str | None) -> None:
