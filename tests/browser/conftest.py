@@ -15,7 +15,7 @@ import pytest
 
 from talkgate.codecs import decode_file
 from talkgate.serving import bind
-from tests.support.browser import poll_by_evaluate
+from tests.support.browser import new_page
 from tests.support.servers import IN_CI
 from tests.support.timing import TIMEOUT, poll_until
 
@@ -96,15 +96,6 @@ def talkgate(tmp_path) -> Iterator[Talkgate]:
 
 @pytest.fixture
 def page(chromium, talkgate):
-    context = chromium.new_context(viewport={"width": 1000, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on(
-        "console",
-        lambda msg: errors.append(msg.text) if msg.type == "error" and "favicon" not in msg.text else None,
-    )
-    page.errors = errors  # type: ignore[attr-defined]
-    page.wait_for_function = poll_by_evaluate(page)  # type: ignore[method-assign]
+    page = new_page(chromium, {"width": 1000, "height": 900})
     yield page
-    context.close()
+    page.context.close()
