@@ -100,10 +100,10 @@ class FakeRepo:
         return row, row
 
     async def open_conversation_capped(
-        self, user_id: str, conversation_id: str, *, max_active: int, since: Any, **fields: Any
+        self, user_id: str, conversation_id: str, *, cap: Any, **fields: Any
     ) -> tuple[Row, Row]:
         active = [c for c in self.opened.values() if c["user_id"] == user_id and c["id"] not in self.closed]
-        if len(active) >= max_active:
+        if len(active) >= cap.max_active:
             raise ConflictError("too many", code=ErrorCode.TOO_MANY_CONVERSATIONS)
         return await self.open_conversation(user_id, conversation_id, **fields)
 

@@ -13,7 +13,7 @@ from talkgate.calls import ending
 from talkgate.calls.media import media_url
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import AudioError, ConflictError, ErrorCode
-from talkgate.persistence.models import CallLog, CallStatus
+from talkgate.persistence.models import CallLog, CallStatus, Cap
 from talkgate.protocol.audio import b64decode_audio
 from talkgate.protocol.elevenlabs_rest import PostCallAudio, WebhookEvent
 
@@ -39,13 +39,12 @@ async def start(
         return DirectStart(await rt.elevenlabs.signed_url(agent_id), None, False)
     # ``conversation_id`` is talkgate's id for the call, never the provider's: the provider's id is
     # only what the provider answers to the start below (no start, no provider id, no provider audio).
-    await rt.repo.create_call_capped(
+    await rt.repo.create_call(
         user_id,
         conversation_id,
-        max_active=settings.max_active_calls_per_user,
-        since=since,
         agent_id=agent_id,
         voice=voice or "default",
+        cap=Cap(settings.max_active_calls_per_user, since),
     )
     if settings.media_streaming_enabled:
         return await _start_streaming(rt, user_id, agent_id, conversation_id)

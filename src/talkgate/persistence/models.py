@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -82,6 +83,15 @@ def _status_type(enum: type[StrEnum]) -> Enum:
         validate_strings=True,
         values_callable=lambda members: [member.value for member in members],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    """A per-user limit on rows in progress, as the repository's starts take it: at most
+    ``max_active`` started after ``since`` (older ones, never ended, stop counting)."""
+
+    max_active: int
+    since: datetime
 
 
 class Base(DeclarativeBase):

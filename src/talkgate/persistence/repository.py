@@ -20,6 +20,7 @@ from talkgate.persistence.models import (
     AudioSource,
     CallLog,
     CallStatus,
+    Cap,
     ConversationSession,
     MediaState,
     SessionStatus,
@@ -105,10 +106,17 @@ class Repository:
     # --- conversation sessions (the conversation routes) ---
 
     async def start_session(
-        self, user_id: str, session_id: str | None = None, metadata: dict[str, Any] | None = None
+        self,
+        user_id: str,
+        session_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        cap: Cap | None = None,
     ) -> ConversationSession:
+        """A session for the user (the same ``session_id`` again returns it); with ``cap``, refused
+        (``too_many_sessions``) when the user already has that many active ones."""
         async with self._sessions.begin() as db:
-            await self._ensure_user(db, user_id)
+            await (self._hold_user if cap else self._ensure_user)(db, user_id)
             sid = session_id or cuid()
             existing = await db.scalar(
                 select(ConversationSession).where(ConversationSession.session_id == sid)
@@ -117,6 +125,8 @@ class Repository:
                 if existing.user_id != user_id:
                     raise ConflictError("that sessionId is taken")
                 return existing
+            if cap:
+                await self._refuse_sessions_over_cap(db, user_id, cap)
             row = ConversationSession(user_id=user_id, session_id=sid, metadata_=metadata)
             db.add(row)
             await db.flush()
@@ -129,46 +139,24 @@ class Repository:
         await self._ensure_user(db, user_id)
         await db.execute(update(User).where(User.id == user_id).values(updated_at=utcnow()))
 
-    async def start_session_capped(
-        self,
-        user_id: str,
-        session_id: str | None,
-        metadata: dict[str, Any] | None,
-        *,
-        max_active: int,
-        since: datetime,
-    ) -> ConversationSession:
-        """``start_session``, refused (``too_many_sessions``) when the user already has
-        ``max_active`` active sessions started after ``since``."""
-        async with self._sessions.begin() as db:
-            await self._hold_user(db, user_id)
-            sid = session_id or cuid()
-            existing = await db.scalar(
-                select(ConversationSession).where(ConversationSession.session_id == sid)
+    async def _refuse_sessions_over_cap(self, db: AsyncSession, user_id: str, cap: Cap) -> None:
+        """``too_many_sessions`` when the user has ``cap.max_active`` active sessions started
+        after ``cap.since``; the caller holds the user (``_hold_user``)."""
+        active = await db.scalar(
+            select(func.count())
+            .select_from(ConversationSession)
+            .where(
+                ConversationSession.user_id == user_id,
+                ConversationSession.status == SessionStatus.ACTIVE,
+                ConversationSession.started_at >= cap.since,
             )
-            if existing is not None:
-                if existing.user_id != user_id:
-                    raise ConflictError("that sessionId is taken")
-                return existing
-            active = await db.scalar(
-                select(func.count())
-                .select_from(ConversationSession)
-                .where(
-                    ConversationSession.user_id == user_id,
-                    ConversationSession.status == SessionStatus.ACTIVE,
-                    ConversationSession.started_at >= since,
-                )
+        )
+        if (active or 0) >= cap.max_active:
+            raise ConflictError(
+                f"you have {cap.max_active} active sessions; end one first "
+                "(TALKGATE_MAX_ACTIVE_SESSIONS_PER_USER)",
+                code=ErrorCode.TOO_MANY_SESSIONS,
             )
-            if (active or 0) >= max_active:
-                raise ConflictError(
-                    f"you have {max_active} active sessions; end one first "
-                    "(TALKGATE_MAX_ACTIVE_SESSIONS_PER_USER)",
-                    code=ErrorCode.TOO_MANY_SESSIONS,
-                )
-            row = ConversationSession(user_id=user_id, session_id=sid, metadata_=metadata)
-            db.add(row)
-            await db.flush()
-            return row
 
     async def end_session(self, user_id: str, session_id: str) -> ConversationSession:
         async with self._sessions.begin() as db:
@@ -224,8 +212,7 @@ class Repository:
         provider: str,
         agent_id: str | None,
         voice: str | None,
-        max_active: int,
-        since: datetime,
+        cap: Cap,
     ) -> Opened:
         """``open_conversation`` (not group-committed), refused (``too_many_conversations``) when the
         user already has ``max_active`` active calls started after ``since``. Taken before a
@@ -233,7 +220,7 @@ class Repository:
         start = _Start(user_id, conversation_id, metadata, None, provider, None, agent_id, voice)
         async with self._sessions.begin() as db:
             await self._hold_user(db, user_id)
-            await self._refuse_over_cap(db, user_id, max_active=max_active, since=since)
+            await self._refuse_over_cap(db, user_id, cap)
             (row,) = await self._insert_conversations(db, [start])
             return row
 
@@ -360,14 +347,19 @@ class Repository:
         provider_conversation_id: str | None = None,
         agent_id: str | None = None,
         voice: str | None = None,
+        cap: Cap | None = None,
     ) -> CallLog:
+        """A call log for the user (the same ``conversation_id`` again returns it); with ``cap``,
+        refused (``too_many_conversations``) when the user already has that many calls active."""
         async with self._sessions.begin() as db:
-            await self._ensure_user(db, user_id)
+            await (self._hold_user if cap else self._ensure_user)(db, user_id)
             existing = await db.scalar(select(CallLog).where(CallLog.conversation_id == conversation_id))
             if existing is not None:
                 if existing.user_id != user_id:
                     raise ConflictError("that conversationId is taken")
                 return existing
+            if cap:
+                await self._refuse_over_cap(db, user_id, cap)
             row = _new_call(
                 user_id,
                 conversation_id,
@@ -381,48 +373,21 @@ class Repository:
             await db.flush()
             return row
 
-    async def create_call_capped(
-        self,
-        user_id: str,
-        conversation_id: str,
-        *,
-        max_active: int,
-        since: datetime,
-        agent_id: str | None = None,
-        voice: str | None = None,
-    ) -> CallLog:
-        """``create_call``, refused (``too_many_conversations``) when the user already has
-        ``max_active`` active calls started after ``since``; the same call again is not refused."""
-        async with self._sessions.begin() as db:
-            await self._hold_user(db, user_id)
-            existing = await db.scalar(select(CallLog).where(CallLog.conversation_id == conversation_id))
-            if existing is not None:
-                if existing.user_id != user_id:
-                    raise ConflictError("that conversationId is taken")
-                return existing
-            await self._refuse_over_cap(db, user_id, max_active=max_active, since=since)
-            row = _new_call(user_id, conversation_id, agent_id=agent_id, voice=voice)
-            db.add(row)
-            await db.flush()
-            return row
-
-    async def _refuse_over_cap(
-        self, db: AsyncSession, user_id: str, *, max_active: int, since: datetime
-    ) -> None:
-        """``too_many_conversations`` when the user has ``max_active`` active calls (of any mode)
-        started after ``since``; the caller holds the user (``_hold_user``)."""
+    async def _refuse_over_cap(self, db: AsyncSession, user_id: str, cap: Cap) -> None:
+        """``too_many_conversations`` when the user has ``cap.max_active`` active calls (of any
+        mode) started after ``cap.since``; the caller holds the user (``_hold_user``)."""
         active = await db.scalar(
             select(func.count())
             .select_from(CallLog)
             .where(
                 CallLog.user_id == user_id,
                 CallLog.status == CallStatus.ACTIVE,
-                CallLog.started_at >= since,
+                CallLog.started_at >= cap.since,
             )
         )
-        if (active or 0) >= max_active:
+        if (active or 0) >= cap.max_active:
             raise ConflictError(
-                f"you have {max_active} conversations in progress; end one first "
+                f"you have {cap.max_active} conversations in progress; end one first "
                 "(TALKGATE_MAX_ACTIVE_CALLS_PER_USER)",
                 code=ErrorCode.TOO_MANY_CONVERSATIONS,
             )

@@ -22,7 +22,7 @@ from talkgate import metrics
 from talkgate.auth import Principal
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import DatabaseUnavailable, ErrorCode, ProtocolError, TalkgateError, error_body
-from talkgate.persistence.models import ConversationSession
+from talkgate.persistence.models import Cap, ConversationSession
 from talkgate.web.limits import json_nesting
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -213,13 +213,8 @@ def build_router() -> APIRouter:
         if body.agentId:
             metadata["agentId"] = body.agentId
         check_metadata(metadata, rt.settings.max_metadata_bytes)
-        row = await rt.repo.start_session_capped(
-            user.user_id,
-            body.sessionId,
-            metadata or None,
-            max_active=rt.settings.max_active_sessions_per_user,
-            since=active_since(rt.settings.active_window_hours),
-        )
+        cap = Cap(rt.settings.max_active_sessions_per_user, active_since(rt.settings.active_window_hours))
+        row = await rt.repo.start_session(user.user_id, body.sessionId, metadata or None, cap=cap)
         return session_json(row)
 
     @router.post("/conversation/end-session", tags=["conversation"])
