@@ -1,12 +1,14 @@
 """The simulator's LiveAvatar REST and data-channel stand-in."""
 
+import asyncio
 import json
 
 import httpx
 import pytest
 import websockets
 
-from talkgate.protocol.liveavatar import Command, DataPacket, token_request
+from talkgate.protocol.liveavatar import TRACK_TOPIC, Command, DataPacket, TrackEvent, token_request
+from tests.support.audio import speechlike
 from tests.support.timing import TIMEOUT
 
 KEY = "sim-liveavatar-key"
@@ -85,6 +87,31 @@ async def test_ptt_commands_are_acknowledged_and_illegal_ones_fail(simulator):
             "avatar.speak_ended",
         ]
         assert events[1].payload["text"].startswith("[0.50 s")
+
+
+async def test_a_subscribed_client_gets_the_avatars_picture_and_voice(simulator):
+    """Subscribed to the avatar's tracks (as a LiveKit participant is), a client gets the stand-in
+    picture and the avatar's voice: what it heard, echoed as binary PCM16 frames while it speaks."""
+    _, started = await open_session(simulator)
+    heard = speechlike(700)
+    async with websockets.connect(f"{started['livekit_url']}?token={started['livekit_client_token']}") as ws:
+        await ws.send(DataPacket(TRACK_TOPIC, TrackEvent.SUBSCRIBE).serialize())
+        poster = await recv(ws)
+        await ws.send(DataPacket("agent-control", Command.START_PTT).serialize())
+        assert (await recv(ws)).event_type == "user.push_to_talk_started"
+        await ws.send(heard)
+        await ws.send(DataPacket("agent-control", Command.STOP_PTT).serialize())
+        received: list[str | bytes] = []
+        while not received or received[-1] != "avatar.speak_ended":
+            message = await asyncio.wait_for(ws.recv(), TIMEOUT)
+            received.append(message if isinstance(message, bytes) else DataPacket.parse(message).event_type)
+    assert poster.topic == TRACK_TOPIC and poster.event_type == "video_poster"
+    assert poster.payload["poster"].startswith("data:image/svg+xml;base64,")
+    assert len(poster.payload["poster"]) < 4096
+    voice = [m for m in received if isinstance(m, bytes)]
+    start = received.index("avatar.speak_started")
+    assert received[start + 1 : start + 1 + len(voice)] == voice  # spoken while it speaks
+    assert b"".join(voice) == heard and max(len(f) for f in voice) == 3200
 
 
 async def test_room_refuses_bad_tokens_and_conversational_sessions_fail_ptt(simulator):

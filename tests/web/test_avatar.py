@@ -19,6 +19,7 @@ from talkgate.protocol.liveavatar import PTT_TABLE, Command, DataPacket, PttInpu
 from talkgate.providers.liveavatar import AvatarToken, LiveAvatarProvider
 from talkgate.serving import ServerThread
 from tests.support.gate import start_gate
+from tests.support.recordings import noise, wav_pcm
 from tests.support.servers import start_simulator
 from tests.support.timing import TIMEOUT
 
@@ -199,6 +200,40 @@ async def test_bad_requests_get_specific_errors(avatar_gate):
         await client.post(f"/api/liveavatar/session/{cid}/stop", headers=h, json={"reason": "IDLE_TIMEOUT"})
         call = (await client.get(f"/api/calls/{cid}", headers=h)).json()
     assert call["endReason"] == "idle_timeout"
+
+
+async def test_the_pages_upload_of_both_sides_is_the_avatar_calls_recording(avatar_gate):
+    """The page records both sides of an avatar call (the audio flows in the room, not through
+    talkgate) and uploads them through the chunks route; stopping the session makes them the call's
+    recording, served as the call log describes it. A call without any upload says why it has none."""
+    gate = avatar_gate
+    first, second = noise(600, 1), noise(400, 2)
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        h = gate.headers()
+        cid = (await client.post("/api/liveavatar/session", headers=h, json={})).json()["conversationId"]
+        for part in (first, second):
+            r = await client.post(f"/api/calls/{cid}/chunks", headers=h, content=part)
+            assert r.status_code == 200, r.text
+        during = (await client.get(f"/api/calls/{cid}", headers=h)).json()
+        other = await client.post(f"/api/calls/{cid}/chunks", headers=gate.headers("bob"), content=first)
+        stopped = await client.post(f"/api/liveavatar/session/{cid}/stop", headers=h, json={})
+        served = await client.get(f"/api/calls/{cid}/audio", headers=h)
+        late = await client.post(f"/api/calls/{cid}/chunks", headers=h, content=first)
+        silent = (await client.post("/api/liveavatar/session", headers=h, json={})).json()["conversationId"]
+        await client.post(f"/api/liveavatar/session/{silent}/stop", headers=h, json={})
+        none = (await client.get(f"/api/calls/{silent}", headers=h)).json()
+        none_audio = await client.get(f"/api/calls/{silent}/audio", headers=h)
+    assert during["recording"] == "in_progress" and during["noRecordingReason"] is None
+    assert other.status_code == 404
+    call = stopped.json()
+    assert call["status"] == "ended" and call["recording"] == "ready"
+    assert call["audioSource"] == "client_chunks"
+    assert served.status_code == 200 and wav_pcm(served.content) == first + second
+    assert call["audioBytes"] == len(served.content) and call["noRecordingReason"] is None
+    assert late.status_code == 409 and late.json()["error"]["code"] == "call_ended"
+    assert none["recording"] == "none" and none["audioUrl"] is None and none["audioSource"] is None
+    assert "no audio came from the page" in none["noRecordingReason"]
+    assert none_audio.status_code == 404
 
 
 async def test_without_a_key_avatar_sessions_are_refused_clearly(gate):

@@ -150,6 +150,10 @@ async def stop(rt: Runtime, user_id: str, conversation_id: str, reason: str) -> 
     if call.status != CallStatus.ACTIVE:
         return call
     await stop_quietly(provider_of(rt), avatar_session, reason)
+    # The audio flows in the room, not through talkgate: the page's upload of both sides (the
+    # chunks route) is the call's recording. Stored before the close, so that a chunk arriving
+    # meanwhile still finds the call active; anything later is refused as ``call_ended``.
+    settled = await _store_page_recording(rt, call)
     ended = utcnow()
     await rt.repo.close_conversation(
         user_id,
@@ -159,7 +163,21 @@ async def stop(rt: Runtime, user_id: str, conversation_id: str, reason: str) -> 
         duration_ms=int((ended - call.started_at).total_seconds() * 1000),
         end_reason=EndReason.from_avatar(reason),
     )
+    if settled:
+        await rt.recordings.chunks.discard(call.id)  # a chunk that came in late is never used
     return await rt.repo.get_call(user_id, conversation_id)
+
+
+async def _store_page_recording(rt: Runtime, call: CallLog) -> bool:
+    """The page's chunks as the call's recording. False when storing failed: the chunks stay in
+    the spool, and the next start-up stores those of an ended call that has no recording."""
+    try:
+        if not await rt.recordings.store_chunks(call):
+            log.info("avatar call %s: the page uploaded no audio; no recording", call.conversation_id)
+    except Exception:
+        log.exception("avatar call %s: its recording could not be stored now", call.conversation_id)
+        return False
+    return True
 
 
 async def stop_quietly(provider: LiveAvatarProvider, session_id: str, reason: str) -> None:

@@ -76,3 +76,24 @@ async def fetch_provider_audio(recordings: Recordings, call: CallLog) -> None:
         await recordings.import_provider_audio(call, audio)
     except (ProviderError, TalkgateError) as exc:
         log.warning("call %s: no recording from the provider: %s", call.conversation_id, exc.message)
+
+
+# Why a call has no recording, in words a user reads on the call page and an app in the API.
+NO_RECORDING = {
+    "liveavatar": "no audio came from the page: an avatar call's audio flows between the page and the "
+    "avatar, and only what the page uploaded while the call went on is kept",
+    "elevenlabs": "no audio reached talkgate, and the provider had none to give",
+}
+NOT_STARTED = "the call failed before any audio could flow"
+
+
+def recording_state(call: CallLog) -> tuple[str, str | None]:
+    """``ready`` (served at ``audioUrl``), ``in_progress`` (the call goes on; what is recorded is
+    stored when it ends) or ``none`` with the reason."""
+    if call.audio_key:
+        return "ready", None
+    if call.status == CallStatus.ACTIVE:
+        return "in_progress", None
+    if call.status == CallStatus.FAILED:
+        return "none", NOT_STARTED
+    return "none", NO_RECORDING.get(call.provider, NO_RECORDING["elevenlabs"])

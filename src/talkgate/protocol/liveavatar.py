@@ -36,6 +36,20 @@ END_REASONS = frozenset(
 )
 
 
+# The simulator's room stands in for LiveKit's media tracks as well. A client that sends
+# ``{"topic": TRACK_TOPIC, "data": {"event_type": "subscribe"}}`` (as a LiveKit participant is
+# subscribed to the avatar's tracks) gets the avatar's picture as one ``video_poster`` packet on that
+# topic (``{"poster": a data: URL}``) and its voice as binary frames of ``TRACK_AUDIO_FORMAT``, the
+# format of the microphone frames it sends the other way. Without it: data packets only.
+TRACK_TOPIC = "simulator-track"
+TRACK_AUDIO_FORMAT = "pcm_16000"
+
+
+class TrackEvent(StrEnum):
+    SUBSCRIBE = "subscribe"
+    VIDEO_POSTER = "video_poster"
+
+
 class Command(StrEnum):
     START_PTT = "user.start_push_to_talk"
     STOP_PTT = "user.stop_push_to_talk"

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from talkgate.errors import ErrorCode
-from talkgate.protocol import convai
+from talkgate.protocol import convai, liveavatar
 from talkgate.protocol.app_events import ClientEventName, ServerEventName
 
 WIRE_JS = "static/js/wire.js"  # under the talkgate package
@@ -158,6 +158,17 @@ def render_wire_js() -> str:
             "PROVIDER_SENDS",
             provider_client_types(),
             "Provider message types the page sends in direct mode (user_audio_chunk: a key, not a type).",
+        ),
+        _const(
+            "AVATAR_ROOM",
+            {
+                "CONTROL_TOPIC": liveavatar.CONTROL_TOPIC,
+                "RESPONSE_TOPIC": liveavatar.RESPONSE_TOPIC,
+                "TRACK_TOPIC": liveavatar.TRACK_TOPIC,
+                "TRACK_AUDIO_FORMAT": liveavatar.TRACK_AUDIO_FORMAT,
+                "TRACK_EVENTS": {e.name: e.value for e in liveavatar.TrackEvent},
+            },
+            "The avatar room's topics, and the simulator's stand-in for its media tracks.",
         ),
     ]
     return "\n".join(parts)

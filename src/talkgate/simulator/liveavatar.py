@@ -4,6 +4,7 @@ WebSocket stand-in for the LiveKit room's data channel (same JSON, same topics).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import secrets
@@ -27,17 +28,35 @@ from talkgate.protocol.liveavatar import (
     STOP_PATH,
     SUCCESS,
     TOKEN_PATH,
+    TRACK_TOPIC,
     AvatarRoom,
     AvatarToken,
     Command,
     DataPacket,
     Envelope,
     Event,
+    TrackEvent,
 )
 from talkgate.protocol.rest_errors import validation_error
 from talkgate.simulator.state import SimulatorConfig
 
 log = logging.getLogger("talkgate.simulator.liveavatar")
+
+# The stand-in avatar's picture (its "video track"): a face, small enough for one packet.
+POSTER_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 160 160">'
+    '<rect width="160" height="160" fill="#1d2b3a"/>'
+    '<circle cx="80" cy="70" r="44" fill="#f2c9a0"/>'
+    '<path d="M36 62 Q80 8 124 62 Q112 36 80 34 Q48 36 36 62Z" fill="#5a3825"/>'
+    '<circle cx="64" cy="68" r="5" fill="#1d2b3a"/><circle cx="96" cy="68" r="5" fill="#1d2b3a"/>'
+    '<path d="M62 90 Q80 104 98 90" stroke="#9c4a3a" stroke-width="5" fill="none" stroke-linecap="round"/>'
+    '<path d="M24 160 Q28 118 80 116 Q132 118 136 160Z" fill="#3d7bbf"/>'
+    '<text x="80" y="152" font-family="sans-serif" font-size="11" fill="#fff" text-anchor="middle">'
+    "simulated avatar</text></svg>"
+)
+POSTER = "data:image/svg+xml;base64," + base64.b64encode(POSTER_SVG.encode()).decode()
+VOICE_FRAME_BYTES = 3200  # 100 ms of the avatar's voice per binary frame
+MAX_VOICE_BYTES = 10 * 32000  # the echo says at most 10 s
 
 
 def envelope(data: object, status: int = 200, code: int = SUCCESS, message: str = "success") -> JSONResponse:
@@ -220,6 +239,12 @@ class LiveAvatarSimulator:
         session.sockets.add(websocket)
         window: list[bytes] | None = None
         ptt = session.body.get("interactivity_type") == "PUSH_TO_TALK"
+        subscribed = False  # to the avatar's tracks: its picture and voice
+
+        async def speak(voice: bytes) -> None:
+            if subscribed:
+                for at in range(0, len(voice), VOICE_FRAME_BYTES):
+                    await websocket.send_bytes(voice[at : at + VOICE_FRAME_BYTES])
 
         async def emit(event: Event, **payload: object) -> None:
             await websocket.send_text(DataPacket(RESPONSE_TOPIC, event, payload).serialize())
@@ -242,6 +267,12 @@ class LiveAvatarSimulator:
                     packet = DataPacket.parse(message.get("text") or "")
                 except ProtocolError as exc:
                     log.info("bad data packet on %s: %s", session.session_id, exc.message)
+                    continue
+                if packet.topic == TRACK_TOPIC and packet.event_type == TrackEvent.SUBSCRIBE:
+                    subscribed = True
+                    await websocket.send_text(
+                        DataPacket(TRACK_TOPIC, TrackEvent.VIDEO_POSTER, {"poster": POSTER}).serialize()
+                    )
                     continue
                 if packet.topic != CONTROL_TOPIC:
                     continue
@@ -269,14 +300,15 @@ class LiveAvatarSimulator:
                         continue
                     heard, window = b"".join(window), None
                     await emit(Event.PTT_STOPPED)
-                    await self._answer(session, heard, emit)
+                    await self._answer(session, heard, emit, speak)
         except WebSocketDisconnect:
             pass
         finally:
             session.sockets.discard(websocket)
 
-    async def _answer(self, session: AvatarSession, heard: bytes, emit: object) -> None:
-        assert callable(emit)
+    async def _answer(self, session: AvatarSession, heard: bytes, emit: object, speak: object) -> None:
+        """The transcripts of the turn and the avatar's voice: what it heard, echoed back."""
+        assert callable(emit) and callable(speak)
         heard = heard[: len(heard) - len(heard) % 2]
         seconds = PCM_16000.duration_ms(len(heard)) / 1000.0
         user_text = f"[{seconds:.2f} s of speech at {dbfs(rms(heard)):.0f} dBFS]"
@@ -284,6 +316,7 @@ class LiveAvatarSimulator:
         session.transcript += [{"role": "user", "text": user_text}, {"role": "avatar", "text": avatar_text}]
         await emit(Event.USER_TRANSCRIPTION, text=user_text)
         await emit(Event.AVATAR_SPEAK_STARTED)
+        await speak(heard[:MAX_VOICE_BYTES])
         await emit(Event.AVATAR_TRANSCRIPTION, text=avatar_text)
         await asyncio.sleep(0)
         await emit(Event.AVATAR_SPEAK_ENDED)

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from talkgate.auth import signing_keys
-from talkgate.calls import direct
+from talkgate.calls import direct, ending
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
 from talkgate.persistence.models import CallLog
 from talkgate.protocol.app_events import ChunkUpload
@@ -67,6 +67,7 @@ async def _stream_from_store(rt: Any, key: str, conversation_id: str, range_head
 
 
 def call_json(row: CallLog, *, transcript: bool = True) -> dict[str, Any]:
+    recording, no_recording_reason = ending.recording_state(row)
     body: dict[str, Any] = {
         "conversationId": row.conversation_id,
         "sessionId": row.session_id,
@@ -80,6 +81,8 @@ def call_json(row: CallLog, *, transcript: bool = True) -> dict[str, Any]:
         "audioUrl": row.audio_url,
         "audioSource": row.audio_source if row.audio_key else None,
         "audioBytes": row.audio_bytes,
+        "recording": recording,
+        "noRecordingReason": no_recording_reason,
         "endReason": row.end_reason,
     }
     if transcript:

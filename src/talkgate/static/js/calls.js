@@ -86,10 +86,11 @@ async function showCall(id) {
   none.hidden = Boolean(call.audioUrl);
   if (!call.audioUrl) {
     player.removeAttribute("src");
+    // talkgate says why (noRecordingReason): an avatar call's page uploaded nothing, and so on.
     none.textContent =
-      call.status === "active"
+      call.recording === "in_progress"
         ? "No recording yet: this call is still in progress."
-        : "This call has no recording: no audio reached talkgate, and the provider had none to give.";
+        : `This call has no recording: ${call.noRecordingReason || "no audio reached talkgate"}.`;
     window.talkgateCalls.shown = { id, samples: 0 };
     return;
   }

@@ -102,3 +102,15 @@ export const PROVIDER_SENDS = Object.freeze({
   "UserMessageBegin": "user_message_begin",
   "EndUserAudio": "end_user_audio"
 });
+
+// The avatar room's topics, and the simulator's stand-in for its media tracks.
+export const AVATAR_ROOM = Object.freeze({
+  "CONTROL_TOPIC": "agent-control",
+  "RESPONSE_TOPIC": "agent-response",
+  "TRACK_TOPIC": "simulator-track",
+  "TRACK_AUDIO_FORMAT": "pcm_16000",
+  "TRACK_EVENTS": {
+    "SUBSCRIBE": "subscribe",
+    "VIDEO_POSTER": "video_poster"
+  }
+});
