@@ -12,9 +12,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# `make run` installs the page's npm dependencies only; `make test` also the devDependencies, which
+# only the browser tests use (ElevenLabs' official client).
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
-	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
+	@if [ -f package-lock.json ]; then npm ci --omit=dev --no-audit --no-fund --loglevel=error; fi
 	rm -f $(VENV)/.run-*; touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python

@@ -19,6 +19,26 @@ from talkgate.errors import ErrorCode, ProtocolError
 JSON: TypeAlias = dict[str, Any]
 
 
+# The WebSocket subprotocol ElevenLabs' browser client asks for; the service answers with it, and a
+# browser fails an opening whose answer names none of those it offered.
+SUBPROTOCOL = "convai"
+# The browser client's ``authorization`` option travels as a second subprotocol, ``bearer.<token>``.
+BEARER_SUBPROTOCOL_PREFIX = "bearer."
+
+
+def chosen_subprotocol(offered: list[str]) -> str | None:
+    """The subprotocol the service answers an opening with: ``convai`` when it was offered."""
+    return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+
+def bearer_token(offered: list[str]) -> str | None:
+    """The token of a ``bearer.<token>`` subprotocol, if the client offered one."""
+    for name in offered:
+        if name.startswith(BEARER_SUBPROTOCOL_PREFIX) and len(name) > len(BEARER_SUBPROTOCOL_PREFIX):
+            return name[len(BEARER_SUBPROTOCOL_PREFIX) :]
+    return None
+
+
 class CloseCode(IntEnum):
     """Close codes of the conversation socket (AsyncAPI ``WebSocketCloseCode``)."""
 

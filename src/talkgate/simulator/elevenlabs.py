@@ -161,13 +161,16 @@ class ElevenLabsSimulator:
 
     async def conversation_socket(self, websocket: WebSocket) -> None:
         await asyncio.sleep(self.config.response_delay_s)
-        await websocket.accept()
+        offered = list(websocket.scope.get("subprotocols") or [])
+        await websocket.accept(subprotocol=convai.chosen_subprotocol(offered))
         params = websocket.query_params
         agent_id = params.get("agent_id")
         if not agent_id:
             await self._refuse(websocket, "missing_fields", "agent_id is required")
             return
-        signature = params.get("conversation_signature") or params.get("token")
+        signature = (
+            params.get("conversation_signature") or params.get("token") or convai.bearer_token(offered)
+        )
         conversation_id: str | None = None
         if signature:
             try:
@@ -215,17 +218,6 @@ class ElevenLabsSimulator:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue(maxsize=256)
 
-        async def reader() -> None:
-            try:
-                while True:
-                    message = await websocket.receive()
-                    if message["type"] == "websocket.disconnect":
-                        break
-                    data = message.get("text")
-                    await inbox.put(data if data is not None else message.get("bytes") or b"")
-            finally:
-                await inbox.put(None)
-
         async def apply(reaction: Reaction) -> bool:
             for event in reaction.events:
                 self._note_transcript(record, event)
@@ -244,7 +236,7 @@ class ElevenLabsSimulator:
                 return False
             return True
 
-        reader_task = asyncio.create_task(reader())
+        reader_task = asyncio.create_task(self._read(websocket, record, inbox))
         try:
             if not await apply(agent.start()):
                 return
@@ -269,6 +261,25 @@ class ElevenLabsSimulator:
             reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await reader_task
+
+    @staticmethod
+    async def _read(
+        websocket: WebSocket, record: ConversationRecord, inbox: asyncio.Queue[str | bytes | None]
+    ) -> None:
+        """Every client frame into ``inbox``, then None when the client has gone."""
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    # The client's own close code and reason, as the service's logs keep them.
+                    if record.close_code is None:
+                        record.close_code = message.get("code") or 1005
+                        record.close_reason = message.get("reason") or ""
+                    break
+                data = message.get("text")
+                await inbox.put(data if data is not None else message.get("bytes") or b"")
+        finally:
+            await inbox.put(None)
 
     @staticmethod
     def _note_transcript(record: ConversationRecord, event: convai.ServerEvent) -> None:

@@ -1,0 +1,104 @@
+"""ElevenLabs' official browser client, ``@elevenlabs/client``, unmodified in Chromium with the fake
+microphone (espeak-ng speech), holds a voice conversation with the simulator over a signed URL, in
+each of the simulator's behaviours: as an app using the client would against the real service."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from talkgate.protocol.elevenlabs_rest import SIGNED_URL_PATH
+from talkgate.simulator.agent import AgentConfig
+from tests.browser.conftest import _require
+from tests.support.browser import WAIT_MS, new_page
+from tests.support.official_client import CLIENT_BUNDLE, client_page_server
+from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
+from tests.support.timing import TIMEOUT
+
+# The simulator's behaviours: the push-to-talk signal dialect (its default), the published
+# protocol only, and a provider that ignores what it does not know.
+BEHAVIOURS: dict[str, dict[str, bool]] = {
+    "signal": {},
+    "strict": {"strict": True},
+    "ignore_unknown": {"ignore_unknown": True},
+}
+BYTES_PER_S = 16000 * 2  # the agent's pcm_16000
+HEARD = re.compile(r"I heard (\d+\.\d\d) seconds of audio")
+
+# Every agent reply's audio has arrived: each reply says how long it is (to 10 ms), and the
+# client's onAudio callbacks add up to that.
+REPLIES_PLAYED = f"""(() => {{
+  const o = window.official;
+  const users = o.messages.filter(m => m.role === "user").length;
+  const seconds = o.messages.filter(m => m.role === "agent")
+    .map(m => Number((m.message.match(/{HEARD.pattern}/) || [0, NaN])[1]));
+  const expected = seconds.reduce((a, b) => a + b, 0) * {BYTES_PER_S};
+  return users >= 1 && seconds.length === users && Math.abs(o.audio - expected) <= 160 * users;
+}})()"""
+
+
+@pytest.fixture(scope="module")
+def client_page():
+    _require("@elevenlabs/client (npm ci)", CLIENT_BUNDLE.is_file())
+    server = client_page_server()
+    yield server
+    server.stop()
+
+
+def signed_url(sim) -> str:
+    reply = httpx.get(
+        f"{sim.http_url}{SIGNED_URL_PATH}",
+        params={"agent_id": AGENT_ID},
+        headers={"xi-api-key": SIM_KEY},
+        timeout=TIMEOUT,
+    )
+    assert reply.status_code == 200, reply.text
+    url: str = reply.json()["signed_url"]
+    return url
+
+
+@pytest.mark.parametrize("behaviour", list(BEHAVIOURS))
+def test_official_client_holds_a_voice_conversation(chromium, client_page, behaviour):
+    fields = BEHAVIOURS[behaviour]
+    if not set(fields) <= set(AgentConfig.__dataclass_fields__):
+        pytest.skip(f"the simulator has no {behaviour} behaviour yet")
+    sim = start_simulator(**fields)
+    page = new_page(chromium, {"width": 800, "height": 600})
+    try:
+        page.goto(client_page.http_url)
+        page.evaluate("url => window.startOfficial(url)", signed_url(sim))
+        started = page.evaluate("window.official")
+        assert started["failed"] is None, started
+        conversation_id = started["connected"]["conversationId"]
+        assert conversation_id.startswith("conv_")
+
+        page.wait_for_function(REPLIES_PLAYED, timeout=WAIT_MS)
+        page.evaluate("window.official.conversation.endSession()")
+        page.wait_for_function("window.official.disconnect !== null", timeout=WAIT_MS)
+        seen = page.evaluate("window.official")
+        frames = httpx.get(f"{sim.http_url}/_simulator/conversations/{conversation_id}/frames").json()
+        details = httpx.get(
+            f"{sim.http_url}/v1/convai/conversations/{conversation_id}", headers={"xi-api-key": SIM_KEY}
+        ).json()
+    finally:
+        page.context.close()
+        sim.stop()
+
+    # The user's speech was heard and answered, in order, as the simulator recorded it.
+    said = [(m["role"], m["message"]) for m in seen["messages"]]
+    assert said == [(t["role"], t["message"]) for t in details["transcript"]]
+    assert said[0][0] == "user" and re.fullmatch(r"\[\d+\.\d\d s of speech at -?\d+ dBFS\]", said[0][1])
+    assert said[1][0] == "agent" and HEARD.match(said[1][1])
+    assert seen["audioChunks"] > 0
+    # No error callback, and the session ended as the user asked.
+    assert seen["errors"] == []
+    assert seen["disconnect"] == {"reason": "user"}
+    assert seen["statuses"] == ["connecting", "connected", "disconnecting", "disconnected"]
+    assert (frames["close_code"], frames["close_reason"]) == (1000, "User ended conversation")
+    # The client's opening message, then its microphone as user_audio_chunk frames.
+    first = frames["frames"][0]
+    assert first["type"] == "conversation_initiation_client_data"
+    assert first["source_info"] == {"source": "js_sdk", "version": "1.25.0"}
+    assert any("user_audio_chunk" in f for f in frames["frames"])
