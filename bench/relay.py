@@ -597,6 +597,10 @@ async def measure(
                 "TALKGATE_JWT_SECRET": JWT_SECRET,
                 "TALKGATE_LOG_LEVEL": "WARNING",
                 "TALKGATE_INACTIVITY_TIMEOUT": "0",
+                # The series measures the signal dialect (release → end_user_audio), whatever the
+                # key's default dialect is.
+                "TALKGATE_PTT_TURN_END": "signal",
+                "TALKGATE_KEEPALIVE": "text",
                 # One bench user holds every session (the per-user limits are per process).
                 "TALKGATE_MAX_SOCKETS_PER_USER": str(n),
                 "TALKGATE_MAX_CONVERSATIONS_PER_USER": str(n),

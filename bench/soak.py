@@ -119,6 +119,9 @@ async def soak(n: int, minutes: float, turns: int, interval: float, warmup: floa
         "TALKGATE_JWT_SECRET": JWT_SECRET,
         "TALKGATE_LOG_LEVEL": "WARNING",
         "TALKGATE_MEDIA_STREAMING": "false",
+        # The soak's series was measured with the signal dialect; a key's default would add a tail.
+        "TALKGATE_PTT_TURN_END": "signal",
+        "TALKGATE_KEEPALIVE": "text",
         # One soak user holds every session.
         "TALKGATE_MAX_SOCKETS_PER_USER": str(n),
         "TALKGATE_MAX_CONVERSATIONS_PER_USER": str(n),

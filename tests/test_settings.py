@@ -2,6 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from talkgate.errors import ErrorCode, ProtocolError
+from talkgate.protocol.dialect import Dialect, KeepAliveMode, TurnEndMode
 from talkgate.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -15,9 +16,11 @@ def test_defaults_are_the_documented_ones(monkeypatch):
     for name in ("ELEVENLABS_API_KEY", "TALKGATE_PORT", "TALKGATE_HOST"):
         monkeypatch.delenv(name, raising=False)
     s = make()
-    assert (s.host, s.port, s.inactivity_timeout) == ("127.0.0.1", 8000, 180)
+    assert (s.host, s.port) == ("127.0.0.1", 8000)
     assert s.elevenlabs_base_url == "https://api.elevenlabs.io"
-    assert s.ptt_turn_end.value == "signal" and s.keepalive.value == "text"
+    # The dialect settings default to auto: no key, so the built-in simulator's signal dialect.
+    assert (s.ptt_turn_end, s.keepalive, s.inactivity_timeout) == (None, None, None)
+    assert s.dialect == Dialect(TurnEndMode.SIGNAL, KeepAliveMode.TEXT, 1500, 180)
     assert s.effective_database_url.startswith("sqlite+aiosqlite:///")
 
 
@@ -122,3 +125,37 @@ def test_in_development_the_signing_secret_is_derived_from_the_jwt_secret_not_eq
     assert s.signing_secret_is_derived
     (derived,) = s.signing_secrets()
     assert len(derived) == 32 and derived != b"a-real-long-random-secret-0123456789"
+
+
+def test_a_real_key_speaks_only_the_published_protocol_by_default(monkeypatch):
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_real_key_0123456789")
+    for name in ("TALKGATE_PTT_TURN_END", "TALKGATE_KEEPALIVE", "TALKGATE_INACTIVITY_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    d = make().dialect
+    assert (d.turn_end, d.keepalive, d.inactivity_timeout) == (
+        TurnEndMode.SILENCE,
+        KeepAliveMode.USER_ACTIVITY,
+        0,
+    )
+    # The built-in simulator that serve starts without a key keeps the signal dialect.
+    assert make().model_copy(update={"simulator_mode": True}).dialect.turn_end is TurnEndMode.SIGNAL
+
+
+def test_dialect_settings_accept_auto_and_name_every_choice(monkeypatch):
+    monkeypatch.setenv("ELEVENLABS_API_KEY", "sk_real_key_0123456789")
+    monkeypatch.setenv("TALKGATE_PTT_TURN_END", "signal")
+    monkeypatch.setenv("TALKGATE_KEEPALIVE", "AUTO")
+    monkeypatch.setenv("TALKGATE_INACTIVITY_TIMEOUT", "auto")
+    d = make().dialect
+    assert (d.turn_end, d.keepalive, d.inactivity_timeout) == (
+        TurnEndMode.SIGNAL,
+        KeepAliveMode.USER_ACTIVITY,
+        180,
+    )
+    monkeypatch.setenv("TALKGATE_PTT_TURN_END", "vad")
+    with pytest.raises(ValidationError, match="expected one of auto, signal, silence"):
+        make()
+    monkeypatch.setenv("TALKGATE_PTT_TURN_END", "auto")
+    monkeypatch.setenv("TALKGATE_INACTIVITY_TIMEOUT", "181")
+    with pytest.raises(ValidationError, match="less than or equal to 180"):
+        make()

@@ -8,13 +8,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from talkgate.errors import ErrorCode, ProtocolError
-from talkgate.protocol.dialect import KeepAliveMode, TurnEndMode
+from talkgate.protocol.dialect import AUTO, DEFAULT_SILENCE_MS, Dialect, KeepAliveMode, TurnEndMode, resolve
 
 DEV_JWT_SECRET = "talkgate-development-only-secret-change-me"  # noqa: S105 - refused in production
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "secret", "your_api_key", DEV_JWT_SECRET})
@@ -112,11 +112,17 @@ class Settings(BaseSettings):
     )
 
     # --- relay and dialects (docs/protocol.md "Push-to-talk dialects") ---
-    ptt_turn_end: TurnEndMode = Field(TurnEndMode.SIGNAL, validation_alias=_env("TALKGATE_PTT_TURN_END"))
-    ptt_silence_ms: int = Field(800, ge=100, le=5000, validation_alias=_env("TALKGATE_PTT_SILENCE_MS"))
-    keepalive: KeepAliveMode = Field(KeepAliveMode.TEXT, validation_alias=_env("TALKGATE_KEEPALIVE"))
+    # Unset or ``auto`` (None): ElevenLabs' published API with a real key, the signal dialect with the
+    # built-in simulator; what each means for a call is ``dialect`` below.
+    ptt_turn_end: TurnEndMode | None = Field(None, validation_alias=_env("TALKGATE_PTT_TURN_END"))
+    ptt_silence_ms: int = Field(
+        DEFAULT_SILENCE_MS, ge=100, le=5000, validation_alias=_env("TALKGATE_PTT_SILENCE_MS")
+    )
+    keepalive: KeepAliveMode | None = Field(None, validation_alias=_env("TALKGATE_KEEPALIVE"))
     keepalive_interval_s: float = Field(15.0, gt=0, validation_alias=_env("TALKGATE_KEEPALIVE_INTERVAL"))
-    inactivity_timeout: int = Field(180, ge=0, le=180, validation_alias=_env("TALKGATE_INACTIVITY_TIMEOUT"))
+    inactivity_timeout: int | None = Field(
+        None, ge=0, le=180, validation_alias=_env("TALKGATE_INACTIVITY_TIMEOUT")
+    )
     max_chunk_bytes: int = Field(128_000, gt=0, validation_alias=_env("TALKGATE_MAX_CHUNK_BYTES"))
     # An HTTP request body (JSON routes); the audio-chunk and webhook routes have larger caps of their own.
     max_request_bytes: int = Field(1_048_576, ge=1024, validation_alias=_env("TALKGATE_MAX_REQUEST_BYTES"))
@@ -320,6 +326,33 @@ class Settings(BaseSettings):
         # Media-stream recording is not in ElevenLabs' published API: on against the simulator,
         # off against the real provider unless asked for.
         return self.simulator_mode if self.media_streaming is None else self.media_streaming
+
+    @field_validator("ptt_turn_end", "keepalive", "inactivity_timeout", mode="before")
+    @classmethod
+    def _auto(cls, value: object, info: ValidationInfo) -> object:
+        """``auto`` (or empty) is None, resolved by ``dialect``; anything else names every choice."""
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", AUTO)):
+            return None
+        choices = {"ptt_turn_end": TurnEndMode, "keepalive": KeepAliveMode}.get(info.field_name or "")
+        if choices is not None and str(value) not in {m.value for m in choices}:
+            raise ValueError(f"expected one of {', '.join([AUTO, *(m.value for m in choices)])}")
+        return value
+
+    @property
+    def uses_builtin_simulator(self) -> bool:
+        """No key of the deployer's own: the built-in simulator is (or will be) the provider."""
+        return self.simulator_mode or self.elevenlabs_api_key is None
+
+    @property
+    def dialect(self) -> Dialect:
+        """What the relay and the page say to the provider: the one place ``auto`` is resolved."""
+        return resolve(
+            self.ptt_turn_end,
+            self.keepalive,
+            self.inactivity_timeout,
+            self.ptt_silence_ms,
+            published_only=not self.uses_builtin_simulator,
+        )
 
     def agent_id_for(self, voice: str | None) -> str:
         """The voice → agent mapping, each falling back to ELEVENLABS_AGENT_ID."""

@@ -57,7 +57,10 @@ async def test_development_sign_in_only_with_the_simulator(gate, tmp_path):
     real = start_gate(tmp_path / "real", None, simulator_mode=False)
     try:
         async with httpx.AsyncClient(base_url=real.url) as client:
-            assert (await client.get("/api/config")).json()["devSignIn"] is False
+            config = (await client.get("/api/config")).json()
+            assert config["devSignIn"] is False
+            # A real key: direct mode ends a turn with the published API's silence tail.
+            assert (config["pttTurnEnd"], config["pttSilenceMs"]) == ("silence", 1500)
             assert (await client.post("/api/dev/token", json={"user": "ann"})).status_code == 404
     finally:
         real.server.stop()

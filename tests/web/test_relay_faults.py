@@ -106,13 +106,19 @@ async def test_inactivity_timeout_is_on_the_upstream_url(tmp_path):
             )
 
         with running(Starlette(routes=[Route("/v1/convai/conversation/get-signed-url", signed)])) as rest:
-            for timeout, expected in ((180, "&inactivity_timeout=180"), (0, None)):
-                gate = start_gate(
-                    tmp_path / str(timeout),
-                    None,
-                    elevenlabs_base_url=rest.http_url,
-                    inactivity_timeout=timeout,
-                )
+            for name, overrides, expected in (
+                ("signal", {}, "&inactivity_timeout=180"),
+                ("zero", {"inactivity_timeout": 0}, None),
+                # A real key's default (the published API) sends no unpublished parameter.
+                ("real-key", {"simulator_mode": False}, None),
+                ("real-key-silence", {"simulator_mode": False, "inactivity_timeout": 120}, None),
+                (
+                    "real-key-signal",
+                    {"simulator_mode": False, "ptt_turn_end": "signal"},
+                    "&inactivity_timeout=180",
+                ),
+            ):
+                gate = start_gate(tmp_path / name, None, elevenlabs_base_url=rest.http_url, **overrides)
                 client = await connect(gate)
                 try:
                     assert (await client.call("conversation_start"))["ok"]

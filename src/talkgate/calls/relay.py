@@ -187,7 +187,7 @@ class RelayCalls:
         rt = self.get_runtime()
         try:
             upstream = await rt.elevenlabs.open_conversation(
-                agent_id, request.initiation(user_id), inactivity_timeout=rt.settings.inactivity_timeout
+                agent_id, request.initiation(user_id), inactivity_timeout=rt.dialect.inactivity_timeout
             )
         except ProviderError as exc:
             await link.fail(exc, fatal=True)

@@ -67,7 +67,7 @@ class Runtime:
             elevenlabs=elevenlabs,
             liveavatar=liveavatar,
             verifier=TokenVerifier(settings),
-            dialect=Dialect(settings.ptt_turn_end, settings.keepalive, settings.ptt_silence_ms),
+            dialect=settings.dialect,
             storage=storage,
             recordings=Recordings(settings, repo, storage, elevenlabs, notify=notify),
         )

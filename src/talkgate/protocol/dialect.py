@@ -1,7 +1,8 @@
 """Translations between the push-to-talk relay's signal dialect and ElevenLabs' published API
 (docs/protocol.md "Push-to-talk dialects").
 
-Each setting keeps the signal dialect's behaviour as default and offers the documented alternative.
+Each setting defaults to ``auto``, which ``resolve`` turns into the published API against a real
+provider and into the signal dialect against the built-in simulator.
 """
 
 from __future__ import annotations
@@ -32,13 +33,22 @@ SETTING_FOR_TYPE = {
 }
 
 SILENCE_CHUNK_MS = 100
+# The published API's turn end: a silence tail its VAD closes. How this length was chosen:
+# docs/protocol.md "Push-to-talk dialects".
+DEFAULT_SILENCE_MS = 1500
+# The signal dialect's idle timeout, in seconds (the most the parameter allows).
+SIGNAL_INACTIVITY_TIMEOUT = 180
+
+AUTO = "auto"  # the settings' value for "decide by provider"; ``None`` below
 
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
     turn_end: TurnEndMode = TurnEndMode.SIGNAL
     keepalive: KeepAliveMode = KeepAliveMode.TEXT
-    silence_ms: int = 800
+    silence_ms: int = DEFAULT_SILENCE_MS
+    # Seconds, sent as the socket URL's ``inactivity_timeout`` (not in the published API); 0: not sent.
+    inactivity_timeout: int = 0
 
     def upstream(self, event: TurnEvent, fmt: AudioFormat) -> list[convai.ClientEvent]:
         """What to send the provider for one PTT event; ``fmt`` is the provider's input format."""
@@ -62,6 +72,30 @@ class Dialect:
         if self.keepalive is KeepAliveMode.TEXT:
             return convai.TextKeepAlive()
         return convai.UserActivity()
+
+
+def resolve(
+    turn_end: TurnEndMode | None,
+    keepalive: KeepAliveMode | None,
+    inactivity_timeout: int | None,
+    silence_ms: int,
+    *,
+    published_only: bool,
+) -> Dialect:
+    """The dialect the settings ask for; each ``None`` (``auto``) becomes the published API when
+    ``published_only`` (a real provider), else the signal dialect (the built-in simulator).
+
+    The unpublished ``inactivity_timeout`` URL parameter goes only with the signal dialect's turn
+    end: without it, the keep-alive is what keeps a quiet conversation open."""
+    if turn_end is None:
+        turn_end = TurnEndMode.SILENCE if published_only else TurnEndMode.SIGNAL
+    if keepalive is None:
+        keepalive = KeepAliveMode.USER_ACTIVITY if published_only else KeepAliveMode.TEXT
+    if turn_end is not TurnEndMode.SIGNAL:
+        inactivity_timeout = 0
+    elif inactivity_timeout is None:
+        inactivity_timeout = SIGNAL_INACTIVITY_TIMEOUT
+    return Dialect(turn_end, keepalive, silence_ms, inactivity_timeout)
 
 
 def rejection_hint(last_type: str | None) -> str | None:

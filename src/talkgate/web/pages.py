@@ -95,8 +95,8 @@ def build_router(settings: Settings) -> APIRouter:
         return {
             "devSignIn": _dev_sign_in(settings),
             "simulator": settings.simulator_mode,
-            "pttTurnEnd": settings.ptt_turn_end.value,
-            "pttSilenceMs": settings.ptt_silence_ms,
+            "pttTurnEnd": settings.dialect.turn_end.value,
+            "pttSilenceMs": settings.dialect.silence_ms,
             "mediaStreaming": settings.media_streaming_enabled,
             "avatar": settings.liveavatar_api_key is not None,
         }
