@@ -244,3 +244,66 @@ def test_the_simulators_token_and_conversation_replies_round_trip():
         "call_duration_secs": 12,
     }
     assert rest.ConversationDetails.parse(body) == details
+
+
+def test_post_call_transcription_as_elevenlabs_posts_it_is_parsed_and_bounded():
+    # The published body's shape (the GET conversation fields), with what talkgate ignores.
+    body = {
+        "type": "post_call_transcription",
+        "event_timestamp": 1_739_537_297,
+        "data": {
+            "agent_id": "agent_1",
+            "conversation_id": "conv_1",
+            "status": "done",
+            "transcript": [
+                {"role": "agent", "message": "Hey there", "tool_calls": None, "time_in_call_secs": 0},
+                {"role": "user", "message": None, "tool_calls": [{"tool_name": "lookup"}]},
+                {"role": "user", "message": "x" * 5000, "conversation_turn_metrics": {"a": 1}},
+            ],
+            "metadata": {
+                "start_time_unix_secs": 1_739_537_297,
+                "call_duration_secs": 22,
+                "cost": 296,
+                "deletion_settings": {"delete_audio": False},
+                "termination_reason": "",
+            },
+            "analysis": {
+                "evaluation_criteria_results": {
+                    "polite": {"criteria_id": "polite", "result": "success", "rationale": "it was"},
+                    "odd": {"criteria_id": "odd", "result": "maybe", "rationale": 5},
+                },
+                "data_collection_results": {
+                    "city": {"data_collection_id": "city", "value": "Paris", "rationale": "said so"},
+                    "items": {"data_collection_id": "items", "value": [1, 2], "rationale": ""},
+                },
+                "call_successful": "success",
+                "transcript_summary": "The user asked about Paris.",
+            },
+            "conversation_initiation_client_data": {"dynamic_variables": {}},
+        },
+    }
+    event = rest.parse_webhook(json.dumps(body).encode())
+    assert isinstance(event, rest.PostCallTranscription)
+    assert [t.role for t in event.transcript] == ["agent", "user", "user"]
+    assert event.transcript[1].message == "" and len(event.transcript[2].message) == rest.MAX_TURN_CHARS
+    assert (event.metadata.call_duration_secs, event.metadata.cost) == (22.0, 296.0)
+    assert event.analysis == rest.CallAnalysis(
+        "The user asked about Paris.",
+        "success",
+        (rest.EvaluationResult("polite", "success", "it was"), rest.EvaluationResult("odd", "unknown", "")),
+        (rest.CollectedData("city", "Paris", "said so"), rest.CollectedData("items", "[1,2]", "")),
+    )
+
+
+@pytest.mark.parametrize("cost", [True, -1, "12", float("inf"), None])
+def test_a_cost_that_is_not_a_plain_amount_is_left_out(cost):
+    meta = rest.CallMetadata.parse({"cost": cost, "call_duration_secs": 3})
+    assert (meta.cost, meta.call_duration_secs) == (None, 3.0)
+
+
+def test_a_transcription_over_its_cap_is_refused():
+    turns = (rest.TranscriptTurn("user", "w" * 4000),) * (rest.MAX_TRANSCRIPTION_BYTES // 4000 + 1)
+    body = rest.build_webhook(rest.PostCallTranscription("a", "c", turns, 1))
+    with pytest.raises(ProtocolError, match="post_call_transcription body") as caught:
+        rest.parse_webhook(body)
+    assert caught.value.code is ErrorCode.REQUEST_TOO_LARGE

@@ -75,14 +75,15 @@ async def test_start_with_media_dials_the_socket_and_streams_both_sides_then_cal
     assert b"".join(base64.b64decode(m["audio"]) for m in received[1:3]) == said
 
 
-async def test_post_call_audio_webhook_is_signed_like_elevenlabs():
+async def test_post_call_webhooks_are_signed_like_elevenlabs_transcription_then_audio():
     got: list[tuple[bytes, str | None]] = []
     arrived = asyncio.Event()
     loop = asyncio.get_running_loop()
 
     async def hook(request: Request) -> Response:
         got.append((await request.body(), request.headers.get("elevenlabs-signature")))
-        loop.call_soon_threadsafe(arrived.set)
+        if len(got) == 2:
+            loop.call_soon_threadsafe(arrived.set)
         return Response(status_code=200)
 
     with running(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as receiver:
@@ -103,11 +104,22 @@ async def test_post_call_audio_webhook_is_signed_like_elevenlabs():
             await asyncio.wait_for(arrived.wait(), TIMEOUT)
         finally:
             sim.stop()
-    body, header = got[0]
     import time
 
-    verify_webhook_signature(b"whsec_test_123456", body, header, now=time.time())
-    payload = json.loads(body)
+    for body, header in got:
+        verify_webhook_signature(b"whsec_test_123456", body, header, now=time.time())
+    transcription, payload = (json.loads(body) for body, _ in got)
+    assert transcription["type"] == "post_call_transcription"
+    data = transcription["data"]
+    assert (data["conversation_id"], data["agent_id"], data["status"]) == (cid, AGENT_ID, "done")
+    assert data["transcript"] == [{"role": "agent", "message": "You wrote: hello"}]
+    assert data["analysis"]["transcript_summary"] == (
+        "0 user turn(s) and 1 agent answer(s); the agent repeated what it heard."
+    )
+    assert data["analysis"]["call_successful"] == "success"
+    assert data["analysis"]["evaluation_criteria_results"]["every_turn_answered"]["result"] == "success"
+    assert data["analysis"]["data_collection_results"]["user_turns"]["value"] == 0
+    assert data["metadata"]["cost"] == 75.0 and data["metadata"]["call_duration_secs"] >= 0
     assert payload["type"] == "post_call_audio"
     assert payload["data"]["conversation_id"] == cid and payload["data"]["agent_id"] == AGENT_ID
     import io

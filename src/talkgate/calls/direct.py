@@ -1,6 +1,6 @@
 """Direct calls: the page talks to the provider itself (optionally with media-stream recording);
 talkgate signs the start, keeps the call log and the app's own chunks, takes the provider's
-``post_call_audio``, and ends the call through the recording fallback chain."""
+post-call webhooks, and ends the call through the recording fallback chain."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from talkgate.calls import ending
+from talkgate.calls import ending, post_call
 from talkgate.calls.media import media_url
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import AudioError, ConflictError, ErrorCode
 from talkgate.persistence.models import CallLog, CallStatus, Cap
 from talkgate.protocol.audio import b64decode_audio
-from talkgate.protocol.elevenlabs_rest import PostCallAudio, WebhookEvent
+from talkgate.protocol.elevenlabs_rest import PostCallAudio, PostCallTranscription, WebhookEvent
 
 log = logging.getLogger("talkgate.calls")
 
@@ -92,12 +92,15 @@ async def end(rt: Runtime, user_id: str, conversation_id: str) -> CallLog:
 
 async def apply_provider_event(rt: Runtime, event: WebhookEvent) -> bool:
     """A verified provider webhook: ``post_call_audio`` gives a call without a better recording the
-    provider's copy. Only the provider's own id, as talkgate recorded it, finds a call: a
+    provider's copy; ``post_call_transcription`` its transcript, analysis and metadata
+    (``post_call``). Only the provider's own id, as talkgate recorded it, finds a call: a
     conversation id a client chose for its call never matches a provider's event."""
     call = await rt.repo.call_by_provider_conversation("elevenlabs", event.conversation_id)
     if call is None:
         log.info("webhook %s for an unknown conversation; ignored", event.type)
         return False
+    if isinstance(event, PostCallTranscription):
+        return await post_call.apply_transcription(rt, call, event)
     if not isinstance(event, PostCallAudio):
         log.info("webhook %s for %s; nothing to do", event.type, call.conversation_id)
         return False

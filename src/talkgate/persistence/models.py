@@ -9,7 +9,18 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Enum, ForeignKey, Integer, String, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -59,6 +70,14 @@ class AudioSource(StrEnum):
     MEDIA_STREAM = "media_stream"
     RELAY = "relay"
     CLIENT_CHUNKS = "client_chunks"
+    PROVIDER = "provider"
+
+
+class TranscriptSource(StrEnum):
+    """Whose lines a call log's transcript holds: talkgate's own (the relay heard them, or the page
+    posted them), or the provider's authoritative transcript from its post-call webhook."""
+
+    TALKGATE = "talkgate"
     PROVIDER = "provider"
 
 
@@ -152,6 +171,14 @@ class CallLog(TimestampMixin, Base):
     turns: Mapped[list[Any]] = mapped_column(JSON, default=list)
     end_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     media_state: Mapped[MediaState | None] = mapped_column(_status_type(MediaState), nullable=True)
+    # What the provider reported after the call (its post_call_transcription webhook), bounded by
+    # protocol.elevenlabs_rest: None until it comes. ``transcript_source`` None means talkgate's.
+    transcript_source: Mapped[TranscriptSource | None] = mapped_column(
+        _status_type(TranscriptSource), nullable=True
+    )
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    provider_duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    provider_cost: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class WebhookDelivery(Base):

@@ -24,6 +24,7 @@ from talkgate.persistence.models import (
     ConversationSession,
     MediaState,
     SessionStatus,
+    TranscriptSource,
     User,
     WebhookDelivery,
     cuid,
@@ -60,6 +61,17 @@ class AudioSwap:
 
     def __bool__(self) -> bool:
         return self.attached
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderReport:
+    """What the provider said about a finished call, as the call log keeps it (already bounded):
+    ``transcript`` None leaves the call's own lines in place."""
+
+    analysis: dict[str, Any] | None
+    duration_s: float | None
+    cost: float | None
+    transcript: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +440,10 @@ class Repository:
             )
             if row is None:
                 raise NotFoundError("no such call")
+            if row.transcript_source == TranscriptSource.PROVIDER:
+                # The provider's transcript came after the call; a late line from the page would
+                # only be a second, worse copy of one of its lines.
+                return len(row.transcript)
             if len(row.transcript) + len(entries) > limit:
                 raise ConflictError(f"a call keeps at most {limit} transcript lines")
             row.transcript = [*row.transcript, *entries]  # a new list: the JSON column sees the change
@@ -492,6 +508,24 @@ class Repository:
             if status:
                 row.status = status
             return AudioSwap(True, replaced)
+
+    async def record_provider_report(self, conversation_id: str, report: ProviderReport) -> bool:
+        """Store what the provider reported after the call on its call log, in one statement:
+        the analysis and metadata always, the transcript (and its source) only when given."""
+        values: dict[str, object] = {
+            "analysis": report.analysis,
+            "provider_duration_s": report.duration_s,
+            "provider_cost": report.cost,
+            "updated_at": utcnow(),
+        }
+        if report.transcript is not None:
+            values["transcript"] = report.transcript
+            values["transcript_source"] = TranscriptSource.PROVIDER
+        async with self._sessions.begin() as db:
+            done = await db.execute(
+                update(CallLog).where(CallLog.conversation_id == conversation_id).values(**values)
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
 
     # --- who records a call, and whose provider conversation it is ---
 

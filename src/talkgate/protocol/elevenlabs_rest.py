@@ -8,14 +8,21 @@ both talkgate's provider adapter and the simulator that stands in for the provid
   ``{conversation_id, signed_url, media_streaming}``;
 - ``GET /v1/convai/conversations/{id}/audio`` answers the finished conversation's MP3;
 - the post-call webhook posts ``{type, event_timestamp, data}``: ``post_call_audio`` carries the
-  call's audio as base64 MP3, ``post_call_transcription`` its transcript.
+  call's audio as base64 MP3, ``post_call_transcription`` its transcript, the provider's analysis
+  (``transcript_summary``, ``evaluation_criteria_results``, ``data_collection_results``,
+  ``call_successful``) and its metadata (``call_duration_secs``, ``cost``…).
 
 Pure: no I/O. A body that does not fit raises ``FieldError`` (a ``ProtocolError``) naming the field.
+What a webhook carries into the call log is bounded here, as it is parsed: a transcription body
+over ``MAX_TRANSCRIPTION_BYTES`` is refused, and its turns, texts and analysis entries are cut to
+the ``MAX_*`` below (a signed body comes from the provider, so it is clipped rather than refused).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias
@@ -25,6 +32,16 @@ from talkgate.errors import ErrorCode, ProtocolError
 SIGNED_URL_PATH = "/v1/convai/conversation/get-signed-url"
 START_PATH = "/v1/convai/conversation/start"
 MAX_CONVERSATION_ID = 128
+# What one post_call_transcription may carry into a call log. A two-hour call is about 2000 turns
+# and well under 2 MiB of JSON with ElevenLabs' per-turn metrics; the rest is room.
+MAX_TRANSCRIPTION_BYTES = 8 * 1024 * 1024
+MAX_PROVIDER_TURNS = 2000  # as many lines as a page may post for a call
+MAX_TURN_CHARS = 4000  # as long as a line a page may post
+MAX_SUMMARY_CHARS = 8000
+MAX_ANALYSIS_ITEMS = 64  # evaluation criteria, and data collection items, each
+MAX_ANALYSIS_ID_CHARS = 128
+MAX_ANALYSIS_TEXT_CHARS = 2000  # a rationale, or a collected value
+CALL_OUTCOMES = ("success", "failure", "unknown")
 SOCKET_SCHEMES = ("ws://", "wss://")
 
 JSON: TypeAlias = dict[str, Any]
@@ -74,12 +91,18 @@ class TranscriptTurn:
         return {"role": self.role, "message": self.message}
 
 
+def _text(value: Any, limit: int) -> str:
+    """A provider string, clipped; anything else is empty."""
+    return value[:limit] if isinstance(value, str) else ""
+
+
 def _transcript(value: Any) -> tuple[TranscriptTurn, ...]:
+    """The first ``MAX_PROVIDER_TURNS`` turns, each message clipped to ``MAX_TURN_CHARS``."""
     if not isinstance(value, list):
         return ()
     return tuple(
-        TranscriptTurn(str(turn.get("role", "")), str(turn.get("message") or ""))
-        for turn in value
+        TranscriptTurn(_text(turn.get("role"), 16), _text(turn.get("message"), MAX_TURN_CHARS))
+        for turn in value[:MAX_PROVIDER_TURNS]
         if isinstance(turn, dict)
     )
 
@@ -264,6 +287,130 @@ class PostCallAudio:
         }
 
 
+Scalar: TypeAlias = str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationResult:
+    """One of ``analysis.evaluation_criteria_results``: the agent's criterion, judged."""
+
+    criteria_id: str
+    result: str  # success, failure or unknown
+    rationale: str
+
+    def build(self) -> JSON:
+        return {"criteria_id": self.criteria_id, "result": self.result, "rationale": self.rationale}
+
+
+@dataclass(frozen=True, slots=True)
+class CollectedData:
+    """One of ``analysis.data_collection_results``: a value the provider extracted from the call."""
+
+    data_collection_id: str
+    value: Scalar
+    rationale: str
+
+    def build(self) -> JSON:
+        return {
+            "data_collection_id": self.data_collection_id,
+            "value": self.value,
+            "rationale": self.rationale,
+        }
+
+
+def _outcome(value: Any) -> str:
+    return value if value in CALL_OUTCOMES else "unknown"
+
+
+def _scalar(value: Any) -> Scalar:
+    """A collected value as a scalar: a string clipped, a finite number, a bool, or None; anything
+    else (a list, an object) as its JSON text, clipped."""
+    if value is None or isinstance(value, bool):
+        return bool(value) if value is not None else None
+    if isinstance(value, int | float):
+        number: int | float = value
+        return number if math.isfinite(number) and abs(number) < 1e15 else None
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return str(text)[:MAX_ANALYSIS_TEXT_CHARS]
+
+
+def _entries(value: Any) -> list[tuple[str, JSON]]:
+    """``{id: {...}}`` as ``(id, entry)`` pairs, the first ``MAX_ANALYSIS_ITEMS`` of them."""
+    if not isinstance(value, dict):
+        return []
+    pairs = list(itertools.islice(value.items(), MAX_ANALYSIS_ITEMS))
+    return [(key[:MAX_ANALYSIS_ID_CHARS], entry) for key, entry in pairs if isinstance(entry, dict)]
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnalysis:
+    """``data.analysis`` of a ``post_call_transcription``, bounded."""
+
+    summary: str
+    call_successful: str  # success, failure or unknown
+    evaluation: tuple[EvaluationResult, ...] = ()
+    data_collection: tuple[CollectedData, ...] = ()
+
+    def build(self) -> JSON:
+        return {
+            "evaluation_criteria_results": {e.criteria_id: e.build() for e in self.evaluation},
+            "data_collection_results": {d.data_collection_id: d.build() for d in self.data_collection},
+            "call_successful": self.call_successful,
+            "transcript_summary": self.summary,
+        }
+
+    @classmethod
+    def parse(cls, value: Any) -> CallAnalysis | None:
+        if not isinstance(value, dict):
+            return None
+        evaluation = tuple(
+            EvaluationResult(
+                key, _outcome(e.get("result")), _text(e.get("rationale"), MAX_ANALYSIS_TEXT_CHARS)
+            )
+            for key, e in _entries(value.get("evaluation_criteria_results"))
+        )
+        collected = tuple(
+            CollectedData(key, _scalar(d.get("value")), _text(d.get("rationale"), MAX_ANALYSIS_TEXT_CHARS))
+            for key, d in _entries(value.get("data_collection_results"))
+        )
+        summary = _text(value.get("transcript_summary"), MAX_SUMMARY_CHARS)
+        return cls(summary, _outcome(value.get("call_successful")), evaluation, collected)
+
+
+def _amount(value: Any) -> float | None:
+    """A non-negative finite number the provider reported, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and 0 <= value < 1e12 else None
+
+
+@dataclass(frozen=True, slots=True)
+class CallMetadata:
+    """The parts of ``data.metadata`` talkgate keeps: how long the provider says the call was, and
+    what it cost (in the provider's credits), where it says."""
+
+    call_duration_secs: float | None = None
+    cost: float | None = None
+    start_time_unix_secs: int | None = None
+
+    def build(self) -> JSON:
+        body: JSON = {}
+        for name in ("start_time_unix_secs", "call_duration_secs", "cost"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
+        return body
+
+    @classmethod
+    def parse(cls, value: Any) -> CallMetadata:
+        meta = _dict(value)
+        start = _amount(meta.get("start_time_unix_secs"))
+        return cls(
+            _amount(meta.get("call_duration_secs")),
+            _amount(meta.get("cost")),
+            None if start is None else int(start),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class PostCallTranscription:
     type: ClassVar[str] = "post_call_transcription"
@@ -272,14 +419,21 @@ class PostCallTranscription:
     transcript: tuple[TranscriptTurn, ...]
     event_timestamp: int
     status: str = "done"
+    analysis: CallAnalysis | None = None
+    metadata: CallMetadata = field(default_factory=CallMetadata)
 
     def data(self) -> JSON:
-        return {
+        body: JSON = {
             "agent_id": self.agent_id,
             "conversation_id": self.conversation_id,
             "status": self.status,
             "transcript": [turn.build() for turn in self.transcript],
         }
+        if self.metadata.build():
+            body["metadata"] = self.metadata.build()
+        if self.analysis is not None:
+            body["analysis"] = self.analysis.build()
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,8 +459,16 @@ def build_webhook(event: WebhookEvent) -> bytes:
     ).encode()
 
 
+def _too_large_transcription(size: int) -> ProtocolError:
+    return ProtocolError(
+        f"post_call_transcription body of {size} bytes; at most {MAX_TRANSCRIPTION_BYTES} are taken",
+        code=ErrorCode.REQUEST_TOO_LARGE,
+    )
+
+
 def parse_webhook(body: bytes | str) -> WebhookEvent:
-    """One verified webhook body; raises ProtocolError when it is not a provider event."""
+    """One verified webhook body; raises ProtocolError when it is not a provider event, or is a
+    transcription over ``MAX_TRANSCRIPTION_BYTES``."""
     try:
         obj = json.loads(body)
         kind, data = str(obj["type"]), obj["data"]
@@ -319,6 +481,15 @@ def parse_webhook(body: bytes | str) -> WebhookEvent:
     if kind == PostCallAudio.type and isinstance(data.get("full_audio"), str):
         return PostCallAudio(agent_id, cid, data["full_audio"], timestamp)
     if kind == PostCallTranscription.type:
-        status = str(data.get("status") or "done")
-        return PostCallTranscription(agent_id, cid, _transcript(data.get("transcript")), timestamp, status)
+        if len(body) > MAX_TRANSCRIPTION_BYTES:
+            raise _too_large_transcription(len(body))
+        return PostCallTranscription(
+            agent_id,
+            cid,
+            _transcript(data.get("transcript")),
+            timestamp,
+            _text(data.get("status"), 32) or "done",
+            CallAnalysis.parse(data.get("analysis")),
+            CallMetadata.parse(data.get("metadata")),
+        )
     return OtherWebhook(kind, cid, timestamp, {k: v for k, v in data.items() if k != "conversation_id"})

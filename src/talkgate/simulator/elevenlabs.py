@@ -289,12 +289,20 @@ class ElevenLabsSimulator:
             record.transcript.append({"role": "agent", "message": event.text})
 
     async def _post_call_webhook(self, record: ConversationRecord) -> None:
-        assert self.config.webhook_url and self.config.webhook_secret
+        """What ElevenLabs posts once a conversation ends: its transcript with the analysis, then
+        its audio, each signed."""
+        transcription = post_call_transcription(record, int(time.time()))
+        await self._deliver(record, transcription)
         mp3 = await asyncio.to_thread(encode_mp3, bytes(record.audio), 16000)
-        timestamp = int(time.time())
-        event = rest.PostCallAudio(record.agent_id, record.conversation_id, b64encode_audio(mp3), timestamp)
+        audio = rest.PostCallAudio(
+            record.agent_id, record.conversation_id, b64encode_audio(mp3), int(time.time())
+        )
+        await self._deliver(record, audio)
+
+    async def _deliver(self, record: ConversationRecord, event: rest.WebhookEvent) -> None:
+        assert self.config.webhook_url and self.config.webhook_secret
         body = rest.build_webhook(event)
-        header = webhook_signature_header(self.config.webhook_secret.encode(), body, timestamp)
+        header = webhook_signature_header(self.config.webhook_secret.encode(), body, event.event_timestamp)
         try:
             async with httpx.AsyncClient(timeout=10) as client:
                 response = await client.post(
@@ -302,9 +310,43 @@ class ElevenLabsSimulator:
                     content=body,
                     headers={"content-type": "application/json", "ElevenLabs-Signature": header},
                 )
-            log.info("post_call_audio webhook for %s: HTTP %s", record.conversation_id, response.status_code)
+            log.info("%s webhook for %s: HTTP %s", event.type, record.conversation_id, response.status_code)
         except httpx.HTTPError as exc:
-            log.warning("post_call_audio webhook for %s failed: %s", record.conversation_id, exc)
+            log.warning("%s webhook for %s failed: %s", event.type, record.conversation_id, exc)
+
+
+def post_call_transcription(record: ConversationRecord, now: int) -> rest.PostCallTranscription:
+    """The simulator's ``post_call_transcription``: the conversation's transcript and metadata, and
+    an analysis that is the same for the same conversation (the echo agent has nothing to judge):
+    the summary counts the turns, one criterion says whether the agent answered every user turn
+    (and at least once), and two collected items are the first thing the user said and the number
+    of user turns. Cost: 50 credits a conversation and 25 a turn."""
+    turns = tuple(rest.TranscriptTurn(t["role"], t["message"]) for t in record.transcript)
+    said = [t.message for t in turns if t.role == "user"]
+    answered = sum(1 for t in turns if t.role == "agent")
+    outcome = "success" if answered and answered >= len(said) else "failure"
+    analysis = rest.CallAnalysis(
+        f"{len(said)} user turn(s) and {answered} agent answer(s); the agent repeated what it heard.",
+        outcome,
+        (
+            rest.EvaluationResult(
+                "every_turn_answered", outcome, f"{answered} answer(s) to {len(said)} turn(s)"
+            ),
+        ),
+        (
+            rest.CollectedData("first_user_message", said[0] if said else None, "the user's first turn"),
+            rest.CollectedData("user_turns", len(said), "turns the user took"),
+        ),
+    )
+    ended = record.ended_at or time.time()
+    metadata = rest.CallMetadata(
+        call_duration_secs=float(int(ended - record.started_at)),
+        cost=float(50 + 25 * len(turns)),
+        start_time_unix_secs=int(record.started_at),
+    )
+    return rest.PostCallTranscription(
+        record.agent_id, record.conversation_id, turns, now, "done", analysis, metadata
+    )
 
 
 def _frame_for_log(raw: str | bytes) -> Any:

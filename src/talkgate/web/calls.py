@@ -1,5 +1,5 @@
 """The call routes: the direct call's signed URL (with media-stream recording), call end, the app's
-chunks, call logs and their audio, and the provider's ``post_call_audio`` webhook; each parses, calls
+chunks, call logs and their audio, and the provider's post-call webhooks; each parses, calls
 ``talkgate.calls.direct`` and serializes. A user reaches only their own calls."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from talkgate.auth import signing_keys
 from talkgate.calls import direct, ending
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
-from talkgate.persistence.models import CallLog
+from talkgate.persistence.models import CallLog, TranscriptSource
 from talkgate.protocol.app_events import ChunkUpload
 from talkgate.protocol.audio import validate_pcm16
 from talkgate.protocol.elevenlabs_rest import parse_webhook
@@ -66,6 +66,79 @@ async def _stream_from_store(rt: Any, key: str, conversation_id: str, range_head
     )
 
 
+class CallTranscriptLine(BaseModel):
+    """A line of the call's transcript (a relayed call's lines also carry the provider's ``eventId``)."""
+
+    model_config = ConfigDict(extra="allow")
+    role: str = Field(description="`user` or `agent`")
+    text: str
+
+
+Outcome = Literal["success", "failure", "unknown"]
+
+
+class EvaluationResultOut(BaseModel):
+    id: str = Field(description="The agent's evaluation criterion")
+    result: Outcome
+    rationale: str
+
+
+class CollectedDataOut(BaseModel):
+    id: str = Field(description="The agent's data-collection item")
+    value: str | int | float | bool | None
+    rationale: str
+
+
+class CallAnalysisOut(BaseModel):
+    """The provider's analysis of the finished call (ElevenLabs' ``post_call_transcription``)."""
+
+    summary: str
+    callSuccessful: Outcome
+    evaluation: list[EvaluationResultOut]
+    dataCollection: list[CollectedDataOut]
+
+
+class CallOut(BaseModel):
+    """A call log as the API shows it (a field added to ``call_json`` passes through)."""
+
+    model_config = ConfigDict(extra="allow")
+    conversationId: str
+    sessionId: str | None
+    provider: str
+    agentId: str | None
+    voice: str | None
+    status: str
+    startedAt: str | None
+    endedAt: str | None
+    durationMs: int | None
+    audioUrl: str | None
+    audioSource: str | None
+    audioBytes: int | None
+    recording: Literal["ready", "in_progress", "none"]
+    noRecordingReason: str | None
+    endReason: str | None
+
+
+class CallDetailOut(CallOut):
+    """One call with its transcript and what the provider reported after it."""
+
+    transcript: list[CallTranscriptLine]
+    transcriptSource: Literal["talkgate", "provider"] | None = Field(
+        description="Whose lines `transcript` holds: `talkgate` (the relay's, or what the page posted) "
+        "or `provider` (the provider's own transcript, from its post-call webhook); null with no lines"
+    )
+    turns: list[dict[str, Any]]
+    analysis: CallAnalysisOut | None = Field(description="null until the provider's webhook brings one")
+    providerDurationSecs: float | None = Field(description="the call's length as the provider reports it")
+    providerCost: float | None = Field(description="the call's cost in the provider's credits, where given")
+
+
+def transcript_source(row: CallLog) -> str | None:
+    if row.transcript_source is not None:
+        return row.transcript_source.value
+    return TranscriptSource.TALKGATE.value if row.transcript else None
+
+
 def call_json(row: CallLog, *, transcript: bool = True) -> dict[str, Any]:
     recording, no_recording_reason = ending.recording_state(row)
     body: dict[str, Any] = {
@@ -87,7 +160,11 @@ def call_json(row: CallLog, *, transcript: bool = True) -> dict[str, Any]:
     }
     if transcript:
         body["transcript"] = row.transcript
+        body["transcriptSource"] = transcript_source(row)
         body["turns"] = row.turns
+        body["analysis"] = row.analysis
+        body["providerDurationSecs"] = row.provider_duration_s
+        body["providerCost"] = row.provider_cost
     return body
 
 
@@ -147,8 +224,10 @@ async def list_calls(
     }
 
 
-@router.get("/calls/{conversation_id}")
+@router.get("/calls/{conversation_id}", response_model=CallDetailOut)
 async def get_call(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
+    """One of the user's calls: its transcript (and whose it is), turn timings, recording, and the
+    provider's analysis, duration and cost once its post-call webhook has come."""
     return call_json(await rt.repo.get_call(user.user_id, conversation_id))
 
 
@@ -235,7 +314,9 @@ async def end_call(conversation_id: ConversationId, user: User, rt: Rt) -> Any:
 @router.post("/elevenlabs/webhook", tags=["webhooks"])
 async def post_call_webhook(request: Request, rt: Rt) -> Any:
     """The provider's post-call webhook (public, HMAC-signed): ``post_call_audio`` gives a call
-    without a better recording the provider's copy."""
+    without a better recording the provider's copy; ``post_call_transcription`` adds the provider's
+    analysis, duration and cost, and (for a call that did not go through the relay) replaces the
+    lines the page posted with the provider's transcript."""
     secret = rt.settings.elevenlabs_webhook_secret
     if secret is None:
         raise NotFoundError("webhooks are not configured (ELEVENLABS_WEBHOOK_SECRET)")
