@@ -26,6 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "providers": {"protocol", "fastpaths"} | BASE,  # the upstream socket's direct frame write
     "persistence": {"protocol"} | BASE,
     "calls": {"protocol"} | SERVICES | BASE,
+    # talkgate doctor: beside calls, probing the services as serve would use them.
+    "doctor": {"protocol"} | SERVICES | BASE,
     # web reaches the services only through calls; the call-log row types are read to serialize them.
     "web": {"protocol", "calls", "persistence.models", "fastpaths"} | BASE,
     "simulator": {"protocol"} | BASE,

@@ -1,4 +1,4 @@
-"""``talkgate serve | simulator | db upgrade | token | wire-js``."""
+"""``talkgate serve | simulator | doctor | db upgrade | token | wire-js``."""
 
 from __future__ import annotations
 
@@ -198,6 +198,22 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the configuration and the providers with the settings ``serve`` would use; exit 1 when
+    something is wrong (2 when the configuration does not even validate)."""
+    from talkgate.doctor import diagnose, render, secrets_of
+
+    settings = Settings()
+    _logging(settings.model_copy(update={"log_level": "WARNING"}))  # the report is the output
+    if settings.elevenlabs_api_key is None and (
+        settings.environment is Environment.DEVELOPMENT or settings.allow_simulator
+    ):
+        settings = _with_simulator(settings)  # as serve does: the checks then cover the simulator
+    report = asyncio.run(diagnose(settings, wait_s=args.wait, converse=not args.no_conversation))
+    print(render(report, secrets_of(settings)))
+    return report.exit_code
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     settings = Settings()
     _logging(settings)
@@ -264,6 +280,17 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--webhook-secret")
     sim.add_argument("--log-level", default="INFO")
     sim.set_defaults(func=cmd_simulator)
+
+    doctor = sub.add_parser(
+        "doctor", help="check the configuration and the providers (exit 1 when something is wrong)"
+    )
+    doctor.add_argument(
+        "--wait", type=float, default=5.0, help="seconds a probe turn waits for its transcript (default 5)"
+    )
+    doctor.add_argument(
+        "--no-conversation", action="store_true", help="skip the probe conversations (REST checks only)"
+    )
+    doctor.set_defaults(func=cmd_doctor)
 
     db = sub.add_parser("db", help="database migrations")
     dbsub = db.add_subparsers(dest="db_command", required=True)

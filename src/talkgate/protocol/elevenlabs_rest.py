@@ -7,6 +7,8 @@ both talkgate's provider adapter and the simulator that stands in for the provid
   API) takes ``{agent_id[, conversation_id][, media: {stream, websocket_url}]}`` and answers
   ``{conversation_id, signed_url, media_streaming}``;
 - ``GET /v1/convai/conversations/{id}/audio`` answers the finished conversation's MP3;
+- ``GET /v1/convai/agents/{agent_id}`` answers the agent's configuration, of which talkgate reads
+  its name, its audio formats and whether it needs signed URLs (``AgentDetails``);
 - the post-call webhook posts ``{type, event_timestamp, data}``: ``post_call_audio`` carries the
   call's audio as base64 MP3, ``post_call_transcription`` its transcript, the provider's analysis
   (``transcript_summary``, ``evaluation_criteria_results``, ``data_collection_results``,
@@ -26,6 +28,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias
+from urllib.parse import quote
 
 from talkgate.errors import ErrorCode, ProtocolError
 
@@ -59,6 +62,14 @@ class FieldError(ProtocolError):
 def recording_path(conversation_id: str) -> str:
     """Where the provider serves a finished conversation's MP3."""
     return f"/v1/convai/conversations/{conversation_id}/audio"
+
+
+AGENT_PATH = "/v1/convai/agents/{agent_id}"
+
+
+def agent_path(agent_id: str) -> str:
+    """Where the provider serves an agent's configuration (the id quoted: it comes from settings)."""
+    return AGENT_PATH.format(agent_id=quote(agent_id, safe=""))
 
 
 def _object(body: Any, what: str) -> JSON:
@@ -166,6 +177,52 @@ class ConversationTokenReply:
         if not isinstance(token, str) or not token:
             raise FieldError(("token",), "field required")
         return cls(token)
+
+
+# --- the agent's configuration -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDetails:
+    """The fields of ``GET /v1/convai/agents/{agent_id}`` (``GetAgentResponseModel``) talkgate reads:
+    ``conversation_config.asr.user_input_audio_format``, ``conversation_config.tts.
+    agent_output_audio_format`` and ``platform_settings.auth.enable_auth`` (the agent then needs a
+    signed URL). A format the provider leaves out is its documented default, ``pcm_16000``."""
+
+    agent_id: str
+    name: str
+    input_format: str = "pcm_16000"
+    output_format: str = "pcm_16000"
+    enable_auth: bool = False
+
+    def build(self) -> JSON:
+        return {
+            "agent_id": self.agent_id,
+            "name": self.name,
+            "conversation_config": {
+                "asr": {"user_input_audio_format": self.input_format},
+                "tts": {"agent_output_audio_format": self.output_format},
+            },
+            "metadata": {"created_at_unix_secs": 0},
+            "platform_settings": {"auth": {"enable_auth": self.enable_auth, "allowlist": []}},
+        }
+
+    @classmethod
+    def parse(cls, body: Any) -> AgentDetails:
+        obj = _object(body, "the agent")
+        agent_id = obj.get("agent_id")
+        if not isinstance(agent_id, str) or not agent_id:
+            raise FieldError(("agent_id",), "field required")
+        config = _dict(obj.get("conversation_config"))
+        asr, tts = _dict(config.get("asr")), _dict(config.get("tts"))
+        auth = _dict(_dict(obj.get("platform_settings")).get("auth"))
+        return cls(
+            agent_id,
+            str(obj.get("name") or ""),
+            str(asr.get("user_input_audio_format") or "pcm_16000"),
+            str(tts.get("agent_output_audio_format") or "pcm_16000"),
+            auth.get("enable_auth") is True,
+        )
 
 
 # --- conversation/start -----------------------------------------------------------------------

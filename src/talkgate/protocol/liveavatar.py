@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from talkgate.errors import ErrorCode, ProtocolError
 
@@ -133,6 +134,38 @@ START_PATH = "/v1/sessions/start"
 KEEP_ALIVE_PATH = "/v1/sessions/keep-alive"
 STOP_PATH = "/v1/sessions/stop"
 SUCCESS = 1000  # the envelope's success code, as the official SDK checks it
+# Sandbox sessions (``is_sandbox``: no credits, about a minute long) take only this avatar ("Wayne").
+SANDBOX_AVATAR_ID = "dd73ea75-1218-4ef3-92ce-606d5f7fbc0a"
+
+
+class Resource(StrEnum):
+    """What ``GET /v1/{kind}/{id}`` (``X-API-KEY``) answers for: an avatar, a voice, a context."""
+
+    AVATAR = "avatars"
+    VOICE = "voices"
+    CONTEXT = "contexts"
+
+
+def resource_path(kind: Resource, resource_id: str | None = None) -> str:
+    """``/v1/{kind}/{id}`` (the id quoted); without an id, the route's template."""
+    return f"/v1/{kind.value}/" + ("{resource_id}" if resource_id is None else quote(resource_id, safe=""))
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceInfo:
+    """The fields of an avatar, voice or context talkgate reads (inside the envelope's ``data``)."""
+
+    id: str
+    name: str
+
+    def build(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name}
+
+    @classmethod
+    def parse(cls, data: Any) -> ResourceInfo:
+        found = _nonempty(data, "id")
+        name = found.get("name")
+        return cls(found["id"], name if isinstance(name, str) else "")
 
 
 def _nonempty(data: Any, *keys: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from talkgate.errors import AudioError, ErrorCode, ProtocolError, ProviderError
+from talkgate.errors import AudioError, ErrorCode, NotFoundError, ProtocolError, ProviderError
 from talkgate.fastpaths import upstream_write
 from talkgate.protocol import convai
 from talkgate.protocol import elevenlabs_rest as rest
@@ -64,6 +64,46 @@ class ElevenLabsProvider(RestProvider):
         )
         _raise_for_status(response, what)
         return response
+
+    async def agent(self, agent_id: str) -> rest.AgentDetails:
+        """The agent's configuration; NotFoundError when the account has no such agent."""
+        what = f"reading agent {agent_id}"
+        response = await request(
+            self._http,
+            "ElevenLabs",
+            "GET",
+            f"{self.base_url}{rest.agent_path(agent_id)}",
+            what,
+            headers={"xi-api-key": self._api_key},
+            timeout=self.timeout,
+        )
+        if response.status_code in (404, 422):  # 422: an id the provider cannot even parse
+            raise NotFoundError(f"ElevenLabs has no agent {agent_id!r} on this account")
+        _raise_for_status(response, what)
+        try:
+            return rest.AgentDetails.parse(response.json())
+        except (ValueError, ProtocolError) as exc:
+            raise ProviderError(f"ElevenLabs answered {what} with no agent") from exc
+
+    async def media_streaming_offered(self, agent_id: str) -> bool:
+        """Whether the provider answers the media-stream recording's start route at all (it is not
+        in the published API: elsewhere it is a 404 or 405). Asks for no media stream."""
+        body = rest.ConversationStartRequest(agent_id).build()
+        what = "asking whether media streaming is offered"
+        response = await request(
+            self._http,
+            "ElevenLabs",
+            "POST",
+            f"{self.base_url}{rest.START_PATH}",
+            what,
+            headers={"xi-api-key": self._api_key},
+            json=body,
+            timeout=self.timeout,
+        )
+        if response.status_code in (404, 405):
+            return False
+        _raise_for_status(response, what)
+        return True
 
     async def signed_url(self, agent_id: str) -> str:
         url, _ = await self.signed_url_for_conversation(agent_id, include_conversation_id=False)

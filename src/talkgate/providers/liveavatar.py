@@ -57,6 +57,33 @@ class LiveAvatarProvider(RestProvider):
         except ProtocolError as exc:
             raise ProviderError(f"LiveAvatar answered {what} with {exc.message}") from exc
 
+    async def resource(self, kind: wire.Resource, resource_id: str) -> wire.ResourceInfo:
+        """An avatar, voice or context of the account; NotFoundError when it has none by that id."""
+        what = f"reading {kind.value[:-1]} {resource_id}"
+        response = await request(
+            self._http,
+            "LiveAvatar",
+            "GET",
+            f"{self.base_url}{wire.resource_path(kind, resource_id)}",
+            what,
+            headers={"X-API-KEY": self._api_key},
+            timeout=self.timeout,
+        )
+        status = response.status_code
+        if status in (401, 403):
+            raise ProviderError(
+                f"LiveAvatar refused the API key while {what} (HTTP {status}: {_message(response)})",
+                code=ErrorCode.PROVIDER_AUTH,
+            )
+        if status in (404, 422):  # 422: not even a uuid
+            raise NotFoundError(f"LiveAvatar has no {kind.value[:-1]} {resource_id!r} on this account")
+        if not 200 <= status < 300:
+            raise ProviderError(f"LiveAvatar failed while {what}: HTTP {status} {_message(response)}")
+        try:
+            return wire.ResourceInfo.parse(Envelope.parse(response.content).data)
+        except ProtocolError as exc:
+            raise ProviderError(f"LiveAvatar answered {what} with {exc.message}") from exc
+
     async def create_token(
         self,
         avatar_id: str,

@@ -66,6 +66,7 @@ class ElevenLabsSimulator:
             Route(rest.SIGNED_URL_PATH, self.get_signed_url),
             Route("/v1/convai/conversation/get_signed_url", self.get_signed_url),
             Route("/v1/convai/conversation/token", self.get_token),
+            Route(rest.AGENT_PATH, self.get_agent),
             Route(rest.START_PATH, self.start_conversation, methods=["POST"]),
             Route(rest.recording_path("{conversation_id}"), self.get_audio),
             Route("/v1/convai/conversations/{conversation_id}", self.get_conversation),
@@ -94,6 +95,23 @@ class ElevenLabsSimulator:
         cid = new_conversation_id() if asked.include_conversation_id else None
         # With an id, the one conversation this signature opens.
         return JSONResponse(rest.SignedUrlReply(self._signed_url(request, asked.agent_id, cid), cid).build())
+
+    async def get_agent(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _invalid_key()
+        agent_id = request.path_params["agent_id"]
+        known = self.config.agent_ids
+        if known is not None and agent_id not in known:
+            return JSONResponse(detail("agent not found"), status_code=404)
+        agent = self.config.agent
+        details = rest.AgentDetails(
+            agent_id,
+            f"simulated agent {agent_id}",
+            agent.input_format.name,
+            agent.output_format.name,
+            enable_auth=agent_id not in self.config.public_agent_ids,
+        )
+        return JSONResponse(details.build())
 
     async def get_token(self, request: Request) -> Response:
         agent_id = request.query_params.get("agent_id")

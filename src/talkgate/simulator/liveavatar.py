@@ -10,6 +10,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
@@ -35,7 +36,10 @@ from talkgate.protocol.liveavatar import (
     DataPacket,
     Envelope,
     Event,
+    Resource,
+    ResourceInfo,
     TrackEvent,
+    resource_path,
 )
 from talkgate.protocol.rest_errors import validation_error
 from talkgate.simulator.state import SimulatorConfig
@@ -96,6 +100,7 @@ class LiveAvatarSimulator:
             Route(START_PATH, self.start, methods=["POST"]),
             Route(KEEP_ALIVE_PATH, self.keep_alive, methods=["POST"]),
             Route(STOP_PATH, self.stop, methods=["POST"]),
+            *(Route(resource_path(kind), self._resource_route(kind), methods=["GET"]) for kind in Resource),
             WebSocketRoute("/_liveavatar/room", self.room),
             Route("/_simulator/liveavatar/sessions/{session_id}", self.inspect, methods=["GET"]),
             Route("/_simulator/liveavatar/sessions/{session_id}/faults", self.add_fault, methods=["POST"]),
@@ -143,6 +148,18 @@ class LiveAvatarSimulator:
         except ValueError:
             return None
         return body if isinstance(body, dict) else None
+
+    def _resource_route(self, kind: Resource) -> Callable[[Request], Awaitable[Response]]:
+        async def read(request: Request) -> Response:
+            if request.headers.get("x-api-key") != self.config.liveavatar_api_key:
+                return failure(401, "Invalid API key")
+            resource_id = request.path_params["resource_id"]
+            known = self.config.liveavatar_ids
+            if known is not None and resource_id not in known:
+                return failure(404, f"{kind.value[:-1]} not found")
+            return envelope(ResourceInfo(resource_id, f"simulated {kind.value[:-1]}").build())
+
+        return read
 
     async def create_token(self, request: Request) -> Response:
         await asyncio.sleep(self.config.response_delay_s)

@@ -30,6 +30,10 @@ class SimulatorConfig:
     liveavatar_api_key: str = "sim-liveavatar-key"
     liveavatar_idle_timeout_s: float = 300.0  # LiveAvatar stops idle sessions after 5 minutes
     signing_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # The account's agents (``GET /v1/convai/agents/{id}``) and LiveAvatar avatars, voices and
+    # contexts; None: any id names one (the built-in simulator serves whatever is configured).
+    agent_ids: frozenset[str] | None = None
+    liveavatar_ids: frozenset[str] | None = None
     # A slow provider: each signed-URL answer, conversation-socket handshake and LiveAvatar token
     # answer waits this long.
     response_delay_s: float = 0.0

@@ -1,0 +1,78 @@
+"""What the probe conversations mean for the settings: which turn-end dialect each agent honoured,
+and the environment lines to set. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from talkgate.doctor.report import Report, Status
+from talkgate.protocol.dialect import KeepAliveMode, TurnEndMode
+from talkgate.settings import Settings
+
+SECTION = "ElevenLabs"
+
+
+@dataclass(frozen=True, slots=True)
+class DialectResult:
+    """One probe conversation: a turn ended the ``mode`` way, and whether a transcript came."""
+
+    mode: TurnEndMode
+    honoured: bool
+    seconds: float | None  # from the release (the turn's end sent) to the user's transcript
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ElevenLabsFindings:
+    dialects: tuple[DialectResult, ...] = ()
+    needs_signed_urls: bool | None = None
+    media_streaming: bool | None = None
+
+
+def report_dialects(results: tuple[DialectResult, ...], report: Report) -> None:
+    for result in results:
+        name = f"turn end: {result.mode.value}"
+        if result.honoured and result.seconds is not None:
+            report.add(
+                SECTION,
+                name,
+                Status.OK,
+                f"honoured: the transcript came {result.seconds * 1000:.0f} ms after the release",
+            )
+        else:
+            report.add(SECTION, name, Status.WARN, f"not honoured: {result.reason}")
+    if results and not any(r.honoured for r in results):
+        report.add(
+            SECTION,
+            "TALKGATE_PTT_TURN_END",
+            Status.FAIL,
+            "no turn-end dialect got a transcript: check the agent's speech recognition and audio format",
+        )
+
+
+def chosen_turn_end(results: tuple[DialectResult, ...]) -> TurnEndMode | None:
+    """The signal dialect only where the agent was seen to honour it (it ends the turn at the
+    release itself, with no silence to wait for); else the published silence tail."""
+    honoured = {r.mode for r in results if r.honoured}
+    for mode in (TurnEndMode.SIGNAL, TurnEndMode.SILENCE):
+        if mode in honoured:
+            return mode
+    return None
+
+
+def env_lines(settings: Settings, findings: ElevenLabsFindings) -> list[str]:
+    """The exact lines to set, from what the checks found."""
+    lines: list[str] = []
+    turn_end = chosen_turn_end(findings.dialects)
+    if turn_end is not None:
+        lines.append(f"TALKGATE_PTT_TURN_END={turn_end.value}")
+        if turn_end is TurnEndMode.SILENCE:
+            lines.append(f"TALKGATE_PTT_SILENCE_MS={settings.ptt_silence_ms}")
+            lines.append("TALKGATE_INACTIVITY_TIMEOUT=0")  # the signal dialect's URL parameter
+        # The published keep-alive: every provider behaviour accepts it.
+        lines.append(f"TALKGATE_KEEPALIVE={KeepAliveMode.USER_ACTIVITY.value}")
+    if findings.needs_signed_urls is not None:
+        lines.append(f"ELEVENLABS_PUBLIC_AGENTS={'false' if findings.needs_signed_urls else 'true'}")
+    if findings.media_streaming is not None:
+        lines.append(f"TALKGATE_MEDIA_STREAMING={'true' if findings.media_streaming else 'false'}")
+    return lines
