@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from talkgate.doctor import diagnose, render, secrets_of
+from talkgate.protocol.dialect import DEFAULT_SILENCE_MS
 from talkgate.serving import ServerThread, bind
 from talkgate.settings import Settings
 from talkgate.simulator.agent import AgentConfig
@@ -99,7 +100,7 @@ def test_against_the_published_protocol_only_the_silence_tail_is_suggested(sim, 
     assert "ms after the release" in line(lines, "✓", "turn end: silence")
     env = [ln.strip() for ln in lines[lines.index("Set these environment lines (.env):") + 1 :]]
     assert "TALKGATE_PTT_TURN_END=silence" in env
-    assert "TALKGATE_PTT_SILENCE_MS=800" in env
+    assert f"TALKGATE_PTT_SILENCE_MS={DEFAULT_SILENCE_MS}" in env
 
 
 @pytest.mark.parametrize("sim", [{"ignore_unknown": True}], indirect=True)

@@ -66,7 +66,6 @@ def test_the_environment_lines_follow_the_findings():
     assert env_lines(settings, findings) == [
         "TALKGATE_PTT_TURN_END=silence",
         "TALKGATE_PTT_SILENCE_MS=600",
-        "TALKGATE_INACTIVITY_TIMEOUT=0",
         "TALKGATE_KEEPALIVE=user_activity",
         "ELEVENLABS_PUBLIC_AGENTS=false",
         "TALKGATE_MEDIA_STREAMING=false",

@@ -68,7 +68,6 @@ def env_lines(settings: Settings, findings: ElevenLabsFindings) -> list[str]:
         lines.append(f"TALKGATE_PTT_TURN_END={turn_end.value}")
         if turn_end is TurnEndMode.SILENCE:
             lines.append(f"TALKGATE_PTT_SILENCE_MS={settings.ptt_silence_ms}")
-            lines.append("TALKGATE_INACTIVITY_TIMEOUT=0")  # the signal dialect's URL parameter
         # The published keep-alive: every provider behaviour accepts it.
         lines.append(f"TALKGATE_KEEPALIVE={KeepAliveMode.USER_ACTIVITY.value}")
     if findings.needs_signed_urls is not None:
