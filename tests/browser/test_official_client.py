@@ -39,6 +39,16 @@ REPLIES_PLAYED = f"""(() => {{
 }})()"""
 
 
+# The client's other published messages, as an app sends them mid-conversation.
+USE_THE_REST = """(() => {
+  const c = window.official.conversation;
+  c.sendFeedback(true);
+  c.sendContextualUpdate("the user is on the test page", { contextId: "page" });
+  c.sendUserActivity();
+  c.sendUserMessage("typed hello");
+})()"""
+
+
 @pytest.fixture(scope="module")
 def client_page():
     _require("@elevenlabs/client (npm ci)", CLIENT_BUNDLE.is_file())
@@ -75,6 +85,10 @@ def test_official_client_holds_a_voice_conversation(chromium, client_page, behav
         assert conversation_id.startswith("conv_")
 
         page.wait_for_function(REPLIES_PLAYED, timeout=WAIT_MS)
+        page.evaluate(USE_THE_REST)
+        page.wait_for_function(
+            "window.official.messages.some(m => m.message === 'You wrote: typed hello')", timeout=WAIT_MS
+        )
         page.evaluate("window.official.conversation.endSession()")
         page.wait_for_function("window.official.disconnect !== null", timeout=WAIT_MS)
         seen = page.evaluate("window.official")
@@ -91,6 +105,7 @@ def test_official_client_holds_a_voice_conversation(chromium, client_page, behav
     assert said == [(t["role"], t["message"]) for t in details["transcript"]]
     assert said[0][0] == "user" and re.fullmatch(r"\[\d+\.\d\d s of speech at -?\d+ dBFS\]", said[0][1])
     assert said[1][0] == "agent" and HEARD.match(said[1][1])
+    assert said[-1] == ("agent", "You wrote: typed hello")
     assert seen["audioChunks"] > 0
     # No error callback, and the session ended as the user asked.
     assert seen["errors"] == []
@@ -102,3 +117,6 @@ def test_official_client_holds_a_voice_conversation(chromium, client_page, behav
     assert first["type"] == "conversation_initiation_client_data"
     assert first["source_info"] == {"source": "js_sdk", "version": "1.25.0"}
     assert any("user_audio_chunk" in f for f in frames["frames"])
+    typed = [f for f in frames["frames"] if f.get("type") not in (None, "pong")][1:]
+    assert [f["type"] for f in typed] == ["feedback", "contextual_update", "user_activity", "user_message"]
+    assert typed[0]["score"] == "like" and typed[1]["context_id"] == "page"

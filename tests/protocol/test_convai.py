@@ -70,6 +70,12 @@ CLIENT_EVENTS = [
     convai.Pong(9),
     convai.ConversationInitiationClientData({"agent": {"first_message": "hi"}}, {"name": "Ann"}, {}, "u1"),
     convai.ContextualUpdate("on pricing page"),
+    convai.ContextualUpdate("on the cart", "page"),
+    convai.Feedback("like", 3),
+    convai.Feedback(None, 4),
+    convai.McpToolApprovalResult("mcp_1", True),
+    convai.MultimodalMessage("what is this?", ("file_1", "file_2")),
+    convai.MultimodalMessage(None, ("file_1",)),
     convai.UserMessage("hello"),
     convai.UserActivity(),
     convai.ClientToolResult("tc_1", "ok", False),
@@ -100,3 +106,29 @@ def test_contextual_update_needs_text():
 def test_unknown_client_type_is_typed():
     event = convai.parse_client_event('{"type":"terminate_session"}')
     assert isinstance(event, convai.UnknownClientEvent) and event.type == "terminate_session"
+
+
+def test_the_browser_clients_published_extras_are_typed_and_checked():
+    """What @elevenlabs/client's sendFeedback, sendMultimodalMessage and MCP approvals put on the
+    wire; the service takes them, so they must not read as unknown messages."""
+    assert convai.parse_client_event('{"type":"feedback","score":"dislike","event_id":2}') == convai.Feedback(
+        "dislike", 2
+    )
+    multimodal = '{"type":"multimodal_message","text":{"type":"user_message","text":"hi"},'
+    multimodal += '"file":{"type":"file_input","file_id":"f1"}}'
+    assert convai.parse_client_event(multimodal) == convai.MultimodalMessage("hi", ("f1",))
+    for bad in (
+        '{"type":"feedback","score":"meh","event_id":2}',
+        '{"type":"feedback","score":"like"}',
+        '{"type":"mcp_tool_approval_result","tool_call_id":"t","is_approved":"yes"}',
+    ):
+        with pytest.raises(ProtocolError):
+            convai.parse_client_event(bad)
+
+
+def test_the_service_answers_the_browser_clients_subprotocol():
+    assert convai.chosen_subprotocol(["convai", "bearer.tok"]) == "convai"
+    assert convai.chosen_subprotocol([]) is None
+    assert convai.chosen_subprotocol(["chat"]) is None
+    assert convai.bearer_token(["convai", "bearer.tok"]) == "tok"
+    assert convai.bearer_token(["convai", "bearer."]) is None

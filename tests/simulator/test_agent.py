@@ -7,7 +7,7 @@ import pytest
 
 from talkgate.protocol import convai
 from talkgate.protocol.audio import PCM_16000, ULAW_8000, AudioFormat, Encoding, convert
-from talkgate.simulator.agent import AgentConfig, EchoAgent
+from talkgate.simulator.agent import AgentConfig, EchoAgent, Reaction
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +149,22 @@ def test_bad_frames_close_1008_and_the_agent_stays_closed():
         r = a.receive(raw, 0)
         assert r.close.code == 1008, raw
         assert a.receive(convai.UserActivity().serialize(), 0).events == []
+
+
+def test_published_extras_are_taken_and_a_multimodal_text_is_answered():
+    a = agent(strict=True)
+    assert a.receive(convai.Feedback("like", 1).serialize(), 1.0) == Reaction()
+    assert a.receive(convai.McpToolApprovalResult("mcp_1", False).serialize(), 1.0) == Reaction()
+    assert a.receive(convai.MultimodalMessage(None, ("f1",)).serialize(), 1.0) == Reaction()
+    r = a.receive(convai.MultimodalMessage("hello", ("f1",)).serialize(), 1.0)
+    assert types(r)[0] == "agent_response" and r.events[0].text == "You wrote: hello"
+    assert a.closed is None
+
+
+def test_a_text_only_conversation_is_answered_without_audio():
+    a = agent()
+    override = {"conversation": {"text_only": True}, "agent": {"first_message": "Hi there"}}
+    first = a.receive(convai.ConversationInitiationClientData(override).serialize(), 0.5)
+    assert types(first) == ["agent_response"]
+    r = a.receive(convai.UserMessage("hello").serialize(), 1.0)
+    assert types(r) == ["agent_response"] and r.agent_audio == []

@@ -229,3 +229,46 @@ async def test_recording_api_returns_mp3_of_the_conversation(simulator):
     with av.open(io.BytesIO(r.content)) as container:
         samples = sum(f.samples for f in container.decode(audio=0))
     assert abs(samples - 16000) < 2400  # 0.5 s caller + 0.5 s echo, plus encoder padding
+
+
+async def test_the_browser_clients_subprotocol_is_answered_and_its_bearer_token_signs(simulator):
+    """@elevenlabs/client asks for the subprotocol convai (a browser fails an opening answered with
+    none) and passes its authorization option as bearer.<token>."""
+    async with websockets.connect(await signed_url(simulator), subprotocols=["convai"]) as ws:
+        assert ws.subprotocol == "convai"
+        assert (await recv_json(ws))["type"] == "conversation_initiation_metadata"
+    async with httpx.AsyncClient() as client:
+        token = (
+            await client.get(
+                f"{simulator.http_url}/v1/convai/conversation/token",
+                params={"agent_id": AGENT_ID},
+                headers={"xi-api-key": SIM_KEY},
+            )
+        ).json()["token"]
+    plain = f"{simulator.ws_url}/v1/convai/conversation?agent_id={AGENT_ID}&source=js_sdk&version=1"
+    async with websockets.connect(plain, subprotocols=["convai", f"bearer.{token}"]) as ws:
+        assert ws.subprotocol == "convai"
+        assert (await recv_json(ws))["type"] == "conversation_initiation_metadata"
+    async with websockets.connect(plain, subprotocols=["convai", "bearer.forged"]) as ws:
+        assert (await recv_json(ws))["error_event"]["error_type"] == "authorization_error"
+
+
+async def test_strict_simulator_takes_the_browser_clients_other_published_messages(strict_simulator):
+    async with websockets.connect(await signed_url(strict_simulator)) as ws:
+        cid = (await recv_json(ws))["conversation_initiation_metadata_event"]["conversation_id"]
+        for message in (
+            convai.Feedback("like", 1),
+            convai.McpToolApprovalResult("mcp_1", True),
+            convai.ContextualUpdate("on the cart", "page"),
+            convai.MultimodalMessage("hello", ("file_1",)),
+        ):
+            await ws.send(message.serialize())
+        reply = await recv_json(ws)
+        assert reply["agent_response_event"]["agent_response"] == "You wrote: hello"
+    log = await frames_of(strict_simulator, cid)
+    assert [f["type"] for f in log["frames"]] == [
+        "feedback",
+        "mcp_tool_approval_result",
+        "contextual_update",
+        "multimodal_message",
+    ]

@@ -10,6 +10,7 @@ message without a ``type``. The signal-dialect messages (``user_message_begin``,
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, ClassVar, TypeAlias
@@ -408,9 +409,13 @@ class ConversationInitiationClientData:
 class ContextualUpdate:
     type: ClassVar[str] = "contextual_update"
     text: str
+    context_id: str | None = None  # a later update with the same id replaces this one
 
     def serialize(self) -> str:
-        return _dumps({"type": self.type, "text": self.text})
+        obj: JSON = {"type": self.type, "text": self.text}
+        if self.context_id is not None:
+            obj["context_id"] = self.context_id
+        return _dumps(obj)
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +451,50 @@ class ClientToolResult:
                 "is_error": self.is_error,
             }
         )
+
+
+FEEDBACK_SCORES = ("like", "dislike", None)
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """The user's verdict on an agent response (the browser client's ``sendFeedback``)."""
+
+    type: ClassVar[str] = "feedback"
+    score: str | None  # "like", "dislike" or None (withdrawn)
+    event_id: int
+
+    def serialize(self) -> str:
+        return _dumps({"type": self.type, "score": self.score, "event_id": self.event_id})
+
+
+@dataclass(frozen=True, slots=True)
+class McpToolApprovalResult:
+    type: ClassVar[str] = "mcp_tool_approval_result"
+    tool_call_id: str
+    is_approved: bool
+
+    def serialize(self) -> str:
+        return _dumps({"type": self.type, "tool_call_id": self.tool_call_id, "is_approved": self.is_approved})
+
+
+@dataclass(frozen=True, slots=True)
+class MultimodalMessage:
+    """Text and/or uploaded files as one user turn (``sendMultimodalMessage``)."""
+
+    type: ClassVar[str] = "multimodal_message"
+    text: str | None = None
+    file_ids: tuple[str, ...] = ()
+
+    def serialize(self) -> str:
+        obj: JSON = {"type": self.type}
+        if self.text is not None:
+            obj["text"] = {"type": UserMessage.type, "text": self.text}
+        files = [{"type": "file_input", "file_id": f} for f in self.file_ids]
+        if files:
+            obj["file"] = files[0]
+            obj["files"] = files
+        return _dumps(obj)
 
 
 # --- the signal dialect: not in the published spec (docs/protocol.md "Push-to-talk dialects") ---
@@ -502,6 +551,9 @@ ClientEvent: TypeAlias = (
     | UserMessage
     | UserActivity
     | ClientToolResult
+    | Feedback
+    | McpToolApprovalResult
+    | MultimodalMessage
     | UserMessageBegin
     | EndUserAudio
     | TextKeepAlive
@@ -542,7 +594,8 @@ def parse_client_event(raw: str | bytes) -> ClientEvent:
         text = obj.get("text")
         if not isinstance(text, str):
             raise ProtocolError("contextual_update requires text", code=ErrorCode.BAD_REQUEST)
-        return ContextualUpdate(text)
+        context_id = obj.get("context_id")
+        return ContextualUpdate(text, context_id if isinstance(context_id, str) else None)
     if kind == "user_message":
         text = obj.get("text")
         return UserMessage(text if isinstance(text, str) else "")
@@ -554,8 +607,40 @@ def parse_client_event(raw: str | bytes) -> ClientEvent:
             str(obj.get("result", "")),
             bool(obj.get("is_error", False)),
         )
+    if kind in _PUBLISHED_EXTRAS:
+        return _PUBLISHED_EXTRAS[kind](obj)
     if kind == "user_message_begin":
         return UserMessageBegin()
     if kind == "end_user_audio":
         return EndUserAudio()
     return UnknownClientEvent(kind, {k: v for k, v in obj.items() if k != "type"})
+
+
+def _feedback(obj: JSON) -> Feedback:
+    score = obj.get("score")
+    if score not in FEEDBACK_SCORES:
+        raise ProtocolError("feedback score must be like, dislike or null", code=ErrorCode.BAD_REQUEST)
+    return Feedback(score, _int(obj.get("event_id"), "event_id"))
+
+
+def _mcp_approval(obj: JSON) -> McpToolApprovalResult:
+    approved = obj.get("is_approved")
+    if not isinstance(approved, bool):
+        raise ProtocolError("is_approved must be true or false", code=ErrorCode.BAD_REQUEST)
+    return McpToolApprovalResult(_str(obj.get("tool_call_id"), "tool_call_id"), approved)
+
+
+def _multimodal(obj: JSON) -> MultimodalMessage:
+    text = _dict(obj.get("text")).get("text")
+    listed = obj.get("files")
+    files: list[Any] = listed if isinstance(listed, list) else [obj.get("file")]
+    ids = tuple(f["file_id"] for f in files if isinstance(f, dict) and isinstance(f.get("file_id"), str))
+    return MultimodalMessage(text if isinstance(text, str) else None, ids)
+
+
+# Published client messages the official clients send besides the conversation's own flow.
+_PUBLISHED_EXTRAS: dict[str, Callable[[JSON], ClientEvent]] = {
+    Feedback.type: _feedback,
+    McpToolApprovalResult.type: _mcp_approval,
+    MultimodalMessage.type: _multimodal,
+}

@@ -73,6 +73,7 @@ class EchoAgent:
         self.last_input_at = now
         self.input_timeout_s = input_timeout_s or config.input_timeout_s
         self.overrides: convai.ConversationInitiationClientData | None = None
+        self.text_only = False
         self.contextual_updates: list[str] = []
         self.tool_results: list[convai.ClientToolResult] = []
         self.turns = 0
@@ -134,6 +135,11 @@ class EchoAgent:
             case convai.ClientToolResult():
                 self.tool_results.append(event)
                 return Reaction()
+            case convai.Feedback() | convai.McpToolApprovalResult():
+                return Reaction()  # accepted and kept in the frame log; nothing is said back
+            case convai.MultimodalMessage():
+                self.last_input_at = now
+                return self._on_user_message(event.text, now) if event.text else Reaction()
             case convai.UserMessageBegin():
                 self.last_input_at = now
                 reaction = self._begin_turn(now)
@@ -267,6 +273,9 @@ class EchoAgent:
         if self.overrides is not None:
             return Reaction()
         self.overrides = event
+        conversation = event.conversation_config_override.get("conversation")
+        # A text-only conversation (the clients' textOnly option) gets answers without audio.
+        self.text_only = isinstance(conversation, dict) and conversation.get("text_only") is True
         agent = event.conversation_config_override.get("agent")
         first = agent.get("first_message") if isinstance(agent, dict) else None
         if not isinstance(first, str) or not first:
@@ -278,6 +287,8 @@ class EchoAgent:
         out = self.config.output_format
         step = max(out.sample_width, out.bytes_for_ms(self.config.audio_chunk_ms))
         reaction = Reaction(events=[convai.AgentResponse(text, event_id)])
+        if self.text_only:
+            audio = b""
         for i in range(0, len(audio), step):
             piece = audio[i : i + step]
             reaction.events.append(convai.AgentAudio(b64encode_audio(piece), event_id))
