@@ -15,25 +15,17 @@ import pytest
 
 from talkgate.codecs import decode_file
 from talkgate.serving import bind
-from tests.support.browser import new_page
-from tests.support.servers import IN_CI
+from tests.support.browser import new_page, require
 from tests.support.timing import TIMEOUT, poll_until
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 SPEECH = "Push to talk test. The quick brown fox jumps over the lazy dog. One two three four five."
 
 
-def _require(thing: str, present: bool) -> None:
-    if not present:
-        if IN_CI:
-            pytest.fail(f"{thing} is required in CI (`make test` installs it)")
-        pytest.skip(f"{thing} is not installed")
-
-
 @pytest.fixture(scope="session")
 def speech_wav(tmp_path_factory) -> tuple[Path, bytes]:
     """espeak-ng speech (22.05 kHz WAV) for the fake microphone, and the same as 16 kHz PCM16."""
-    _require("espeak-ng", shutil.which("espeak-ng") is not None)
+    require("espeak-ng", shutil.which("espeak-ng") is not None)
     path = tmp_path_factory.mktemp("mic") / "speech.wav"
     subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), SPEECH], check=True)
     return path, decode_file(path.read_bytes(), 16000)
@@ -43,7 +35,7 @@ def speech_wav(tmp_path_factory) -> tuple[Path, bytes]:
 def chromium(speech_wav):
     # Module scope: sync Playwright keeps an event loop running while it is open, which the async
     # tests of later modules must not meet.
-    _require("Debian's chromium", os.path.exists(CHROMIUM))
+    require("Debian's chromium", os.path.exists(CHROMIUM))
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -11,8 +11,7 @@ import pytest
 
 from talkgate.protocol.elevenlabs_rest import SIGNED_URL_PATH
 from talkgate.simulator.agent import AgentConfig
-from tests.browser.conftest import _require
-from tests.support.browser import WAIT_MS, new_page
+from tests.support.browser import WAIT_MS, new_page, require
 from tests.support.official_client import CLIENT_BUNDLE, client_page_server
 from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
 from tests.support.timing import TIMEOUT
@@ -51,7 +50,7 @@ USE_THE_REST = """(() => {
 
 @pytest.fixture(scope="module")
 def client_page():
-    _require("@elevenlabs/client (npm ci)", CLIENT_BUNDLE.is_file())
+    require("@elevenlabs/client (npm ci)", CLIENT_BUNDLE.is_file())
     server = client_page_server()
     yield server
     server.stop()

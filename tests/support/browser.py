@@ -6,10 +6,20 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from tests.support.servers import IN_CI
 from tests.support.timing import scaled
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def require(thing: str, present: bool) -> None:
+    """Skip a browser test whose system or npm package is missing, except in CI, where it fails."""
+    if not present:
+        if IN_CI:
+            pytest.fail(f"{thing} is required in CI (`make test` installs it)")
+        pytest.skip(f"{thing} is not installed")
 
 
 def screenshot(page, name: str) -> None:
