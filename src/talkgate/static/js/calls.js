@@ -2,6 +2,7 @@
 // (a signed playback link, streamed with Range) and a waveform drawn from the WAV itself.
 import { api, token, userOf } from "./api.js";
 import { parseWav } from "./audio.js";
+import { showReport } from "./call-report.js";
 
 const $ = (id) => document.getElementById(id);
 const SOURCES = {
@@ -79,6 +80,7 @@ async function showCall(id) {
     list.append(li);
   }
   showTurns(call.turns || []);
+  showReport(call, $);
   const player = $("player");
   const canvas = $("waveform");
   const none = $("no-recording");
