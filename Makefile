@@ -6,7 +6,7 @@ HASH   := $(shell cat pyproject.toml package.json package-lock.json 2>/dev/null 
 RUN_STAMP  := $(VENV)/.run-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
 
-.PHONY: run test test-unit test-relay-slow-paths test-hostile lint bench soak clean system-deps
+.PHONY: run test test-unit test-relay-slow-paths test-hostile lint bench soak cluster clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,15 +32,18 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The browser tests drive Debian's Chromium with a fake microphone fed from espeak-ng speech.
+# The browser tests drive Debian's Chromium with a fake microphone fed from espeak-ng speech; the
+# cluster test and `make cluster` put HAProxy in front of two nodes.
 # Installed here when missing and this user may (root with apt-get); otherwise say how.
 system-deps:
-	@if [ -x /usr/lib/chromium/chromium ] && command -v espeak-ng >/dev/null; then exit 0; fi; \
+	@if [ -x /usr/lib/chromium/chromium ] && command -v espeak-ng >/dev/null && \
+		[ -x /usr/sbin/haproxy ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			--no-install-recommends chromium espeak-ng; \
+			--no-install-recommends chromium espeak-ng haproxy; \
 	else \
-		echo "browser tests need Debian's chromium and espeak-ng: sudo apt-get install chromium espeak-ng"; \
+		echo "browser tests need Debian's chromium and espeak-ng, the cluster test haproxy:"; \
+		echo "  sudo apt-get install chromium espeak-ng haproxy"; \
 		echo "(without them they skip, except with CI=true, where they fail)"; \
 	fi
 
@@ -68,6 +71,11 @@ test-hostile: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/recorder.py
+
+# Two nodes behind HAProxy on PostgreSQL (a cluster of its own: pg_createcluster, so root), Redis
+# and moto_server, with a node killed and the services restarted mid-call (docs/deployment.md).
+cluster: $(TEST_STAMP) system-deps
+	$(BIN)/python bench/cluster.py $(CLUSTER_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules data .pytest_cache
