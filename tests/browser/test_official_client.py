@@ -9,6 +9,7 @@ import re
 import httpx
 import pytest
 
+from talkgate.protocol.audio import PCM_16000, ULAW_8000, AudioFormat
 from talkgate.protocol.elevenlabs_rest import SIGNED_URL_PATH
 from talkgate.simulator.agent import AgentConfig
 from tests.support.browser import WAIT_MS, new_page, require
@@ -17,24 +18,28 @@ from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
 from tests.support.timing import TIMEOUT
 
 # The simulator's behaviours: the push-to-talk signal dialect (its default), the published
-# protocol only, and a provider that ignores what it does not know.
-BEHAVIOURS: dict[str, dict[str, bool]] = {
+# protocol only, and a provider that ignores what it does not know; then an agent whose audio
+# formats are not the defaults (the client captures and plays whatever the metadata names).
+CASES: dict[str, dict[str, object]] = {
     "signal": {},
     "strict": {"strict": True},
     "ignore_unknown": {"ignore_unknown": True},
+    "ulaw_in_pcm44k_out": {"input_format": ULAW_8000, "output_format": AudioFormat.parse("pcm_44100")},
 }
-BYTES_PER_S = 16000 * 2  # the agent's pcm_16000
 HEARD = re.compile(r"I heard (\d+\.\d\d) seconds of audio")
 
-# Every agent reply's audio has arrived: each reply says how long it is (to 10 ms), and the
-# client's onAudio callbacks add up to that.
-REPLIES_PLAYED = f"""(() => {{
+
+def replies_played(output: AudioFormat) -> str:
+    """Every agent reply's audio has arrived: each reply says how long it is (to 10 ms), and the
+    client's onAudio callbacks add up to that, in the agent's output format."""
+    per_s = output.bytes_for_ms(1000)
+    return f"""(() => {{
   const o = window.official;
   const users = o.messages.filter(m => m.role === "user").length;
   const seconds = o.messages.filter(m => m.role === "agent")
     .map(m => Number((m.message.match(/{HEARD.pattern}/) || [0, NaN])[1]));
-  const expected = seconds.reduce((a, b) => a + b, 0) * {BYTES_PER_S};
-  return users >= 1 && seconds.length === users && Math.abs(o.audio - expected) <= 160 * users;
+  const expected = seconds.reduce((a, b) => a + b, 0) * {per_s};
+  return users >= 1 && seconds.length === users && Math.abs(o.audio - expected) <= {per_s // 100} * users;
 }})()"""
 
 
@@ -68,11 +73,13 @@ def signed_url(sim) -> str:
     return url
 
 
-@pytest.mark.parametrize("behaviour", list(BEHAVIOURS))
-def test_official_client_holds_a_voice_conversation(chromium, client_page, behaviour):
-    fields = BEHAVIOURS[behaviour]
+@pytest.mark.parametrize("case", list(CASES))
+def test_official_client_holds_a_voice_conversation(chromium, client_page, case):
+    fields = CASES[case]
     if not set(fields) <= set(AgentConfig.__dataclass_fields__):
-        pytest.skip(f"the simulator has no {behaviour} behaviour yet")
+        pytest.skip(f"the simulator has no {case} behaviour yet")
+    output = fields.get("output_format", PCM_16000)
+    assert isinstance(output, AudioFormat)
     sim = start_simulator(**fields)
     page = new_page(chromium, {"width": 800, "height": 600})
     try:
@@ -83,7 +90,7 @@ def test_official_client_holds_a_voice_conversation(chromium, client_page, behav
         conversation_id = started["connected"]["conversationId"]
         assert conversation_id.startswith("conv_")
 
-        page.wait_for_function(REPLIES_PLAYED, timeout=WAIT_MS)
+        page.wait_for_function(replies_played(output), timeout=WAIT_MS)
         page.evaluate(USE_THE_REST)
         page.wait_for_function(
             "window.official.messages.some(m => m.message === 'You wrote: typed hello')", timeout=WAIT_MS
