@@ -229,3 +229,18 @@ async def test_oversize_and_deep_bodies_are_refused_and_long_ones_clipped(quiet_
     assert len(call["transcript"]) == rest.MAX_PROVIDER_TURNS
     assert call["transcript"][0]["text"] == "y" * rest.MAX_TURN_CHARS
     assert call["analysis"]["summary"] == "s" * rest.MAX_SUMMARY_CHARS
+
+
+def test_the_openapi_document_describes_the_providers_report(quiet_gate):
+    doc = quiet_gate.app.api.openapi()
+    answer = doc["paths"]["/api/calls/{conversation_id}"]["get"]["responses"]["200"]
+    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/CallDetailOut"}
+    schemas = doc["components"]["schemas"]
+    fields = schemas["CallDetailOut"]["properties"]
+    assert {"transcriptSource", "analysis", "providerDurationSecs", "providerCost"} <= set(fields)
+    assert set(schemas["CallAnalysisOut"]["properties"]) == {
+        "summary",
+        "callSuccessful",
+        "evaluation",
+        "dataCollection",
+    }
