@@ -33,8 +33,9 @@ def _logging(settings: Settings, worker: int | None = None) -> None:
     setup(settings.log_level, settings.log_format, worker)
 
 
-def _with_simulator(settings: Settings) -> Settings:
-    """Start the built-in simulator on a free local port and point the provider settings at it."""
+def _with_simulator(settings: Settings, *, webhooks: bool = True) -> Settings:
+    """Start the built-in simulator on a free local port and point the provider settings at it
+    (``webhooks``: it posts its post-call webhooks to this server, as serve wants)."""
     from talkgate.serving import ServerThread
     from talkgate.simulator import SimulatorConfig, create_simulator_app
 
@@ -48,7 +49,7 @@ def _with_simulator(settings: Settings) -> Settings:
         api_key=key,
         liveavatar_api_key=avatar_key,
         # The simulator posts post_call_audio to this server, signed, as the provider would.
-        webhook_url=f"{settings.effective_public_url}/api/elevenlabs/webhook",
+        webhook_url=f"{settings.effective_public_url}/api/elevenlabs/webhook" if webhooks else None,
         webhook_secret=webhook_secret,
     )
     server = ServerThread(create_simulator_app(config))
@@ -208,7 +209,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if settings.elevenlabs_api_key is None and (
         settings.environment is Environment.DEVELOPMENT or settings.allow_simulator
     ):
-        settings = _with_simulator(settings)  # as serve does: the checks then cover the simulator
+        # As serve does, so that the checks cover it; no webhooks: no server of this run receives them.
+        settings = _with_simulator(settings, webhooks=False)
     report = asyncio.run(diagnose(settings, wait_s=args.wait, converse=not args.no_conversation))
     print(render(report, secrets_of(settings)))
     return report.exit_code

@@ -195,3 +195,59 @@ def test_the_command_as_a_deployer_runs_it(sim, tmp_path):
     assert "  TALKGATE_PTT_TURN_END=silence" in lines
     for secret in (SIM_KEY, STRONG, "wrong-liveavatar-key"):
         assert secret not in done.stdout + done.stderr
+
+
+def closed_port() -> int:
+    sock = bind("127.0.0.1", 0)
+    port = int(sock.getsockname()[1])
+    sock.close()  # nothing listens there now
+    return port
+
+
+def test_unreachable_database_and_redis_and_workers_without_redis(sim, tmp_path):
+    port = closed_port()
+    settings = settings_for(
+        sim,
+        tmp_path,
+        database_url=f"postgresql+asyncpg://talkgate:db-pass-0123@127.0.0.1:{port}/talkgate",
+        workers=2,
+    )
+    lines, code = run_doctor(settings)
+    assert code == 1
+    database = line(lines, "✗", "TALKGATE_DATABASE_URL")
+    assert f"127.0.0.1:{port}/talkgate: cannot write" in database and "db-pass-0123" not in database
+    assert "TALKGATE_WORKERS=2" in line(lines, "✗", "TALKGATE_REDIS_URL")
+    lines, code = run_doctor(settings_for(sim, tmp_path, redis_url=f"redis://127.0.0.1:{port}/0"))
+    assert code == 1
+    assert f"redis://127.0.0.1:{port}/0: " in line(lines, "✗", "TALKGATE_REDIS_URL")
+
+
+@pytest.mark.parametrize("sim", [{"response_delay_s": 3.0}], indirect=True)
+def test_a_provider_that_does_not_answer_is_bounded_by_the_provider_timeout(sim, tmp_path):
+    settings = settings_for(sim, tmp_path, provider_timeout_s=0.5)
+    lines, code = run_doctor(settings)
+    assert code == 1
+    assert "timed out" in line(lines, "✗", "signed URLs")
+    assert "not honoured" in line(lines, "!", "turn end: silence")
+    assert "timed out while creating a session token" in line(lines, "✗", "LIVEAVATAR_BASE_URL")
+
+
+def test_with_no_key_in_development_it_checks_the_built_in_simulator(tmp_path):
+    prefixes = ("ELEVENLABS_", "TALKGATE_", "LIVEAVATAR_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env["TALKGATE_DATA_DIR"] = str(tmp_path / "data")
+    done = subprocess.run(
+        [sys.executable, "-m", "talkgate.cli", "doctor", "--wait", str(scaled(WAIT_S))],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=TIMEOUT * 3,
+    )
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the built-in simulator" in line(lines, "!", "provider")
+    assert "development placeholder" in line(lines, "!", "TALKGATE_JWT_SECRET")
+    assert "honoured" in line(lines, "✓", "turn end: signal")
+    assert "Set these environment lines (.env):" not in lines  # the auto defaults fit the simulator
+    assert lines[-1] == "talkgate doctor: all good"

@@ -61,8 +61,11 @@ def chosen_turn_end(results: tuple[DialectResult, ...]) -> TurnEndMode | None:
 
 
 def env_lines(settings: Settings, findings: ElevenLabsFindings) -> list[str]:
-    """The exact lines to set, from what the checks found."""
+    """The exact lines to set, from what the checks found. None against the built-in simulator:
+    the ``auto`` defaults are made for it, and lines found there would not fit a real agent."""
     lines: list[str] = []
+    if settings.simulator_mode:
+        return lines
     turn_end = chosen_turn_end(findings.dialects)
     if turn_end is not None:
         lines.append(f"TALKGATE_PTT_TURN_END={turn_end.value}")

@@ -48,9 +48,15 @@ async def check_elevenlabs(
     settings: Settings, report: Report, http: httpx.AsyncClient, *, wait_s: float, converse: bool
 ) -> ElevenLabsFindings:
     if settings.elevenlabs_api_key is None:
-        status = Status.FAIL if settings.environment is Environment.PRODUCTION else Status.WARN
-        report.add(SECTION, "ELEVENLABS_API_KEY", status, "not set: calls go to the built-in simulator")
+        if settings.environment is Environment.PRODUCTION and not settings.allow_simulator:
+            reason = "not set: serve refuses to start in production without it"
+            report.add(SECTION, "ELEVENLABS_API_KEY", Status.FAIL, reason)
+        else:
+            reason = "not set: calls go to the built-in simulator"
+            report.add(SECTION, "ELEVENLABS_API_KEY", Status.SKIP, reason)
         return ElevenLabsFindings()
+    if settings.simulator_mode:
+        report.add(SECTION, "provider", Status.WARN, "the built-in simulator (no ELEVENLABS_API_KEY is set)")
     provider = ElevenLabsProvider(
         http,
         settings.elevenlabs_base_url,
