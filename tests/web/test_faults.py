@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from talkgate.calls import call_log
+from talkgate.calls import call_log, repair
 from talkgate.errors import StorageError
 from talkgate.persistence import retry
 from talkgate.protocol.audio import wav_header
@@ -232,6 +232,51 @@ async def test_storage_failing_at_the_end_keeps_the_recording_for_the_next_start
         call = (await client.get(f"/api/calls/{cid}", headers=gate.headers())).json()
         pcm = wav_pcm((await client.get(call["audioUrl"], headers=gate.headers())).content)
     assert call["audioSource"] == "relay"
+    at = find(pcm, clip[:64])
+    assert at >= 0 and pcm[at : at + len(clip)] == clip
+    assert list(gate.settings.spool_dir.iterdir()) == []
+    await assert_nothing_left(gate)
+
+
+@pytest.fixture
+def quick_store_retry(monkeypatch):
+    monkeypatch.setattr(repair, "RETRY_S", 0.1)
+
+
+@pytest.mark.realtime
+async def test_storage_refusing_at_the_end_the_recording_is_stored_once_it_is_back_without_a_restart(
+    quick_store_retry, gate
+):
+    rt = gate.app.runtime
+    real_put = rt.storage.put_file
+    refused = 0
+
+    async def put_file(key: str, source: Path) -> int:
+        nonlocal refused
+        if refused < 3:  # at the call's end, then on two retries: the bucket is away a while
+            refused += 1
+            raise StorageError("the bucket is unreachable")
+        return await real_put(key, source)
+
+    rt.storage.put_file = put_file
+    app = await connect(gate)
+    clip = noise(300, seed=96)
+    try:
+        cid = (await app.call("conversation_start"))["conversationId"]
+        await paced_turn(app, clip, 1)
+        await app.call("conversation_end")
+        (ended,) = await app.wait_for("conversation_ended")
+        assert ended["audioUrl"] is None
+        # The running process stores it when the bucket answers again, and the app hears of it.
+        (ready,) = await app.wait_for("recording_ready")
+    finally:
+        await app.sio.disconnect()
+    assert ready["conversationId"] == cid and ready["audioSource"] == "relay"
+    assert refused == 3
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        call = (await client.get(f"/api/calls/{cid}", headers=gate.headers())).json()
+        pcm = wav_pcm((await client.get(call["audioUrl"], headers=gate.headers())).content)
+    assert (call["status"], call["endReason"], call["audioSource"]) == ("ended", "client", "relay")
     at = find(pcm, clip[:64])
     assert at >= 0 and pcm[at : at + len(clip)] == clip
     assert list(gate.settings.spool_dir.iterdir()) == []

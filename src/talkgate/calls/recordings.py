@@ -290,3 +290,8 @@ class Recordings:
     async def recover(self) -> list[str]:
         """Start-up: repair and store what a crash left in the spool (``repair.recover``)."""
         return await repair.recover(self)
+
+    async def keep_storing(self) -> None:
+        """For the life of the process: store what storage refused once it is back
+        (``repair.keep_storing``)."""
+        await repair.keep_storing(self)

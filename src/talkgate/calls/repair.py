@@ -27,22 +27,34 @@ log = logging.getLogger("talkgate.recordings")
 SPOOL_NAME = re.compile(r"^(?P<call>[a-z0-9]{1,40})\.(?P<source>[a-z_]{1,16})" + re.escape(LIVE_SUFFIX) + "$")
 
 
+RETRY_S = 15.0  # how often a running process stores again what its storage refused
+
+
 async def recover_file(
-    recordings: Recordings, path: Path, call_id: str, source: str, status: CallStatus | None
+    recordings: Recordings,
+    path: Path,
+    call_id: str,
+    source: str,
+    status: CallStatus | None,
+    *,
+    ended_only: bool = False,
 ) -> str | None:
     """Repair one spool file (what reached the disk becomes a valid WAV), store it, attach it to
     its call (a file that holds no audio is removed instead: a bare header is no recording).
     Returns the conversation id; None when the file is another process's live recording or cannot
-    be saved now (it then stays for the next start-up)."""
+    be saved now (it then stays for the next start-up). ``ended_only``: leave the files of calls
+    still active (a running process's retry: their own process, or the next start-up, has them)."""
     fd = await asyncio.to_thread(try_lock, path)
     if fd is None:
         return None  # a live recording of another process
     try:
-        data_bytes = await asyncio.to_thread(repair, fd)
         call = await recordings.repo.call_by_id(call_id)
         if call is None:
             log.warning("spool file %s belongs to no call; left in place", path.name)
             return None
+        if ended_only and call.status == CallStatus.ACTIVE:
+            return None
+        data_bytes = await asyncio.to_thread(repair, fd)
         if data_bytes == 0:  # the recording never received audio: a bare header is no recording
             await asyncio.to_thread(path.unlink, missing_ok=True)
             await recordings.repo.mark_recording(call.conversation_id, None)
@@ -63,18 +75,54 @@ async def recover_file(
         os.close(fd)
 
 
+def spool_files(recordings: Recordings) -> list[tuple[Path, str, str]]:
+    """The spool's recordings as (path, call id, source), by name."""
+    if not recordings.spool.is_dir():
+        return []
+    found = []
+    for path in sorted(recordings.spool.iterdir()):
+        match = SPOOL_NAME.match(path.name)
+        if match is not None and match["source"] in AudioSource.__members__.values():
+            found.append((path, match["call"], match["source"]))
+    return found
+
+
 async def recover(recordings: Recordings) -> list[str]:
     """Repair the WAVs a crash left in the spool, store them, mark their calls ``recovered``.
     Files another live process holds (flock) are left alone. Returns the conversation ids."""
     recovered: list[str] = []
     await recordings.chunks.clean_orphans(recordings.repo, recordings.store_chunks)
-    if not recordings.spool.is_dir():
-        return recovered
-    for path in sorted(recordings.spool.iterdir()):
-        match = SPOOL_NAME.match(path.name)
-        if match is None or match["source"] not in AudioSource.__members__.values():
-            continue
-        cid = await recover_file(recordings, path, match["call"], match["source"], CallStatus.RECOVERED)
+    for path, call_id, source in await asyncio.to_thread(spool_files, recordings):
+        cid = await recover_file(recordings, path, call_id, source, CallStatus.RECOVERED)
         if cid is not None:
             recovered.append(cid)
     return recovered
+
+
+async def store_left(recordings: Recordings) -> list[str]:
+    """A running process's retry of what its storage refused (a bucket unreachable when the call
+    ended): the spool files of ended calls are stored now, without waiting for a restart. Files
+    this process is still writing or finishing, another live process's, and those of calls still
+    active are left. Returns the conversation ids stored."""
+    busy = {live.call_id for live in recordings.live.values()}
+    stored: list[str] = []
+    for path, call_id, source in await asyncio.to_thread(spool_files, recordings):
+        if call_id in busy:
+            continue
+        try:
+            cid = await recover_file(recordings, path, call_id, source, None, ended_only=True)
+        except Exception as exc:  # the database is away too: the next round tries again
+            log.error("spool file %s not stored yet: %s", path.name, type(exc).__name__)
+            continue
+        if cid is not None:
+            stored.append(cid)
+    return stored
+
+
+async def keep_storing(recordings: Recordings) -> None:
+    """Runs for the life of the process: ``store_left`` every ``RETRY_S`` seconds."""
+    while True:
+        await asyncio.sleep(RETRY_S)
+        stored = await store_left(recordings)
+        if stored:
+            log.warning("stored %d recording(s) the storage had refused: %s", len(stored), ", ".join(stored))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator
@@ -67,9 +68,11 @@ def create_app(settings: Settings) -> TalkgateApp:
         recovered = await runtime.recordings.recover()
         if recovered:
             log.warning("recovered %d recording(s) left by a crash: %s", len(recovered), ", ".join(recovered))
+        storing = asyncio.create_task(runtime.recordings.keep_storing())
         try:
             yield
         finally:
+            storing.cancel()
             await runtime.aclose()
             await sio.shutdown()
 
