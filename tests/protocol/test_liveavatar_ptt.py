@@ -101,3 +101,15 @@ def test_the_mic_is_open_exactly_inside_a_window_and_acks_are_always_awaited(inp
         assert muted == (state is not S.TALKING)  # audio flows only inside a window
         # A state that waits for an acknowledgement has a timer running, and only such a state.
         assert timer == (state in (S.STARTING, S.CANCELLING, S.STOPPING)), (inputs, state)
+
+
+def test_an_avatar_voice_or_context_is_read_by_its_quoted_id():
+    from talkgate.errors import ProtocolError
+    from talkgate.protocol.liveavatar import Resource, ResourceInfo, resource_path
+
+    assert resource_path(Resource.AVATAR, "a/b") == "/v1/avatars/a%2Fb"
+    assert resource_path(Resource.CONTEXT) == "/v1/contexts/{resource_id}"
+    context = {"id": "c1", "name": "Front desk", "prompt": "…"}
+    assert ResourceInfo.parse(context) == ResourceInfo("c1", "Front desk")
+    with pytest.raises(ProtocolError):
+        ResourceInfo.parse({"name": "no id"})

@@ -307,3 +307,22 @@ def test_a_transcription_over_its_cap_is_refused():
     with pytest.raises(ProtocolError, match="post_call_transcription body") as caught:
         rest.parse_webhook(body)
     assert caught.value.code is ErrorCode.REQUEST_TOO_LARGE
+
+
+def test_agent_details_round_trip_and_the_documented_defaults():
+    agent = rest.AgentDetails("agent_1", "Support", "ulaw_8000", "pcm_44100", enable_auth=True)
+    body = agent.build()
+    assert body["conversation_config"]["asr"] == {"user_input_audio_format": "ulaw_8000"}
+    assert body["platform_settings"]["auth"]["enable_auth"] is True
+    assert rest.AgentDetails.parse(body) == agent
+    # An agent whose configuration leaves the formats and auth out: pcm_16000 both ways, no auth.
+    assert rest.AgentDetails.parse({"agent_id": "agent_2", "conversation_config": []}) == rest.AgentDetails(
+        "agent_2", ""
+    )
+    assert rest.agent_path("agent/../x") == "/v1/convai/agents/agent%2F..%2Fx"
+
+
+@pytest.mark.parametrize("body", [None, [], {}, {"agent_id": 3}, {"agent_id": ""}])
+def test_an_agent_body_without_an_id_is_refused(body):
+    with pytest.raises(rest.FieldError):
+        rest.AgentDetails.parse(body)
