@@ -4,6 +4,7 @@ each of the simulator's behaviours: as an app using the client would against the
 
 from __future__ import annotations
 
+import base64
 import re
 
 import httpx
@@ -12,8 +13,11 @@ import pytest
 from talkgate.protocol.audio import PCM_16000, ULAW_8000, AudioFormat
 from talkgate.protocol.elevenlabs_rest import SIGNED_URL_PATH
 from talkgate.simulator.agent import AgentConfig
+from tests.support.audio import best_correlation
 from tests.support.browser import WAIT_MS, new_page, require
+from tests.support.gate import start_gate
 from tests.support.official_client import CLIENT_BUNDLE, client_page_server
+from tests.support.recordings import wav_pcm
 from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
 from tests.support.timing import TIMEOUT
 
@@ -73,6 +77,29 @@ def signed_url(sim) -> str:
     return url
 
 
+def converse(chromium, client_page, url: str, output: AudioFormat) -> dict:
+    """An app's whole session with the client: start it on ``url``, let the microphone speak until
+    every reply has played, use the client's other messages, end it. Returns what the client saw."""
+    page = new_page(chromium, {"width": 800, "height": 600})
+    try:
+        page.goto(client_page.http_url)
+        page.evaluate("url => window.startOfficial(url)", url)
+        started = page.evaluate("window.official")
+        assert started["failed"] is None, started
+        assert started["connected"]["conversationId"].startswith("conv_")
+        page.wait_for_function(replies_played(output), timeout=WAIT_MS)
+        page.evaluate(USE_THE_REST)
+        page.wait_for_function(
+            "window.official.messages.some(m => m.message === 'You wrote: typed hello')", timeout=WAIT_MS
+        )
+        page.evaluate("window.official.conversation.endSession()")
+        page.wait_for_function("window.official.disconnect !== null", timeout=WAIT_MS)
+        seen: dict = page.evaluate("window.official")
+        return seen
+    finally:
+        page.context.close()
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_official_client_holds_a_voice_conversation(chromium, client_page, case):
     fields = CASES[case]
@@ -81,29 +108,14 @@ def test_official_client_holds_a_voice_conversation(chromium, client_page, case)
     output = fields.get("output_format", PCM_16000)
     assert isinstance(output, AudioFormat)
     sim = start_simulator(**fields)
-    page = new_page(chromium, {"width": 800, "height": 600})
     try:
-        page.goto(client_page.http_url)
-        page.evaluate("url => window.startOfficial(url)", signed_url(sim))
-        started = page.evaluate("window.official")
-        assert started["failed"] is None, started
-        conversation_id = started["connected"]["conversationId"]
-        assert conversation_id.startswith("conv_")
-
-        page.wait_for_function(replies_played(output), timeout=WAIT_MS)
-        page.evaluate(USE_THE_REST)
-        page.wait_for_function(
-            "window.official.messages.some(m => m.message === 'You wrote: typed hello')", timeout=WAIT_MS
-        )
-        page.evaluate("window.official.conversation.endSession()")
-        page.wait_for_function("window.official.disconnect !== null", timeout=WAIT_MS)
-        seen = page.evaluate("window.official")
+        seen = converse(chromium, client_page, signed_url(sim), output)
+        conversation_id = seen["connected"]["conversationId"]
         frames = httpx.get(f"{sim.http_url}/_simulator/conversations/{conversation_id}/frames").json()
         details = httpx.get(
             f"{sim.http_url}/v1/convai/conversations/{conversation_id}", headers={"xi-api-key": SIM_KEY}
         ).json()
     finally:
-        page.context.close()
         sim.stop()
 
     # The user's speech was heard and answered, in order, as the simulator recorded it.
@@ -126,3 +138,31 @@ def test_official_client_holds_a_voice_conversation(chromium, client_page, case)
     typed = [f for f in frames["frames"] if f.get("type") not in (None, "pong")][1:]
     assert [f["type"] for f in typed] == ["feedback", "contextual_update", "user_activity", "user_message"]
     assert typed[0]["score"] == "like" and typed[1]["context_id"] == "page"
+
+
+def test_direct_mode_app_runs_the_official_client_on_talkgates_signed_url(chromium, client_page, tmp_path):
+    """Direct mode as an app would use it: its backend asks talkgate for a signed URL for a call,
+    the browser runs the official client on it, and talkgate records the call (the provider's
+    media stream) with the agent's answer in it."""
+    sim = start_simulator()
+    gate = start_gate(tmp_path, sim)
+    try:
+        reply = httpx.post(
+            f"{gate.url}/api/elevenlabs-signed-url",
+            headers=gate.headers(),
+            json={"conversationId": "conv_official"},
+            timeout=TIMEOUT,
+        )
+        assert reply.status_code == 200 and reply.json()["mediaStreamingEnabled"] is True, reply.text
+        seen = converse(chromium, client_page, reply.json()["signedUrl"], PCM_16000)
+        ended = httpx.post(f"{gate.url}/api/calls/conv_official/end", headers=gate.headers(), timeout=TIMEOUT)
+        call = ended.json()
+        audio = httpx.get(call["audioUrl"], headers=gate.headers(), timeout=TIMEOUT)
+    finally:
+        gate.server.stop()
+        sim.stop()
+    assert seen["errors"] == [] and seen["disconnect"] == {"reason": "user"}
+    assert call["audioSource"] == "media_stream" and call["status"] == "ended"
+    agent = b"".join(base64.b64decode(chunk) for chunk in seen["firstReply"])
+    r, _ = best_correlation(agent, wav_pcm(audio.content), max_lag=len(audio.content) // 2)
+    assert r >= 0.9, f"the recording lacks the agent's answer the client played: r={r:.3f}"

@@ -22,7 +22,8 @@ CLIENT_BUNDLE = ROOT / "node_modules" / "@elevenlabs" / "client" / "dist" / "lib
 # keep what each callback reports. Audio is counted in bytes per agent event.
 HARNESS = """
 window.official = { connected: null, messages: [], audio: 0, audioChunks: 0, errors: [],
-                    disconnect: null, statuses: [], failed: null, conversation: null };
+                    disconnect: null, statuses: [], failed: null, conversation: null,
+                    firstReply: [] };
 window.startOfficial = async (signedUrl) => {
   const log = window.official;
   try {
@@ -31,7 +32,13 @@ window.startOfficial = async (signedUrl) => {
       connectionType: "websocket",
       onConnect: (info) => { log.connected = info; },
       onMessage: (m) => { log.messages.push({ role: m.role, message: m.message, event_id: m.event_id }); },
-      onAudio: (b64) => { log.audio += atob(b64).length; log.audioChunks += 1; },
+      onAudio: (b64) => {
+        log.audio += atob(b64).length;
+        log.audioChunks += 1;
+        // The first reply's audio, whole (the agent speaks once per turn; the next turn's
+        // transcript comes after it).
+        if (log.messages.filter(m => m.role === "user").length === 1) log.firstReply.push(b64);
+      },
       onError: (message, context) => { log.errors.push({ message, context: JSON.stringify(context) }); },
       onDisconnect: (details) => { log.disconnect = JSON.parse(JSON.stringify(details)); },
       onStatusChange: ({ status }) => { log.statuses.push(status); },
