@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt
 
-from talkgate.errors import AuthError
+from talkgate.errors import AuthError, ErrorCode
 from talkgate.protocol.signing import KeyRing
 from talkgate.settings import Settings
 
@@ -55,7 +55,7 @@ class TokenVerifier:
     def verify(self, token: str | None) -> Principal:
         """Decode and check a token. Blocking only when a JWKS key must be fetched (cached)."""
         if not token:
-            raise AuthError("missing bearer token")
+            raise AuthError("missing bearer token: sign in first")
         options = {"require": ["exp", "sub"]}
         common: dict[str, Any] = {"options": options, "leeway": LEEWAY_S}
         if self.settings.jwt_audience:
@@ -71,9 +71,18 @@ class TokenVerifier:
                     token, self.settings.jwt_secret.get_secret_value(), algorithms=["HS256"], **common
                 )
         except jwt.ExpiredSignatureError as exc:
-            raise AuthError("token has expired") from exc
+            raise AuthError("token has expired", code=ErrorCode.TOKEN_EXPIRED) from exc
+        except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError) as exc:
+            raise AuthError(
+                f"invalid token: not signed with this server's key ({exc})",
+                code=ErrorCode.TOKEN_BAD_SIGNATURE,
+            ) from exc
         except jwt.PyJWKClientError as exc:
             raise AuthError(f"token key could not be found: {exc}") from exc
+        except jwt.DecodeError as exc:  # after its subclass InvalidSignatureError
+            raise AuthError(
+                f"invalid token: not a readable JWT ({exc})", code=ErrorCode.TOKEN_MALFORMED
+            ) from exc
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from exc
         sub = claims.get("sub")

@@ -60,7 +60,12 @@ class ErrorCode(StrEnum):
     # platform
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"  # /metrics from a remote client without TALKGATE_METRICS_TOKEN
-    TOKEN_EXPIRED = "token_expired"  # noqa: S105 - a socket whose token ran out (reauthenticate before)
+    # A refused token says what failed (a sign-in page tells a user which): an expired token, or a
+    # socket whose token ran out (reauthenticate before); a signature this server's key did not make;
+    # not a JWT at all. A missing token, and claims that do not fit (audience...), are unauthorized.
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105
+    TOKEN_BAD_SIGNATURE = "token_bad_signature"  # noqa: S105
+    TOKEN_MALFORMED = "token_malformed"  # noqa: S105
     WRONG_USER = "wrong_user"  # reauthenticate with another user's token
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"  # a route that exists, with another method

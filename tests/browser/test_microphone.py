@@ -193,7 +193,7 @@ def test_relay_a_tap_before_the_microphone_opens_sends_nothing_and_the_next_hold
     page = desktop
     finger = Finger(page)
     sign_in_and_connect(page, talkgate.url, "relay", style)
-    label = "Click to talk" if style == "toggle" else "Hold to talk"
+    label = "Tap to talk" if style == "toggle" else "Hold to talk"
     assert_button_idle(page, label)
     shot(page, f"relay-{style}-idle")
     if style == "toggle":  # a click opens, a second click before the microphone opened cancels
@@ -217,7 +217,7 @@ def test_relay_a_tap_before_the_microphone_opens_sends_nothing_and_the_next_hold
         page.evaluate("window.__gum.mode = 'pass'")
         page.click("#ptt")
         page.wait_for_function("window.talkgate.state === 'talking'", timeout=WAIT_MS)
-        assert page.locator("#ptt").inner_text() == "Click to send"
+        assert page.locator("#ptt").inner_text() == "Tap to stop"
         page.wait_for_timeout(2000)  # speaking, hands free
         page.click("#ptt")
         wait_for_reply(page, 1)

@@ -121,9 +121,10 @@ def test_the_page_explains_a_refused_sign_in(page, talkgate):
     page.fill("#token-input", "not-a-token")
     page.click("#token-form button")
     assert page.locator("#signin-error").inner_text() == "That is not a JWT."
+    # Refused by talkgate at sign-in, before any connection: not signed with this server's key.
     forged = "e30." + base64.urlsafe_b64encode(b'{"sub":"x","exp":9999999999}').decode().rstrip("=") + ".sig"
     page.fill("#token-input", forged)
     page.click("#token-form button")
-    page.click("#connect")  # the server refuses the forged token at the socket handshake
-    page.wait_for_function("window.talkgate.state === 'error'", timeout=WAIT_MS)
-    assert "sign-in is missing or has expired" in page.locator("#error").inner_text()
+    page.wait_for_function("document.getElementById('signin-error').textContent.length > 0", timeout=WAIT_MS)
+    assert "not signed by this server's identity provider" in page.locator("#signin-error").inner_text()
+    assert page.locator("#talk").is_hidden()

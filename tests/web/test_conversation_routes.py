@@ -1,6 +1,9 @@
 """The conversation routes: auth on every route, per-user isolation, no key in responses."""
 
+import time
+
 import httpx
+import jwt
 import pytest
 import websockets
 
@@ -32,21 +35,49 @@ async def test_signed_url_works_and_never_carries_the_key(gate):
         ("GET", "/api/calls/c1/audio"),
         ("POST", "/api/calls/c1/end"),
         ("POST", "/api/calls/c1/chunks"),
+        ("GET", "/api/me"),
     ],
 )
 async def test_every_route_refuses_missing_expired_and_forged_tokens(gate, route):
     method, path = route
     forged = gate.token().rsplit(".", 1)[0] + ".AAAA"
     async with httpx.AsyncClient(base_url=gate.url) as client:
-        for headers in (
-            {},
-            {"Authorization": f"Bearer {gate.token(ttl_s=-60)}"},
-            {"Authorization": f"Bearer {forged}"},
-            {"Authorization": "Basic abc"},
+        for headers, code in (
+            ({}, "unauthorized"),
+            ({"Authorization": f"Bearer {gate.token(ttl_s=-60)}"}, "token_expired"),
+            ({"Authorization": f"Bearer {forged}"}, "token_bad_signature"),
+            ({"Authorization": "Bearer not-a-jwt"}, "token_malformed"),
+            ({"Authorization": "Basic abc"}, "unauthorized"),
         ):
             r = await client.request(method, path, headers=headers, json={"sessionId": "s1"})
-            assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+            assert r.status_code == 401 and r.json()["error"]["code"] == code, (headers, r.text)
             assert r.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_refused_token_says_what_failed(gate):
+    """Expired, not signed with this server's key (even when also expired: the signature is checked
+    first), not a JWT, or missing: each its own code and words; /api/me answers who a good one is."""
+    expired = gate.token(ttl_s=-60)
+    other_key = jwt.encode({"sub": "alice", "exp": int(time.time()) + 600}, "another-server-" * 3)
+    unsigned = jwt.encode({"sub": "alice", "exp": int(time.time()) + 600}, None, algorithm="none")
+    cases = {
+        None: ("unauthorized", "missing bearer token"),
+        expired: ("token_expired", "token has expired"),
+        expired.rsplit(".", 1)[0] + ".AAAA": ("token_bad_signature", "not signed with this server's key"),
+        other_key: ("token_bad_signature", "not signed with this server's key"),
+        unsigned: ("token_bad_signature", "not signed with this server's key"),
+        "abc.def": ("token_malformed", "not a readable JWT"),
+        gate.token()[:-30] + "%%%": ("token_malformed", "not a readable JWT"),
+    }
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        for token, (code, words) in cases.items():
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            r = await client.get("/api/me", headers=headers)
+            assert r.status_code == 401 and r.json()["error"]["code"] == code, (token, r.text)
+            assert words in r.json()["error"]["message"], r.text
+        me = await client.get("/api/me", headers=gate.headers("alice"))
+        assert me.status_code == 200 and me.json()["userId"] == "alice"
+        assert me.json()["expiresAt"] > time.time() + 3600
 
 
 async def test_start_and_end_session_are_per_user_and_idempotent(gate):

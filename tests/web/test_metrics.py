@@ -67,7 +67,7 @@ async def test_an_http_error_is_counted_by_code(gate):
     async with httpx.AsyncClient(base_url=gate.url) as client:
         assert (await client.get("/api/calls", headers={"Authorization": "Bearer forged"})).status_code == 401
     after = await scrape(gate.url)
-    assert delta(after, before, "talkgate_errors_total", code="unauthorized") == 1
+    assert delta(after, before, "talkgate_errors_total", code="token_malformed") == 1
 
 
 async def test_without_a_token_only_loopback_clients_may_scrape(gate):

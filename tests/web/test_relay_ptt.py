@@ -190,12 +190,15 @@ async def test_connection_refused_without_a_valid_token(gate):
     import socketio
 
     reasons = {
-        None: "missing bearer token",
-        "garbage": "invalid token",
-        gate.token(ttl_s=-100): "expired",
-        gate.token().rsplit(".", 1)[0] + ".forged": "invalid token",
+        None: ("unauthorized", "missing bearer token"),
+        "garbage": ("token_malformed", "not a readable JWT"),
+        gate.token(ttl_s=-100): ("token_expired", "expired"),
+        gate.token().rsplit(".", 1)[0] + ".AAAA": (
+            "token_bad_signature",
+            "not signed with this server's key",
+        ),
     }
-    for token, reason in reasons.items():
+    for token, (code, reason) in reasons.items():
         client = socketio.AsyncClient(reconnection=False)
         refused = []
         client.on("connect_error", lambda data, refused=refused: refused.append(data))
@@ -206,7 +209,7 @@ async def test_connection_refused_without_a_valid_token(gate):
                 transports=["websocket"],
                 wait_timeout=TIMEOUT,
             )
-        assert refused[0]["data"] == {"code": "unauthorized"} and reason in refused[0]["message"], refused
+        assert refused[0]["data"] == {"code": code} and reason in refused[0]["message"], refused
 
 
 async def test_an_apps_user_id_variable_is_replaced_by_the_signed_in_users(simulator, app_client):

@@ -32,16 +32,16 @@ async def test_every_route_but_the_public_ones_refuses_missing_expired_and_forge
     async with httpx.AsyncClient(base_url=gate.url) as client:
         for method, path in guarded:
             url = re.sub(r"\{[^}]+\}", "c1", path)
-            for headers in (
-                {},
-                {"Authorization": f"Bearer {gate.token(ttl_s=-60)}"},
-                {"Authorization": f"Bearer {forged}"},
-                {"Authorization": f"Bearer {other_secret}"},
-                {"Authorization": "Basic YWxpY2U6cGFzcw=="},
+            for headers, code in (
+                ({}, "unauthorized"),
+                ({"Authorization": f"Bearer {gate.token(ttl_s=-60)}"}, "token_expired"),
+                ({"Authorization": f"Bearer {forged}"}, "token_bad_signature"),
+                ({"Authorization": f"Bearer {other_secret}"}, "token_bad_signature"),
+                ({"Authorization": "Basic YWxpY2U6cGFzcw=="}, "unauthorized"),
             ):
                 r = await client.request(method, url, headers=headers, json={"sessionId": "s1"})
                 assert r.status_code == 401, (method, path, headers, r.text)
-                assert r.json()["error"]["code"] == "unauthorized"
+                assert r.json()["error"]["code"] == code, (method, path, headers, r.text)
 
 
 async def test_browsers_from_other_origins_are_refused_by_default(gate):

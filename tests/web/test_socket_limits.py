@@ -145,7 +145,7 @@ async def test_reauthenticate_moves_the_deadline_for_the_same_user_only(gate):
     wrong = await app.call("reauthenticate", {"token": gate.token("mallory")})
     assert wrong["ok"] is False and wrong["error"]["code"] == "wrong_user", wrong
     bad = await app.call("reauthenticate", {"token": "garbage"})
-    assert bad["error"]["code"] == "unauthorized", bad
+    assert bad["error"]["code"] == "token_malformed", bad
     assert (await app.call("reauthenticate", {}))["error"]["code"] == "bad_request"
     old_exp, old_timer = sio.deadlines[sid]
     assert not old_timer.cancelled()  # the refusals left the deadline alone
@@ -155,7 +155,11 @@ async def test_reauthenticate_moves_the_deadline_for_the_same_user_only(gate):
     assert ok["expiresAt"] > old_exp
     started = await app.call("conversation_start", {})
     assert started["ok"]
-    assert [e["code"] for e in app.of("conversation_error")] == ["wrong_user", "unauthorized", "bad_request"]
+    assert [e["code"] for e in app.of("conversation_error")] == [
+        "wrong_user",
+        "token_malformed",
+        "bad_request",
+    ]
     assert (await app.call("conversation_end"))["ok"]
     await app.sio.disconnect()
     await wait_until(lambda: sid not in sio.deadlines)

@@ -58,9 +58,18 @@ ERROR_MESSAGES: dict[str, str] = {
         "The provider refused a message; the server's dialect setting must change."
     ),
     ErrorCode.BAD_PROVIDER_FRAME: "The provider sent something talkgate could not read.",
-    ErrorCode.UNAUTHORIZED: "Your sign-in is missing or has expired. Sign in again.",
+    ErrorCode.UNAUTHORIZED: (
+        "You are not signed in, or this server does not accept that sign-in. Sign in again."
+    ),
     ErrorCode.FORBIDDEN: "This server does not allow that from here.",
     ErrorCode.TOKEN_EXPIRED: "Your sign-in has expired. Sign in again.",
+    ErrorCode.TOKEN_BAD_SIGNATURE: (
+        "That sign-in token was not signed by this server's identity provider (altered, or made for "
+        "another server). Sign in again."
+    ),
+    ErrorCode.TOKEN_MALFORMED: (
+        "That sign-in token is not a complete JWT (cut short or damaged). Sign in again."
+    ),
     ErrorCode.WRONG_USER: "That sign-in is for another user.",
     ErrorCode.NOT_FOUND: "Not found.",
     ErrorCode.CONFLICT: "That conflicts with the current state.",

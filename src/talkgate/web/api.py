@@ -32,6 +32,8 @@ STATUS_FOR_CODE = {
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.TOKEN_BAD_SIGNATURE: 401,
+    ErrorCode.TOKEN_MALFORMED: 401,
     ErrorCode.WRONG_USER: 403,
     ErrorCode.FIELD_TOO_LARGE: 413,
     ErrorCode.MESSAGE_TOO_LARGE: 413,
@@ -192,8 +194,22 @@ def check_metadata(metadata: dict[str, Any], max_bytes: int) -> None:
         )
 
 
+class SignedIn(BaseModel):
+    """Who a token signs in, and until when."""
+
+    userId: str
+    expiresAt: int | None = Field(description="the token's `exp`, Unix seconds")
+
+
 def build_router() -> APIRouter:
     router = APIRouter()
+
+    @router.get("/api/me", tags=["identity"])
+    async def me(user: User) -> SignedIn:
+        """Checks a token: a sign-in form asks this first, so that a refused token is explained
+        (expired, not signed by this server's key, not a JWT) before anything else is tried."""
+        exp = user.claims.get("exp")
+        return SignedIn(userId=user.user_id, expiresAt=exp if isinstance(exp, int) else None)
 
     @router.get("/conversation/signed-url", tags=["conversation"])
     async def signed_url(

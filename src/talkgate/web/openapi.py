@@ -33,7 +33,10 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
-UNAUTHORIZED = _error("No bearer token, or one that is expired, forged or for another audience")
+UNAUTHORIZED = _error(
+    "No bearer token or one for another audience (`unauthorized`), an expired one (`token_expired`), "
+    "one not signed with this server's key (`token_bad_signature`), or not a JWT (`token_malformed`)"
+)
 NOT_FOUND = _error("Nothing of this user's by that id (another user's rows are not found either)")
 UNAVAILABLE = _error("The database or the recording store is unavailable; try again shortly")
 BAD_SIGNATURE = _error("The ElevenLabs-Signature header is missing, stale or does not match the body")

@@ -43,7 +43,7 @@ const STATE_TEXT = {
 const toggleStyle = () => $("ptt-style").value === "toggle";
 
 function stateText(state) {
-  if (state === "ready") return toggleStyle() ? "Ready: click to talk" : "Ready: hold to talk";
+  if (state === "ready") return toggleStyle() ? "Ready: tap to talk" : "Ready: hold to talk";
   return STATE_TEXT[state];
 }
 
@@ -120,11 +120,17 @@ function onAudio(b64, format) {
   if (ui.player) ui.player.play(b64, format);
 }
 
+// The meter shows the open microphone only: at rest (a turn sent, a disconnect) it reads zero.
+function resetMeter() {
+  $("level").style.width = "0%";
+}
+
 function onEnded(info) {
   if (!ui.conversation) return;
   ui.conversation = null;
   if (ui.ptt) ui.ptt.stop(); // the microphone closes; nothing more goes upstream
   ui.ptt = null;
+  resetMeter();
   $("avatar-video").hidden = true;
   $("avatar-video").replaceChildren();
   if (ui.state !== "error") setState("idle", `Ended (${info.reason || "done"})`);
@@ -187,6 +193,7 @@ async function disconnect() {
   }
   ui.ptt = null;
   ui.conversation = null;
+  resetMeter();
   if (ui.player) ui.player.flush();
   if (conversation) await conversation.end();
   setState("idle", "Ended");
@@ -228,10 +235,11 @@ function pushToTalkFor(conversation) {
 
 const BUTTON_TEXT = {
   hold: { idle: "Hold to talk", opening: "Opening…", talking: "Release to send" },
-  toggle: { idle: "Click to talk", opening: "Opening… click to cancel", talking: "Click to send" },
+  toggle: { idle: "Tap to talk", opening: "Opening… tap to cancel", talking: "Tap to stop" },
 };
 
 function showButton(pttState) {
+  if (pttState === "idle") resetMeter(); // the turn's microphone has closed
   const held = pttState === "opening" || pttState === "talking" || pttState === "ending_pressed";
   const shown = pttState === "ending_pressed" ? "opening" : held ? pttState : "idle";
   $("ptt").setAttribute("aria-pressed", String(held));
@@ -305,7 +313,7 @@ function wirePushToTalk() {
     showButton(ui.ptt ? ui.ptt.state : "idle");
     if (ui.state === "ready") setState("ready");
     $("hint").textContent = toggleStyle()
-      ? "Click the button (or press the spacebar) to start talking, and again to send."
+      ? "Tap the button (or press the spacebar) to start talking, and tap again to stop and send."
       : "Hold the button or the spacebar while you speak; release to send.";
   });
   window.addEventListener("blur", () => {
@@ -315,6 +323,19 @@ function wirePushToTalk() {
 
 function showAvatarOption(config) {
   document.querySelector('#mode option[value="avatar"]').hidden = !config.avatar;
+}
+
+// A token is checked with talkgate before it is used, so that a refused one says what failed
+// (expired, not signed by this server's identity provider, not a complete JWT) at sign-in.
+async function tokenAccepted() {
+  try {
+    await api("/api/me");
+    return true;
+  } catch (err) {
+    setToken(null);
+    $("signin-error").textContent = messageFor({ code: err.code, message: err.message });
+    return false;
+  }
 }
 
 async function showSignedIn() {
@@ -337,15 +358,16 @@ async function init() {
     setToken(null);
     location.reload();
   });
-  $("token-form").addEventListener("submit", (e) => {
+  $("token-form").addEventListener("submit", async (e) => {
     e.preventDefault();
+    $("signin-error").textContent = "";
     const value = $("token-input").value.trim();
     if (!userOf(value)) {
       $("signin-error").textContent = "That is not a JWT.";
       return;
     }
     setToken(value);
-    showSignedIn();
+    if (await tokenAccepted()) showSignedIn();
   });
   $("dev-signin").addEventListener("click", async () => {
     try {
@@ -356,7 +378,8 @@ async function init() {
     }
   });
   const user = token() && userOf(token());
-  if (user && user.exp * 1000 > Date.now()) {
+  if (user && user.exp * 1000 <= Date.now()) $("signin-error").textContent = messageFor({ code: "token_expired" });
+  else if (user && (await tokenAccepted())) {
     showSignedIn();
     return;
   }

@@ -3,6 +3,7 @@
 import { api, token, userOf } from "./api.js";
 import { parseWav } from "./audio.js";
 import { showReport } from "./call-report.js";
+import { ERROR_MESSAGES } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
 const SOURCES = {
@@ -143,7 +144,10 @@ async function init() {
       body.append(row);
     }
   } catch (err) {
-    $("calls-error").textContent = err.status === 401 ? "Your sign-in has expired; sign in again on the Talk page." : err.message;
+    // A refused sign-in says which way it failed (wire.js, from talkgate's definitions).
+    const readable = ERROR_MESSAGES[err.code];
+    $("calls-error").textContent =
+      err.status === 401 && readable ? `${readable.replace(/ Sign in again\.$/, "")} Sign in again on the Talk page.` : err.message;
   }
 }
 
