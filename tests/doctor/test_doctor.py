@@ -138,11 +138,16 @@ def test_an_unreachable_base_url_is_one_line(sim, tmp_path):
     assert "unreachable" in line(lines, "✗", "LIVEAVATAR_BASE_URL")
 
 
-def test_unwritable_storage_is_named(sim, tmp_path):
+def test_unwritable_storage_and_database_are_named(sim, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     lines, code = run_doctor(settings_for(sim, tmp_path, storage_url=f"file://{blocker}/recordings"))
     assert code == 1
+    assert "cannot write a recording" in line(lines, "✗", "TALKGATE_STORAGE_URL")
+    # The data folder (the SQLite file's and the recordings') under a file: both fail, one line each.
+    lines, code = run_doctor(settings_for(sim, tmp_path, data_dir=blocker / "data"))
+    assert code == 1
+    assert "cannot write" in line(lines, "✗", "TALKGATE_DATABASE_URL")
     assert "cannot write a recording" in line(lines, "✗", "TALKGATE_STORAGE_URL")
 
 

@@ -46,8 +46,10 @@ async def check_database(settings: Settings, report: Report, timeout: float) -> 
     name = "TALKGATE_DATABASE_URL"
     url = make_url(settings.effective_database_url)
     where = url.render_as_string(hide_password=True)
-    engine = make_engine(settings.effective_database_url)
+    engine = None
     try:
+        # Inside the try: making a SQLite engine creates its folder, which may fail.
+        engine = make_engine(settings.effective_database_url)
         async with asyncio.timeout(timeout), engine.begin() as conn:
             for statement in WRITE_PROBE:
                 await conn.execute(text(statement))
@@ -61,7 +63,8 @@ async def check_database(settings: Settings, report: Report, timeout: float) -> 
     else:
         report.add(SECTION, name, Status.OK, f"{where}: reachable and writable")
     finally:
-        await engine.dispose()
+        if engine is not None:
+            await engine.dispose()
 
 
 async def check_storage(settings: Settings, report: Report, timeout: float) -> None:  # noqa: ASYNC109
