@@ -109,6 +109,7 @@ CHUNK = 3200  # 100 ms of 16 kHz PCM16
 TURN_CHUNKS = 20
 COOKIE = "TALKGATE_NODE"
 WAIT_S = 60.0
+NODE_START_S = 300.0  # a node's start-up (imports, migration check, spool repair) on a busy machine
 
 
 def free_port() -> int:
@@ -389,7 +390,7 @@ class Cluster:
                 raise RuntimeError(f"{name} exited: see {node.log}")
             return answers(f"http://127.0.0.1:{port}/healthz")
 
-        await until(up, name)
+        await until(up, name, NODE_START_S)
 
     async def stop(self) -> None:
         for node in self.nodes.values():
@@ -818,6 +819,7 @@ async def cluster_run(args: argparse.Namespace) -> Figures:
             app.stopping = True
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await cluster.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

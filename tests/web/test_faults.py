@@ -127,6 +127,27 @@ async def test_a_brief_database_outage_at_call_end_loses_nothing(gate, quick_ret
     await assert_nothing_left(gate)
 
 
+async def test_a_start_while_the_database_is_away_is_refused_as_database_unavailable_then_works(
+    gate, quick_retries
+):
+    app = await connect(gate)
+    try:
+        outage = Outage(gate, "open_conversation")
+        refused = await app.call("conversation_start")
+        assert outage.failures == 4  # the first try and the short retries
+        outage.restore()
+        started = await app.call("conversation_start")  # the same socket, once it is back
+        await app.call("conversation_end")
+        await app.wait_for("conversation_ended")
+    finally:
+        await app.sio.disconnect()
+    assert refused["ok"] is False and refused["error"]["code"] == "database_unavailable"
+    assert "database is unavailable" in refused["error"]["message"]
+    assert [p["code"] for p in app.of("conversation_error")] == ["database_unavailable"]
+    assert started["ok"] is True
+    await assert_nothing_left(gate)
+
+
 @pytest.mark.realtime
 async def test_a_long_database_outage_is_reported_and_the_call_log_saved_when_it_returns(gate, quick_retries):
     app = await connect(gate)

@@ -28,6 +28,7 @@ from talkgate.errors import (
     TalkgateError,
 )
 from talkgate.persistence.models import AudioSource, CallStatus
+from talkgate.persistence.retry import retry_transient, transient
 from talkgate.protocol import app_events
 from talkgate.protocol.app_events import ServerEventName as S
 from talkgate.protocol.ends import EndReason
@@ -216,18 +217,26 @@ class RelayCalls:
     ) -> tuple[str, LiveRecording | None]:
         """The call log (the upstream is closed if it cannot be written) and the recording."""
         rt = self.get_runtime()
+        open_rows = functools.partial(
+            rt.repo.open_conversation,
+            user_id,
+            upstream.conversation_id,
+            metadata={"agentId": agent_id, **request.metadata},
+            audio_source=AudioSource.RELAY,
+            provider_conversation_id=upstream.conversation_id,  # the provider's socket said it
+            agent_id=agent_id,
+            voice=request.voice or "default",
+        )
         try:
-            session, call = await rt.repo.open_conversation(
-                user_id,
-                upstream.conversation_id,
-                metadata={"agentId": agent_id, **request.metadata},
-                audio_source=AudioSource.RELAY,
-                provider_conversation_id=upstream.conversation_id,  # the provider's socket said it
-                agent_id=agent_id,
-                voice=request.voice or "default",
-            )
-        except BaseException:
+            # A database restarting (seconds) is waited for; one that stays away refuses the start
+            # with a code the app can act on, not an internal error.
+            session, call = await retry_transient(open_rows, f"call log {upstream.conversation_id}")
+        except BaseException as exc:
             await upstream.close()
+            if isinstance(exc, Exception) and transient(exc):
+                raise DatabaseUnavailable(
+                    "the conversation could not be started: the database is unavailable; try again shortly"
+                ) from None
             raise
         try:
             return session.session_id, await rt.recordings.start(call, AudioSource.RELAY, announced=True)
