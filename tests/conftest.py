@@ -30,6 +30,14 @@ def strict_simulator() -> Iterator[ServerThread]:
     server.stop()
 
 
+@pytest.fixture
+def ignoring_simulator() -> Iterator[ServerThread]:
+    """A provider that silently ignores messages outside the published protocol."""
+    server = start_simulator(ignore_unknown=True)
+    yield server
+    server.stop()
+
+
 PG_ADMIN_DSN = os.environ.get("TALKGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -95,9 +95,12 @@ def test_serve_without_a_key_starts_the_simulator_and_says_so_first(tmp_path):
         proc.stderr.close()
 
 
-def test_simulator_command_serves_alone(tmp_path):
+@pytest.mark.parametrize(
+    ("flag", "behaviour"), [("--strict", "strict"), ("--ignore-unknown", "ignore_unknown")]
+)
+def test_simulator_command_serves_alone(tmp_path, flag, behaviour):
     proc = subprocess.Popen(
-        [*TALKGATE, "simulator", "--port", "0", "--strict", "--api-key", "k"],
+        [*TALKGATE, "simulator", "--port", "0", flag, "--api-key", "k"],
         env=clean_env(tmp_path),
         cwd=tmp_path,
         stderr=subprocess.PIPE,
@@ -106,7 +109,8 @@ def test_simulator_command_serves_alone(tmp_path):
     try:
         m = read_until(proc, r"listening on (http://\S+)", [])
         url = m.group(1)
-        assert httpx.get(f"{url}/healthz", timeout=TIMEOUT).json() == {"status": "ok", "strict": True}
+        health = httpx.get(f"{url}/healthz", timeout=TIMEOUT).json()
+        assert health == {"status": "ok", "strict": behaviour == "strict", "behaviour": behaviour}
         r = httpx.get(
             f"{url}/v1/convai/conversation/get-signed-url",
             params={"agent_id": "a"},
@@ -120,7 +124,10 @@ def test_simulator_command_serves_alone(tmp_path):
         proc.stderr.close()
 
 
-@pytest.mark.parametrize("bad", [["serve", "--port", "x"], ["nonsense"], ["token"]])
+@pytest.mark.parametrize(
+    "bad",
+    [["serve", "--port", "x"], ["nonsense"], ["token"], ["simulator", "--strict", "--ignore-unknown"]],
+)
 def test_bad_arguments_exit_2(tmp_path, bad):
     assert subprocess.run([*TALKGATE, *bad], env=clean_env(tmp_path), capture_output=True).returncode == 2
 

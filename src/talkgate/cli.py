@@ -183,6 +183,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         input_format=AudioFormat.parse(args.input_format),
         output_format=AudioFormat.parse(args.output_format),
         strict=args.strict,
+        ignore_unknown=args.ignore_unknown,
     )
     config = SimulatorConfig(
         api_key=args.api_key,
@@ -194,7 +195,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     )
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    log.info("talkgate simulator listening on http://%s:%s (strict=%s)", host, port, args.strict)
+    log.info("talkgate simulator listening on http://%s:%s (%s)", host, port, agent.behaviour)
     uvicorn.Server(uvicorn_config(create_simulator_app(config))).run(sockets=[sock])
     return 0
 
@@ -274,7 +275,15 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8001)
     sim.add_argument("--api-key", default="sim-key")
     sim.add_argument("--liveavatar-api-key", default="sim-liveavatar-key")
-    sim.add_argument("--strict", action="store_true", help="accept only ElevenLabs' published protocol")
+    unknown = sim.add_mutually_exclusive_group()
+    unknown.add_argument(
+        "--strict", action="store_true", help="accept only ElevenLabs' published protocol (close 1008)"
+    )
+    unknown.add_argument(
+        "--ignore-unknown",
+        action="store_true",
+        help="silently ignore messages outside the published protocol (turns end only by VAD)",
+    )
     sim.add_argument("--input-format", default="pcm_16000")
     sim.add_argument("--output-format", default="pcm_16000")
     sim.add_argument("--public-agent", action="append", default=[], help="agent id that needs no signature")

@@ -137,6 +137,30 @@ def test_strict_mode_refuses_the_seed_dialect_with_1008():
     assert agent(strict=True).receive(convai.UserActivity().serialize(), 0).close is None
 
 
+def test_ignore_unknown_mode_drops_what_it_does_not_know_and_ends_turns_by_vad_alone():
+    a = agent(ignore_unknown=True, input_timeout_s=5.0)
+    for message in (convai.UserMessageBegin(), convai.TextKeepAlive()):
+        assert a.receive(message.serialize(), 1.0) == Reaction()
+    assert a.receive('{"type":"terminate_session"}', 1.0) == Reaction()
+    # user_message_begin was dropped: the turn's audio goes to the VAD, and end_user_audio ends nothing.
+    assert a.receive(chunk(voiced(300)), 1.0).events == []
+    assert a.receive(convai.EndUserAudio().serialize(), 1.1) == Reaction()
+    ended = a.receive(chunk(quiet(500)), 1.2)
+    assert isinstance(ended.events[0], convai.UserTranscript) and ended.events[0].text.startswith("[0.30 s")
+    # Dropped messages are not input: the no-input timer runs from the last audio.
+    a.receive(convai.TextKeepAlive().serialize(), 5.0)
+    assert a.tick(6.2).close.code == 1002
+    assert agent(ignore_unknown=True).receive(convai.UserActivity().serialize(), 0).close is None
+
+
+def test_a_simulator_is_strict_or_ignores_unknown_messages_not_both():
+    assert AgentConfig().behaviour == "signal"
+    assert AgentConfig(strict=True).behaviour == "strict"
+    assert AgentConfig(ignore_unknown=True).behaviour == "ignore_unknown"
+    with pytest.raises(ValueError, match="not both"):
+        AgentConfig(strict=True, ignore_unknown=True)
+
+
 def test_bad_frames_close_1008_and_the_agent_stays_closed():
     for raw in (
         "{nope",

@@ -17,6 +17,20 @@ SIM_KEY = "sim-test-key"
 AGENT_ID = "agent_test"
 
 
+# The simulator's three behaviours towards messages outside ElevenLabs' published protocol, as
+# AgentConfig fields: honour the signal dialect (default), close 1008 (strict), drop them silently.
+BEHAVIOURS: dict[str, dict[str, bool]] = {
+    "signal": {},
+    "strict": {"strict": True},
+    "ignore_unknown": {"ignore_unknown": True},
+}
+
+
+def start_simulator_behaving(behaviour: str, **overrides: object) -> ServerThread:
+    """A simulator in one of ``BEHAVIOURS``."""
+    return start_simulator(**BEHAVIOURS[behaviour], **overrides)
+
+
 def start_simulator(**overrides: object) -> ServerThread:
     agent_fields = {k: overrides.pop(k) for k in list(overrides) if k in AgentConfig.__dataclass_fields__}
     config = SimulatorConfig(api_key=SIM_KEY, agent=AgentConfig(**agent_fields), **overrides)  # type: ignore[arg-type]

@@ -16,6 +16,8 @@ class Closed:
 
     code: int | None
     reason: str
+    # The message the provider most likely refused: the first signal-dialect one it has not
+    # answered since, else the last one sent.
     last_sent_type: str | None = None
 
     @property

@@ -176,6 +176,10 @@ class ElevenLabsConversation:
         self.input_format = AudioFormat.parse(metadata.user_input_audio_format)
         self.output_format = AudioFormat.parse(metadata.agent_output_audio_format)
         self.last_sent_type: str | None = None
+        # The first signal-dialect message sent since the provider last sent an event: what a
+        # provider that enforces the published spec refused when it closes 1008, although the relay
+        # may have sent audio behind it before the close arrived.
+        self._unanswered_unpublished: str | None = None
         self.pings = 0
         self._closed: Closed | None = None
         self._direct = upstream_write.usable(ws)  # talkgate/fastpaths: the relay's per-chunk write
@@ -245,7 +249,7 @@ class ElevenLabsConversation:
             self._closed = Closed(
                 frame.code if frame else None,
                 frame.reason if frame else "connection lost",
-                self.last_sent_type,
+                self._unanswered_unpublished or self.last_sent_type,
             )
         return self._closed
 
@@ -260,7 +264,7 @@ class ElevenLabsConversation:
                     code=ErrorCode.PROVIDER_CLOSED,
                 ) from exc
             if written:
-                self.last_sent_type = event.type
+                self._note_sent(event.type)
                 return
         try:
             await ws.send(event.serialize())
@@ -270,7 +274,12 @@ class ElevenLabsConversation:
                 f"ElevenLabs conversation is closed ({closed.code} {closed.reason})",
                 code=ErrorCode.PROVIDER_CLOSED,
             ) from exc
-        self.last_sent_type = event.type
+        self._note_sent(event.type)
+
+    def _note_sent(self, kind: str) -> None:
+        self.last_sent_type = kind
+        if self._unanswered_unpublished is None and kind in convai.SEED_DIALECT_TYPES:
+            self._unanswered_unpublished = kind
 
     async def events(self) -> AsyncIterator[convai.ServerEvent]:
         try:
@@ -287,6 +296,8 @@ class ElevenLabsConversation:
                     self.pings += 1
                     await self._ws.send(convai.Pong(event.event_id).serialize())
                     continue
+                if not isinstance(event, convai.ServerError):  # a refusal answers nothing
+                    self._unanswered_unpublished = None
                 yield event
         except websockets.ConnectionClosed as exc:
             self._note_close(exc)

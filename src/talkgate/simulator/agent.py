@@ -5,7 +5,10 @@ clock ticks and sends what it returns. When a user turn ends it answers with ``u
 (a description of what it heard), ``agent_response`` and ``audio`` frames that play the user's own
 turn back. A turn ends either on the signal dialect's ``end_user_audio`` (after ``user_message_begin``) or by
 silence after speech, as the real service's VAD does, so official clients that stream continuously
-work too. ``strict`` accepts only the published spec.
+work too. Three behaviours towards messages outside the published spec: honour the signal
+dialect's (the default), ``strict`` (close 1008, as a provider that enforces the spec), or
+``ignore_unknown`` (drop them silently, as a provider that skips what it does not know: turns then
+end only by VAD).
 """
 
 from __future__ import annotations
@@ -33,13 +36,23 @@ from talkgate.protocol.convai import CloseCode
 class AgentConfig:
     input_format: AudioFormat = PCM_16000
     output_format: AudioFormat = PCM_16000
-    strict: bool = False
+    strict: bool = False  # an unknown message closes the socket (1008)
+    ignore_unknown: bool = False  # an unknown message is dropped, with no effect at all
     vad_threshold: float = 0.01  # RMS, about -40 dBFS
     vad_silence_ms: float = 500.0
     audio_chunk_ms: float = 100.0
     input_timeout_s: float = 60.0  # AsyncAPI: 60 s without user input → 1002
     max_duration_s: float = 600.0  # ConversationConfig.max_duration_seconds default
     ping_interval_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.strict and self.ignore_unknown:
+            raise ValueError("a simulator is either strict or ignores unknown messages, not both")
+
+    @property
+    def behaviour(self) -> str:
+        """``signal`` (the default), ``strict`` or ``ignore_unknown``."""
+        return "strict" if self.strict else "ignore_unknown" if self.ignore_unknown else "signal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +124,11 @@ class EchoAgent:
             event = convai.parse_client_event(raw)
         except ProtocolError as exc:
             return self._fail(CloseCode.POLICY, "invalid_message", exc.message)
-        if self.config.strict and getattr(event, "in_spec", True) is False:
-            return self._fail(CloseCode.POLICY, "invalid_message", f"unknown message type {event.type!r}")
+        if getattr(event, "in_spec", True) is False or isinstance(event, convai.UnknownClientEvent):
+            if self.config.ignore_unknown:
+                return Reaction()  # not even input: the no-input timer runs on
+            if self.config.strict:
+                return self._fail(CloseCode.POLICY, "invalid_message", f"unknown message type {event.type!r}")
         match event:
             case convai.UserAudioChunk():
                 return self._on_audio(event.audio_base_64, now)

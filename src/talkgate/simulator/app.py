@@ -47,7 +47,9 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> Starlette:
         )
 
     async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok", "strict": config.agent.strict})
+        return JSONResponse(
+            {"status": "ok", "strict": config.agent.strict, "behaviour": config.agent.behaviour}
+        )
 
     app = Starlette(
         routes=[

@@ -204,8 +204,8 @@ class ElevenLabsSimulator:
         record = self.registry.create(agent_id, conversation_id)
         loop = asyncio.get_running_loop()
         input_timeout = None
-        if not self.config.agent.strict:
-            # The signal dialect's inactivity_timeout (a TTS-socket parameter) is honoured in lenient mode.
+        if self.config.agent.behaviour == "signal":
+            # The signal dialect's inactivity_timeout (a TTS-socket parameter) is honoured with that dialect.
             with contextlib.suppress(ValueError):
                 input_timeout = float(min(180, max(1, int(params.get("inactivity_timeout", "")))))
         agent = EchoAgent(
