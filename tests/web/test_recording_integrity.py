@@ -4,6 +4,7 @@ followed by the provider's real ``post_call_audio`` webhook keeps its own record
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ WEBHOOK_SECRET = "whsec_integrity_0123456789"
 @dataclass
 class WebhookTap:
     """Between the simulator and talkgate: forwards each webhook delivery as it is and keeps
-    talkgate's answers, so a test waits for the delivery to have been handled."""
+    talkgate's answers to the ``post_call_audio`` ones (the simulator posts its
+    ``post_call_transcription`` first), so a test waits for the audio to have been handled."""
 
     target: str = ""
     answers: list[dict[str, Any]] = field(default_factory=list)
@@ -46,7 +48,8 @@ class WebhookTap:
                 content=body,
                 headers={"content-type": "application/json", "ElevenLabs-Signature": signature},
             )
-        self.answers.append({"status": r.status_code, **r.json()})
+        if json.loads(body)["type"] == "post_call_audio":
+            self.answers.append({"status": r.status_code, **r.json()})
         return Response(r.content, status_code=r.status_code, media_type="application/json")
 
     async def wait(self, count: int = 1) -> list[dict[str, Any]]:
