@@ -6,7 +6,7 @@ HASH   := $(shell cat pyproject.toml package.json package-lock.json 2>/dev/null 
 RUN_STAMP  := $(VENV)/.run-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
 
-.PHONY: run test test-unit test-relay-slow-paths test-hostile lint bench soak cluster clean system-deps
+.PHONY: run test client test-unit test-relay-slow-paths test-hostile lint bench soak cluster clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,17 @@ system-deps:
 RELAY_TESTS := tests/web/test_relay_*.py tests/web/test_audio_shortcut.py tests/web/test_engine_loop.py \
 	tests/hostile/test_wire_frames.py tests/hostile/test_socket_events.py
 
-test: lint system-deps
+# The JavaScript client package (clients/js): its own npm ci (again only when its lock file
+# changes), the TypeScript build, its unit tests (vitest) and the tarball `npm pack` makes there.
+# `make run` needs none of it.
+CLIENT := clients/js
+$(CLIENT)/node_modules/.package-lock.json: $(CLIENT)/package.json $(CLIENT)/package-lock.json
+	cd $(CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+
+client: $(CLIENT)/node_modules/.package-lock.json
+	cd $(CLIENT) && npm run build && npm test && npm pack --loglevel=error
+
+test: lint system-deps client
 	$(BIN)/pytest $(PYTEST_ARGS)
 	TALKGATE_FASTPATHS=off $(BIN)/pytest $(RELAY_TESTS) $(PYTEST_ARGS)
 
@@ -78,4 +88,4 @@ cluster: $(TEST_STAMP) system-deps
 	$(BIN)/python bench/cluster.py $(CLUSTER_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules data .pytest_cache
+	rm -rf $(VENV) node_modules data .pytest_cache $(CLIENT)/node_modules $(CLIENT)/dist $(CLIENT)/*.tgz

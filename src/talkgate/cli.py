@@ -240,22 +240,33 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_wire_js(args: argparse.Namespace) -> int:
-    """Write (or, with --check, compare) the page's wire.js from the Python definitions."""
+def wire_modules() -> list[tuple[Any, str]]:
+    """Each generated module's path and text: the page's wire.js, and in a checkout (not an installed
+    wheel) the client package's wire.ts."""
     from pathlib import Path
 
-    from talkgate.protocol.page_wire import WIRE_JS, render_wire_js
+    from talkgate.protocol.page_wire import WIRE_JS, WIRE_TS, render_wire_js, render_wire_ts
 
-    path = Path(__file__).resolve().parent / WIRE_JS
-    text = render_wire_js()
-    if args.check:
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            print(f"talkgate wire-js: {path} is stale; run `talkgate wire-js`", file=sys.stderr)
-            return 1
-        return 0
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote {path}")
-    return 0
+    package = Path(__file__).resolve().parent
+    modules: list[tuple[Any, str]] = [(package / WIRE_JS, render_wire_js())]
+    client = package.parent.parent / WIRE_TS
+    if client.parent.is_dir():
+        modules.append((client, render_wire_ts()))
+    return modules
+
+
+def cmd_wire_js(args: argparse.Namespace) -> int:
+    """Write (or, with --check, compare) the generated wire modules from the Python definitions."""
+    stale = 0
+    for path, text in wire_modules():
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                print(f"talkgate wire-js: {path} is stale; run `talkgate wire-js`", file=sys.stderr)
+                stale = 1
+            continue
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+    return stale
 
 
 def parser() -> argparse.ArgumentParser:
@@ -314,7 +325,10 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int)
     token.set_defaults(func=cmd_token)
 
-    wire = sub.add_parser("wire-js", help="write the page's static/js/wire.js from the Python definitions")
+    wire = sub.add_parser(
+        "wire-js",
+        help="write static/js/wire.js and the client package's wire.ts from the Python definitions",
+    )
     wire.add_argument("--check", action="store_true", help="only say whether the file is current")
     wire.set_defaults(func=cmd_wire_js)
     return p

@@ -89,3 +89,15 @@ def test_the_direct_page_sends_provider_messages_only_through_wire_js():
     direct = scripts()["direct.js"]
     assert re.findall(r"""type:\s*["'][a-z_]+["']""", direct) == []
     assert "user_audio_chunk" not in direct
+
+
+def test_the_client_package_wire_ts_is_current():
+    from talkgate.protocol.page_wire import WIRE_TS, render_wire_ts
+
+    path = PACKAGE.parent.parent / WIRE_TS
+    assert path.read_text(encoding="utf-8") == render_wire_ts(), (
+        "clients/js/src/wire.ts is stale: run `talkgate wire-js` and commit it"
+    )
+    text = render_wire_ts()
+    assert all(f'"{code}":' in text for code in ERROR_MESSAGES)
+    assert '"reauthenticate"' in text and "export type ErrorCode" in text

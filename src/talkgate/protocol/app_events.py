@@ -32,6 +32,7 @@ class ClientEventName(StrEnum):
     USER_ACTIVITY_SIGNAL = "user_activity_signal"
     CONVERSATION_MESSAGE = "conversation_message"
     CONVERSATION_END = "conversation_end"
+    REAUTHENTICATE = "reauthenticate"  # {token}: a fresh token for the same user moves the socket's deadline
 
 
 class ServerEventName(StrEnum):

@@ -1,8 +1,9 @@
-"""What the web page must agree on with the Python side, rendered as the page's ``static/js/wire.js``:
-the readable message of every error code, the Socket.IO event names, and the provider's event types
-with the key each one's body travels under (the direct mode's page reads provider frames itself).
+"""What the web page and the JavaScript client package must agree on with the Python side, rendered
+as the page's ``static/js/wire.js`` and the package's ``clients/js/src/wire.ts``: the readable message
+of every error code, the Socket.IO event names, and the provider's event types with the key each
+one's body travels under (direct mode reads provider frames itself).
 
-``talkgate wire-js`` writes the module; a test fails when the committed file is stale. Pure.
+``talkgate wire-js`` writes both modules; a test fails when a committed one is stale. Pure.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any
 
 from talkgate.errors import ErrorCode
 from talkgate.protocol import convai, liveavatar
-from talkgate.protocol.app_events import ClientEventName, ServerEventName
+from talkgate.protocol.app_events import ClientEventName, InputCodec, ServerEventName
+from talkgate.protocol.ends import EndReason
 
 WIRE_JS = "static/js/wire.js"  # under the talkgate package
+WIRE_TS = "clients/js/src/wire.ts"  # under the repository (absent from an installed wheel)
 
 
 class PageErrorCode(StrEnum):
@@ -24,6 +27,8 @@ class PageErrorCode(StrEnum):
     MICROPHONE = "microphone"  # ptt.js names the cause itself
     AVATAR_PTT = "avatar_ptt"
     CALL_END_FAILED = "call_end_failed"
+    DISCONNECTED = "disconnected"  # the client package: the socket went away mid-request
+    TIMEOUT = "timeout"  # the client package: talkgate did not acknowledge in time
 
 
 ERROR_MESSAGES: dict[str, str] = {
@@ -84,9 +89,24 @@ ERROR_MESSAGES: dict[str, str] = {
     ErrorCode.SPOOL_FULL: "The server has no room for this upload right now; try again later.",
     ErrorCode.NOT_CONFIGURED: "This server does not offer that.",
     ErrorCode.INTERNAL: "talkgate hit an internal error.",
+    PageErrorCode.MICROPHONE: "The microphone could not be opened.",
     PageErrorCode.AVATAR_PTT: "The avatar did not follow push-to-talk.",
     PageErrorCode.CALL_END_FAILED: "The call could not be closed; its log may be incomplete.",
+    PageErrorCode.DISCONNECTED: "The connection to talkgate was lost.",
+    PageErrorCode.TIMEOUT: "talkgate did not answer in time.",
 }
+
+# The ``type`` of each ``conversation_message`` talkgate sends (app_events.provider_message); any
+# other provider type arrives with its frame under ``payload``.
+MESSAGE_TYPES = (
+    convai.UserTranscript.type,
+    convai.TentativeUserTranscript.type,
+    convai.AgentResponse.type,
+    convai.AgentResponseCorrection.type,
+    convai.Interruption.type,
+    convai.VadScore.type,
+    convai.ClientToolCall.type,
+)
 
 
 def _sample_server_events() -> list[convai.ServerEvent]:
@@ -129,6 +149,19 @@ def provider_client_types() -> dict[str, str]:
     return {kind.__name__: kind.type for kind in kinds}
 
 
+AVATAR_ROOM_COMMENT = "The avatar room's topics, and the simulator's stand-in for its media tracks."
+
+
+def avatar_room() -> dict[str, Any]:
+    return {
+        "CONTROL_TOPIC": liveavatar.CONTROL_TOPIC,
+        "RESPONSE_TOPIC": liveavatar.RESPONSE_TOPIC,
+        "TRACK_TOPIC": liveavatar.TRACK_TOPIC,
+        "TRACK_AUDIO_FORMAT": liveavatar.TRACK_AUDIO_FORMAT,
+        "TRACK_EVENTS": {e.name: e.value for e in liveavatar.TrackEvent},
+    }
+
+
 def _const(name: str, value: Any, comment: str) -> str:
     text = json.dumps(value, indent=2, ensure_ascii=False)
     return f"// {comment}\nexport const {name} = Object.freeze({text});\n"
@@ -168,16 +201,53 @@ def render_wire_js() -> str:
             provider_client_types(),
             "Provider message types the page sends in direct mode (user_audio_chunk: a key, not a type).",
         ),
-        _const(
-            "AVATAR_ROOM",
-            {
-                "CONTROL_TOPIC": liveavatar.CONTROL_TOPIC,
-                "RESPONSE_TOPIC": liveavatar.RESPONSE_TOPIC,
-                "TRACK_TOPIC": liveavatar.TRACK_TOPIC,
-                "TRACK_AUDIO_FORMAT": liveavatar.TRACK_AUDIO_FORMAT,
-                "TRACK_EVENTS": {e.name: e.value for e in liveavatar.TrackEvent},
-            },
-            "The avatar room's topics, and the simulator's stand-in for its media tracks.",
+        _const("AVATAR_ROOM", avatar_room(), AVATAR_ROOM_COMMENT),
+    ]
+    return "\n".join(parts)
+
+
+def _ts_const(name: str, value: Any, comment: str) -> str:
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return f"/** {comment} */\nexport const {name} = {text} as const;\n"
+
+
+def _ts_union(name: str, of: str, comment: str) -> str:
+    return f"/** {comment} */\nexport type {name} = {of};\n"
+
+
+def render_wire_ts() -> str:
+    """The client package's ``wire.ts``, from the same definitions as ``wire.js``, with types."""
+    messages = {str(code): text for code, text in ERROR_MESSAGES.items()}
+    parts = [
+        "// GENERATED by `talkgate wire-js` from talkgate's Python definitions "
+        "(protocol/page_wire.py): do not edit.\n",
+        _ts_const(
+            "ERROR_MESSAGES",
+            messages,
+            "A readable message for every error code talkgate or the client raises.",
         ),
+        _ts_union(
+            "ErrorCode", "keyof typeof ERROR_MESSAGES", "Every error code, talkgate's and the client's."
+        ),
+        _ts_const("CLIENT_ERRORS", {c.name: c.value for c in PageErrorCode}, "Codes only clients raise."),
+        _ts_const(
+            "CLIENT_EVENTS", {e.name: e.value for e in ClientEventName}, "Socket.IO events an app emits."
+        ),
+        _ts_const(
+            "SERVER_EVENTS", {e.name: e.value for e in ServerEventName}, "Socket.IO events talkgate emits."
+        ),
+        _ts_const("INPUT_FORMATS", [c.value for c in InputCodec], "What `inputFormat` may name."),
+        _ts_union("InputFormat", "(typeof INPUT_FORMATS)[number]", "One input format."),
+        _ts_const("MESSAGE_TYPES", list(MESSAGE_TYPES), "The typed `conversation_message` kinds."),
+        _ts_union("MessageType", "(typeof MESSAGE_TYPES)[number]", "One typed message kind."),
+        _ts_const("END_REASONS", [r.value for r in EndReason], "Why a conversation ended."),
+        _ts_union("EndReason", "(typeof END_REASONS)[number]", "One end reason."),
+        _ts_const(
+            "PROVIDER_EVENT_BODIES",
+            provider_event_bodies(),
+            "The provider's event types (direct mode) and the key each body travels under.",
+        ),
+        _ts_const("PROVIDER_SENDS", provider_client_types(), "Provider message types sent in direct mode."),
+        _ts_const("AVATAR_ROOM", avatar_room(), AVATAR_ROOM_COMMENT),
     ]
     return "\n".join(parts)

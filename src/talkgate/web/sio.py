@@ -41,7 +41,7 @@ from talkgate.settings import Settings
 
 log = logging.getLogger("talkgate.sio")
 
-REAUTHENTICATE = "reauthenticate"  # {token}: a fresh token for the same user moves the socket's deadline
+REAUTHENTICATE = C.REAUTHENTICATE
 
 Handler = Callable[[str, Any], Awaitable[dict[str, Any]]]  # (sid, payload) → acknowledgement
 

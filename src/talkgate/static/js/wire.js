@@ -48,15 +48,20 @@ export const ERROR_MESSAGES = Object.freeze({
   "spool_full": "The server has no room for this upload right now; try again later.",
   "not_configured": "This server does not offer that.",
   "internal": "talkgate hit an internal error.",
+  "microphone": "The microphone could not be opened.",
   "avatar_ptt": "The avatar did not follow push-to-talk.",
-  "call_end_failed": "The call could not be closed; its log may be incomplete."
+  "call_end_failed": "The call could not be closed; its log may be incomplete.",
+  "disconnected": "The connection to talkgate was lost.",
+  "timeout": "talkgate did not answer in time."
 });
 
 // Codes only the page raises.
 export const PAGE_ERRORS = Object.freeze({
   "MICROPHONE": "microphone",
   "AVATAR_PTT": "avatar_ptt",
-  "CALL_END_FAILED": "call_end_failed"
+  "CALL_END_FAILED": "call_end_failed",
+  "DISCONNECTED": "disconnected",
+  "TIMEOUT": "timeout"
 });
 
 // Socket.IO events the page emits to talkgate.
@@ -67,7 +72,8 @@ export const CLIENT_EVENTS = Object.freeze({
   "USER_AUDIO_END": "user-audio-end",
   "USER_ACTIVITY_SIGNAL": "user_activity_signal",
   "CONVERSATION_MESSAGE": "conversation_message",
-  "CONVERSATION_END": "conversation_end"
+  "CONVERSATION_END": "conversation_end",
+  "REAUTHENTICATE": "reauthenticate"
 });
 
 // Socket.IO events talkgate emits to the page.

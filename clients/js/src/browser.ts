@@ -1,0 +1,272 @@
+// Browser audio: the microphone as PCM16 16 kHz through an AudioWorklet, the microphone through
+// MediaRecorder (WebM/Opus), and a player for the agent's audio that honours interruptions.
+import { Chunker, decodeSamples, parseFormat } from "./audio.js";
+import type { Conversation } from "./events.js";
+import type { AudioSource } from "./sources.js";
+
+/** After release, this much more audio is sent, so that the last word is not cut. */
+export const TAIL_MS = 200;
+
+// The capture processor: the context's mono input as PCM16 frames of 20 ms with their peak level.
+// The context runs at 16 kHz, so no resampling happens here.
+export const PCM_WORKLET_SOURCE = `class PcmCapture extends AudioWorkletProcessor {
+  constructor() { super(); this.size = Math.round(sampleRate / 50); this.frame = new Int16Array(this.size); this.fill = 0; this.peak = 0; }
+  process(inputs) {
+    const channel = inputs[0] && inputs[0][0];
+    if (!channel) return true;
+    for (let i = 0; i < channel.length; i++) {
+      const v = Math.max(-1, Math.min(1, channel[i]));
+      this.peak = Math.max(this.peak, v < 0 ? -v : v);
+      this.frame[this.fill++] = v < 0 ? v * 32768 : v * 32767;
+      if (this.fill === this.size) {
+        this.port.postMessage({ pcm: this.frame.buffer, peak: this.peak }, [this.frame.buffer]);
+        this.frame = new Int16Array(this.size); this.fill = 0; this.peak = 0;
+      }
+    }
+    return true;
+  }
+}
+registerProcessor("talkgate-pcm-capture", PcmCapture);`;
+
+export interface MicrophoneOptions {
+  /** Echo cancellation, noise suppression and gain control change the voice: off unless asked for. */
+  echoCancellation?: boolean;
+  noiseSuppression?: boolean;
+  autoGainControl?: boolean;
+  /** A 16 kHz context to capture in (one is made otherwise). */
+  context?: AudioContext;
+  /** Where the worklet module is served, for pages whose CSP refuses blob: modules. */
+  workletUrl?: string;
+  /** The peak level (0..1) of every 20 ms, for a level meter; 0 when closed. */
+  onLevel?: (peak: number) => void;
+  tailMs?: number;
+  chunkMs?: number;
+}
+
+class MicrophoneClosed extends Error {
+  override name = "AbortError";
+  constructor() {
+    super("the microphone was closed while it opened");
+  }
+}
+
+const loaded = new WeakMap<AudioContext, Promise<void>>();
+
+function audioConstraints(o: MicrophoneOptions): MediaStreamConstraints {
+  return {
+    audio: {
+      channelCount: 1,
+      echoCancellation: o.echoCancellation ?? false,
+      noiseSuppression: o.noiseSuppression ?? false,
+      autoGainControl: o.autoGainControl ?? false,
+    },
+  };
+}
+
+/** The browser microphone as PCM16 16 kHz: opened on a press, closed after the turn. */
+export class BrowserMicrophone implements AudioSource {
+  readonly format = "pcm_16000" as const;
+  private context: AudioContext | null = null;
+  private stream: MediaStream | null = null;
+  private nodes: AudioNode[] = [];
+  private chunker: Chunker | null = null;
+  private tail: { until: number; done: () => void } | null = null;
+  private closed = false;
+
+  constructor(private readonly options: MicrophoneOptions = {}) {}
+
+  async open(): Promise<void> {
+    this.closed = false;
+    if (!globalThis.navigator?.mediaDevices?.getUserMedia) throw new TypeError("no microphone API here (https needed)");
+    const stream = await navigator.mediaDevices.getUserMedia(audioConstraints(this.options));
+    this.stream = stream;
+    if (this.closed) return this.abandon();
+    const context = (this.context = this.options.context ?? this.context ?? new AudioContext({ sampleRate: 16000 }));
+    if (context.state === "suspended") await context.resume();
+    if (!loaded.has(context)) loaded.set(context, context.audioWorklet.addModule(this.moduleUrl()));
+    await loaded.get(context);
+    if (this.closed) return this.abandon();
+    const source = context.createMediaStreamSource(stream);
+    const node = new AudioWorkletNode(context, "talkgate-pcm-capture", { channelCount: 1, channelCountMode: "explicit" });
+    node.port.onmessage = (e: MessageEvent<{ pcm: ArrayBuffer; peak: number }>) => this.frame(e.data.pcm, e.data.peak);
+    const mute = context.createGain();
+    mute.gain.value = 0;
+    source.connect(node).connect(mute).connect(context.destination);
+    this.nodes = [source, node, mute];
+  }
+
+  private abandon(): never {
+    this.close();
+    throw new MicrophoneClosed();
+  }
+
+  private moduleUrl(): string {
+    if (this.options.workletUrl) return this.options.workletUrl;
+    return URL.createObjectURL(new Blob([PCM_WORKLET_SOURCE], { type: "text/javascript" }));
+  }
+
+  private frame(pcm: ArrayBuffer, peak: number, late = false): void {
+    this.options.onLevel?.(peak);
+    this.chunker?.push(new Uint8Array(pcm));
+    if (this.tail && (late || (this.context?.currentTime ?? 0) >= this.tail.until)) this.tail.done();
+  }
+
+  start(onChunk: (chunk: Uint8Array) => void): void {
+    this.chunker = new Chunker(onChunk, 16000, this.options.chunkMs ?? 100);
+  }
+
+  stop(): Promise<void> {
+    if (!this.chunker) return Promise.resolve();
+    const tailMs = this.options.tailMs ?? TAIL_MS;
+    return new Promise((resolve) => {
+      // A microphone that stops delivering (unplugged) must not hold the turn open.
+      const timer = setTimeout(() => this.frame(new ArrayBuffer(0), 0, true), tailMs + 300);
+      this.tail = {
+        until: (this.context?.currentTime ?? 0) + tailMs / 1000,
+        done: () => {
+          clearTimeout(timer);
+          this.tail = null;
+          this.chunker?.flush();
+          this.chunker = null;
+          resolve();
+        },
+      };
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.options.onLevel?.(0);
+    this.stream?.getTracks().forEach((t) => t.stop());
+    this.nodes.forEach((n) => n.disconnect());
+    this.stream = null;
+    this.nodes = [];
+    this.chunker = null;
+    this.tail?.done();
+  }
+}
+
+/** The microphone through MediaRecorder as WebM/Opus (a tenth of PCM's bytes; talkgate decodes it).
+ * Each turn is one WebM stream, header first. */
+export class MediaRecorderSource implements AudioSource {
+  readonly format = "webm_opus" as const;
+  private stream: MediaStream | null = null;
+  private recorder: MediaRecorder | null = null;
+  private delivered: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly options: MicrophoneOptions & { timesliceMs?: number } = {}) {}
+
+  async open(): Promise<void> {
+    this.closed = false;
+    const stream = await navigator.mediaDevices.getUserMedia(audioConstraints(this.options));
+    this.stream = stream;
+    if (this.closed) {
+      this.close();
+      throw new MicrophoneClosed();
+    }
+  }
+
+  start(onChunk: (chunk: Uint8Array) => void): void {
+    if (!this.stream) return;
+    const recorder = new MediaRecorder(this.stream, { mimeType: "audio/webm;codecs=opus" });
+    this.recorder = recorder;
+    recorder.ondataavailable = (e: BlobEvent) => {
+      // Blobs are read in order, so the stream's bytes reach talkgate in order.
+      this.delivered = this.delivered.then(async () => {
+        const bytes = new Uint8Array(await e.data.arrayBuffer());
+        if (bytes.byteLength) onChunk(bytes);
+      });
+    };
+    recorder.start(this.options.timesliceMs ?? 100);
+  }
+
+  async stop(): Promise<void> {
+    const recorder = this.recorder;
+    if (!recorder) return;
+    await new Promise((r) => setTimeout(r, this.options.tailMs ?? TAIL_MS));
+    await new Promise<void>((resolve) => {
+      recorder.onstop = () => resolve();
+      if (recorder.state === "inactive") resolve();
+      else recorder.stop();
+    });
+    await this.delivered;
+    this.recorder = null;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.recorder && this.recorder.state !== "inactive") this.recorder.stop();
+    this.recorder = null;
+    this.stream?.getTracks().forEach((t) => t.stop());
+    this.stream = null;
+  }
+}
+
+/** Plays the agent's audio back to back; `flush()` drops what is queued (an interruption, a barge-in). */
+export class BrowserPlayer {
+  readonly context: AudioContext;
+  private sources = new Set<AudioBufferSourceNode>();
+  private nextTime = 0;
+  readonly stats = { chunks: 0, samples: 0, ended: 0, flushed: 0 };
+
+  constructor(options: { context?: AudioContext; onPlaying?: (playing: boolean) => void } = {}) {
+    this.context = options.context ?? new AudioContext();
+    this.onPlaying = options.onPlaying ?? (() => {});
+  }
+
+  private readonly onPlaying: (playing: boolean) => void;
+
+  /** Plays a conversation's audio, flushes on its interruptions and when the user presses to talk. */
+  attach(conversation: Conversation): () => void {
+    const offs = [
+      conversation.on("audio", (a) => this.play(a.audio, a.format)),
+      conversation.on("message", (m) => m.type === "interruption" && this.flush()),
+      conversation.on("state", (s) => s === "opening" && this.flush()),
+      conversation.on("ended", () => this.flush()),
+    ];
+    return () => offs.forEach((off) => off());
+  }
+
+  play(bytes: Uint8Array, format: string): void {
+    const { encoding, rate } = parseFormat(format);
+    const samples = decodeSamples(bytes, encoding);
+    if (!samples.length) return;
+    if (this.context.state === "suspended") void this.context.resume();
+    const buffer = this.context.createBuffer(1, samples.length, rate);
+    buffer.getChannelData(0).set(samples);
+    const source = this.context.createBufferSource();
+    source.buffer = buffer;
+    source.connect(this.context.destination);
+    const at = Math.max(this.context.currentTime + 0.02, this.nextTime);
+    source.start(at);
+    this.nextTime = at + buffer.duration;
+    this.sources.add(source);
+    this.stats.chunks += 1;
+    this.stats.samples += samples.length;
+    this.onPlaying(true);
+    source.onended = () => {
+      this.sources.delete(source);
+      this.stats.ended += 1;
+      if (!this.sources.size) this.onPlaying(false);
+    };
+  }
+
+  get playing(): boolean {
+    return this.sources.size > 0;
+  }
+
+  flush(): void {
+    for (const source of this.sources) {
+      try {
+        source.stop();
+      } catch {
+        // already ended
+      }
+    }
+    this.stats.flushed += this.sources.size;
+    this.sources.clear();
+    this.nextTime = 0;
+    this.onPlaying(false);
+  }
+}

@@ -1,0 +1,163 @@
+// Relay mode: the conversation runs through talkgate over the client's Socket.IO connection.
+// Audio goes as binary attachments (no base64 on the wire); talkgate holds the provider's key.
+import { base64ToBytes } from "./audio.js";
+import type { TalkgateClient } from "./client.js";
+import { Emitter } from "./emitter.js";
+import { fromWire, TalkgateError } from "./errors.js";
+import type {
+  Conversation,
+  ConversationEnded,
+  ConversationEvents,
+  ConversationMessage,
+  ConversationStarted,
+  StartOptions,
+} from "./events.js";
+import { PushToTalk, type PttState } from "./ptt.js";
+import { type AudioSource, PushAudioSource } from "./sources.js";
+import { CLIENT_EVENTS, SERVER_EVENTS } from "./wire.js";
+
+interface WireAudio {
+  audio: string;
+  format: string;
+  eventId?: number;
+}
+
+export function sourceFactory(audio: StartOptions["audio"]): () => AudioSource {
+  if (typeof audio === "function") return audio;
+  const source = audio ?? new PushAudioSource();
+  return () => source;
+}
+
+export class RelayConversation extends Emitter<ConversationEvents> implements Conversation {
+  readonly mode = "relay" as const;
+  info!: ConversationStarted;
+  readonly ptt: PushToTalk;
+  private ended: ConversationEnded | null = null;
+  // Refusals already heard as conversation_error: an acknowledgement's copy is not emitted twice.
+  private readonly heard = new WeakSet<TalkgateError>();
+  private readonly unsubscribe: (() => void)[] = [];
+
+  constructor(
+    readonly client: TalkgateClient,
+    options: StartOptions,
+  ) {
+    super();
+    this.ptt = new PushToTalk(
+      {
+        begin: () => this.turn(CLIENT_EVENTS.USER_AUDIO_START),
+        send: (chunk) => this.client.socket.emit(CLIENT_EVENTS.SEND_AUDIO, { audio: chunk }),
+        end: () => this.turn(CLIENT_EVENTS.USER_AUDIO_END),
+      },
+      sourceFactory(options.audio),
+      {
+        onState: (state) => this.emit("state", state),
+        onError: (error) => this.heard.has(error) || this.emit("error", error),
+      },
+    );
+  }
+
+  get conversationId(): string {
+    return this.info.conversationId;
+  }
+
+  get pttState(): PttState {
+    return this.ptt.state;
+  }
+
+  private async turn(event: string): Promise<void> {
+    try {
+      await this.client.request(event);
+    } catch (error) {
+      // talkgate also sent it as conversation_error, already emitted.
+      if (error instanceof TalkgateError && this.client.connected && error.code !== "timeout") this.heard.add(error);
+      throw error;
+    }
+  }
+
+  listen(): void {
+    const socket = this.client.socket;
+    const on = <T>(event: string, handler: (payload: T) => void): void => {
+      const listener = handler as (...args: unknown[]) => void;
+      socket.on(event, listener);
+      this.unsubscribe.push(() => socket.off(event, listener));
+    };
+    on(SERVER_EVENTS.CONVERSATION_MESSAGE, (m: ConversationMessage) => this.emit("message", m));
+    on(SERVER_EVENTS.AGENT_AUDIO, (a: WireAudio) =>
+      this.emit("audio", { audio: base64ToBytes(a.audio), base64: a.audio, format: a.format, eventId: a.eventId }),
+    );
+    on(SERVER_EVENTS.CONVERSATION_ERROR, (e: unknown) => this.emit("error", fromWire(e)));
+    on(SERVER_EVENTS.CONVERSATION_ENDED, (e: ConversationEnded) => this.finish(e));
+    on("disconnect", () => this.finish({ reason: "disconnected", conversationId: this.info?.conversationId }));
+  }
+
+  async start(options: StartOptions, format: string): Promise<this> {
+    this.listen();
+    try {
+      this.info = await this.client.request<ConversationStarted>(CLIENT_EVENTS.CONVERSATION_START, {
+        voice: options.voice,
+        agentId: options.agentId,
+        overrides: options.overrides,
+        dynamicVariables: options.dynamicVariables,
+        metadata: options.metadata,
+        inputFormat: format,
+      });
+    } catch (error) {
+      this.detach();
+      throw error;
+    }
+    return this;
+  }
+
+  press(): Promise<PttState> {
+    return this.ptt.press();
+  }
+
+  release(): Promise<PttState> {
+    return this.ptt.release();
+  }
+
+  toggle(): Promise<PttState> {
+    return this.ptt.toggle();
+  }
+
+  async sendContextualUpdate(text: string): Promise<void> {
+    await this.client.request(CLIENT_EVENTS.CONVERSATION_MESSAGE, { type: "contextual_update", text });
+  }
+
+  async sendUserMessage(text: string): Promise<void> {
+    await this.client.request(CLIENT_EVENTS.CONVERSATION_MESSAGE, { type: "user_message", text });
+  }
+
+  /** Ends the conversation (a turn being sent is finished first); resolves with talkgate's summary. */
+  async end(): Promise<ConversationEnded> {
+    if (this.ended) return this.ended;
+    await this.ptt.settled();
+    const endedEvent = this.next("ended");
+    try {
+      await this.client.request(CLIENT_EVENTS.CONVERSATION_END);
+    } catch (error) {
+      if (!(error instanceof TalkgateError) || error.code !== "no_conversation") {
+        this.finish({ reason: "disconnected", conversationId: this.info.conversationId });
+      }
+    }
+    return this.ended ?? endedEvent;
+  }
+
+  private finish(summary: ConversationEnded): void {
+    if (this.ended) return;
+    this.ended = summary;
+    this.ptt.stop();
+    this.detach();
+    this.emit("ended", summary);
+  }
+
+  private detach(): void {
+    this.unsubscribe.splice(0).forEach((off) => off());
+  }
+}
+
+export async function startRelay(client: TalkgateClient, options: StartOptions): Promise<Conversation> {
+  const conversation = new RelayConversation(client, options);
+  const format = options.inputFormat ?? sourceFactory(options.audio)().format;
+  return conversation.start(options, format);
+}

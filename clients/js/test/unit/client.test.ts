@@ -1,0 +1,180 @@
+// The client against a fake socket.io-client: fresh tokens on every (re)connection, refusals typed,
+// acknowledgements turned into results or TalkgateErrors, relay events typed.
+import { beforeEach, describe, expect, it, vi } from "vitest";
+
+type Handler = (...args: unknown[]) => void;
+
+class FakeSocket {
+  static last: FakeSocket;
+  handlers = new Map<string, Set<Handler>>();
+  connected = false;
+  recovered = false;
+  emitted: [string, unknown][] = [];
+  acks: Record<string, (payload: unknown) => unknown> = {};
+  authCalls: object[] = [];
+  constructor(
+    readonly url: string,
+    readonly options: { auth: (cb: (d: object) => void) => void; transports: string[] },
+  ) {
+    FakeSocket.last = this;
+  }
+  on(event: string, h: Handler) {
+    if (!this.handlers.has(event)) this.handlers.set(event, new Set());
+    this.handlers.get(event)!.add(h);
+    return this;
+  }
+  off(event: string, h: Handler) {
+    this.handlers.get(event)?.delete(h);
+    return this;
+  }
+  fire(event: string, ...args: unknown[]) {
+    for (const h of [...(this.handlers.get(event) ?? [])]) h(...args);
+  }
+  /** What the server would do on a handshake: `accept` decides from the auth payload. */
+  static refuse: (auth: { token?: string }) => string | null = () => null;
+  accept: (auth: { token?: string }) => string | null = FakeSocket.refuse;
+  connect() {
+    this.options.auth((data) => {
+      this.authCalls.push(data);
+      const refusal = this.accept(data);
+      if (refusal) this.fire("connect_error", Object.assign(new Error("refused"), { data: { code: refusal } }));
+      else {
+        this.connected = true;
+        this.fire("connect");
+      }
+    });
+    return this;
+  }
+  disconnect() {
+    this.connected = false;
+    this.fire("disconnect", "io client disconnect");
+  }
+  emit(event: string, payload: unknown) {
+    this.emitted.push([event, payload]);
+  }
+  timeout() {
+    return {
+      emitWithAck: async (event: string, payload: unknown) => {
+        this.emitted.push([event, payload]);
+        return (this.acks[event] ?? (() => ({ ok: true })))(payload);
+      },
+    };
+  }
+}
+
+vi.mock("socket.io-client", () => ({ io: (url: string, options: never) => new FakeSocket(url, options) }));
+
+const { connect, TalkgateClient, secondsLeft } = await import("../../src/client.js");
+
+function jwt(exp: number): string {
+  const part = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return `${part({ alg: "HS256" })}.${part({ sub: "u", exp })}.sig`;
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 0));
+
+beforeEach(() => {
+  vi.useRealTimers();
+  FakeSocket.refuse = () => null;
+});
+
+describe("connect", () => {
+  it("asks getToken for a fresh token on every connection, and uses websocket only", async () => {
+    let n = 0;
+    const client = await connect({ url: "http://gate", getToken: async () => `token-${++n}` });
+    const socket = FakeSocket.last;
+    expect(socket.options.transports).toEqual(["websocket"]);
+    socket.connected = false;
+    socket.fire("disconnect", "transport close");
+    socket.connect(); // socket.io's own reconnection runs the auth function again
+    await settle();
+    expect(socket.authCalls).toEqual([{ token: "token-1" }, { token: "token-2" }]);
+    expect(await client.currentToken()).toBe("token-2");
+    client.close();
+  });
+
+  it("rejects with the typed refusal when talkgate refuses a static token", async () => {
+    FakeSocket.refuse = (auth) => (auth.token === "bad" ? "unauthorized" : null);
+    const pending = connect({ url: "http://gate", token: "bad" });
+    await expect(pending).rejects.toMatchObject({ name: "TalkgateError", code: "unauthorized", fatal: true });
+  });
+
+  it("retries a refused reconnection with a fresh token from getToken", async () => {
+    vi.useFakeTimers();
+    const tokens = ["good-1", "stale", "good-2"];
+    const client = new TalkgateClient({ url: "http://gate", getToken: () => tokens.shift()! });
+    const socket = FakeSocket.last;
+    socket.accept = (auth) => (auth.token === "stale" ? "unauthorized" : null);
+    const errors: string[] = [];
+    client.on("error", (e) => errors.push(e.code));
+    const connected: boolean[] = [];
+    client.on("connected", () => connected.push(true));
+    socket.connect();
+    await vi.advanceTimersByTimeAsync(0);
+    socket.connect(); // a reconnection: refused with the stale token
+    await vi.advanceTimersByTimeAsync(0);
+    expect(errors).toEqual(["unauthorized"]);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(connected).toHaveLength(2);
+    expect(socket.authCalls.at(-1)).toEqual({ token: "good-2" });
+    client.close();
+  });
+
+  it("reauthenticates before the token expires", async () => {
+    vi.useFakeTimers();
+    const now = Math.floor(Date.now() / 1000);
+    let n = 0;
+    const client = await connect({ url: "http://gate", getToken: () => jwt(now + 100 + n++) });
+    expect(secondsLeft(jwt(now + 100))).toBeGreaterThan(98);
+    await vi.advanceTimersByTimeAsync(71_000);
+    const reauth = FakeSocket.last.emitted.filter(([e]) => e === "reauthenticate");
+    expect(reauth).toHaveLength(1);
+    expect((reauth[0][1] as { token: string }).token).toBe(jwt(now + 101));
+    client.close();
+  });
+});
+
+describe("relay conversation", () => {
+  it("starts with the options, types events, and turns refusals into TalkgateErrors", async () => {
+    const client = await connect({ url: "http://gate", token: "t" });
+    const socket = FakeSocket.last;
+    socket.acks.conversation_start = () => ({
+      ok: true,
+      conversationId: "c1",
+      sessionId: "s1",
+      inputFormat: "pcm_16000",
+      outputFormat: "pcm_16000",
+    });
+    const conversation = await client.startConversation({ voice: "female", metadata: { a: 1 } });
+    expect(socket.emitted[0]).toEqual([
+      "conversation_start",
+      expect.objectContaining({ voice: "female", metadata: { a: 1 }, inputFormat: "pcm_16000" }),
+    ]);
+    expect(conversation.conversationId).toBe("c1");
+    const heard: unknown[] = [];
+    conversation.on("audio", (a) => heard.push([a.format, Array.from(a.audio)]));
+    conversation.on("message", (m) => heard.push(m.type));
+    conversation.on("error", (e) => heard.push([e.code, e.fatal, e.readable]));
+    socket.fire("agent_audio", { audio: "AAE=", format: "pcm_16000", eventId: 1 });
+    socket.fire("conversation_message", { type: "agent_response", text: "hi", eventId: 1 });
+    socket.fire("conversation_error", { code: "slow_consumer", message: "m", fatal: false });
+    socket.fire("conversation_error", { code: "from_a_newer_server", message: "m2", fatal: true });
+    expect(heard).toEqual([
+      ["pcm_16000", [0, 1]],
+      "agent_response",
+      ["slow_consumer", false, "This page is not keeping up; some agent audio was skipped."],
+      ["internal", true, "talkgate hit an internal error."],
+    ]);
+    socket.acks.conversation_start = () => ({ ok: false, error: { code: "conversation_active", message: "busy" } });
+    await expect(client.startConversation()).rejects.toMatchObject({ code: "conversation_active", message: "busy" });
+  });
+
+  it("ends with disconnected when the socket goes away mid-conversation", async () => {
+    const client = await connect({ url: "http://gate", token: "t" });
+    FakeSocket.last.acks.conversation_start = () => ({ ok: true, conversationId: "c2" });
+    const conversation = await client.startConversation();
+    const ended = conversation.next("ended");
+    FakeSocket.last.fire("disconnect", "transport close");
+    expect(await ended).toEqual({ reason: "disconnected", conversationId: "c2" });
+  });
+});

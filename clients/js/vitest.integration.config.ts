@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config";
+
+// Against a live talkgate and simulator that the tests start (test/integration/gate.ts).
+export default defineConfig({
+  test: {
+    include: ["test/integration/**/*.test.ts"],
+    environment: "node",
+    testTimeout: 60000,
+    hookTimeout: 60000,
+    fileParallelism: false,
+  },
+});
