@@ -5,8 +5,8 @@ export default defineConfig({
   test: {
     include: ["test/integration/**/*.test.ts"],
     environment: "node",
-    testTimeout: 60000,
-    hookTimeout: 60000,
+    testTimeout: 120000,
+    hookTimeout: 120000,
     fileParallelism: false,
   },
 });

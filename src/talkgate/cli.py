@@ -241,17 +241,20 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def wire_modules() -> list[tuple[Any, str]]:
-    """Each generated module's path and text: the page's wire.js, and in a checkout (not an installed
-    wheel) the client package's wire.ts."""
+    """Each generated file's path and text: the page's wire.js, and in a checkout (not an installed
+    wheel) the client package's wire.ts and its README's error table."""
     from pathlib import Path
 
-    from talkgate.protocol.page_wire import WIRE_JS, WIRE_TS, render_wire_js, render_wire_ts
+    from talkgate.protocol import page_wire as wire
 
     package = Path(__file__).resolve().parent
-    modules: list[tuple[Any, str]] = [(package / WIRE_JS, render_wire_js())]
-    client = package.parent.parent / WIRE_TS
+    modules: list[tuple[Any, str]] = [(package / wire.WIRE_JS, wire.render_wire_js())]
+    client = package.parent.parent / wire.WIRE_TS
+    readme = package.parent.parent / wire.CLIENT_README
     if client.parent.is_dir():
-        modules.append((client, render_wire_ts()))
+        modules.append((client, wire.render_wire_ts()))
+    if readme.is_file():
+        modules.append((readme, wire.with_error_table(readme.read_text(encoding="utf-8"))))
     return modules
 
 

@@ -130,7 +130,7 @@ export class TalkgateClient extends Emitter<ClientEvents> {
     const error = new TalkgateError(code, err.message, true);
     this.emit("error", error);
     // socket.io-client does not retry a refused connection; with getToken a fresh token may pass.
-    const retryable = code === "unauthorized" || code === "token_expired" || code === "too_many_sockets";
+    const retryable = code === "unauthorized" || code.startsWith("token_") || code === "too_many_sockets";
     if (this.options.getToken && retryable && !this.closed && this.retries < 5) {
       this.retries += 1;
       setTimeout(() => !this.closed && this.socket.connect(), 500 * 2 ** this.retries);

@@ -19,6 +19,9 @@ from talkgate.protocol.ends import EndReason
 
 WIRE_JS = "static/js/wire.js"  # under the talkgate package
 WIRE_TS = "clients/js/src/wire.ts"  # under the repository (absent from an installed wheel)
+CLIENT_README = "clients/js/README.md"  # its error-code table, between these two lines
+TABLE_START = "<!-- error codes: written by `talkgate wire-js` -->"
+TABLE_END = "<!-- end of error codes -->"
 
 
 class PageErrorCode(StrEnum):
@@ -251,3 +254,18 @@ def render_wire_ts() -> str:
         _ts_const("AVATAR_ROOM", avatar_room(), AVATAR_ROOM_COMMENT),
     ]
     return "\n".join(parts)
+
+
+def render_error_table() -> str:
+    """The client README's table of every error code and its message, with its marker lines."""
+    rows = [f"| `{code}` | {text} |" for code, text in ERROR_MESSAGES.items()]
+    return "\n".join([TABLE_START, "| code | readable message |", "|---|---|", *rows, TABLE_END])
+
+
+def with_error_table(readme: str) -> str:
+    """``readme`` with its error table (between the markers) replaced by the current one."""
+    head, _, rest = readme.partition(TABLE_START)
+    _, found, tail = rest.partition(TABLE_END)
+    if not found:
+        raise ValueError(f"{CLIENT_README} has no {TABLE_START} … {TABLE_END} section")
+    return head + render_error_table() + tail

@@ -100,9 +100,16 @@ describe("talkgate's refusals arrive typed", () => {
   });
   afterAll(() => client?.close());
 
-  it("on connecting with a forged token", async () => {
-    const error = await refusal(() => connect({ url: gate.url, token: "forged.token.here" }));
-    expect(error).toMatchObject({ code: "unauthorized", fatal: true });
+  it("on connecting with a forged or damaged token", async () => {
+    const [head, body] = (await gate.token("carol")).split(".");
+    const forged = `${head}.${body}.${"A".repeat(43)}`;
+    expect(await refusal(() => connect({ url: gate.url, token: forged }))).toMatchObject({
+      code: "token_bad_signature",
+      fatal: true,
+    });
+    const cut = await refusal(() => connect({ url: gate.url, token: `${head}.${body}` }));
+    expect(cut.code).toBe("token_malformed");
+    expect(cut.readable).toContain("not a complete JWT");
   });
 
   it("on starting a conversation", async () => {
