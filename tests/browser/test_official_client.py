@@ -77,8 +77,9 @@ def signed_url(sim) -> str:
     return url
 
 
-def converse(chromium, client_page, url: str, output: AudioFormat) -> dict:
-    """An app's whole session with the client: start it on ``url``, let the microphone speak until
+def converse(chromium, client_page, url: str, output: AudioFormat, speech_s: float) -> dict:
+    """An app's whole session with the client: start it on ``url``, let the microphone say its
+    sentence (``speech_s`` long; the simulator's VAD may make one turn of it or several) until
     every reply has played, use the client's other messages, end it. Returns what the client saw."""
     page = new_page(chromium, {"width": 800, "height": 600})
     try:
@@ -87,7 +88,10 @@ def converse(chromium, client_page, url: str, output: AudioFormat) -> dict:
         started = page.evaluate("window.official")
         assert started["failed"] is None, started
         assert started["connected"]["conversationId"].startswith("conv_")
-        page.wait_for_function(replies_played(output), timeout=WAIT_MS)
+        # The microphone's file is played out (it starts with the session) and, 0.5 s of silence
+        # later, the last turn ended; then every reply has come.
+        said_it_all = f"performance.now() - window.official.startedAt > {int(speech_s * 1000) + 1000}"
+        page.wait_for_function(f"{said_it_all} && {replies_played(output)}", timeout=WAIT_MS)
         page.evaluate(USE_THE_REST)
         page.wait_for_function(
             "window.official.messages.some(m => m.message === 'You wrote: typed hello')", timeout=WAIT_MS
@@ -101,7 +105,7 @@ def converse(chromium, client_page, url: str, output: AudioFormat) -> dict:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_official_client_holds_a_voice_conversation(chromium, client_page, case):
+def test_official_client_holds_a_voice_conversation(chromium, client_page, speech_wav, case):
     fields = CASES[case]
     if not set(fields) <= set(AgentConfig.__dataclass_fields__):
         pytest.skip(f"the simulator has no {case} behaviour yet")
@@ -109,7 +113,7 @@ def test_official_client_holds_a_voice_conversation(chromium, client_page, case)
     assert isinstance(output, AudioFormat)
     sim = start_simulator(**fields)
     try:
-        seen = converse(chromium, client_page, signed_url(sim), output)
+        seen = converse(chromium, client_page, signed_url(sim), output, len(speech_wav[1]) / 32000)
         conversation_id = seen["connected"]["conversationId"]
         frames = httpx.get(f"{sim.http_url}/_simulator/conversations/{conversation_id}/frames").json()
         details = httpx.get(
@@ -140,7 +144,9 @@ def test_official_client_holds_a_voice_conversation(chromium, client_page, case)
     assert typed[0]["score"] == "like" and typed[1]["context_id"] == "page"
 
 
-def test_direct_mode_app_runs_the_official_client_on_talkgates_signed_url(chromium, client_page, tmp_path):
+def test_direct_mode_app_runs_the_official_client_on_talkgates_signed_url(
+    chromium, client_page, speech_wav, tmp_path
+):
     """Direct mode as an app would use it: its backend asks talkgate for a signed URL for a call,
     the browser runs the official client on it, and talkgate records the call (the provider's
     media stream) with the agent's answer in it."""
@@ -154,7 +160,8 @@ def test_direct_mode_app_runs_the_official_client_on_talkgates_signed_url(chromi
             timeout=TIMEOUT,
         )
         assert reply.status_code == 200 and reply.json()["mediaStreamingEnabled"] is True, reply.text
-        seen = converse(chromium, client_page, reply.json()["signedUrl"], PCM_16000)
+        speech_s = len(speech_wav[1]) / 32000
+        seen = converse(chromium, client_page, reply.json()["signedUrl"], PCM_16000, speech_s)
         ended = httpx.post(f"{gate.url}/api/calls/conv_official/end", headers=gate.headers(), timeout=TIMEOUT)
         call = ended.json()
         audio = httpx.get(call["audioUrl"], headers=gate.headers(), timeout=TIMEOUT)

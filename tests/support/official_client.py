@@ -26,6 +26,7 @@ window.official = { connected: null, messages: [], audio: 0, audioChunks: 0, err
                     firstReply: [] };
 window.startOfficial = async (signedUrl) => {
   const log = window.official;
+  log.startedAt = performance.now();
   try {
     log.conversation = await ElevenLabsClient.Conversation.startSession({
       signedUrl,
@@ -35,9 +36,8 @@ window.startOfficial = async (signedUrl) => {
       onAudio: (b64) => {
         log.audio += atob(b64).length;
         log.audioChunks += 1;
-        // The first reply's audio, whole (the agent speaks once per turn; the next turn's
-        // transcript comes after it).
-        if (log.messages.filter(m => m.role === "user").length === 1) log.firstReply.push(b64);
+        // The first reply's audio, whole: each reply's agent_response comes before its audio.
+        if (log.messages.filter(m => m.role === "agent").length === 1) log.firstReply.push(b64);
       },
       onError: (message, context) => { log.errors.push({ message, context: JSON.stringify(context) }); },
       onDisconnect: (details) => { log.disconnect = JSON.parse(JSON.stringify(details)); },
