@@ -48,7 +48,7 @@ def _with_simulator(settings: Settings, *, webhooks: bool = True) -> Settings:
     config = SimulatorConfig(
         api_key=key,
         liveavatar_api_key=avatar_key,
-        # The simulator posts post_call_audio to this server, signed, as the provider would.
+        # The simulator posts its post-call webhooks to this server, signed, as the provider would.
         webhook_url=f"{settings.effective_public_url}/api/elevenlabs/webhook" if webhooks else None,
         webhook_secret=webhook_secret,
     )

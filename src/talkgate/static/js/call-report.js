@@ -4,7 +4,7 @@
 
 const OUTCOMES = { success: "succeeded", failure: "did not succeed", unknown: "outcome unknown" };
 const TRANSCRIPT_SOURCES = {
-  provider: "Transcript from the provider (its post-call report), in place of the lines this page heard.",
+  provider: "Transcript from the provider (its post-call report).",
   talkgate: "Transcript as talkgate recorded it during the call.",
 };
 
