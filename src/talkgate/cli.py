@@ -272,18 +272,8 @@ def cmd_wire_js(args: argparse.Namespace) -> int:
     return stale
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="talkgate", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="serve the app (starts the simulator when no API key is set)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument(
-        "--workers", type=int, help="processes sharing the port (default: TALKGATE_WORKERS or 1)"
-    )
-    serve.set_defaults(func=cmd_serve)
-
+def _simulator_parser(sub: Any) -> None:
+    """``talkgate simulator``'s options (their own function: ``parser`` stays short)."""
     sim = sub.add_parser("simulator", help="serve the offline ElevenLabs/LiveAvatar simulator")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8001)
@@ -305,6 +295,21 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--webhook-secret")
     sim.add_argument("--log-level", default="INFO")
     sim.set_defaults(func=cmd_simulator)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="talkgate", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the app (starts the simulator when no API key is set)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers", type=int, help="processes sharing the port (default: TALKGATE_WORKERS or 1)"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    _simulator_parser(sub)
 
     doctor = sub.add_parser(
         "doctor", help="check the configuration and the providers (exit 1 when something is wrong)"
