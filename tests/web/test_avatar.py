@@ -272,3 +272,32 @@ def test_the_pages_machine_is_the_same_table_as_talkgates():
                 [a.value for a in want[1]],
                 want[2],
             ), (state, event)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the page's module")
+def test_the_pages_recording_mixes_both_sides_on_one_clock():
+    """call-recording.js's timeline: each side where it was heard, mixed and clipped; audio later
+    cut (a flushed player) is gone; what is taken is never given again; a late chunk is dropped."""
+    script = (
+        f"import {{ Timeline, resample }} from '{STATIC / 'call-recording.js'}';"
+        "const t = new Timeline(); const f = (n, v) => new Float32Array(n).fill(v);"
+        "t.place('user', f(4, 0.5), 2); t.place('agent', f(4, 0.25), 4);"
+        "t.place('agent', f(2, 0.75), 6); const first = Array.from(t.take(5));"
+        "t.place('user', f(3, 0.5), 1); t.place('user', f(2, 0.5), 6); t.cut('agent', 7);"
+        "const rest = Array.from(t.take(10)); t.place('agent', f(1, 1), 40000);"
+        "const far = t.take(40001).length;"
+        "console.log(JSON.stringify({first, rest, far, base: t.base, up: resample(f(8, 0.5), 8000).length}));"
+    )
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    got = json.loads(result.stdout)
+    half, three_quarters = 16383, 24575
+    assert got["first"] == [0, 0, half, half, three_quarters]
+    # 0.5 + 0.75 is clipped; the agent's audio from sample 7 on was cut; the late user chunk dropped.
+    assert got["rest"] == [three_quarters, 32767, half, 0, 0]
+    assert got["far"] == 40001 - 10 and got["base"] == 40001 and got["up"] == 16

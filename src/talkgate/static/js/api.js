@@ -43,7 +43,8 @@ export class TranscriptLog {
   }
 }
 
-export async function api(path, { method = "GET", body, auth = true } = {}) {
+// keepalive: the request outlives the page (a tab closing ends its call with it).
+export async function api(path, { method = "GET", body, auth = true, keepalive = false } = {}) {
   const headers = {};
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (auth && token()) headers.Authorization = `Bearer ${token()}`;
@@ -51,6 +52,7 @@ export async function api(path, { method = "GET", body, auth = true } = {}) {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
+    keepalive,
   });
   const text = await response.text();
   let data = null;

@@ -161,7 +161,8 @@ async function connect() {
     const config = await api("/api/config", { auth: false });
     if (mode === "avatar") {
       handlers.ptt = onAvatarPtt;
-      ui.conversation = new AvatarConversation(handlers, { videoHost: $("avatar-video") });
+      const media = { videoHost: $("avatar-video"), context: ui.context, player: ui.player };
+      ui.conversation = new AvatarConversation(handlers, media); // records both sides of the call
     } else if (mode === "direct") {
       ui.conversation = new DirectConversation(config, handlers);
     } else {

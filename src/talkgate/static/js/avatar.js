@@ -3,19 +3,27 @@
 // user.start_push_to_talk, the mic opens only on user.push_to_talk_started, release sends
 // user.stop_push_to_talk and mutes at once, and a missing acknowledgement times out to a safe state.
 // With a real key the room is LiveKit (livekit-client, served by talkgate); with the simulator it is
-// the simulator's WebSocket stand-in carrying the same JSON on the same topics.
+// the simulator's WebSocket stand-in carrying the same JSON on the same topics. The audio flows in
+// the room, not through talkgate, so the page records both sides itself (call-recording.js).
 import { api, TranscriptLog } from "./api.js";
+import { bytesToBase64 } from "./audio.js";
 import { EVENT_INPUTS, step } from "./avatar-ptt.js";
+import { CallRecording } from "./call-recording.js";
+import { tapTrack } from "./capture.js";
+import { AVATAR_ROOM } from "./wire.js";
 
-const CONTROL = "agent-control";
-const RESPONSE = "agent-response";
+const CONTROL = AVATAR_ROOM.CONTROL_TOPIC;
+const RESPONSE = AVATAR_ROOM.RESPONSE_TOPIC;
 
-// The simulator's room: {topic, data} JSON both ways, microphone audio as binary PCM16 frames.
+// The simulator's room: {topic, data} JSON both ways, microphone audio as binary PCM16 frames; once
+// subscribed to the avatar's tracks, its picture (a poster packet) and voice (binary PCM16 frames).
+// `media`: {voice(pcm), poster(url), remoteAudio(track)} of the conversation.
 class SimulatorRoom {
-  constructor(url, token, onPacket, onClose) {
+  constructor(url, token, onPacket, onClose, media) {
     this.url = `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
     this.onPacket = onPacket;
     this.onClose = onClose;
+    this.media = media;
   }
 
   async connect() {
@@ -26,11 +34,20 @@ class SimulatorRoom {
       this.ws.onerror = () => reject(Object.assign(new Error("cannot join the avatar's room"), { code: "provider_unreachable" }));
     });
     this.ws.onmessage = (e) => {
-      if (typeof e.data !== "string") return;
+      if (typeof e.data !== "string") {
+        this.media.voice(new Int16Array(e.data, 0, e.data.byteLength >> 1));
+        return;
+      }
       const packet = JSON.parse(e.data);
+      if (packet.topic === AVATAR_ROOM.TRACK_TOPIC) {
+        const { event_type: type, poster } = packet.data || {};
+        if (type === AVATAR_ROOM.TRACK_EVENTS.VIDEO_POSTER) this.media.poster(poster);
+        return;
+      }
       this.onPacket(packet.topic, packet.data);
     };
     this.ws.onclose = (e) => this.onClose(e.code);
+    this.publish(AVATAR_ROOM.TRACK_TOPIC, { event_type: AVATAR_ROOM.TRACK_EVENTS.SUBSCRIBE });
   }
 
   publish(topic, data) {
@@ -54,13 +71,14 @@ class SimulatorRoom {
 }
 
 // A LiveKit room: data packets on topics, the microphone as a published track (muted outside a
-// window), the avatar's video and voice as subscribed tracks.
+// window), the avatar's video and voice as subscribed tracks (its voice recorded as it plays).
 class LiveKitRoom {
-  constructor(url, token, onPacket, onClose, videoHost) {
+  constructor(url, token, onPacket, onClose, media, videoHost) {
     this.url = url;
     this.token = token;
     this.onPacket = onPacket;
     this.onClose = onClose;
+    this.media = media;
     this.videoHost = videoHost;
   }
 
@@ -79,6 +97,7 @@ class LiveKitRoom {
       const element = track.attach();
       element.autoplay = true;
       if (this.videoHost) this.videoHost.append(element);
+      if (track.kind === "audio") this.media.remoteAudio(track.mediaStreamTrack);
     });
     this.room.on(RoomEvent.Disconnected, () => this.onClose(1000));
     await this.room.connect(this.url, this.token);
@@ -104,9 +123,13 @@ class LiveKitRoom {
 }
 
 export class AvatarConversation {
-  constructor(handlers, { videoHost } = {}) {
-    this.on = handlers; // message, error, ended, ptt(state)
+  // `context` and `player`: the page's AudioContext and agent player, for the call's recording.
+  constructor(handlers, { videoHost, context, player } = {}) {
+    this.on = handlers; // message, audio, error, ended, ptt(state)
     this.videoHost = videoHost;
+    this.context = context;
+    this.player = player;
+    this.releases = []; // of the room's tracks tapped for the recording
     this.state = "idle";
     this.timer = null;
     this.keepAlive = null;
@@ -120,12 +143,14 @@ export class AvatarConversation {
     this.session = s;
     this.conversationId = s.conversationId;
     this.transcriptLog = new TranscriptLog(s.conversationId, (e) => this.on.error(e));
+    this.startRecording();
     const Transport = s.transport === "simulator" ? SimulatorRoom : LiveKitRoom;
     this.room = new Transport(
       s.livekitUrl,
       s.livekitToken,
       (topic, data) => this.receive(topic, data),
       (code) => this.closed(code),
+      this.media(),
       this.videoHost,
     );
     await this.room.connect();
@@ -136,6 +161,44 @@ export class AvatarConversation {
       );
     }, s.keepAliveIntervalMs);
     return { ok: true, conversationId: s.conversationId, inputFormat: "pcm_16000" };
+  }
+
+  startRecording() {
+    if (!this.context) return;
+    this.recording = new CallRecording(this.conversationId, this.context, (e) => this.on.error(e));
+    this.recording.start();
+    if (this.player) this.player.taps.add(this.recording); // the avatar's voice as it is played
+    this.onPageHide = () => this.pageClosed();
+    window.addEventListener("pagehide", this.onPageHide);
+  }
+
+  // What the room delivers of the avatar besides data packets.
+  media() {
+    return {
+      voice: (pcm) => {
+        const bytes = new Uint8Array(pcm.buffer, 0, pcm.byteLength);
+        this.on.audio(bytesToBase64(bytes), AVATAR_ROOM.TRACK_AUDIO_FORMAT); // played, and so recorded
+      },
+      poster: (url) => this.showPoster(url),
+      remoteAudio: (track) => {
+        if (!this.recording) return;
+        tapTrack(this.context, track, (pcm) => this.recording.captured("agent", pcm))
+          .then((release) => this.releases.push(release))
+          .catch((err) => {
+            const message = `the avatar's voice is not recorded: ${err.message}`;
+            this.on.error({ code: "internal", message, fatal: false });
+          });
+      },
+    };
+  }
+
+  showPoster(url) {
+    if (!this.videoHost || typeof url !== "string" || !url.startsWith("data:image/")) return;
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = "The avatar (the simulator's stand-in picture)";
+    this.videoHost.replaceChildren(img);
+    this.videoHost.hidden = false;
   }
 
   input(name) {
@@ -212,6 +275,7 @@ export class AvatarConversation {
     }
     this.framesSent += 1;
     this.room.sendAudio(pcm);
+    if (this.recording) this.recording.captured("user", pcm);
   }
 
   closed(code) {
@@ -226,12 +290,34 @@ export class AvatarConversation {
     if (this.state !== "ended") this.input("session_stopped");
     if (this.room) this.room.close();
     await this.transcriptLog.done; // the transcript's last lines before the call log closes
+    await this.stopRecording(); // its uploads too: the stop makes them the call's recording
     try {
       await api(`/api/liveavatar/session/${this.conversationId}/stop`, { method: "POST", body: { reason } });
     } catch (err) {
       this.on.error({ code: err.code || "internal", message: err.message, fatal: false });
     }
     this.on.ended({ reason: reason.toLowerCase() });
+  }
+
+  async stopRecording() {
+    if (this.onPageHide) window.removeEventListener("pagehide", this.onPageHide);
+    for (const release of this.releases.splice(0)) release();
+    if (!this.recording) return;
+    if (this.player) this.player.taps.delete(this.recording);
+    await this.recording.finish();
+  }
+
+  // The tab is closing: nothing can be awaited. The recording's last stretch and the stop go as
+  // keepalive requests, which outlive the page.
+  pageClosed() {
+    if (this.finished) return;
+    this.finished = true;
+    clearInterval(this.keepAlive);
+    clearTimeout(this.timer);
+    if (this.room) this.room.close();
+    if (this.recording) this.recording.pageClosed();
+    const stop = `/api/liveavatar/session/${this.conversationId}/stop`;
+    api(stop, { method: "POST", body: { reason: "USER_DISCONNECTED" }, keepalive: true }).catch(() => {});
   }
 
   async end() {

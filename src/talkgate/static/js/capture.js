@@ -139,3 +139,20 @@ export class Microphone {
     }
   }
 }
+
+// Any audio track (a LiveKit room's remote or local one) as PCM16 frames at the context's rate, for
+// a recording: `onFrame(pcm)` per 20 ms frame. Returns the function that lets go of the track.
+export async function tapTrack(context, track, onFrame) {
+  await captureModule(context);
+  const source = context.createMediaStreamSource(new MediaStream([track]));
+  const node = new AudioWorkletNode(context, "pcm-capture", { channelCount: 1, channelCountMode: "explicit" });
+  node.port.onmessage = (event) => onFrame(new Int16Array(event.data.pcm));
+  const mute = context.createGain();
+  mute.gain.value = 0; // heard through its own element, not twice
+  source.connect(node).connect(mute).connect(context.destination);
+  return () => {
+    node.port.onmessage = null;
+    source.disconnect();
+    node.disconnect();
+  };
+}

@@ -1,5 +1,6 @@
 // Agent audio: chunks in any provider format (PCM at its rate, µ-law) played back to back;
-// `flush` stops everything queued, for an interruption.
+// `flush` stops everything queued, for an interruption. Taps (a call's recording) hear what is
+// scheduled, where it is scheduled, and every flush.
 import { base64ToBytes, decodeSamples, parseFormat } from "./audio.js";
 
 export class AgentPlayer {
@@ -7,6 +8,7 @@ export class AgentPlayer {
     this.context = context;
     this.onState = onState || (() => {});
     this.sources = new Set();
+    this.taps = new Set(); // {played(samples, rate, time), flushed(time)}
     this.nextTime = 0;
     this.stats = { chunks: 0, samples: 0, ended: 0, flushed: 0, peak: 0 };
   }
@@ -25,6 +27,7 @@ export class AgentPlayer {
     source.connect(this.context.destination);
     const at = Math.max(this.context.currentTime + 0.02, this.nextTime);
     source.start(at);
+    for (const tap of this.taps) tap.played(samples, rate, at);
     this.nextTime = at + buffer.duration;
     this.sources.add(source);
     this.stats.chunks += 1;
@@ -49,6 +52,7 @@ export class AgentPlayer {
         /* already ended */
       }
     }
+    for (const tap of this.taps) tap.flushed(this.context.currentTime);
     this.stats.flushed += this.sources.size;
     this.sources.clear();
     this.nextTime = 0;
