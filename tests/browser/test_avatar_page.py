@@ -128,10 +128,11 @@ def test_an_avatar_call_has_a_recording_of_both_sides(device, chromium, talkgate
     avatar = level(pcm, released + 0.5, released + heard_s - 0.1)
     assert quiet < 30 and user > 300 and avatar > 300, (quiet, user, avatar)
     # The avatar's part is its voice: the user's turn played back, found again after the release
-    # (the turn held before its window opened a little silence, so the copy may align early).
+    # (the turn held before its window opened a little silence, so the copy may align early). Not
+    # r = 1: a busy page plays the avatar's frames with small gaps, and the recording keeps them.
     spoken = pcm[int(pressed * RATE) : int(released * RATE)].tobytes()
     r, lag = best_correlation(spoken, pcm[int(released * RATE) :].tobytes(), max_lag=2 * RATE)
-    assert r >= 0.9 and -1.0 <= lag / RATE <= 1.0, (r, lag / RATE)
+    assert r >= 0.8 and -1.0 <= lag / RATE <= 1.0, (r, lag / RATE)
 
 
 def test_a_closed_tab_ends_the_avatar_call_and_keeps_its_recording(page, talkgate):

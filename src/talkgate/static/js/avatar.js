@@ -217,6 +217,7 @@ export class AvatarConversation {
         this.command("user.stop_push_to_talk");
         break;
       case "unmute":
+        if (this.recording) this.recording.restart("user"); // a window of its own on the clock
         this.room.setMicrophone(true);
         break;
       case "mute":

@@ -14,7 +14,7 @@ const MAX_UPLOAD = RATE * 10; // samples per request: 320 KB, well under the rou
 const MAX_PENDING = RATE * 120; // a timeline this far ahead of its uploads is taken as it is
 // The browser lets keepalive bodies in flight add up to 64 KB: one upload and the last one fit.
 const KEEPALIVE_BYTES = 32000;
-const JOIN_S = 0.1; // a microphone chunk this close to the end of the last one continues it
+const JOIN_S = 1; // a capture this close after the last one of its stretch continues it
 
 // Two tracks on one sample clock, mixed when taken. Pure: no clock, no I/O.
 export class Timeline {
@@ -101,7 +101,7 @@ export class CallRecording {
     this.onError = onError;
     this.timeline = new Timeline();
     this.sending = Promise.resolve();
-    this.ends = { user: -Infinity, agent: -Infinity }; // where each track's last capture ended
+    this.ends = { user: -Infinity, agent: -Infinity }; // where each track's stretch has got to
     this.stats = { uploads: 0, bytes: 0, failed: 0 };
     this.stopped = false;
   }
@@ -121,13 +121,18 @@ export class CallRecording {
   }
 
   // PCM16 at RATE captured just now (the microphone's chunks as they are sent, or a room's audio
-  // track): it ended about now.
+  // track): the first of a stretch ended about now, and the others follow it sample for sample
+  // (a capture drops nothing within a stretch), so late arrivals make no gaps or overlaps.
   captured(track, pcm) {
     let at = this.sample(this.context.currentTime) - pcm.length;
-    // Chunks of one stretch follow each other: joined, so arrival jitter makes no gaps or overlaps.
-    if (Math.abs(at - this.ends[track]) < JOIN_S * RATE) at = this.ends[track];
+    if (at - this.ends[track] < JOIN_S * RATE) at = this.ends[track];
     this.timeline.place(track, toFloats(pcm), at);
     this.ends[track] = at + pcm.length;
+  }
+
+  // The next capture of `track` starts a stretch of its own (a new push-to-talk window).
+  restart(track) {
+    this.ends[track] = -Infinity;
   }
 
   // The avatar's voice as the player scheduled it: `samples` at `rate`, heard from `time`.
