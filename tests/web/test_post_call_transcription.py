@@ -192,6 +192,9 @@ async def test_a_replay_is_a_no_op_and_a_forgery_is_401(quiet_gate):
         assert (await post_signed(client, second)).json() == {"ok": True, "used": True}
         again = await post_signed(client, first)  # the same signed body, delivered again
         assert again.json() == {"ok": True, "used": False, "duplicate": True}
+        # A later delivery without an analysis or metadata leaves the earlier ones in place.
+        bare = transcription(provider_cid, "", 1_700_000_003, analysis=None, metadata={})
+        assert (await post_signed(client, bare)).json() == {"ok": True, "used": True}
         call = (await client.get("/api/calls/conv_replayed", headers=gate.headers())).json()
     assert call["analysis"]["summary"] == "second report"
     assert call["transcript"] == [{"role": "user", "text": "hi"}, {"role": "agent", "text": "hello"}]

@@ -510,14 +510,13 @@ class Repository:
             return AudioSwap(True, replaced)
 
     async def record_provider_report(self, conversation_id: str, report: ProviderReport) -> bool:
-        """Store what the provider reported after the call on its call log, in one statement:
-        the analysis and metadata always, the transcript (and its source) only when given."""
-        values: dict[str, object] = {
-            "analysis": report.analysis,
-            "provider_duration_s": report.duration_s,
-            "provider_cost": report.cost,
-            "updated_at": utcnow(),
-        }
+        """Store what the provider reported after the call on its call log, in one statement. What
+        a report leaves out (None) stays as an earlier report set it: a later delivery without an
+        analysis does not erase one."""
+        values: dict[str, object] = {"updated_at": utcnow()}
+        values.update(
+            _given(analysis=report.analysis, provider_duration_s=report.duration_s, provider_cost=report.cost)
+        )
         if report.transcript is not None:
             values["transcript"] = report.transcript
             values["transcript_source"] = TranscriptSource.PROVIDER
