@@ -98,6 +98,7 @@ def converse(chromium, client_page, url: str, output: AudioFormat, speech_s: flo
         page.evaluate("window.official.conversation.endSession()")
         page.wait_for_function("window.official.disconnect !== null", timeout=WAIT_MS)
         seen: dict = page.evaluate("window.official")
+        assert page.errors == []  # no uncaught exception, nothing logged as an error
         return seen
     finally:
         page.context.close()
@@ -170,3 +171,19 @@ def test_direct_mode_app_runs_the_official_client_on_talkgates_signed_url(
     agent = b"".join(base64.b64decode(chunk) for chunk in seen["firstReply"])
     r, _ = best_correlation(agent, wav_pcm(audio.content), max_lag=len(audio.content) // 2)
     assert r >= 0.9, f"the recording lacks the agent's answer the client played: r={r:.3f}"
+
+
+def test_a_forged_signed_url_fails_the_clients_start_with_the_reason(chromium, client_page):
+    sim = start_simulator()
+    page = new_page(chromium, {"width": 800, "height": 600})
+    try:
+        page.goto(client_page.http_url)
+        forged = signed_url(sim).replace("conversation_signature=", "conversation_signature=x")
+        page.evaluate("url => window.startOfficial(url)", forged)
+        seen = page.evaluate("window.official")
+    finally:
+        page.context.close()
+        sim.stop()
+    # startSession rejects with the service's close reason; the session never connected.
+    assert seen["failed"] == "authorization_error"
+    assert seen["connected"] is None and seen["statuses"][-1] == "disconnected"

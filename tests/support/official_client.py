@@ -66,5 +66,10 @@ def client_page_server() -> ServerThread:
     async def bundle(_: Request) -> Response:
         return FileResponse(CLIENT_BUNDLE, media_type="text/javascript")
 
-    app = Starlette(routes=[Route("/", page), Route("/elevenlabs-client.js", bundle)])
+    async def no_icon(_: Request) -> Response:
+        return Response(status_code=204)  # a 404 would read as a console error
+
+    app = Starlette(
+        routes=[Route("/", page), Route("/elevenlabs-client.js", bundle), Route("/favicon.ico", no_icon)]
+    )
     return ServerThread(app).start()
