@@ -17,7 +17,6 @@ from talkgate.doctor import diagnose, render, secrets_of
 from talkgate.protocol.dialect import DEFAULT_SILENCE_MS
 from talkgate.serving import ServerThread, bind
 from talkgate.settings import Settings
-from talkgate.simulator.agent import AgentConfig
 from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
 from tests.support.timing import TIMEOUT, scaled
 
@@ -32,8 +31,6 @@ WAIT_S = 1.0  # how long a probe turn waits for its transcript: the simulator an
 @pytest.fixture
 def sim(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
     overrides = getattr(request, "param", {})
-    if "ignore_unknown" in overrides and "ignore_unknown" not in AgentConfig.__dataclass_fields__:
-        pytest.skip("the simulator has no ignore_unknown behaviour yet")
     server = start_simulator(liveavatar_api_key=AVATAR_KEY, **overrides)
     yield server
     server.stop()
