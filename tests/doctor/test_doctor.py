@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from talkgate.doctor import diagnose, render, secrets_of
+from talkgate.protocol.audio import AudioFormat
 from talkgate.protocol.dialect import DEFAULT_SILENCE_MS
 from talkgate.serving import ServerThread, bind
 from talkgate.settings import Settings
@@ -107,6 +108,24 @@ def test_a_provider_that_ignores_the_signal_dialect_gets_the_silence_tail(sim, t
     assert "no transcript within" in line(lines, "!", "turn end: signal")
     assert "ms after the release" in line(lines, "✓", "turn end: silence")
     assert "  TALKGATE_PTT_TURN_END=silence" in lines
+
+
+@pytest.mark.parametrize(
+    "sim",
+    [
+        {
+            "strict": True,
+            "input_format": AudioFormat.parse("ulaw_8000"),
+            "output_format": AudioFormat.parse("pcm_44100"),
+        }
+    ],
+    indirect=True,
+)
+def test_the_agents_own_formats_are_read_and_the_probe_speaks_in_them(sim, tmp_path):
+    lines, code = run_doctor(settings_for(sim, tmp_path))
+    assert code == 0, "\n".join(lines)
+    assert "input ulaw_8000, output pcm_44100" in line(lines, "✓", "audio formats")
+    assert "ms after the release" in line(lines, "✓", "turn end: silence")
 
 
 def test_a_wrong_key_is_one_line_and_no_key_is_printed(sim, tmp_path):
