@@ -8,5 +8,7 @@ export default defineConfig({
     testTimeout: 120000,
     hookTimeout: 120000,
     fileParallelism: false,
+    // Direct mode needs a WebSocket: Node 22 has one, Node 20 behind this flag.
+    poolOptions: { forks: { execArgv: ["--experimental-websocket"] } },
   },
 });

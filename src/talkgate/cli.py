@@ -333,10 +333,7 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int)
     token.set_defaults(func=cmd_token)
 
-    wire = sub.add_parser(
-        "wire-js",
-        help="write static/js/wire.js and the client package's wire.ts from the Python definitions",
-    )
+    wire = sub.add_parser("wire-js", help="write the generated wire modules (page and client package)")
     wire.add_argument("--check", action="store_true", help="only say whether the file is current")
     wire.set_defaults(func=cmd_wire_js)
     return p

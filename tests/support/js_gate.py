@@ -14,9 +14,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from talkgate.serving import bind
 from tests.support.gate import Gate, start_gate
 from tests.support.servers import start_simulator
+
+# The simulator's LiveAvatar side, so that avatar mode runs too.
+AVATAR_KEY = "sim-liveavatar-key"
+AVATAR_ID = "00000000-0000-4000-8000-00000000a1a1"
 
 
 def restart(gate: Gate, tmp: Path, sim: Any, overrides: dict[str, Any]) -> Gate:
@@ -30,6 +36,12 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="talkgate-js-") as folder:
         tmp = Path(folder)
         sim = start_simulator()
+        overrides = {
+            "liveavatar_api_key": SecretStr(AVATAR_KEY),
+            "liveavatar_base_url": sim.http_url,
+            "liveavatar_avatar_id": AVATAR_ID,
+            **overrides,
+        }
         gate = start_gate(tmp, sim, **overrides)
         print(json.dumps({"url": gate.url}), flush=True)
         try:

@@ -1,7 +1,257 @@
+// Direct mode: talkgate hands out a signed URL and keeps the call log; the audio goes straight
+// between the app and the provider over the provider's own WebSocket protocol. With media streaming
+// the provider sends both sides to talkgate, which records them.
+import { base64ToBytes as base64, bytesToBase64 } from "./audio.js";
 import type { TalkgateClient } from "./client.js";
+import { Emitter } from "./emitter.js";
 import { TalkgateError } from "./errors.js";
-import type { Conversation, StartOptions } from "./events.js";
+import type { Conversation, ConversationEnded, ConversationEvents, ConversationStarted, StartOptions } from "./events.js";
+import { PushToTalk, type PttState } from "./ptt.js";
+import { sourceFactory } from "./relay.js";
+import { PROVIDER_EVENT_BODIES as BODY, PROVIDER_SENDS as SENDS } from "./wire.js";
 
-export async function start(_client: TalkgateClient, _options: StartOptions): Promise<Conversation> {
-  throw new TalkgateError("not_configured", "direct mode is not in this version of talkgate-client");
+type Frame = { type: string } & Record<string, unknown>;
+type Body = Record<string, unknown>;
+
+export interface ServerConfig {
+  pttTurnEnd: "signal" | "silence";
+  pttSilenceMs: number;
+  mediaStreaming?: boolean;
+}
+
+/** What one provider frame means to the app (pure: the tests feed it frames). `heard` carries the
+ * latest interruption's id: audio strictly older is dropped, as the relay drops it. */
+export type DirectEvent =
+  | { kind: "pong"; eventId: unknown }
+  | { kind: "audio"; audio: string; eventId?: number }
+  | { kind: "message"; message: ConversationEvents["message"]; role?: "user" | "agent" }
+  | { kind: "error"; error: TalkgateError };
+
+export function directEvent(frame: Frame, heard: { lastInterrupt: number }): DirectEvent | null {
+  const body = (frame[(BODY as Record<string, string>)[frame.type]] ?? {}) as Body;
+  const eventId = typeof body.event_id === "number" ? body.event_id : undefined;
+  switch (frame.type) {
+    case "ping":
+      return { kind: "pong", eventId: body.event_id };
+    case "audio":
+      if (eventId !== undefined && eventId < heard.lastInterrupt) return null;
+      return { kind: "audio", audio: String(body.audio_base_64 ?? ""), eventId };
+    case "user_transcript":
+    case "tentative_user_transcript":
+      return { kind: "message", message: { type: frame.type, text: String(body.user_transcript ?? ""), eventId }, role: "user" };
+    case "agent_response":
+      return { kind: "message", message: { type: frame.type, text: String(body.agent_response ?? ""), eventId }, role: "agent" };
+    case "agent_response_correction":
+      return {
+        kind: "message",
+        message: { type: frame.type, text: String(body.corrected_agent_response ?? ""), original: String(body.original_agent_response ?? ""), eventId },
+      };
+    case "interruption":
+      heard.lastInterrupt = Math.max(heard.lastInterrupt, eventId ?? 0);
+      return { kind: "message", message: { type: frame.type, eventId } };
+    case "vad_score":
+      return { kind: "message", message: { type: frame.type, score: Number(body.vad_score ?? 0) } };
+    case "client_tool_call":
+      return {
+        kind: "message",
+        message: {
+          type: frame.type,
+          toolName: String(body.tool_name ?? ""),
+          toolCallId: String(body.tool_call_id ?? ""),
+          parameters: (body.parameters ?? {}) as Record<string, unknown>,
+          eventId,
+        },
+      };
+    case "error": {
+      // The provider's words travel under error_event; the socket closes right after.
+      const words = [body.error_type, body.message].filter(Boolean).join(": ") || "provider error";
+      return { kind: "error", error: new TalkgateError("provider_error", words) };
+    }
+    default:
+      return null;
+  }
+}
+
+function newConversationId(): string {
+  const random = globalThis.crypto?.randomUUID?.().replace(/-/g, "") ?? Math.random().toString(16).slice(2).repeat(3);
+  return `conv_${random.slice(0, 24)}`;
+}
+
+export class DirectConversation extends Emitter<ConversationEvents> implements Conversation {
+  readonly mode = "direct" as const;
+  info!: ConversationStarted & { providerConversationId?: string; mediaStreamingEnabled?: boolean };
+  readonly ptt: PushToTalk;
+  private ws: WebSocket | null = null;
+  private heard = { lastInterrupt: 0 };
+  private inputRate = 16000;
+  private transcript: Promise<void> = Promise.resolve();
+  private ended: ConversationEnded | null = null;
+
+  constructor(
+    readonly client: TalkgateClient,
+    private readonly config: ServerConfig,
+    options: StartOptions,
+  ) {
+    super();
+    this.ptt = new PushToTalk(
+      {
+        // The provider acknowledges nothing: a turn's start is sent and counts as acknowledged.
+        begin: async () => {
+          if (this.config.pttTurnEnd === "signal") this.send({ type: SENDS.UserMessageBegin });
+        },
+        send: (chunk) => this.send({ [SENDS.UserAudioChunk]: bytesToBase64(chunk) }),
+        end: async () => this.endTurn(),
+      },
+      sourceFactory(options.audio),
+      { onState: (state) => this.emit("state", state), onError: (error) => this.emit("error", error) },
+    );
+  }
+
+  get conversationId(): string {
+    return this.info.conversationId;
+  }
+
+  get pttState(): PttState {
+    return this.ptt.state;
+  }
+
+  async start(options: StartOptions): Promise<this> {
+    const signed = await this.client.http.json<{ signedUrl: string; conversationId: string; mediaStreamingEnabled: boolean }>(
+      "api/elevenlabs-signed-url",
+      { body: { voice: options.voice, conversationId: newConversationId() } },
+    );
+    const Socket = this.client.options.WebSocket ?? globalThis.WebSocket;
+    if (!Socket) throw new TalkgateError("not_configured", "direct mode needs a WebSocket (pass connect({WebSocket}))");
+    const ws = new Socket(signed.signedUrl);
+    this.ws = ws;
+    const metadata = await this.initiate(ws, options);
+    this.inputRate = Number(String(metadata.user_input_audio_format ?? "pcm_16000").split("_")[1]) || 16000;
+    this.info = {
+      conversationId: signed.conversationId,
+      providerConversationId: String(metadata.conversation_id ?? ""),
+      inputFormat: String(metadata.user_input_audio_format ?? "pcm_16000"),
+      outputFormat: String(metadata.agent_output_audio_format ?? "pcm_16000"),
+      mediaStreamingEnabled: signed.mediaStreamingEnabled,
+    };
+    ws.onmessage = (e: MessageEvent) => this.receive(JSON.parse(String(e.data)) as Frame);
+    ws.onclose = (e: CloseEvent) => void this.finish(e.code === 1000 ? "agent" : "error");
+    return this;
+  }
+
+  private initiate(ws: WebSocket, options: StartOptions): Promise<Body> {
+    return new Promise((resolve, reject) => {
+      ws.onopen = () =>
+        ws.send(
+          JSON.stringify({
+            type: SENDS.ConversationInitiationClientData,
+            conversation_config_override: options.overrides ?? {},
+            dynamic_variables: options.dynamicVariables ?? {},
+          }),
+        );
+      ws.onerror = () => reject(new TalkgateError("provider_unreachable"));
+      ws.onclose = (e: CloseEvent) => reject(new TalkgateError("provider_closed", `the provider closed (${e.code})`));
+      ws.onmessage = (e: MessageEvent) => {
+        const frame = JSON.parse(String(e.data)) as Frame;
+        if (frame.type === "conversation_initiation_metadata") resolve((frame[BODY[frame.type]] ?? {}) as Body);
+      };
+    });
+  }
+
+  private receive(frame: Frame): void {
+    const event = directEvent(frame, this.heard);
+    if (!event) return;
+    if (event.kind === "pong") this.send({ type: SENDS.Pong, event_id: event.eventId });
+    else if (event.kind === "error") this.emit("error", event.error);
+    else if (event.kind === "audio") {
+      const audio = base64(event.audio);
+      this.emit("audio", { audio, base64: event.audio, format: this.info.outputFormat, eventId: event.eventId });
+    } else {
+      this.emit("message", event.message);
+      // Only final lines go to the call log (talkgate does not see this conversation's text).
+      const text = "text" in event.message ? event.message.text : "";
+      if (event.role && event.message.type !== "tentative_user_transcript") this.log(event.role, text);
+    }
+  }
+
+  private log(role: "user" | "agent", text: string): void {
+    // One at a time, in order.
+    this.transcript = this.transcript.then(() =>
+      this.client.http
+        .json(`api/calls/${encodeURIComponent(this.conversationId)}/transcript`, { body: { role, text } })
+        .then(
+          () => undefined,
+          (error: TalkgateError) => this.emit("error", error),
+        ),
+    );
+  }
+
+  private send(obj: object): void {
+    if (this.ws && this.ws.readyState === 1) this.ws.send(JSON.stringify(obj));
+  }
+
+  private endTurn(): void {
+    if (this.config.pttTurnEnd === "signal") {
+      this.send({ type: SENDS.EndUserAudio });
+      return;
+    }
+    // The published protocol has no turn end: silence lets the provider's VAD close the turn.
+    const samples = Math.round((this.inputRate * this.config.pttSilenceMs) / 1000);
+    this.send({ [SENDS.UserAudioChunk]: bytesToBase64(new Uint8Array(samples * 2)) });
+  }
+
+  press(): Promise<PttState> {
+    return this.ptt.press();
+  }
+
+  release(): Promise<PttState> {
+    return this.ptt.release();
+  }
+
+  toggle(): Promise<PttState> {
+    return this.ptt.toggle();
+  }
+
+  async sendContextualUpdate(text: string): Promise<void> {
+    this.send({ type: SENDS.ContextualUpdate, text });
+  }
+
+  async sendUserMessage(text: string): Promise<void> {
+    this.send({ type: SENDS.UserMessage, text });
+  }
+
+  async end(): Promise<ConversationEnded> {
+    await this.ptt.settled();
+    return this.finish("client");
+  }
+
+  private async finish(reason: string): Promise<ConversationEnded> {
+    if (this.ended) return this.ended;
+    this.ended = { reason, conversationId: this.info.conversationId };
+    this.ptt.stop();
+    if (this.ws) {
+      this.ws.onclose = null;
+      this.ws.close(1000);
+      this.ws = null;
+    }
+    await this.transcript;
+    try {
+      const call = await this.client.http.json<{ endReason?: string; durationMs?: number; audioUrl?: string }>(
+        `api/calls/${encodeURIComponent(this.conversationId)}/end`,
+        { method: "POST" },
+      );
+      Object.assign(this.ended, { durationMs: call.durationMs, audioUrl: call.audioUrl });
+    } catch (error) {
+      const code = error instanceof TalkgateError ? error.code : "call_end_failed";
+      this.emit("error", new TalkgateError(code === "disconnected" ? "call_end_failed" : code, String(error)));
+    }
+    this.emit("ended", this.ended);
+    return this.ended;
+  }
+}
+
+export async function start(client: TalkgateClient, options: StartOptions): Promise<Conversation> {
+  const config = await client.http.json<ServerConfig>("api/config");
+  const format = options.inputFormat ?? sourceFactory(options.audio)().format;
+  if (format !== "pcm_16000") throw new TalkgateError("bad_format", `direct mode sends PCM to the provider, not ${format}`);
+  return new DirectConversation(client, config, options).start(options);
 }

@@ -94,6 +94,8 @@ export interface StartOptions {
   inputFormat?: InputFormat;
   /** Where each turn's audio comes from: one source reused every turn, or a factory called per press. */
   audio?: AudioSource | (() => AudioSource);
+  /** Avatar mode over LiveKit: where the avatar's video and voice elements are appended. */
+  videoHost?: { append(element: unknown): void };
 }
 
 /** One conversation, the same in every mode. */

@@ -17,6 +17,8 @@ export {
 export { BrowserMicrophone, BrowserPlayer, MediaRecorderSource, PCM_WORKLET_SOURCE, TAIL_MS, type MicrophoneOptions } from "./browser.js";
 export { untilQuiet } from "./quiet.js";
 export { RelayConversation } from "./relay.js";
+export { DirectConversation, directEvent, type DirectEvent, type ServerConfig } from "./direct.js";
+export { AvatarConversation, LiveKitMicrophone, LiveKitRoom, SimulatorRoom, type AvatarRoom, type AvatarSession } from "./avatar.js";
 export { PushAudioSource, type AudioSource, type PushAudioSourceOptions } from "./sources.js";
 export { Chunker, base64ToBytes, bytesToBase64, decodeSamples, floatToPcm16, parseFormat, pcm16Bytes } from "./audio.js";
 export {

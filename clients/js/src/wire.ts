@@ -162,6 +162,7 @@ export const PROVIDER_SENDS = {
   "Pong": "pong",
   "UserAudioChunk": "user_audio_chunk",
   "ContextualUpdate": "contextual_update",
+  "UserMessage": "user_message",
   "UserMessageBegin": "user_message_begin",
   "EndUserAudio": "end_user_audio"
 } as const;
@@ -176,4 +177,28 @@ export const AVATAR_ROOM = {
     "SUBSCRIBE": "subscribe",
     "VIDEO_POSTER": "video_poster"
   }
+} as const;
+
+/** Avatar room commands. */
+export const AVATAR_COMMANDS = {
+  "START_PTT": "user.start_push_to_talk",
+  "STOP_PTT": "user.stop_push_to_talk",
+  "INTERRUPT": "avatar.interrupt",
+  "SPEAK_TEXT": "avatar.speak_text",
+  "SPEAK_RESPONSE": "avatar.speak_response",
+  "START_LISTENING": "avatar.start_listening",
+  "STOP_LISTENING": "avatar.stop_listening"
+} as const;
+
+/** Avatar room events. */
+export const AVATAR_EVENTS = {
+  "PTT_STARTED": "user.push_to_talk_started",
+  "PTT_START_FAILED": "user.push_to_talk_start_failed",
+  "PTT_STOPPED": "user.push_to_talk_stopped",
+  "PTT_STOP_FAILED": "user.push_to_talk_stop_failed",
+  "USER_TRANSCRIPTION": "user.transcription",
+  "AVATAR_TRANSCRIPTION": "avatar.transcription",
+  "AVATAR_SPEAK_STARTED": "avatar.speak_started",
+  "AVATAR_SPEAK_ENDED": "avatar.speak_ended",
+  "SESSION_STOPPED": "session.stopped"
 } as const;

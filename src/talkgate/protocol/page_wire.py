@@ -146,6 +146,7 @@ def provider_client_types() -> dict[str, str]:
         convai.Pong,
         convai.UserAudioChunk,
         convai.ContextualUpdate,
+        convai.UserMessage,
         convai.UserMessageBegin,
         convai.EndUserAudio,
     )
@@ -252,6 +253,8 @@ def render_wire_ts() -> str:
         ),
         _ts_const("PROVIDER_SENDS", provider_client_types(), "Provider message types sent in direct mode."),
         _ts_const("AVATAR_ROOM", avatar_room(), AVATAR_ROOM_COMMENT),
+        _ts_const("AVATAR_COMMANDS", {c.name: c.value for c in liveavatar.Command}, "Avatar room commands."),
+        _ts_const("AVATAR_EVENTS", {e.name: e.value for e in liveavatar.Event}, "Avatar room events."),
     ]
     return "\n".join(parts)
 

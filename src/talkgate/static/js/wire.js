@@ -107,6 +107,7 @@ export const PROVIDER_SENDS = Object.freeze({
   "Pong": "pong",
   "UserAudioChunk": "user_audio_chunk",
   "ContextualUpdate": "contextual_update",
+  "UserMessage": "user_message",
   "UserMessageBegin": "user_message_begin",
   "EndUserAudio": "end_user_audio"
 });
