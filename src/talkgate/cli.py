@@ -142,11 +142,11 @@ async def _serve(settings: Settings, sock: Any, media_sock: Any) -> None:
     import uvicorn
 
     from talkgate import fastpaths
-    from talkgate.serving import uvicorn_config
+    from talkgate.serving import Server, uvicorn_config
     from talkgate.web.app import create_app, create_media_app
 
     app = create_app(settings)
-    main = uvicorn.Server(uvicorn_config(app, proxy_headers=True))
+    main = Server(uvicorn_config(app, proxy_headers=True))
     with fastpaths.paced_collector(asyncio.get_running_loop(), settings):  # settles the heap, then paces
         log.info("talkgate listening on http://%s:%s", settings.host, settings.port)
         if media_sock is None:

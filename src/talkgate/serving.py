@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+
+log = logging.getLogger("talkgate")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -31,6 +34,24 @@ def uvicorn_config(app: Any, **kwargs: Any) -> uvicorn.Config:
     return uvicorn.Config(app, **kwargs)
 
 
+class Server(uvicorn.Server):
+    """uvicorn's server, whose shutdown ends the app's calls before it closes connections (when
+    the app has a ``runtime`` with ``end_calls``, as talkgate's has): a relay then ends
+    ``server_shutdown``, its recording stored and its app told over the still-open socket, rather
+    than ``disconnected`` when uvicorn closes the socket under it."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # no new connections while the calls end
+        runtime = getattr(self.config.app, "runtime", None)
+        if runtime is not None and hasattr(runtime, "end_calls"):
+            try:
+                await runtime.end_calls()
+            except Exception:  # the lifespan's shutdown tries again
+                log.exception("ending the calls at shutdown failed")
+        await super().shutdown(sockets)
+
+
 class ServerThread:
     """One uvicorn server on its own event loop in a daemon thread, bound to ``host:port``."""
 
@@ -45,7 +66,7 @@ class ServerThread:
     ) -> None:
         self.sock = sock or bind(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
-        self.server = uvicorn.Server(uvicorn_config(app, **kwargs))
+        self.server = Server(uvicorn_config(app, **kwargs))
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"uvicorn:{self.port}")
 

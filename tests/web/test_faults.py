@@ -305,6 +305,35 @@ async def test_storage_refusing_at_the_end_the_recording_is_stored_once_it_is_ba
 
 
 @pytest.mark.realtime
+async def test_a_server_stopping_mid_call_ends_it_server_shutdown_telling_the_app_and_storing_it(
+    tmp_path, simulator
+):
+    gate = start_gate(tmp_path, simulator)
+    app = await connect(gate)
+    clip = noise(300, seed=97)
+    try:
+        cid = (await app.call("conversation_start"))["conversationId"]
+        await paced_turn(app, clip, 1)
+        await asyncio.to_thread(gate.server.stop)  # what SIGTERM does to `talkgate serve`
+        (ended,) = await app.wait_for("conversation_ended")  # heard before the socket closed
+    finally:
+        await app.sio.disconnect()
+    assert ended["conversationId"] == cid and ended["reason"] == "server_shutdown"
+    assert ended["audioUrl"] == f"{gate.url}/api/calls/{cid}/audio"
+    again = start_gate(tmp_path, simulator)  # the same data: the call log as the user sees it
+    try:
+        async with httpx.AsyncClient(base_url=again.url) as client:
+            call = (await client.get(f"/api/calls/{cid}", headers=again.headers())).json()
+            blob = (await client.get(f"/api/calls/{cid}/audio", headers=again.headers())).content
+    finally:
+        again.server.stop()
+    assert (call["status"], call["endReason"], call["audioSource"]) == ("ended", "server_shutdown", "relay")
+    pcm = wav_pcm(blob)
+    at = find(pcm, clip[:64])
+    assert at >= 0 and pcm[at : at + len(clip)] == clip
+
+
+@pytest.mark.realtime
 async def test_an_app_dropping_mid_turn_keeps_the_audio_it_sent(gate):
     app = await connect(gate)
     clip = noise(300, seed=95)

@@ -84,11 +84,16 @@ class Runtime:
             return await asyncio.to_thread(self.verifier.verify, token)  # may fetch the JWKS
         return self.verifier.verify(token)
 
-    async def aclose(self) -> None:
+    async def end_calls(self) -> None:
+        """Shutdown: every live relay ends ``server_shutdown`` (recording stored, call log closed,
+        app told); waits for that, and for other background work, up to 10 s."""
         for relay in list(self.relays.values()):
             await relay.stop(EndReason.SERVER_SHUTDOWN)
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=10)
+
+    async def aclose(self) -> None:
+        await self.end_calls()  # again: the server calls it before closing connections
         await self.recordings.abort_all()
         await self.storage.aclose()
         await self.http.aclose()
