@@ -41,7 +41,7 @@ def check_call_page(page, base: str, conversation_id: str, source: str, name: st
     row.click()
     page.wait_for_function(
         f"window.talkgateCalls.shown && window.talkgateCalls.shown.id === '{conversation_id}'"
-        " && window.talkgateCalls.shown.samples > 0",
+        " && window.talkgateCalls.shown.peaks > 0",
         timeout=WAIT_MS,
     )
     if transcript:  # relayed through talkgate, or posted by the page in direct mode

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from talkgate.auth import Principal, TokenVerifier
+from talkgate.calls.peaks import Peaks
 from talkgate.calls.recordings import Notify, Recordings
 from talkgate.persistence.engine import make_engine, make_sessionmaker
 from talkgate.persistence.repository import Repository
@@ -40,6 +41,7 @@ class Runtime:
     recordings: Recordings
     relays: dict[str, RelaySession] = field(default_factory=dict)  # Socket.IO sid → live relay
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    peaks: Peaks = field(default_factory=Peaks)  # recordings' waveform summaries, per stored object
 
     @classmethod
     def build(cls, settings: Settings, notify: Notify | None = None) -> Runtime:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from talkgate.auth import signing_keys
 from talkgate.calls import direct, ending
+from talkgate.calls.peaks import MAX_WIDTH as MAX_PEAKS_WIDTH
 from talkgate.errors import ErrorCode, NotFoundError, ProtocolError
 from talkgate.persistence.models import CallLog, TranscriptSource
 from talkgate.protocol.app_events import ChunkUpload
@@ -248,6 +249,45 @@ async def audio_link(conversation_id: ConversationId, user: User, rt: Rt) -> Any
     sig = audio_signature(audio_secret(rt.settings), user.user_id, conversation_id, expires)
     query = urlencode({"user": user.user_id, "expires": expires, "signature": sig})
     return {"url": f"/api/recordings/{conversation_id}.wav?{query}", "expiresAt": expires}
+
+
+class PeaksOut(BaseModel):
+    """A recording's waveform: per slice of equal length, its lowest and highest sample (PCM16,
+    -32768 to 32767, over every channel)."""
+
+    conversationId: str
+    width: int = Field(description="slices returned: as asked, or fewer for a very short recording")
+    channels: int
+    sampleRate: int
+    durationMs: int
+    min: list[int]
+    max: list[int]
+
+
+@router.get("/calls/{conversation_id}/peaks")
+async def get_peaks(
+    conversation_id: ConversationId,
+    user: User,
+    rt: Rt,
+    width: Annotated[int, Query(ge=1, le=MAX_PEAKS_WIDTH)] = 800,
+) -> PeaksOut:
+    """The recording's waveform in a few kilobytes, for drawing (the WAV of an hour is ~115 MB):
+    computed from the stored recording as it streams, once per recording, then from memory."""
+    call = await rt.repo.get_call(user.user_id, conversation_id)
+    if not call.audio_key:
+        raise NotFoundError("this call has no recording (yet)")
+    summary = await rt.peaks.of(rt.storage, call.audio_key)
+    low, high = summary.at(width)
+    layout = summary.layout
+    return PeaksOut(
+        conversationId=conversation_id,
+        width=len(low),
+        channels=layout.channels,
+        sampleRate=layout.sample_rate,
+        durationMs=layout.frames * 1000 // max(1, layout.sample_rate),
+        min=low,
+        max=high,
+    )
 
 
 @router.get("/recordings/{conversation_id}.wav", response_model=None, include_in_schema=False)

@@ -1,8 +1,9 @@
-// The call-log page: the user's calls, newest first; one call's transcript, a seekable player
-// (a signed playback link, streamed with Range) and a waveform drawn from the WAV itself.
+// The call-log page: the user's calls, newest first, a page at a time; one call's transcript, a
+// seekable player (a signed playback link, streamed with Range) and a waveform drawn from talkgate's
+// peaks summary (waveform.js), with a playhead and click-to-seek.
 import { api, token, userOf } from "./api.js";
-import { parseWav } from "./audio.js";
 import { showReport } from "./call-report.js";
+import { Waveform } from "./waveform.js";
 import { ERROR_MESSAGES } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
@@ -21,28 +22,6 @@ function duration(ms) {
 
 function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "—";
-}
-
-export function drawWaveform(canvas, samples) {
-  const ctx = canvas.getContext("2d");
-  const { width, height } = canvas;
-  ctx.fillStyle = "#0f1720";
-  ctx.fillRect(0, 0, width, height);
-  ctx.strokeStyle = "#63b3ed";
-  ctx.beginPath();
-  const per = Math.max(1, Math.floor(samples.length / width));
-  for (let x = 0; x < width; x++) {
-    let lo = 0;
-    let hi = 0;
-    const start = x * per;
-    for (let i = start; i < Math.min(samples.length, start + per); i++) {
-      if (samples[i] < lo) lo = samples[i];
-      if (samples[i] > hi) hi = samples[i];
-    }
-    ctx.moveTo(x + 0.5, height / 2 - (hi / 32768) * (height / 2));
-    ctx.lineTo(x + 0.5, height / 2 - (lo / 32768) * (height / 2) + 1);
-  }
-  ctx.stroke();
 }
 
 function ms(value) {
@@ -94,15 +73,73 @@ async function showCall(id) {
       call.recording === "in_progress"
         ? "No recording yet: this call is still in progress."
         : `This call has no recording: ${call.noRecordingReason || "no audio reached talkgate"}.`;
-    window.talkgateCalls.shown = { id, samples: 0 };
+    window.talkgateCalls.shown = { id, peaks: 0 };
     return;
   }
   const link = await api(`/api/calls/${encodeURIComponent(id)}/audio-link`);
   player.src = link.url;
-  const wav = await (await fetch(link.url)).arrayBuffer();
-  const { samples } = parseWav(wav);
-  drawWaveform(canvas, samples);
-  window.talkgateCalls.shown = { id, samples: samples.length };
+  const peaks = await waveform().load(id);
+  window.talkgateCalls.shown = { id, peaks: peaks.width };
+}
+
+let theWaveform = null;
+function waveform() {
+  theWaveform = theWaveform || new Waveform($("waveform"), $("player"));
+  window.talkgateCalls.waveform = theWaveform;
+  return theWaveform;
+}
+
+// What the list says of a call's recording: its source, or plainly that there is none (yet).
+function recordingText(call) {
+  if (call.recording === "ready") return SOURCES[call.audioSource] || "yes";
+  return call.recording === "in_progress" ? "Not yet (call in progress)" : "No recording";
+}
+
+const PAGE = 50; // calls a page (GET /api/calls takes at most 200)
+const COLUMNS = ["Date", "Duration", "Agent", "Recording", "Status"]; // a phone shows each as a label
+
+function callRow(call) {
+  const row = document.createElement("tr");
+  row.tabIndex = 0;
+  row.dataset.id = call.conversationId;
+  row.dataset.recording = call.recording;
+  const texts = [when(call.startedAt), duration(call.durationMs), call.agentId || "—", recordingText(call), call.status];
+  texts.forEach((text, i) => {
+    const td = document.createElement("td");
+    td.dataset.label = COLUMNS[i];
+    td.textContent = text;
+    row.append(td);
+  });
+  const open = () => showCall(call.conversationId).catch((err) => ($("calls-error").textContent = err.message));
+  row.addEventListener("click", open);
+  row.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      open();
+    }
+  });
+  return row;
+}
+
+// One page of the list (offset paging: GET /api/calls?limit=&offset=), with Newer / Older.
+async function showPage(offset) {
+  const { calls, total } = await api(`/api/calls?limit=${PAGE}&offset=${offset}`);
+  if (!calls.length && offset > 0 && total > 0) return showPage(Math.floor((total - 1) / PAGE) * PAGE);
+  window.talkgateCalls.calls = calls;
+  window.talkgateCalls.page = { offset, total };
+  $("empty").hidden = total > 0;
+  $("calls").querySelector("tbody").replaceChildren(...calls.map(callRow));
+  $("pager").hidden = total <= PAGE;
+  $("newer").disabled = offset === 0;
+  $("older").disabled = offset + calls.length >= total;
+  $("page-info").textContent = calls.length ? `Calls ${offset + 1}–${offset + calls.length} of ${total}` : "";
+}
+
+function refused(err) {
+  // A refused sign-in says which way it failed (wire.js, from talkgate's definitions).
+  const readable = ERROR_MESSAGES[err.code];
+  $("calls-error").textContent =
+    err.status === 401 && readable ? `${readable.replace(/ Sign in again\.$/, "")} Sign in again on the Talk page.` : err.message;
 }
 
 async function init() {
@@ -113,42 +150,13 @@ async function init() {
     return;
   }
   $("who").textContent = `Signed in as ${user.sub}`;
-  try {
-    const { calls } = await api("/api/calls?limit=100");
-    window.talkgateCalls.calls = calls;
-    $("empty").hidden = calls.length > 0;
-    const body = $("calls").querySelector("tbody");
-    for (const call of calls) {
-      const row = document.createElement("tr");
-      row.tabIndex = 0;
-      row.dataset.id = call.conversationId;
-      for (const text of [
-        when(call.startedAt),
-        duration(call.durationMs),
-        call.agentId || "—",
-        SOURCES[call.audioSource] || "none",
-        call.status,
-      ]) {
-        const td = document.createElement("td");
-        td.textContent = text;
-        row.append(td);
-      }
-      const open = () => showCall(call.conversationId).catch((err) => ($("calls-error").textContent = err.message));
-      row.addEventListener("click", open);
-      row.addEventListener("keydown", (e) => {
-        if (e.key === "Enter" || e.key === " ") {
-          e.preventDefault();
-          open();
-        }
-      });
-      body.append(row);
-    }
-  } catch (err) {
-    // A refused sign-in says which way it failed (wire.js, from talkgate's definitions).
-    const readable = ERROR_MESSAGES[err.code];
-    $("calls-error").textContent =
-      err.status === 401 && readable ? `${readable.replace(/ Sign in again\.$/, "")} Sign in again on the Talk page.` : err.message;
-  }
+  const turn = (delta) => () => {
+    const { offset } = window.talkgateCalls.page;
+    showPage(Math.max(0, offset + delta)).catch(refused);
+  };
+  $("newer").addEventListener("click", turn(-PAGE));
+  $("older").addEventListener("click", turn(PAGE));
+  await showPage(0).catch(refused);
 }
 
 init();
