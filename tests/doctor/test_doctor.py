@@ -181,10 +181,14 @@ def test_a_loopback_public_url_fails_in_production(sim, tmp_path):
 
 
 @pytest.mark.parametrize("sim", [{"liveavatar_ids": frozenset({"some-other-avatar"})}], indirect=True)
-def test_an_unknown_avatar_is_named(sim, tmp_path):
+def test_an_unknown_avatar_or_context_is_named(sim, tmp_path):
     lines, code = run_doctor(settings_for(sim, tmp_path))
     assert code == 1
     assert f"no avatar '{AVATAR_ID}'" in line(lines, "✗", "LIVEAVATAR_AVATAR_ID")
+    assert "no context" in line(lines, "✗", "LIVEAVATAR_CONTEXT_ID")
+    # The key was taken, but no session with an unknown context: said as such, not as the base URL.
+    assert "accepted by" not in "\n".join(lines).split("LiveAvatar")[-1]
+    assert "avatar_persona.context_id: context_id not found" in line(lines, "✗", "sandbox session")
 
 
 @pytest.mark.parametrize("sim", [{"strict": True}], indirect=True)

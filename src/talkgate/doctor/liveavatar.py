@@ -12,6 +12,7 @@ from talkgate.providers.liveavatar import LiveAvatarProvider
 from talkgate.settings import Settings
 
 SECTION = "LiveAvatar"
+TRANSPORT = (ErrorCode.PROVIDER_UNREACHABLE, ErrorCode.PROVIDER_TIMEOUT)
 
 
 class Stop(Exception):
@@ -90,9 +91,14 @@ async def _sandbox(
             is_sandbox=True,
         )
     except ProviderError as exc:
-        if exc.code is not ErrorCode.PROVIDER_AUTH:
-            _add_all(report, lines)
-        raise _stop_on(settings, exc, report) from None
+        if exc.code in (ErrorCode.PROVIDER_AUTH, *TRANSPORT):
+            if exc.code is not ErrorCode.PROVIDER_AUTH:
+                _add_all(report, lines)
+            raise _stop_on(settings, exc, report) from None
+        # The key was taken; the provider refused the session itself (a voice or context it rejects).
+        _add_all(report, lines)
+        report.add(SECTION, name, Status.FAIL, f"no sandbox session: {exc.message}")
+        return
     report.add(SECTION, "LIVEAVATAR_API_KEY", Status.OK, f"accepted by {settings.liveavatar_base_url}")
     _add_all(report, lines)
     try:

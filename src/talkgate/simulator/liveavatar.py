@@ -25,6 +25,7 @@ from talkgate.protocol.liveavatar import (
     END_REASONS,
     KEEP_ALIVE_PATH,
     RESPONSE_TOPIC,
+    SANDBOX_AVATAR_ID,
     START_PATH,
     STOP_PATH,
     SUCCESS,
@@ -176,9 +177,27 @@ class LiveAvatarSimulator:
             return JSONResponse(
                 validation_error(("body", "interactivity_type"), "invalid enum value"), status_code=422
             )
+        if (refusal := self._unknown_in(body)) is not None:
+            return refusal
         session = AvatarSession(str(uuid.uuid4()), secrets.token_urlsafe(32), body)
         self.sessions[session.session_id] = session
         return envelope(AvatarToken(session.session_id, session.session_token).build())
+
+    def _unknown_in(self, body: dict[str, object]) -> Response | None:
+        """A sandbox session takes only the sandbox avatar (as LiveAvatar documents), and with a
+        list of the account's ids (``liveavatar_ids``) the voice and context must be on it."""
+        if body.get("is_sandbox") is True and body.get("avatar_id") != SANDBOX_AVATAR_ID:
+            return failure(422, "sandbox sessions take only the sandbox avatar")
+        persona = body.get("avatar_persona")
+        known = self.config.liveavatar_ids
+        if known is None or not isinstance(persona, dict):
+            return None
+        for key in ("voice_id", "context_id"):
+            value = persona.get(key)
+            if value is not None and value not in known:
+                loc = ("body", "avatar_persona", key)
+                return JSONResponse(validation_error(loc, f"{key} not found"), status_code=422)
+        return None
 
     async def start(self, request: Request) -> Response:
         session = self._by_bearer(request)
