@@ -102,3 +102,19 @@ async def test_ending_an_ended_call_with_a_recording_changes_nothing() -> None:
     recordings = ChainRecordings(done)
     assert await ending.end_call(recordings, done) is done  # type: ignore[arg-type]
     assert recordings.asked == ["discard k"] and recordings.finished == {}
+
+
+@pytest.mark.parametrize(
+    ("provider", "status", "key", "want"),
+    [
+        ("liveavatar", CallStatus.ENDED, "calls/1/client_chunks-a.wav", ("ready", None)),
+        ("liveavatar", CallStatus.ACTIVE, None, ("in_progress", None)),
+        ("liveavatar", CallStatus.ENDED, None, ("none", ending.NO_RECORDING["liveavatar"])),
+        ("elevenlabs", CallStatus.ENDED, None, ("none", ending.NO_RECORDING["elevenlabs"])),
+        ("elevenlabs", CallStatus.RECOVERED, None, ("none", ending.NO_RECORDING["elevenlabs"])),
+        ("liveavatar", CallStatus.FAILED, None, ("none", ending.NOT_STARTED)),
+    ],
+)
+def test_a_call_says_where_its_recording_stands_and_why_it_has_none(provider, status, key, want):
+    call = SimpleNamespace(provider=provider, status=status, audio_key=key)
+    assert ending.recording_state(call) == want  # type: ignore[arg-type]
