@@ -100,15 +100,16 @@ def test_serve_without_a_key_starts_the_simulator_and_says_so_first(tmp_path):
 )
 def test_simulator_command_serves_alone(tmp_path, flag, behaviour):
     proc = subprocess.Popen(
-        [*TALKGATE, "simulator", "--port", "0", flag, "--api-key", "k"],
+        [*TALKGATE, "simulator", "--port", "0", flag, "--api-key", "k", "--latency-ms", "30"],
         env=clean_env(tmp_path),
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        m = read_until(proc, r"listening on (http://\S+)", [])
+        m = read_until(proc, r"listening on (http://\S+) \((\w+), latency (\S+) ms\)", [])
         url = m.group(1)
+        assert m.group(2, 3) == (behaviour, "30")
         health = httpx.get(f"{url}/healthz", timeout=TIMEOUT).json()
         assert health == {"status": "ok", "strict": behaviour == "strict", "behaviour": behaviour}
         r = httpx.get(
@@ -126,7 +127,13 @@ def test_simulator_command_serves_alone(tmp_path, flag, behaviour):
 
 @pytest.mark.parametrize(
     "bad",
-    [["serve", "--port", "x"], ["nonsense"], ["token"], ["simulator", "--strict", "--ignore-unknown"]],
+    [
+        ["serve", "--port", "x"],
+        ["nonsense"],
+        ["token"],
+        ["simulator", "--strict", "--ignore-unknown"],
+        ["simulator", "--latency-ms", "-5"],
+    ],
 )
 def test_bad_arguments_exit_2(tmp_path, bad):
     assert subprocess.run([*TALKGATE, *bad], env=clean_env(tmp_path), capture_output=True).returncode == 2

@@ -192,10 +192,17 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
         liveavatar_api_key=args.liveavatar_api_key,
+        latency_s=args.latency_ms / 1000.0,
     )
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    log.info("talkgate simulator listening on http://%s:%s (%s)", host, port, agent.behaviour)
+    log.info(
+        "talkgate simulator listening on http://%s:%s (%s, latency %g ms)",
+        host,
+        port,
+        agent.behaviour,
+        args.latency_ms,
+    )
     uvicorn.Server(uvicorn_config(create_simulator_app(config))).run(sockets=[sock])
     return 0
 
@@ -272,6 +279,16 @@ def cmd_wire_js(args: argparse.Namespace) -> int:
     return stale
 
 
+def _latency_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError("must be between 0 and 60000 ms")
+    return value
+
+
 def _simulator_parser(sub: Any) -> None:
     """``talkgate simulator``'s options (their own function: ``parser`` stays short)."""
     sim = sub.add_parser("simulator", help="serve the offline ElevenLabs/LiveAvatar simulator")
@@ -287,6 +304,12 @@ def _simulator_parser(sub: Any) -> None:
         "--ignore-unknown",
         action="store_true",
         help="silently ignore messages outside the published protocol (turns end only by VAD)",
+    )
+    sim.add_argument(
+        "--latency-ms",
+        type=_latency_ms,
+        default=0.0,
+        help="added to every REST round trip and every socket message either way, as over a network",
     )
     sim.add_argument("--input-format", default="pcm_16000")
     sim.add_argument("--output-format", default="pcm_16000")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from talkgate.protocol.rest_errors import detail
 from talkgate.simulator.elevenlabs import ElevenLabsSimulator
+from talkgate.simulator.latency import Latency
 from talkgate.simulator.liveavatar import LiveAvatarSimulator
 from talkgate.simulator.state import Registry, SimulatorConfig
 
@@ -58,7 +60,8 @@ def create_simulator_app(config: SimulatorConfig | None = None) -> Starlette:
             Route("/_simulator/conversations", conversations),
             Route("/_simulator/conversations/{conversation_id}/frames", frames),
             Route("/healthz", healthz),
-        ]
+        ],
+        middleware=[Middleware(Latency, seconds=config.latency_s)],
     )
     app.state.config = config
     app.state.registry = registry

@@ -212,7 +212,7 @@ class ElevenLabsSimulator:
             record.conversation_id, self.config.agent, loop.time(), input_timeout_s=input_timeout
         )
         log.info("conversation %s started (agent %s)", record.conversation_id, agent_id)
-        media = _MediaTap(record) if record.media else None
+        media = _MediaTap(record, self.config.latency_s) if record.media else None
         try:
             await self._run(websocket, agent, record, media)
         finally:
@@ -319,6 +319,8 @@ class ElevenLabsSimulator:
 
     async def _deliver(self, record: ConversationRecord, event: rest.WebhookEvent) -> None:
         assert self.config.webhook_url and self.config.webhook_secret
+        if self.config.latency_s:
+            await asyncio.sleep(self.config.latency_s)  # --latency-ms: the delivery crosses the network too
         body = rest.build_webhook(event)
         header = webhook_signature_header(self.config.webhook_secret.encode(), body, event.event_timestamp)
         try:
@@ -378,24 +380,29 @@ class _MediaTap:
     """The media-stream recording: the simulator dials the app's media socket and streams both
     sides as they happen, then ``call_end``. A slow receiver loses frames, not the conversation."""
 
-    def __init__(self, record: ConversationRecord) -> None:
+    def __init__(self, record: ConversationRecord, latency_s: float = 0.0) -> None:
         assert record.media is not None
         self.record = record
         self.url = record.media.websocket_url
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=MEDIA_QUEUE_FRAMES)
+        # Each frame with the loop time it may go out at (``--latency-ms`` after it was made).
+        self.queue: asyncio.Queue[tuple[float, str | None]] = asyncio.Queue(maxsize=MEDIA_QUEUE_FRAMES)
+        self.latency_s = latency_s
         self.dropped = 0
         self.task = asyncio.create_task(self._pump())
 
+    def _due(self) -> float:
+        return asyncio.get_running_loop().time() + self.latency_s
+
     def send(self, event: MediaAudio | CallEnd) -> None:
         try:
-            self.queue.put_nowait(event.serialize())
+            self.queue.put_nowait((self._due(), event.serialize()))
         except asyncio.QueueFull:
             self.dropped += 1
 
     async def finish(self) -> None:
         self.send(CallEnd(self.record.conversation_id))
         with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
+            self.queue.put_nowait((self._due(), None))
         try:
             await asyncio.wait_for(self.task, 10)
         except (TimeoutError, asyncio.CancelledError):
@@ -406,7 +413,12 @@ class _MediaTap:
         try:
             async with websockets.connect(self.url, open_timeout=5, max_size=2**22) as ws:
                 log.info("media stream for %s connected", cid)
-                while (frame := await self.queue.get()) is not None:
+                while True:
+                    due, frame = await self.queue.get()
+                    if frame is None:
+                        break
+                    if (wait := due - asyncio.get_running_loop().time()) > 0:
+                        await asyncio.sleep(wait)
                     await ws.send(frame)
         except (OSError, websockets.WebSocketException, TimeoutError) as exc:
             log.warning("media stream for %s failed: %s", cid, exc)

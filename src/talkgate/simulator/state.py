@@ -37,6 +37,10 @@ class SimulatorConfig:
     # A slow provider: each signed-URL answer, conversation-socket handshake and LiveAvatar token
     # answer waits this long.
     response_delay_s: float = 0.0
+    # A network between the simulator and its clients (``--latency-ms``): added to every provider
+    # REST round trip, every socket message either way, and what the simulator sends out itself
+    # (media-stream frames, webhooks). See simulator/latency.py.
+    latency_s: float = 0.0
 
 
 @dataclass(slots=True)
