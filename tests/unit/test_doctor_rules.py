@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from talkgate.doctor.advice import DialectResult, ElevenLabsFindings, chosen_turn_end, env_lines
+from talkgate.doctor.advice import (
+    DialectResult,
+    ElevenLabsFindings,
+    chosen_turn_end,
+    env_lines,
+    report_dialects,
+)
 from talkgate.doctor.config import public_url_problem, weakness
 from talkgate.doctor.report import Report, Status, render
 from talkgate.protocol.dialect import TurnEndMode
@@ -56,6 +62,10 @@ def test_signal_is_chosen_only_where_the_agent_honoured_it():
     assert chosen_turn_end(both) is TurnEndMode.SIGNAL
     assert chosen_turn_end(published) is TurnEndMode.SILENCE
     assert chosen_turn_end((result(TurnEndMode.SIGNAL, False),)) is None
+    # A signal turn much slower than the silence tail's was ended by the agent's timers, not the signal.
+    late = DialectResult(TurnEndMode.SIGNAL, True, 4.0, "")
+    assert chosen_turn_end((late, result(TurnEndMode.SILENCE, True))) is TurnEndMode.SILENCE
+    assert chosen_turn_end((late, result(TurnEndMode.SILENCE, False))) is TurnEndMode.SIGNAL
 
 
 def test_the_environment_lines_follow_the_findings():
@@ -91,3 +101,14 @@ def test_the_report_is_a_table_by_section_with_no_secret_and_a_verdict():
         "talkgate doctor: 1 problem",
     ]
     assert report.exit_code == 1
+
+
+def test_a_late_signal_turn_is_reported_as_not_the_signal():
+    report = Report()
+    late = DialectResult(TurnEndMode.SIGNAL, True, 4.0, "")
+    report_dialects((late, DialectResult(TurnEndMode.SILENCE, True, 0.9, "")), report)
+    assert [(c.name, c.status) for c in report.checks] == [
+        ("turn end: signal", Status.WARN),
+        ("turn end: silence", Status.OK),
+    ]
+    assert "4000 ms after the release, later than the silence tail's" in report.checks[0].reason

@@ -10,6 +10,9 @@ from talkgate.protocol.dialect import KeepAliveMode, TurnEndMode
 from talkgate.settings import Settings
 
 SECTION = "ElevenLabs"
+# How much later than the silence tail's a signal turn's transcript may come and still count as
+# ended by the signal (network and scheduling jitter between two probe conversations).
+SIGNAL_SLACK_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +33,19 @@ class ElevenLabsFindings:
 
 
 def report_dialects(results: tuple[DialectResult, ...], report: Report) -> None:
+    chosen = chosen_turn_end(results)
     for result in results:
         name = f"turn end: {result.mode.value}"
-        if result.honoured and result.seconds is not None:
+        late = result.mode is TurnEndMode.SIGNAL and chosen is TurnEndMode.SILENCE
+        if result.honoured and result.seconds is not None and late:
+            report.add(
+                SECTION,
+                name,
+                Status.WARN,
+                f"a transcript came {result.seconds * 1000:.0f} ms after the release, later than the "
+                "silence tail's: the agent likely ended the turn itself, not on end_user_audio",
+            )
+        elif result.honoured and result.seconds is not None:
             report.add(
                 SECTION,
                 name,
@@ -51,12 +64,16 @@ def report_dialects(results: tuple[DialectResult, ...], report: Report) -> None:
 
 
 def chosen_turn_end(results: tuple[DialectResult, ...]) -> TurnEndMode | None:
-    """The signal dialect only where the agent was seen to honour it (it ends the turn at the
-    release itself, with no silence to wait for); else the published silence tail."""
-    honoured = {r.mode for r in results if r.honoured}
-    for mode in (TurnEndMode.SIGNAL, TurnEndMode.SILENCE):
-        if mode in honoured:
-            return mode
+    """The signal dialect only where the agent was seen to honour it, and no slower than the
+    silence tail: its one gain is ending the turn at the release, so a signal turn whose transcript
+    came later was likely ended by the agent's own timers, not by ``end_user_audio``. Else the
+    published silence tail."""
+    times = {r.mode: r.seconds for r in results if r.honoured and r.seconds is not None}
+    signal, silence = times.get(TurnEndMode.SIGNAL), times.get(TurnEndMode.SILENCE)
+    if signal is not None and (silence is None or signal <= silence + SIGNAL_SLACK_S):
+        return TurnEndMode.SIGNAL
+    if silence is not None:
+        return TurnEndMode.SILENCE
     return None
 
 
