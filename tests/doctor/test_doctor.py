@@ -276,3 +276,15 @@ def test_with_no_key_in_development_it_checks_the_built_in_simulator(tmp_path):
     assert "honoured" in line(lines, "✓", "turn end: signal")
     assert "Set these environment lines (.env):" not in lines  # the auto defaults fit the simulator
     assert lines[-1] == "talkgate doctor: all good"
+
+
+@pytest.mark.parametrize("sim", [{"latency_s": 0.1}], indirect=True)
+def test_the_release_to_transcript_time_is_measured_over_the_network(sim, tmp_path):
+    """With 100 ms each way, the release reaches the provider and the transcript comes back no
+    sooner than 200 ms after the release."""
+    lines, code = run_doctor(settings_for(sim, tmp_path))
+    assert code == 0, "\n".join(lines)
+    for mode in ("signal", "silence"):
+        reason = line(lines, "✓", f"turn end: {mode}")
+        ms = int(reason.split("the transcript came ")[1].split(" ms")[0])
+        assert 200 <= ms < 200 + scaled(1000), reason
