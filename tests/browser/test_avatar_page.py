@@ -116,6 +116,18 @@ def test_an_avatar_call_has_a_recording_of_both_sides(device, chromium, talkgate
         page.click("#connect")
         page.wait_for_function("window.talkgate.state === 'idle'", timeout=WAIT_MS)
         call, blob = the_call(talkgate, page, cid)
+        # The call page plays it back like any other call's recording.
+        page.goto(f"{talkgate.url}/calls")
+        row = page.locator(f"tr[data-id='{cid}']")
+        assert "app upload" in row.inner_text()
+        row.click()
+        page.wait_for_function(
+            f"window.talkgateCalls.shown && window.talkgateCalls.shown.id === '{cid}'"
+            " && window.talkgateCalls.shown.peaks > 0",
+            timeout=WAIT_MS,
+        )
+        assert page.locator("#player").is_visible() and page.locator("#no-recording").is_hidden()
+        screenshot(page, f"calls-avatar-recording-{device}")
         assert page.errors == []  # type: ignore[attr-defined]
     finally:
         page.context.close()
