@@ -1,6 +1,7 @@
 """Recordings in an S3-compatible bucket (moto_server): stored, played back with Range, recovered."""
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.support.gate import start_gate
@@ -71,4 +72,9 @@ async def test_uploaded_chunks_become_a_recording_in_the_bucket(s3_gate):
         call = (await client.post("/api/calls/conv_s3_chunks/end", headers=gate.headers())).json()
         assert call["audioSource"] == "client_chunks"
         blob = (await client.get(call["audioUrl"], headers=gate.headers())).content
+        # The waveform's summary streams the object from the bucket with ranged reads.
+        peaks = (await client.get("/api/calls/conv_s3_chunks/peaks?width=30", headers=gate.headers())).json()
     assert wav_pcm(blob) == pcm
+    samples = np.frombuffer(pcm, dtype="<i2").reshape(30, -1)
+    assert (peaks["min"], peaks["max"]) == (samples.min(axis=1).tolist(), samples.max(axis=1).tolist())
+    assert peaks["durationMs"] == 300

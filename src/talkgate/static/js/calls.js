@@ -152,7 +152,9 @@ async function init() {
   $("who").textContent = `Signed in as ${user.sub}`;
   const turn = (delta) => () => {
     const { offset } = window.talkgateCalls.page;
-    showPage(Math.max(0, offset + delta)).catch(refused);
+    showPage(Math.max(0, offset + delta))
+      .then(() => $("calls-title").scrollIntoView({ block: "nearest" })) // a long page: back to its top
+      .catch(refused);
   };
   $("newer").addEventListener("click", turn(-PAGE));
   $("older").addEventListener("click", turn(PAGE));
