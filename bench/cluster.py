@@ -473,7 +473,12 @@ class App:
         import socketio
 
         http = aiohttp.ClientSession(cookie_jar=self.jar)
-        sio = socketio.AsyncClient(reconnection=False, http_session=http, handle_sigint=False)
+        # No reconnection of its own (run() does it, with a new conversation), and a long-poll
+        # POST may take as long as a browser's would (engine.io-client sets no timeout): the
+        # library's default of 5 s dropped sessions whenever a node was slow for a moment.
+        sio = socketio.AsyncClient(
+            reconnection=False, http_session=http, handle_sigint=False, request_timeout=30
+        )
         gone = asyncio.Event()
         sio.on("disconnect", lambda *_: gone.set())
         sio.on("agent_audio", lambda p: self._agent(p))
@@ -520,9 +525,12 @@ class App:
             call = self.current = Call(self.name, ack["conversationId"], self.node, time.monotonic())
             self.calls.append(call)
             for _ in range(3):
-                if self.stopping:
+                if self.stopping or call.end_reason:
                     break
                 await self.turn(sio, call)
+            if call.end_reason:  # talkgate ended it (a node stopping): start another
+                self.current = None
+                continue
             ack = await sio.call("conversation_end", timeout=60)
             call.ended, call.ended_at = bool(ack.get("ok")), time.monotonic()
             if not call.ended:
@@ -534,6 +542,8 @@ class App:
         audio = base64.b64encode(self.pcm).decode()
         await sio.emit("user-audio-start")
         for _ in range(TURN_CHUNKS):
+            if call.end_reason:
+                return
             await sio.emit("send_audio", {"audio": audio})
             call.audio_ms += 100
             await asyncio.sleep(0.1)
@@ -641,6 +651,9 @@ async def kill_node(cluster: Cluster, apps: list[App], figures: Figures, errors:
             v = await verdict(client, app, call)
             figures.killed += 1
             row = v.row or {}
+            if call.audio_ms == 0:  # it had only just begun: nothing to keep, but it must be closed
+                figures.recovered += row.get("status") == "recovered"
+                continue
             if (
                 row.get("status") != "recovered"
                 or row.get("endReason") != "server_crash"
@@ -729,15 +742,22 @@ async def restart_postgres(cluster: Cluster, outage_s: float) -> None:
 
 
 async def cut_bucket(cluster: Cluster, apps: list[App], outage_s: float) -> list[tuple[App, Call]]:
+    """The bucket unreachable for at least ``outage_s`` and until a few calls have ended (up to a
+    minute); their recordings must reach it once it is back, without a restart."""
     assert cluster.switch is not None
     began = time.monotonic()
     await cluster.switch.cut()
-    say(f"bucket unreachable for {outage_s:g} s")
+    say(f"bucket unreachable (connections refused) for at least {outage_s:g} s")
+
+    def ended() -> list[tuple[App, Call]]:
+        return [(a, c) for a in apps for c in a.calls if c.ended and c.ended_at >= began]
+
     await asyncio.sleep(outage_s)
+    with contextlib.suppress(RuntimeError):
+        await until(lambda: len(ended()) >= min(3, len(apps)), "calls ending while the bucket is away")
     await cluster.switch.start()
-    ended = [(a, c) for a in apps for c in a.calls if c.ended and c.ended_at >= began]
-    say(f"bucket back; {len(ended)} calls ended meanwhile")
-    return ended
+    say(f"bucket back after {time.monotonic() - began:.0f} s; {len(ended())} calls ended meanwhile")
+    return ended()
 
 
 async def stop_node(cluster: Cluster, apps: list[App]) -> list[tuple[App, Call]]:
@@ -762,7 +782,8 @@ async def settle(cluster: Cluster, calls: list[tuple[App, Call]], figures: Figur
             left = []
             for app, call in pending:
                 v = await verdict(client, app, call)
-                if v.row is None or v.row["status"] == "active" or not v.row.get("audioUrl"):
+                unheard = call.audio_ms == 0  # no audio, no recording (a bare header is not kept)
+                if v.row is None or v.row["status"] == "active" or not (v.row.get("audioUrl") or unheard):
                     left.append((app, call, v))
             if not left or time.monotonic() > deadline:
                 break
@@ -847,8 +868,14 @@ async def service_faults(
     else:
         figures.notes.append("PostgreSQL not restarted (--postgres-url)")
     errors.phase = "bucket"
-    await cut_bucket(cluster, apps, args.outage)
-    await asyncio.sleep(3)
+    cut_off = await cut_bucket(cluster, apps, args.outage)
+    waited = Figures(0)  # the final check counts them; here only how long it took
+    began = time.monotonic()
+    await settle(cluster, cut_off, waited, WAIT_S)  # stored by the nodes' retry, not a restart
+    say(
+        f"{len(cut_off) - waited.calls_lost} of the {len(cut_off)} recordings in the bucket "
+        f"{time.monotonic() - began:.0f} s after it came back"
+    )
     errors.phase = "sigterm"
     stopped = await stop_node(cluster, apps)
     async with __import__("httpx").AsyncClient(base_url=cluster.url, timeout=30) as client:
