@@ -4,6 +4,7 @@ import asyncio
 
 import httpx
 import numpy as np
+import pytest
 from elevenlabs import ElevenLabs
 from elevenlabs.conversational_ai.conversation import (
     AsyncAudioInterface,
@@ -13,8 +14,10 @@ from elevenlabs.conversational_ai.conversation import (
 
 from talkgate.protocol.audio import PCM_16000, ULAW_8000, AudioFormat, convert
 from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
-from tests.support.timing import TIMEOUT
+from tests.support.timing import TIMEOUT, wait_until
 
+FIRST = "Welcome"
+BEHAVIOUR_IDS = ["signal", "strict", "ignore_unknown"]  # the simulator's three behaviours
 CHUNK = 4000 * 2  # the SDK's recommended 250 ms at 16 kHz
 
 
@@ -92,8 +95,9 @@ async def run_sdk_conversation(sim, clip: bytes, expected: int):
     return conversation_id, feeder, transcripts, responses
 
 
-async def test_official_sdk_async_conversation_gets_its_own_audio_back():
-    sim = start_simulator()
+@pytest.mark.parametrize("behaviour", [{}, {"strict": True}, {"ignore_unknown": True}], ids=BEHAVIOUR_IDS)
+async def test_official_sdk_async_conversation_gets_its_own_audio_back(behaviour):
+    sim = start_simulator(**behaviour)
     try:
         clip = spoken_wav_samples()
         conversation_id, feeder, transcripts, responses = await run_sdk_conversation(sim, clip, len(clip))
@@ -118,3 +122,40 @@ async def test_official_sdk_with_other_output_format_gets_converted_audio():
     assert bytes(feeder.received) == expected
     assert len(transcripts) == 1
     assert ULAW_8000.name == "ulaw_8000"
+
+
+@pytest.mark.parametrize("behaviour", [{}, {"strict": True}, {"ignore_unknown": True}], ids=BEHAVIOUR_IDS)
+async def test_official_sdk_text_conversation_uses_every_sender(behaviour):
+    """The SDK with no audio interface (a text conversation): each of its senders is taken, and
+    the typed and multimodal messages are answered."""
+    sim = start_simulator(**behaviour)
+    http = httpx.Client(timeout=TIMEOUT)
+    responses: list[str] = []
+
+    async def on_response(text):
+        responses.append(text)
+
+    conversation = AsyncConversation(
+        ElevenLabs(api_key=SIM_KEY, base_url=sim.http_url, httpx_client=http),
+        AGENT_ID,
+        requires_auth=True,
+        # The agent's first message says the session is open (the SDK has no other signal).
+        config=ConversationInitiationData(conversation_config_override={"agent": {"first_message": FIRST}}),
+        callback_agent_response=on_response,
+    )
+
+    try:
+        await conversation.start_session()
+        await wait_until(lambda: len(responses) >= 1)
+        await conversation.register_user_activity()
+        await conversation.send_contextual_update("the user is in a test")
+        await conversation.send_user_message("hello")
+        await conversation.send_multimodal_message(text="and this file", file_ids=["file_1"])
+        await wait_until(lambda: len(responses) >= 3)
+    finally:
+        await conversation.end_session()
+        conversation_id = await conversation.wait_for_session_end()
+        http.close()  # noqa: ASYNC212 - the SDK's sync client
+        sim.stop()
+    assert responses == [FIRST, "You wrote: hello", "You wrote: and this file"]
+    assert conversation_id and conversation_id.startswith("conv_")
