@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,3 +21,21 @@ def test_the_benchmark_starts(script: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
+
+
+START_LINE = re.compile(
+    r"^start: [0-9.]+ ms CPU per conversation; ready [0-9.]+ ms, provider [0-9.]+ ms, "
+    r"overhead -?[0-9.]+ ms; burst of 5: p50 [0-9]+ ms$"
+)
+
+
+def test_the_start_benchmark_runs_small() -> None:
+    """bench/start.py against a real talkgate serve and simulator, a few starts: its last line."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "start.py"), "--sequential", "3", "--burst", "5"],
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert START_LINE.match(done.stdout.splitlines()[-1]), done.stdout
