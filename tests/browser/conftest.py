@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -60,30 +60,47 @@ class Talkgate:
 
 
 @pytest.fixture
-def talkgate(tmp_path) -> Iterator[Talkgate]:
-    sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    sock.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ELEVENLABS_", "TALKGATE_"))}
-    env.update({"TALKGATE_DATA_DIR": str(tmp_path / "data"), "TALKGATE_PORT": str(port)})
-    log = tmp_path / "talkgate.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "talkgate.cli", "serve"], env=env, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
+def serve_talkgate(tmp_path) -> Iterator[Callable[..., Talkgate]]:
+    """Starts ``talkgate serve`` with the given environment on top of a clean one (no
+    ``ELEVENLABS_``/``TALKGATE_`` variables of the machine's); each is stopped afterwards."""
+    started: list[Talkgate] = []
 
-    def healthy() -> bool:
-        assert proc.poll() is None, log.read_text()
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
+    def serve(**extra: str) -> Talkgate:
+        sock = bind("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        sock.close()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ELEVENLABS_", "TALKGATE_"))}
+        home = tmp_path / f"talkgate-{len(started)}"
+        env.update({"TALKGATE_DATA_DIR": str(home / "data"), "TALKGATE_PORT": str(port), **extra})
+        home.mkdir()
+        log = home / "talkgate.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "talkgate.cli", "serve"], env=env, stdout=out, stderr=out
+            )
+        url = f"http://127.0.0.1:{port}"
+        started.append(Talkgate(url, proc, log))
 
-    poll_until(healthy, TIMEOUT * 3, what=f"talkgate serve starting (log: {log})")
-    yield Talkgate(url, proc, log)
-    proc.terminate()
-    proc.wait(timeout=TIMEOUT)
+        def healthy() -> bool:
+            assert proc.poll() is None, log.read_text()
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        poll_until(healthy, TIMEOUT * 3, what=f"talkgate serve starting (log: {log})")
+        return started[-1]
+
+    yield serve
+    for server in started:
+        server.proc.terminate()
+        server.proc.wait(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def talkgate(serve_talkgate) -> Talkgate:
+    """As `make run` runs it: no API key, so with the built-in simulator."""
+    return serve_talkgate()
 
 
 @pytest.fixture

@@ -102,9 +102,14 @@ def poll_by_evaluate(page):
 WAIT_MS = int(scaled(20) * 1000)  # one step of the page, in Playwright's milliseconds
 
 
-def sign_in_and_connect(page, url: str, mode: str, style: str = "hold") -> None:
+def sign_in_and_connect(page, url: str, mode: str, style: str = "hold", token: str | None = None) -> None:
+    """Signs in (one click with the built-in simulator, else by pasting ``token``) and connects."""
     page.goto(url)
-    page.click("#dev-signin")
+    if token is None:
+        page.click("#dev-signin")
+    else:
+        page.fill("#token-input", token)
+        page.click("#token-form button[type=submit]")
     page.wait_for_selector("#talk:not([hidden])")
     page.select_option("#mode", mode)
     page.select_option("#ptt-style", style)
