@@ -142,3 +142,36 @@ async def test_sending_on_a_closed_socket_is_a_provider_error(provider: tuple[Pr
         pass
     with pytest.raises(ProviderError, match="closed"):
         await conv.send(chunk(0))
+
+
+@pytest.mark.parametrize("answered", [False, True], ids=["refused-unanswered", "answered-first"])
+async def test_a_1008_names_the_unanswered_signal_dialect_message_though_audio_went_behind_it(
+    answered: bool,
+) -> None:
+    """A provider that enforces the published spec refuses ``user_message_begin``; by the time its
+    close arrives the turn's audio has gone out behind it. The close still names the refused
+    message (so the relay can name the setting), unless the provider had answered since."""
+    audio_sent = asyncio.Event()
+
+    async def strict(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send(METADATA)
+        assert json.loads(await ws.recv())["type"] == "user_message_begin"
+        await audio_sent.wait()
+        if answered:
+            await ws.send(convai.UserTranscript("[0.10 s]", 1).serialize())
+        await ws.send(convai.ServerError(1008, "invalid_message", "unknown message type").serialize())
+        await ws.close(1008, "invalid_message")
+
+    async with websockets.serve(strict, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        conv = await open_conversation(f"ws://127.0.0.1:{port}/v1/convai/conversation?agent_id=a")
+        await conv.send(convai.UserMessageBegin())
+        for i in range(3):
+            await conv.send(chunk(i))
+        audio_sent.set()
+        async with asyncio.timeout(TIMEOUT):
+            async for _ in conv.events():
+                pass
+    assert conv.closed is not None and conv.closed.code == 1008
+    assert conv.closed.last_sent_type == ("user_audio_chunk" if answered else "user_message_begin")
