@@ -133,3 +133,23 @@ def test_the_readme_names_every_error_code_and_its_message() -> None:
     for code, message in ERROR_MESSAGES.items():
         assert f"| `{code}` | {message} |" in text, code
     assert {c.value for c in ErrorCode} <= set(ERROR_MESSAGES)
+
+
+def test_the_page_copy_of_the_package_is_current(tarball: Path, tmp_path: Path) -> None:
+    """src/talkgate/static/js/client/ is what `npm run page` makes of the current sources (committed,
+    so that `make run` needs no Node build)."""
+    done = subprocess.run(
+        ["node", "scripts/page-build.mjs", str(tmp_path / "client")],
+        cwd=CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    committed = ROOT / "src" / "talkgate" / "static" / "js" / "client"
+    made = {p.name: p.read_text(encoding="utf-8") for p in (tmp_path / "client").iterdir()}
+    have = {p.name: p.read_text(encoding="utf-8") for p in committed.iterdir()}
+    assert sorted(made) == sorted(have), "run `npm run page` in clients/js and commit the result"
+    stale = [name for name in made if made[name] != have[name]]
+    assert stale == [], f"stale: {stale}; run `npm run page` in clients/js and commit the result"

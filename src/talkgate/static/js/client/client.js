@@ -1,0 +1,155 @@
+// GENERATED from clients/js by `npm run page` (talkgate-client for the page): do not edit.
+// One Socket.IO connection to talkgate, authenticated with the app's JWT. With `getToken` every
+// (re)connection and every `reauthenticate` before the token's expiry asks the app for a fresh one.
+import { io } from "/vendor/socket.io-client.esm.min.js";
+import { base64ToBytes } from "./audio.js";
+import { CallLog } from "./calls.js";
+import { Emitter } from "./emitter.js";
+import { fromWire, isErrorCode, TalkgateError } from "./errors.js";
+import { Http } from "./http.js";
+import { startRelay } from "./relay.js";
+import { CLIENT_EVENTS, SERVER_EVENTS } from "./wire.js";
+/** Seconds until a JWT's `exp`, or null (not a JWT this client can read). */
+export function secondsLeft(token, now = Date.now() / 1000) {
+    try {
+        const part = token.split(".")[1];
+        const json = JSON.parse(decodeBase64Url(part));
+        return typeof json.exp === "number" ? json.exp - now : null;
+    }
+    catch {
+        return null;
+    }
+}
+function decodeBase64Url(part) {
+    const b64 = part.replace(/-/g, "+").replace(/_/g, "/");
+    let text = "";
+    // Only `exp` is read: bytes as Latin-1 are enough for it.
+    for (const byte of base64ToBytes(b64))
+        text += String.fromCharCode(byte);
+    return text;
+}
+export class TalkgateClient extends Emitter {
+    constructor(options) {
+        super();
+        this.options = options;
+        this.refreshTimer = null;
+        this.retries = 0;
+        this.closed = false;
+        if (!options.token && !options.getToken)
+            throw new TypeError("connect needs a token or getToken");
+        this.token = options.token ?? null;
+        this.ackTimeoutMs = options.ackTimeoutMs ?? 15000;
+        this.http = new Http(options.url, () => this.currentToken(), options.fetch);
+        this.calls = new CallLog(this.http);
+        this.socket = io(options.url, {
+            transports: ["websocket"],
+            autoConnect: false,
+            ...options.socketOptions,
+            // A function: socket.io-client calls it for every (re)connection, so each gets a fresh token.
+            auth: (cb) => {
+                this.freshToken().then((token) => cb({ token }), () => cb({}));
+            },
+        });
+        this.socket.on("connect", () => {
+            this.retries = 0;
+            this.scheduleRefresh();
+            this.emit("connected", { recovered: this.socket.recovered });
+        });
+        this.socket.on("disconnect", (reason) => this.emit("disconnected", { reason }));
+        this.socket.on("connect_error", (err) => this.refused(err));
+        this.socket.on(SERVER_EVENTS.RECORDING_READY, (payload) => this.emit("recording_ready", payload));
+    }
+    get connected() {
+        return this.socket.connected;
+    }
+    /** The token in use (asking getToken when there is none yet). */
+    async currentToken() {
+        return this.token ?? this.freshToken();
+    }
+    async freshToken() {
+        if (this.options.getToken)
+            this.token = await this.options.getToken();
+        if (!this.token)
+            throw new TalkgateError("unauthorized", "no token");
+        return this.token;
+    }
+    /** Resolves once connected; rejects with the refusal (`unauthorized`, `too_many_sockets`…). */
+    open() {
+        return new Promise((resolve, reject) => {
+            const offOk = this.once("connected", () => {
+                offErr();
+                resolve(this);
+            });
+            const offErr = this.once("error", (error) => {
+                offOk();
+                this.close();
+                reject(error);
+            });
+            this.socket.connect();
+        });
+    }
+    refused(err) {
+        // A refusal by talkgate carries a code; a transport failure does not (socket.io retries those).
+        const code = err.data?.code;
+        if (!isErrorCode(code))
+            return;
+        const error = new TalkgateError(code, err.message, true);
+        this.emit("error", error);
+        // socket.io-client does not retry a refused connection; with getToken a fresh token may pass.
+        const retryable = code === "unauthorized" || code.startsWith("token_") || code === "too_many_sockets";
+        if (this.options.getToken && retryable && !this.closed && this.retries < 5) {
+            this.retries += 1;
+            setTimeout(() => !this.closed && this.socket.connect(), 500 * 2 ** this.retries);
+        }
+    }
+    scheduleRefresh() {
+        if (this.refreshTimer)
+            clearTimeout(this.refreshTimer);
+        this.refreshTimer = null;
+        const left = this.token && this.options.getToken ? secondsLeft(this.token) : null;
+        if (left === null)
+            return;
+        // Well before talkgate's deadline (exp plus a little leeway), never in a tight loop.
+        const delay = Math.max(5, Math.min(left - 30, left * 0.8)) * 1000;
+        this.refreshTimer = setTimeout(() => void this.reauthenticate().catch((e) => this.emit("error", e)), delay);
+    }
+    /** Moves the socket's deadline with a fresh token (talkgate disconnects at a token's expiry). */
+    async reauthenticate() {
+        const token = await this.freshToken();
+        await this.request(CLIENT_EVENTS.REAUTHENTICATE, { token });
+        this.scheduleRefresh();
+    }
+    /** An event with its acknowledgement; a refusal rejects with its TalkgateError. */
+    async request(event, payload = {}) {
+        if (!this.socket.connected)
+            throw new TalkgateError("disconnected");
+        let ack;
+        try {
+            ack = await this.socket.timeout(this.ackTimeoutMs).emitWithAck(event, payload);
+        }
+        catch {
+            throw new TalkgateError(this.socket.connected ? "timeout" : "disconnected");
+        }
+        if (!ack || !ack.ok)
+            throw fromWire(ack?.error ?? {});
+        return ack;
+    }
+    /** Starts a conversation (relay mode unless `mode` says otherwise). */
+    async startConversation(options = {}) {
+        const mode = options.mode ?? "relay";
+        if (mode === "relay")
+            return startRelay(this, options);
+        const loaded = mode === "direct" ? await import("./direct.js") : await import("./avatar.js");
+        return loaded.start(this, options);
+    }
+    close() {
+        this.closed = true;
+        if (this.refreshTimer)
+            clearTimeout(this.refreshTimer);
+        this.socket.disconnect();
+    }
+}
+/** Connects to talkgate; resolves once the socket is authenticated. */
+export function connect(options) {
+    return new TalkgateClient(options).open();
+}
