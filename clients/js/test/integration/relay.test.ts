@@ -71,7 +71,8 @@ describe("a relayed conversation", () => {
     const ended = before.next("ended");
     const back = client.next("connected");
     await gate.restart();
-    expect((await ended).reason).toBe("disconnected");
+    // talkgate ends its conversations as it stops (server_shutdown); a socket cut first: disconnected.
+    expect(["server_shutdown", "disconnected"]).toContain((await ended).reason);
     await back;
     expect(tokens).toBeGreaterThanOrEqual(2);
     const source = new PushAudioSource();
