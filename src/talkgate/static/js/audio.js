@@ -1,4 +1,4 @@
-// PCM helpers shared by capture, playback and the waveform: base64, µ-law, provider formats.
+// PCM helpers shared by capture and playback: base64, µ-law, provider formats.
 
 export function bytesToBase64(bytes) {
   let binary = "";
@@ -42,29 +42,4 @@ export function decodeSamples(bytes, encoding) {
   const out = new Float32Array(view.byteLength / 2);
   for (let i = 0; i < out.length; i++) out[i] = view.getInt16(2 * i, true) / 32768;
   return out;
-}
-
-// A WAV file's PCM16 data as Int16Array (first channel), with its rate.
-export function parseWav(buffer) {
-  const view = new DataView(buffer);
-  let offset = 12;
-  let rate = 16000;
-  let channels = 1;
-  while (offset + 8 <= view.byteLength) {
-    const id = String.fromCharCode(view.getUint8(offset), view.getUint8(offset + 1), view.getUint8(offset + 2), view.getUint8(offset + 3));
-    const size = view.getUint32(offset + 4, true);
-    if (id === "fmt ") {
-      channels = view.getUint16(offset + 10, true);
-      rate = view.getUint32(offset + 12, true);
-    } else if (id === "data") {
-      const length = Math.min(size, view.byteLength - offset - 8);
-      const all = new Int16Array(buffer.slice(offset + 8, offset + 8 + length - (length % 2)));
-      if (channels === 1) return { samples: all, rate };
-      const mono = new Int16Array(Math.floor(all.length / channels));
-      for (let i = 0; i < mono.length; i++) mono[i] = all[i * channels];
-      return { samples: mono, rate };
-    }
-    offset += 8 + size + (size % 2);
-  }
-  return { samples: new Int16Array(0), rate };
 }
