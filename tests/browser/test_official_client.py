@@ -87,9 +87,10 @@ def converse(chromium, client_page, url: str, output: AudioFormat, speech_s: flo
         started = page.evaluate("window.official")
         assert started["failed"] is None, started
         assert started["connected"]["conversationId"].startswith("conv_")
-        # The microphone's file is played out (it starts with the session) and, 0.5 s of silence
-        # later, the last turn ended; then every reply has come.
-        said_it_all = f"performance.now() - window.official.startedAt > {int(speech_s * 1000) + 1000}"
+        # The microphone's file is played out (it starts when the client opens the microphone,
+        # before onConnect) and, 0.5 s of silence later, the last turn ended; then every reply
+        # has come.
+        said_it_all = f"performance.now() - window.official.connectedAt > {int(speech_s * 1000) + 1000}"
         page.wait_for_function(f"{said_it_all} && {replies_played(output)}", timeout=WAIT_MS)
         page.evaluate(USE_THE_REST)
         page.wait_for_function(

@@ -26,12 +26,11 @@ window.official = { connected: null, messages: [], audio: 0, audioChunks: 0, err
                     firstReply: [] };
 window.startOfficial = async (signedUrl) => {
   const log = window.official;
-  log.startedAt = performance.now();
   try {
     log.conversation = await ElevenLabsClient.Conversation.startSession({
       signedUrl,
       connectionType: "websocket",
-      onConnect: (info) => { log.connected = info; },
+      onConnect: (info) => { log.connected = info; log.connectedAt = performance.now(); },
       onMessage: (m) => { log.messages.push({ role: m.role, message: m.message, event_id: m.event_id }); },
       onAudio: (b64) => {
         log.audio += atob(b64).length;
