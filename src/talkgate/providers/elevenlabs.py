@@ -23,6 +23,7 @@ from talkgate.protocol import elevenlabs_rest as rest
 from talkgate.protocol.audio import AudioFormat
 from talkgate.providers.base import Closed
 from talkgate.providers.http import RestProvider, request
+from talkgate.providers.sockets import connect_options
 
 log = logging.getLogger("talkgate.providers.elevenlabs")
 
@@ -193,7 +194,9 @@ class ElevenLabsConversation:
         timeout: float,  # noqa: ASYNC109
     ) -> ElevenLabsConversation:
         try:
-            ws = await websockets.connect(url, max_size=MAX_FRAME, open_timeout=timeout, compression=None)
+            ws = await websockets.connect(
+                url, max_size=MAX_FRAME, open_timeout=timeout, compression=None, **connect_options(url)
+            )
         except TimeoutError as exc:
             raise ProviderError(
                 f"the ElevenLabs conversation socket did not open within {timeout:g} s",
