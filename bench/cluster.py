@@ -40,6 +40,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import logging
 import os
 import secrets
 import shutil
@@ -431,6 +432,18 @@ class Errors:
         self.seen.append((self.phase, what[:200]))
 
 
+APP_LOG = logging.getLogger("cluster.apps")
+
+
+def allow_long_polls() -> None:
+    """python-engineio's client refuses a long-poll response of more than 16 packets ("Unexpected
+    packet from server, aborting") and drops the connection; an agent's reply arriving faster than
+    real time fills one easily. Browsers' engine.io-client has no such cap: neither do these apps."""
+    from engineio import payload
+
+    payload.Payload.max_decode_packets = 100_000
+
+
 class App:
     """One app: a user of its own, on long-polling or WebSocket, talking through the proxy; it
     reconnects and starts a new conversation whenever its connection drops."""
@@ -477,7 +490,11 @@ class App:
         # POST may take as long as a browser's would (engine.io-client sets no timeout): the
         # library's default of 5 s dropped sessions whenever a node was slow for a moment.
         sio = socketio.AsyncClient(
-            reconnection=False, http_session=http, handle_sigint=False, request_timeout=30
+            reconnection=False,
+            http_session=http,
+            handle_sigint=False,
+            request_timeout=30,
+            engineio_logger=APP_LOG,  # why a connection dropped, in apps.log
         )
         gone = asyncio.Event()
         sio.on("disconnect", lambda *_: gone.set())
@@ -802,6 +819,11 @@ async def settle(cluster: Cluster, calls: list[tuple[App, Call]], figures: Figur
 
 async def cluster_run(args: argparse.Namespace) -> Figures:
     tmp = Path(tempfile.mkdtemp(prefix="talkgate-cluster-"))
+    handler = logging.FileHandler(tmp / "apps.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    APP_LOG.addHandler(handler)
+    APP_LOG.setLevel(logging.WARNING)
+    APP_LOG.propagate = False
     cluster = Cluster(tmp)
     figures = Figures(args.sessions)
     errors = Errors()
@@ -815,6 +837,7 @@ async def cluster_run(args: argparse.Namespace) -> Figures:
         for i in range(args.sessions):
             transport = "polling" if i % 2 else "websocket"
             apps.append(App(i, cluster.url, transport, token_for(f"user{i}"), errors))
+        allow_long_polls()
         tasks = [asyncio.ensure_future(a.run()) for a in apps]
         await until(lambda: all(a.turns >= 1 and a.current is not None for a in apps), "every app talking")
         spread = {n: sum(a.node == n for a in apps) for n in cluster.nodes}
