@@ -19,6 +19,11 @@ def test_signed_url_request_and_reply_round_trip():
     assert reply.build() == {"signed_url": "wss://x/v1/convai/conversation?s=1", "conversation_id": "conv_1"}
     assert rest.SignedUrlReply.parse(reply.build()) == reply
     assert rest.SignedUrlReply("ws://x").build() == {"signed_url": "ws://x"}
+    # The service names the conversation in the URL's own query, the body holding signed_url alone.
+    named = "wss://x/v1/convai/conversation?agent_id=a&conversation_id=conv_9&conversation_signature=s"
+    assert rest.SignedUrlReply.parse({"signed_url": named}).conversation_id == "conv_9"
+    both = {"signed_url": named, "conversation_id": "conv_8"}
+    assert rest.SignedUrlReply.parse(both).conversation_id == "conv_8"
 
 
 @pytest.mark.parametrize("body", [None, [], {}, {"signed_url": 1}, {"signed_url": "https://not-a-socket"}])

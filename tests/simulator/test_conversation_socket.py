@@ -272,3 +272,20 @@ async def test_strict_simulator_takes_the_browser_clients_other_published_messag
         "contextual_update",
         "multimodal_message",
     ]
+
+
+async def test_a_signed_url_for_one_conversation_names_it_in_its_query(simulator):
+    """include_conversation_id: the service's reply holds signed_url alone, and the URL's query
+    names the conversation, which the socket then opens."""
+    async with httpx.AsyncClient() as client:
+        reply = await client.get(
+            f"{simulator.http_url}/v1/convai/conversation/get-signed-url",
+            params={"agent_id": AGENT_ID, "include_conversation_id": "true"},
+            headers={"xi-api-key": SIM_KEY},
+        )
+    assert set(reply.json()) == {"signed_url"}
+    url = reply.json()["signed_url"]
+    (named,) = parse_qs(urlparse(url).query)["conversation_id"]
+    async with websockets.connect(url) as ws:
+        meta = await recv_json(ws)
+    assert meta["conversation_initiation_metadata_event"]["conversation_id"] == named

@@ -28,7 +28,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from talkgate.errors import ErrorCode, ProtocolError
 
@@ -156,9 +156,10 @@ class SignedUrlReply:
     @classmethod
     def parse(cls, body: Any) -> SignedUrlReply:
         obj = _object(body, "the signed-URL reply")
-        return cls(
-            _socket_url(obj.get("signed_url"), ("signed_url",)), _conversation_id(obj.get("conversation_id"))
-        )
+        url = _socket_url(obj.get("signed_url"), ("signed_url",))
+        # The service names the conversation in the signed URL's own query; a body field is taken too.
+        named = parse_qs(urlsplit(url).query).get("conversation_id", [None])
+        return cls(url, _conversation_id(obj.get("conversation_id")) or _conversation_id(named[0]))
 
 
 @dataclass(frozen=True, slots=True)

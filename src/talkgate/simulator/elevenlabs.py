@@ -81,7 +81,10 @@ class ElevenLabsSimulator:
     def _signed_url(self, request: Request, agent_id: str, conversation_id: str | None) -> str:
         expires = time.time() + self.config.signed_url_ttl_s
         signature = sign_conversation(self.config.signing_secret, agent_id, expires, conversation_id)
-        query = urlencode({"agent_id": agent_id, "conversation_signature": signature})
+        params = {"agent_id": agent_id}
+        if conversation_id is not None:
+            params["conversation_id"] = conversation_id
+        query = urlencode({**params, "conversation_signature": signature})
         return f"{_ws_base(request)}/v1/convai/conversation?{query}"
 
     async def get_signed_url(self, request: Request) -> Response:
@@ -93,8 +96,9 @@ class ElevenLabsSimulator:
         except rest.FieldError as exc:
             return _unprocessable(exc.loc[0], exc.reason)
         cid = new_conversation_id() if asked.include_conversation_id else None
-        # With an id, the one conversation this signature opens.
-        return JSONResponse(rest.SignedUrlReply(self._signed_url(request, asked.agent_id, cid), cid).build())
+        # With an id, the one conversation this signature opens, named in the URL's query as the
+        # service names it (the reply's body holds signed_url alone).
+        return JSONResponse(rest.SignedUrlReply(self._signed_url(request, asked.agent_id, cid)).build())
 
     async def get_agent(self, request: Request) -> Response:
         if not self._authorized(request):
