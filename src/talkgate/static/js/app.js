@@ -166,7 +166,15 @@ async function connect() {
     } else if (mode === "direct") {
       ui.conversation = new DirectConversation(config, handlers);
     } else {
-      ui.conversation = new RelayConversation(token(), handlers);
+      const microphone = {
+        context: ui.context,
+        get processing() {
+          return $("processing").checked; // read at each press, as the other modes do
+        },
+        onLevel: showLevel,
+        stats: ui.stats,
+      };
+      ui.conversation = new RelayConversation(token(), handlers, microphone);
     }
     const started = await ui.conversation.start({ voice: $("voice").value });
     ui.conversationId = started.conversationId;
@@ -174,7 +182,9 @@ async function connect() {
     if (started.inputFormat && started.inputFormat !== "pcm_16000") {
       throw Object.assign(new Error(`the agent wants ${started.inputFormat}`), { code: "bad_format" });
     }
-    ui.ptt = pushToTalkFor(ui.conversation);
+    ui.ptt = ui.conversation.pushToTalk
+      ? ui.conversation.pushToTalk({ onState: showPushToTalk, onTurn: () => (ui.stats.turns += 1) })
+      : pushToTalkFor(ui.conversation);
     setState("ready");
   } catch (err) {
     const conversation = ui.conversation;
@@ -200,7 +210,11 @@ async function disconnect() {
   setState("idle", "Ended");
 }
 
-// The microphone of one turn: chunks go to the conversation that is running when they are captured.
+function showLevel(peak) {
+  $("level").style.width = `${Math.min(100, Math.round(peak * 140))}%`;
+}
+
+// The microphone of one turn (direct and avatar modes): chunks go to the conversation that is running when they are captured.
 function newMicrophone() {
   return new Microphone({
     context: ui.context,
@@ -211,9 +225,7 @@ function newMicrophone() {
       ui.stats.chunksSent += 1;
       ui.stats.bytesSent += pcm.byteLength;
     },
-    onLevel: (peak) => {
-      $("level").style.width = `${Math.min(100, Math.round(peak * 140))}%`;
-    },
+    onLevel: showLevel,
   });
 }
 

@@ -1,64 +1,98 @@
-// Relay mode: Socket.IO to talkgate, which holds the provider key and speaks its protocol.
-import { io } from "/vendor/socket.io-client.esm.min.js";
-import { CLIENT_EVENTS as TO_GATE, SERVER_EVENTS as FROM_GATE } from "./wire.js";
+// Relay mode on talkgate-client (js/client/: the package as the page loads it). The package holds the
+// Socket.IO conversation, the acknowledged push-to-talk machine and the microphone; this module only
+// adapts them to the page's handlers and status line.
+import { BrowserMicrophone, connect } from "./client/index.js";
+
+const WORKLET = "/static/js/client/pcm-worklet.js"; // the page's CSP refuses blob: modules
+
+// The package's push-to-talk states as the page shows them: while the start waits for talkgate's
+// acknowledgement nothing is sent yet ("opening"); a release before it ends an empty turn ("ending").
+const SHOWN = {
+  idle: "idle",
+  opening: "opening",
+  starting: "opening",
+  cancelling: "ending",
+  talking: "talking",
+  ending: "ending",
+  ending_pressed: "ending_pressed",
+};
 
 export class RelayConversation {
-  constructor(jwt, handlers) {
+  // handlers: message, audio, error, ended; microphone: {context, processing, onLevel, stats}
+  constructor(jwt, handlers, microphone) {
     this.jwt = jwt;
     this.on = handlers;
-    this.socket = null;
+    this.microphone = microphone;
+  }
+
+  // A new microphone for each press: opened on the press, closed after the turn.
+  newMicrophone() {
+    const { context, processing, onLevel, stats } = this.microphone;
+    const mic = new BrowserMicrophone({
+      context,
+      workletUrl: WORKLET,
+      echoCancellation: processing,
+      noiseSuppression: processing,
+      autoGainControl: processing,
+      onLevel,
+    });
+    const start = mic.start.bind(mic);
+    mic.start = (onChunk) =>
+      start((chunk) => {
+        stats.chunksSent += 1;
+        stats.bytesSent += chunk.byteLength;
+        onChunk(chunk);
+      });
+    return mic;
   }
 
   async start({ voice }) {
-    this.socket = io(window.location.origin, {
-      auth: { token: this.jwt },
-      transports: ["websocket"],
-      reconnection: false,
+    this.client = await connect({ url: window.location.origin, token: this.jwt, socketOptions: { reconnection: false } });
+    const conversation = await this.client.startConversation({ voice, audio: () => this.newMicrophone() });
+    this.conversation = conversation;
+    conversation.on("message", (m) => this.on.message(m));
+    conversation.on("audio", (a) => this.on.audio(a.base64, a.format, a.eventId));
+    conversation.on("error", (e) => this.on.error({ code: e.code, message: e.message, fatal: e.fatal }));
+    conversation.on("ended", (e) => {
+      this.client.close();
+      this.on.ended(e);
     });
-    const s = this.socket;
-    await new Promise((resolve, reject) => {
-      s.once("connect", resolve);
-      s.once("connect_error", (err) =>
-        reject(Object.assign(new Error(err.message), { code: (err.data && err.data.code) || "unauthorized" })),
-      );
+    return { ok: true, ...conversation.info };
+  }
+
+  // The page's push-to-talk driver: the package's machine, its states shown as the page names them.
+  pushToTalk({ onState, onTurn }) {
+    const ptt = this.conversation.ptt;
+    this.conversation.on("state", () => {
+      const last = ptt.log[ptt.log.length - 1];
+      if (last.input === "finished") onTurn();
+      onState(SHOWN[last.to], { input: last.input, from: SHOWN[last.from] });
     });
-    s.on(FROM_GATE.CONVERSATION_MESSAGE, (m) => this.on.message(m));
-    s.on(FROM_GATE.AGENT_AUDIO, (a) => this.on.audio(a.audio, a.format, a.eventId));
-    s.on(FROM_GATE.CONVERSATION_ERROR, (e) => this.on.error(e));
-    s.on(FROM_GATE.CONVERSATION_ENDED, (e) => this.on.ended(e));
-    s.on("disconnect", (reason) => this.on.ended({ reason: `socket ${reason}` }));
-    const ack = await s.timeout(15000).emitWithAck(TO_GATE.CONVERSATION_START, { voice, inputFormat: "pcm_16000" });
-    if (!ack.ok) throw Object.assign(new Error(ack.error.message), { code: ack.error.code });
-    return ack;
-  }
-
-  beginTurn() {
-    this.socket.emit(TO_GATE.USER_AUDIO_START);
-  }
-
-  sendAudio(pcm) {
-    // A binary attachment: no base64 on the wire.
-    this.socket.emit(TO_GATE.SEND_AUDIO, { audio: pcm.buffer });
-  }
-
-  endTurn() {
-    this.socket.emit(TO_GATE.USER_AUDIO_END);
+    return {
+      get state() {
+        return SHOWN[ptt.state];
+      },
+      get held() {
+        return ptt.held;
+      },
+      log: ptt.log,
+      press: () => ptt.press(),
+      release: () => ptt.release(),
+      toggle: () => ptt.toggle(),
+      stop: () => ptt.stop(),
+      settled: () => ptt.settled(),
+    };
   }
 
   contextualUpdate(text) {
-    this.socket.emit(TO_GATE.CONVERSATION_MESSAGE, { type: "contextual_update", text });
+    return this.conversation.sendContextualUpdate(text);
   }
 
   async end() {
-    if (!this.socket) return;
-    if (this.socket.connected) {
-      try {
-        await this.socket.timeout(5000).emitWithAck(TO_GATE.CONVERSATION_END);
-      } catch {
-        /* the socket closes anyway */
-      }
+    try {
+      if (this.conversation) await this.conversation.end();
+    } finally {
+      if (this.client) this.client.close();
     }
-    this.socket.disconnect();
-    this.socket = null;
   }
 }
