@@ -41,6 +41,11 @@ TURN_LATENCY_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0),
 )
 RECORDING_BYTES = Counter("talkgate_recording_bytes", "Bytes of recordings stored, by source", ["source"])
+RECORDING_OVERFLOW = Counter(
+    "talkgate_recording_overflow",
+    "Times a live recording's audio came faster than it could be mixed or written "
+    "(it waited for the disk; nothing is dropped)",
+)
 EVENT_LOOP_TASKS = Gauge(
     "talkgate_event_loop_tasks",
     "asyncio tasks alive in the worker's event loop (read when scraped)",

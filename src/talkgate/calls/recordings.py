@@ -165,14 +165,17 @@ class Recordings:
                 live.url = self.audio_url(live.conversation_id)
             log.info(
                 "recording %s (%s) stored: %d ms of audio, %d bytes, "
-                "finalized in %.1f ms, peak memory %d bytes",
+                "finalized in %.1f ms, peak memory %d bytes; overflow %d, %d ms committed early",
                 live.conversation_id,
                 live.source.value,
                 finished.duration_ms,
                 nbytes,
                 (time.perf_counter() - began) * 1000,
                 live.recorder.peak_memory,
+                live.recorder.overflow,
+                live.recorder.committed_early * 1000 // live.recorder.sample_rate,
             )
+            metrics.RECORDING_OVERFLOW.inc(live.recorder.overflow)
         except StorageError as exc:  # the disk failed mid-call: keep what reached it
             log.error("recording %s: %s; storing what was written", live.conversation_id, exc.message)
             if await repair.recover_file(self, live.recorder.path, live.call_id, live.source.value, None):

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from talkgate.recording.disk import DiskThread
 
 if TYPE_CHECKING:  # the recorder joins its clock: the clock only calls back into it
-    from talkgate.recording.recorder import Recorder
+    from talkgate.recording.recorder import Piece, Recorder
 
 
-def _write_batch(batch: list[tuple[Recorder, bytes]]) -> None:
+def _write_batch(batch: list[tuple[Recorder, list[Piece]]]) -> None:
     """On the disk thread: one tick's audio of every recording, in order."""
     for recorder, pcm in batch:
         recorder._append(pcm)
@@ -61,7 +61,7 @@ class FlushClock:
                 del self._clocks[(self._loop, self._interval)]
 
     def _tick(self) -> None:
-        batches: dict[DiskThread, list[tuple[Recorder, bytes]]] = {}
+        batches: dict[DiskThread, list[tuple[Recorder, list[Piece]]]] = {}
         self._turn = (self._turn + 1) % self.SLICES
         for recorder in list(self._recorders)[self._turn :: self.SLICES]:
             if out := recorder._mix():

@@ -35,6 +35,7 @@ class TimelineMixer:
         start_s: float = 0.0,
         gap_tolerance_s: float = 0.25,
         max_lead_s: float = 2.0,
+        capacity_frames: int | None = None,
     ) -> None:
         if channels not in (1, tracks):
             raise ValueError("channels is 1 (mixed) or one per track (side by side)")
@@ -43,18 +44,24 @@ class TimelineMixer:
         self._origin = start_s
         self._tolerance = int(gap_tolerance_s * sample_rate)
         self._max_lead = int(max_lead_s * sample_rate)
+        # The buffer never grows past this (``Recorder`` commits the oldest audio first); None: the
+        # lead plus a chunk's worth.
+        self.capacity = capacity_frames or self._max_lead + sample_rate // 4
         self._cursor = [0] * tracks  # frame where each track's next contiguous chunk goes
         self._emitted = 0  # frames handed out so far; _buf[0] is this frame
-        self._buf: npt.NDArray[np.int32] = np.zeros((0, channels), dtype=np.int32)
+        # 16-bit, as the output: a frame holds at most two voices (a track never overlaps itself),
+        # so clipping their sum when the second is placed is exactly clipping the mix once.
+        self._buf: npt.NDArray[np.int16] = np.zeros((0, channels), dtype=np.int16)
         self._live = 0  # frames of _buf in use
-        # End of the last chunk placed over audio already there: only frames before it can hold
-        # a sum beyond 16 bits. Most of a push-to-talk call has one voice at a time, so most
-        # output is a plain copy, not a clip (which costs six times as much).
-        self._mixed_until = 0
 
     @property
     def emitted_frames(self) -> int:
         return self._emitted
+
+    @property
+    def live_frames(self) -> int:
+        """Frames of audio held, from the next frame to hand out on."""
+        return self._live
 
     @property
     def buffered_bytes(self) -> int:
@@ -93,9 +100,9 @@ class TimelineMixer:
         channel = 0 if self.channels == 1 else track
         region = self._buf[start - self._emitted : end - self._emitted, channel]
         # Every track's audio lies before its cursor: at or past all of them, the region is silent.
+        # Most of a push-to-talk call has one voice at a time: a copy, not a sum and a clip.
         if start < max(self._cursor):
-            region += samples
-            self._mixed_until = max(self._mixed_until, end)
+            np.clip(region.astype(np.int32) + samples, PCM16_MIN, PCM16_MAX, out=region, casting="unsafe")
         else:
             region[:] = samples
         self._cursor[track] = max(self._cursor[track], end)
@@ -104,8 +111,8 @@ class TimelineMixer:
     def _reserve(self, frames: int) -> None:
         if frames > len(self._buf):
             # Room for the lead plus a chunk, so a steady stream never reallocates.
-            size = max(frames, min(2 * len(self._buf), self._max_lead + self.sample_rate // 4))
-            grown = np.zeros((max(frames, size), self.channels), dtype=np.int32)
+            size = max(frames, min(2 * len(self._buf), self.capacity))
+            grown = np.zeros((size, self.channels), dtype=np.int16)
             grown[: self._live] = self._buf[: self._live]
             self._buf = grown
 
@@ -125,23 +132,27 @@ class TimelineMixer:
 
     def release(self) -> None:
         """Free the buffer (nothing is placed or handed out after this)."""
-        self._buf = np.zeros((0, self.channels), dtype=np.int32)
+        self._buf = np.zeros((0, self.channels), dtype=np.int16)
         self._live = 0
 
-    def _emit(self, upto: int) -> bytes:
+    def take(self, upto: int, max_audio_frames: int | None = None) -> tuple[bytes, int]:
+        """Hand out the frames up to ``upto``, but at most ``max_audio_frames`` of those the
+        buffer holds: (their PCM16, then how many frames of silence follow it). Silence past the
+        held audio (a late pass over a quiet call) is counted, never materialised."""
         count = upto - self._emitted
         if count <= 0:
-            return b""
+            return b"", 0
         used = min(count, self._live)
-        out = np.empty((count, self.channels), dtype="<i2")
-        out[used:] = 0
-        if self._mixed_until > self._emitted:
-            np.clip(self._buf[:used], PCM16_MIN, PCM16_MAX, out=out[:used], casting="unsafe")
-        else:
-            np.copyto(out[:used], self._buf[:used], casting="unsafe")
+        if max_audio_frames is not None and used > max_audio_frames:
+            used = count = max(0, max_audio_frames)
+        pcm = self._buf[:used].astype("<i2", copy=False).tobytes()
         keep = self._live - used
         self._buf[:keep] = self._buf[used : self._live]  # memmove of the lead only
         self._buf[keep : self._live].fill(0)
         self._live = keep
-        self._emitted = upto
-        return out.tobytes()
+        self._emitted += count
+        return pcm, count - used
+
+    def _emit(self, upto: int) -> bytes:
+        pcm, silence = self.take(upto)
+        return pcm + bytes(2 * self.channels * silence) if silence else pcm

@@ -10,9 +10,14 @@ noted. A killed process therefore loses at most about ``flush_interval_s`` of au
 The clock lives in ``flush_clock``, the relay's feed in ``relay_tap``; both names are
 re-exported here.
 
-Memory per recording: the mixer's lead (``max_lead_s``) plus at most ``WRITE_BLOCK`` noted and
-``MAX_PENDING`` bytes on their way to the disk; beyond that ``add`` waits for the disk
-(backpressure) rather than grow.
+Memory per recording is bounded by construction, ``BUDGET`` (128 KiB) whatever the load: the
+mixer's buffer (``BUDGET - WRITE_BLOCK - MAX_PENDING``, 2 s of 16 kHz mono) never grows past its
+capacity (a chunk that would not fit commits the oldest audio first), at most ``WRITE_BLOCK``
+bytes are noted, and a pass never hands more than ``MAX_PENDING`` bytes of audio to the disk
+(silence, however long, is a count). Audio arriving faster than it can be mixed or written is
+never dropped: what does not fit stays noted for the next pass, and ``add`` waits (backpressure
+on the relay) until it does; each time is counted (``overflow``, the ``stored`` log line and
+``talkgate_recording_overflow_total``), as are the frames committed early (``committed_early``).
 """
 
 from __future__ import annotations
@@ -35,12 +40,20 @@ from talkgate.recording.wav import WavWriter
 log = logging.getLogger("talkgate.recording")
 
 # Re-exported: callers import the recorder's companions from here.
-__all__ = ["MAX_PENDING", "WRITE_BLOCK", "Finished", "FlushClock", "Recorder", "RelayTap"]
+__all__ = ["BUDGET", "MAX_PENDING", "WRITE_BLOCK", "Finished", "FlushClock", "Recorder", "RelayTap"]
 
-WRITE_BLOCK = 32_000  # a second of 16 kHz mono noted before the next tick: mix it now
-MAX_PENDING = 64_000  # two seconds on their way to the disk: add() waits beyond this
+BUDGET = 128 * 1024  # a live recording's memory, at most
+WRITE_BLOCK = 16 * 1024  # half a second of 16 kHz mono noted before the next tick: mix it now
+MAX_PENDING = 48 * 1024  # audio on its way to the disk: a pass hands out no more, add() waits
 
 Chunk = tuple[int, bytes, float]  # track, PCM16, arrival time
+Piece = tuple[bytes, int]  # PCM16, then frames of silence
+
+_SILENCE = bytes(16 * 1024)  # what the disk thread writes silence from: one for every recording
+
+
+def _nothing() -> None:
+    """A disk job that only says the jobs before it are done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +87,14 @@ class Recorder:
         self._clock = clock
         self._flush_interval = flush_interval_s
         self._disk = disk
+        self._frame_bytes = 2 * channels
         self._mixer = TimelineMixer(
             sample_rate=sample_rate,
             channels=channels,
             start_s=clock(),
             gap_tolerance_s=gap_tolerance_s,
             max_lead_s=max_lead_s,
+            capacity_frames=(BUDGET - WRITE_BLOCK - MAX_PENDING) // self._frame_bytes,
         )
         self._inbox: list[Chunk] = []
         self._inbox_bytes = 0
@@ -98,15 +113,17 @@ class Recorder:
         self.error: BaseException | None = None
         self.chunks = 0
         self.peak_memory = 0
+        # Audio that came faster than it could be mixed or written: times add() waited for room
+        # or a pass left noted audio for the next, and frames committed before their place was
+        # final (the mixer's buffer full). Reported, never dropped.
+        self.overflow = 0
+        self.committed_early = 0
 
     @property
     def memory_bytes(self) -> int:
         """What this recording holds in memory now: the mixer's buffer, the chunks noted and the
         audio on its way to the disk."""
-        return self._mixer.buffered_bytes + self._backlog()
-
-    def _backlog(self) -> int:
-        return self._inbox_bytes + self._queued - self._written
+        return self._mixer.buffered_bytes + self._inbox_bytes + self._backlog_to_disk()
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -120,28 +137,47 @@ class Recorder:
             return
         if len(pcm) % 2:
             raise AudioError("PCM16 chunk has an odd number of bytes", code=ErrorCode.BAD_AUDIO)
-        self._inbox.append((track, pcm, self._clock()))
-        self._inbox_bytes += len(pcm)
         self.chunks += 1
-        self.peak_memory = max(self.peak_memory, self.memory_bytes)
-        if self._inbox_bytes >= WRITE_BLOCK:
-            self._flush()
-        while self._backlog() >= MAX_PENDING and self.error is None and not self._closing:
-            if self._inbox:
-                self._flush()  # what waits must be on its way to the disk for room to come
-            self._room.clear()
-            self._waiting = True
-            if self._backlog() >= MAX_PENDING:  # re-read: the thread may have written meanwhile
-                await self._room.wait()
-            self._waiting = False
+        for at in range(0, len(pcm), WRITE_BLOCK):  # a chunk bigger than the inbox goes in parts
+            part = pcm[at : at + WRITE_BLOCK]
+            while self._inbox_bytes + len(part) > WRITE_BLOCK:
+                self._flush()
+                if self._inbox_bytes + len(part) <= WRITE_BLOCK or not await self._wait_for_room():
+                    break
+            if self._closing or self.error is not None:
+                return
+            self._inbox.append((track, part, self._clock()))
+            self._inbox_bytes += len(part)
+            self.peak_memory = max(self.peak_memory, self.memory_bytes)
+
+    async def _wait_for_room(self) -> bool:
+        """The disk is behind: wait until it has written some (False once stopped or closing).
+        With nothing on its way to the disk a pass has all of ``MAX_PENDING``: it makes progress."""
+        self.overflow += 1
+        self._room.clear()
+        self._waiting = True
+        if self._backlog_to_disk() > 0:  # re-read: the thread may have written meanwhile
+            await self._room.wait()
+        self._waiting = False
+        return self.error is None and not self._closing
+
+    def _backlog_to_disk(self) -> int:
+        return self._queued - self._written
 
     # --- on the disk thread ---
 
-    def _append(self, pcm: bytes) -> None:
+    def _append(self, pieces: list[Piece]) -> None:
+        for pcm, silence in pieces:
+            self._write(pcm, silence)
+
+    def _write(self, pcm: bytes, silence: int) -> None:
         if self.error is None:
             assert self._writer is not None
             try:
-                self._writer.write(pcm)
+                if pcm:
+                    self._writer.write(pcm)
+                for at in range(0, silence * self._frame_bytes, len(_SILENCE)):
+                    self._writer.write(memoryview(_SILENCE)[: silence * self._frame_bytes - at])
             except OSError as exc:
                 self.error = exc  # set here: later jobs must not write past the hole
                 log.error("recording %s: writing failed: %s", self.path.name, exc)
@@ -161,24 +197,51 @@ class Recorder:
         if self.on_error is not None and self.error is not None:
             self.on_error(self.error)
 
-    def _mix(self, *, final: bool = False) -> bytes:
-        """Mix what was noted; returns the audio that is final now (counted as queued)."""
-        batch, self._inbox = self._inbox, []
-        self._inbox_bytes = 0
+    def _mix(self, *, final: bool = False) -> list[Piece]:
+        """Mix what was noted, as far as there is room on the way to the disk; returns the audio
+        that is final now (counted as queued). What finds no room stays noted for the next pass."""
         if self.error is not None:
-            return b""
+            self._inbox, self._inbox_bytes = [], 0
+            return []
         try:
-            for track, pcm, arrived in batch:
-                self._mixer.add(track, pcm, arrived)
-            out = self._mixer.finish() if final else self._mixer.drain(self._clock())
+            out = self._place_noted()
+            room = (MAX_PENDING - self._backlog_to_disk() - sum(len(p) for p, _ in out)) // self._frame_bytes
+            upto = self._mixer.end_frame if final else self._mixer.horizon(self._clock())
+            if upto > self._mixer.emitted_frames and (piece := self._mixer.take(upto, room)) != (b"", 0):
+                out.append(piece)
         except Exception as exc:  # a bug here stops this recording, not the call or the others
             log.exception("recording %s: mixing failed", self.path.name)
             self.error = exc
             self._stopped()
-            return b""
-        self._queued += len(out)
-        if self._backlog() < MAX_PENDING:
+            return []
+        self._queued += sum(len(pcm) for pcm, _ in out)
+        if self._backlog_to_disk() < MAX_PENDING // 2:
             self._room.set()
+        return out
+
+    def _place_noted(self) -> list[Piece]:
+        """Put the noted chunks on the timeline, in order. One that would not fit in the mixer's
+        buffer first commits the oldest audio, if that fits on the way to the disk; else it and
+        the chunks after it wait for the next pass."""
+        mixer, out, placed = self._mixer, [], 0
+        room = MAX_PENDING - self._backlog_to_disk()
+        for track, pcm, arrived in self._inbox:
+            frames = len(pcm) // 2
+            over = mixer.place(track, frames, arrived) + frames - mixer.emitted_frames - mixer.capacity
+            if over > 0:
+                before = mixer.emitted_frames
+                piece = mixer.take(before + over, room // self._frame_bytes)
+                room -= len(piece[0])
+                self.committed_early += mixer.emitted_frames - before
+                out.append(piece)
+                if before + over > mixer.emitted_frames:  # no room for all of it: next pass
+                    self.overflow += 1
+                    break
+            mixer.add(track, pcm, arrived)
+            placed += 1
+        if placed:
+            self._inbox = self._inbox[placed:]
+            self._inbox_bytes = sum(len(pcm) for _, pcm, _ in self._inbox)
         return out
 
     def _flush(self, *, final: bool = False) -> None:
@@ -199,8 +262,11 @@ class Recorder:
         """Write what is left, patch the header; the file is then a complete WAV."""
         self._stop_clock()
         assert self._writer is not None
-        if self.error is None:
+        # Everything left, a pass at a time: each hands the disk no more than MAX_PENDING.
+        while self.error is None and (self._inbox or self._mixer.end_frame > self._mixer.emitted_frames):
             self._flush(final=True)
+            if self._inbox or self._mixer.end_frame > self._mixer.emitted_frames:
+                await self._disk.call(_nothing)  # the disk thread has written what it was given
         self._release()
         try:
             # After every append submitted before it, on the same thread.

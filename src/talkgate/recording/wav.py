@@ -79,7 +79,7 @@ class WavWriter:
             os.close(self._fd)
             raise
 
-    def write(self, pcm: bytes) -> None:
+    def write(self, pcm: bytes | memoryview) -> None:
         view = memoryview(pcm)
         while view:
             written = os.write(self._fd, view)

@@ -1,0 +1,96 @@
+"""A live recording's memory is bounded by construction (``BUDGET``, 128 KiB), however late the mixing
+runs and however fast the audio comes; what does not fit is counted, never dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from talkgate.protocol.audio import PCM_16000, tone
+from talkgate.recording.disk import DiskThread
+from talkgate.recording.mixer import AGENT, CALLER
+from talkgate.recording.recorder import BUDGET, Recorder
+from tests.support.timing import wait_until
+
+pytestmark = pytest.mark.unit
+
+RATE_BYTES = 32_000  # a second of 16 kHz mono PCM16
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+async def test_late_mixing_and_long_silences_stay_within_the_budget(tmp_path: Path, channels: int) -> None:
+    """The flush clock never runs (it is an hour away): every mix happens on the relay's path, as
+    late as it can be; minutes of silence between turns are written, never held."""
+    clock = Clock()
+    recorder = Recorder(tmp_path / "late.wav.part", clock=clock, channels=channels, flush_interval_s=3600)
+    await recorder.open()
+    chunk = tone(PCM_16000, 100)
+    peak = 0
+    for turn in range(6):
+        for _ in range(30):  # a 3 s turn at the microphone's pace, the agent answering over it
+            clock.now += 0.1
+            await recorder.add(CALLER, chunk)
+            await recorder.add(AGENT, chunk)
+            peak = max(peak, recorder.memory_bytes)
+        clock.now += 60.0 * (turn + 1)  # then a long silence
+    finished = await recorder.close()
+    assert peak <= BUDGET and recorder.peak_memory <= BUDGET
+    # The timeline: 6 turns of 3 s and silences of 1+2+...+5 minutes (the last one is not recorded).
+    assert finished.duration_ms == pytest.approx((6 * 3 + 60 * 15) * 1000, abs=400)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+async def test_a_burst_against_a_stalled_disk_waits_is_counted_and_loses_nothing(
+    tmp_path: Path, channels: int
+) -> None:
+    """A minute of an agent's reply arrives at once while the disk is stalled: add() waits
+    (backpressure) instead of growing, each wait is counted, and every byte reaches the file."""
+    disk = DiskThread(name="stalled-burst")
+    clock = Clock()
+    recorder = Recorder(
+        tmp_path / "burst.wav.part", clock=clock, channels=channels, flush_interval_s=0.01, disk=disk
+    )
+    await recorder.open()
+    gate = threading.Event()
+    disk.submit(gate.wait)  # every job after this one waits until the gate opens
+    chunk = tone(PCM_16000, 100)
+    peak = 0
+
+    async def burst() -> None:
+        nonlocal peak
+        for _ in range(600):  # 60 s, the clock standing still
+            await recorder.add(AGENT, chunk)
+            peak = max(peak, recorder.memory_bytes)
+
+    sender = asyncio.create_task(burst())
+    await wait_until(lambda: recorder.overflow > 0)  # parked: the disk has no room
+    assert not sender.done()
+    assert recorder.memory_bytes <= BUDGET
+    gate.set()
+    await asyncio.wait_for(sender, 30)
+    finished = await recorder.close()
+    assert peak <= BUDGET and recorder.peak_memory <= BUDGET
+    assert finished.data_bytes == 600 * len(chunk) * channels  # nothing dropped
+    assert recorder.committed_early > 0  # the reply ran more than the buffer ahead of the clock
+
+
+async def test_one_huge_chunk_goes_in_parts_within_the_budget(tmp_path: Path) -> None:
+    clock = Clock()
+    recorder = Recorder(tmp_path / "huge.wav.part", clock=clock)
+    await recorder.open()
+    await recorder.add(AGENT, tone(PCM_16000, 10_000))  # 10 s in one chunk
+    assert recorder.memory_bytes <= BUDGET
+    finished = await recorder.close()
+    assert finished.data_bytes == 10 * RATE_BYTES
+    assert recorder.peak_memory <= BUDGET
