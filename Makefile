@@ -6,7 +6,7 @@ HASH   := $(shell cat pyproject.toml package.json package-lock.json 2>/dev/null 
 RUN_STAMP  := $(VENV)/.run-$(HASH)
 TEST_STAMP := $(VENV)/.test-$(HASH)
 
-.PHONY: run test client test-unit test-relay-slow-paths test-hostile lint bench soak cluster clean system-deps
+.PHONY: run test client test-unit test-relay-slow-paths test-hostile lint bench bench-pin soak cluster clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,9 +78,19 @@ test-unit: $(TEST_STAMP)
 test-hostile: $(TEST_STAMP)
 	TALKGATE_HOSTILE_EXAMPLES=2000 TALKGATE_HOSTILE_RANDOM=1 $(BIN)/pytest tests/hostile $(PYTEST_ARGS)
 
-bench: $(TEST_STAMP)
+# bench/relay.py's Node comparison relay (socket.io 4 + ws): its own pinned packages in bench/node,
+# installed only for the benchmarks (again only when its lock file changes); `make run` needs none.
+BENCH_NODE := bench/node
+$(BENCH_NODE)/node_modules/.package-lock.json: $(BENCH_NODE)/package.json $(BENCH_NODE)/package-lock.json
+	cd $(BENCH_NODE) && npm ci --no-audit --no-fund --loglevel=error
+
+bench: $(TEST_STAMP) $(BENCH_NODE)/node_modules/.package-lock.json
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/recorder.py
+
+# Capacity per core: each relay on a core of its own, the session count bisected (docs/benchmarks.md).
+bench-pin: $(TEST_STAMP) $(BENCH_NODE)/node_modules/.package-lock.json
+	$(BIN)/python bench/relay.py --pin $(PIN_ARGS)
 
 # Two nodes behind HAProxy on PostgreSQL (a cluster of its own: pg_createcluster, so root), Redis
 # and moto_server, with a node killed and the services restarted mid-call (docs/deployment.md).
@@ -88,4 +98,4 @@ cluster: $(TEST_STAMP) system-deps
 	$(BIN)/python bench/cluster.py $(CLUSTER_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules data .pytest_cache $(CLIENT)/node_modules $(CLIENT)/dist $(CLIENT)/*.tgz
+	rm -rf $(VENV) node_modules $(BENCH_NODE)/node_modules data .pytest_cache $(CLIENT)/node_modules $(CLIENT)/dist $(CLIENT)/*.tgz

@@ -2,6 +2,7 @@
 
     python bench/relay.py [--sessions 200] [--duration 15] [--only talkgate]
         [--workers 2 --database-url postgresql+asyncpg://... --redis-url redis://...]
+    python bench/relay.py --pin [--pin-max 2000] [--pin-step 50] [--duration 15]
 
 Each session sends 16 kHz PCM in 100 ms chunks (base64), in turns of 3 s with 1 s pauses, its
 turns offset from the others' (spread over the 4 s cycle, as independent users are). The
@@ -13,8 +14,18 @@ first turn. Relays measured, each in its own process:
 
 - bare: a ``websockets`` pass-through (client frames are already provider frames);
 - minimal: python-socketio that only forwards ``send_audio`` as ``user_audio_chunk``;
+- node: socket.io 4 + ws on Node, doing what the minimal relay does (``bench/node``; its pinned
+  packages are installed by ``make bench``);
 - talkgate: ``talkgate serve`` (validation, PTT state machine, dialect, recording), with
   ``--workers N`` as N processes on one port (CPU is summed over all of them).
+
+``--pin``: capacity per core. The relay under test runs on one core (``os.sched_setaffinity``, which
+its threads and children inherit) and the load generator and the sink on the others, so each relay
+has one whole core and the machine can decide a tail. For each relay a bisection over session
+counts (multiples of ``--pin-step`` up to ``--pin-max``) finds the largest count with a relay p99
+below 20 ms, printing every step's figures and the relay's CPU per relayed chunk; the last line is
+``capacity per core at p99 < 20 ms: talkgate <N>, python-socketio <M>, node socket.io <K>, bare
+websockets <B> sessions``.
 
 The load generator drives Socket.IO with raw Engine.IO frames, and it and the sink speak websockets'
 sans-I/O protocol straight over asyncio transports, so that they are not the bottleneck; they run
@@ -65,6 +76,15 @@ TURN_CHUNKS = 30  # a 3 s turn
 TURN_GAP_S = 1.1  # from the last chunk of a turn to the first of the next
 TURN_CYCLE_S = (TURN_CHUNKS - 1) * 0.1 + TURN_GAP_S
 START_TIMEOUT_S = 60.0  # a session not started by then counts as a failed start
+PIN_P99_MS = 20.0  # --pin: a session count is carried when the relay's p99 stays below this
+NODE_RELAY = Path(__file__).resolve().parent / "node" / "relay.js"
+KINDS = ("bare", "minimal", "node", "talkgate")
+PIN_NAMES = {
+    "talkgate": "talkgate",
+    "minimal": "python-socketio",
+    "node": "node socket.io",
+    "bare": "bare websockets",
+}
 JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstu"
 
 
@@ -582,8 +602,22 @@ class Deployment:
         return f"talkgate: {self.workers} worker(s), {db}" + (", Redis" if self.redis_url else "")
 
 
+def pinned(cpus: set[int] | None) -> Any:
+    """A ``preexec_fn`` that runs the child on ``cpus`` (None: wherever the scheduler likes)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 async def measure(
-    kind: str, n: int, duration: float, sink: int, sink_pid: int, tmp: Path, deployment: Deployment
+    kind: str,
+    n: int,
+    duration: float,
+    sink: int,
+    sink_pid: int,
+    tmp: Path,
+    deployment: Deployment,
+    cpus: set[int] | None = None,
 ) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ}
@@ -609,11 +643,17 @@ async def measure(
         )
         cmd = [sys.executable, "-m", "talkgate.cli", "serve", "--port", str(port)]
         cmd += ["--workers", str(deployment.workers)]
+    elif kind == "node":
+        if not (NODE_RELAY.parent / "node_modules").is_dir():
+            raise SystemExit("the Node relay's packages are missing: make bench (or npm ci in bench/node)")
+        cmd = ["node", str(NODE_RELAY), str(port), str(sink)]
     else:
         cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--sink", str(sink)]
     log_path = tmp / f"{kind}.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=pinned(cpus)
+        )
     try:
         await wait_port(port)
         token = None
@@ -658,6 +698,7 @@ async def measure(
         "cpu": cpu,
         "load_cpu": load_cpu,
         "sink_cpu": sink_cpu,
+        "cpu_per_chunk_ms": cpu * elapsed * 1000 / max(1, len(stats["chunk"])),
         "start_p50": pct(phase.started, 50) * 1000,
         "start_p99": pct(phase.started, 99) * 1000,
         "failed": len(phase.failures),
@@ -710,13 +751,83 @@ async def bench(
         print(f"relay p99 ratio (talkgate/minimal socket.io) at {n} sessions: {ratio:.2f}")
 
 
+def split_cores() -> tuple[set[int], set[int]]:
+    """The relay's core (the last one this process may use) and the measuring processes' cores."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("--pin needs two cores: one for the relay, one for the load generator and sink")
+    return {cores[-1]}, set(cores[:-1])
+
+
+async def capacity(kind: str, top: int, step: int, probe: Any) -> tuple[int, dict[str, Any] | None]:
+    """The largest multiple of ``step`` up to ``top`` at which ``probe`` gives p99 < 20 ms, by
+    bisection (a count that fails bounds the search from above; one that passes, from below), and
+    the figures of that count's run. Every step's figures are printed as they come."""
+    lo, hi = 0, top // step + 1  # in steps: lo passes (0 trivially), hi fails (assumed past the top)
+    best: dict[str, Any] | None = None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        r = await probe(kind, mid * step)
+        ok = r["p99"] < PIN_P99_MS and not r["failed"]
+        print(
+            f"  {PIN_NAMES[kind]:<16}{mid * step:>6} sessions: p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
+            f"CPU {r['cpu']:.2f} core, {r['cpu_per_chunk_ms'] * 1000:.0f} µs per chunk, failed starts "
+            f"{r['failed']}, load+sink {r['load_cpu'] + r['sink_cpu']:.2f} core: "
+            + ("carried" if ok else "not carried"),
+            flush=True,
+        )
+        if ok:
+            lo, best = mid, r
+        else:
+            hi = mid
+    return lo * step, best
+
+
+async def pin_bench(
+    kinds: tuple[str, ...], top: int, step: int, duration: float, deployment: Deployment, logs: Path | None
+) -> None:
+    relay, load_cpus = split_cores()
+    os.sched_setaffinity(0, load_cpus)  # the load generator; the sink inherits it
+    sink_port = free_port()
+    sink = subprocess.Popen([sys.executable, __file__, "--serve", "sink", "--port", str(sink_port)])
+    print(
+        f"relay on core {sorted(relay)}, load generator and sink on {sorted(load_cpus)}; "
+        f"{duration:g} s of traffic per step, session counts in steps of {step} up to {top}",
+        flush=True,
+    )
+    found: dict[str, int] = {}
+    try:
+        await wait_port(sink_port)
+        kept = contextlib.nullcontext(tempfile.mkdtemp(dir=logs)) if logs else None
+        with kept or tempfile.TemporaryDirectory() as tmp:
+
+            async def probe(kind: str, n: int) -> dict[str, Any]:
+                return await measure(kind, n, duration, sink_port, sink.pid, Path(tmp), deployment, relay)
+
+            for kind in kinds:
+                n, r = await capacity(kind, top, step, probe)
+                found[kind] = n
+                per_chunk = f"{r['cpu_per_chunk_ms'] * 1000:.0f} µs CPU per chunk at {n}" if r else "none"
+                top_note = " (the top tried)" if n >= top else ""
+                print(f"{PIN_NAMES[kind]}: {n} sessions per core{top_note}; {per_chunk}", flush=True)
+    finally:
+        sink.terminate()
+        sink.wait(10)
+    print(
+        "capacity per core at p99 < 20 ms: "
+        + ", ".join(f"{PIN_NAMES[k]} {found[k]}" for k in PIN_NAMES if k in found)
+        + " sessions"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sessions", type=int, default=200)
     p.add_argument("--duration", type=float, default=15.0)
-    p.add_argument(
-        "--only", choices=["bare", "minimal", "talkgate"], action="append", help="measure these relays only"
-    )
+    p.add_argument("--only", choices=list(KINDS), action="append", help="measure these relays only")
+    p.add_argument("--pin", action="store_true", help="capacity per core: each relay on a core of its own")
+    p.add_argument("--pin-max", type=int, default=2000, help="--pin: the largest session count tried")
+    p.add_argument("--pin-step", type=int, default=50, help="--pin: session counts are multiples of this")
     p.add_argument("--workers", type=int, default=1, help="talkgate serve --workers N")
     p.add_argument("--repeat", type=int, default=1, help="measure each relay this many times")
     p.add_argument("--database-url", help="talkgate's TALKGATE_DATABASE_URL (default: SQLite)")
@@ -732,6 +843,10 @@ def main() -> None:
         run_bare(args.port, args.sink)
     elif args.serve == "minimal":
         run_minimal(args.port, args.sink)
+    elif args.pin:
+        kinds = tuple(args.only or ("talkgate", "minimal", "node", "bare"))
+        deployment = Deployment(args.workers, args.database_url, args.redis_url)
+        instrument_run(pin_bench(kinds, args.pin_max, args.pin_step, args.duration, deployment, args.keep))
     else:
         kinds = tuple(args.only or ("bare", "minimal", "talkgate"))
         deployment = Deployment(args.workers, args.database_url, args.redis_url)

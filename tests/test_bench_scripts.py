@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -39,3 +40,43 @@ def test_the_start_benchmark_runs_small() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert START_LINE.match(done.stdout.splitlines()[-1]), done.stdout
+
+
+PIN_LINE = re.compile(
+    r"^capacity per core at p99 < 20 ms: talkgate [0-9]+, python-socketio [0-9]+, "
+    r"node socket\.io [0-9]+, bare websockets [0-9]+ sessions$"
+)
+PIN_STEP = re.compile(
+    r"^  (talkgate|python-socketio|node socket\.io|bare websockets) +2 sessions: p50 ", re.M
+)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--pin needs two cores")
+@pytest.mark.skipif(
+    not (BENCH / "node" / "node_modules").is_dir(),
+    reason="the Node relay's packages: make bench-pin installs them",
+)
+def test_the_pinned_capacity_benchmark_runs_small() -> None:
+    """bench/relay.py --pin with every relay (talkgate recording) at 2 sessions, one bisection step
+    each: each step's figures, then the last line."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "relay.py"),
+            "--pin",
+            "--pin-max",
+            "2",
+            "--pin-step",
+            "2",
+            "--duration",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=scaled(300),
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    steps = PIN_STEP.findall(done.stdout)
+    assert steps == ["talkgate", "python-socketio", "node socket.io", "bare websockets"], done.stdout
+    assert "µs per chunk" in done.stdout
+    assert PIN_LINE.match(done.stdout.splitlines()[-1]), done.stdout
