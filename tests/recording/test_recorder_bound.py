@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from talkgate.protocol.audio import PCM_16000, tone
+from talkgate.protocol.audio import PCM_16000, parse_wav_header, tone
+from talkgate.recording import wav
 from talkgate.recording.disk import DiskThread
 from talkgate.recording.mixer import AGENT, CALLER
 from talkgate.recording.recorder import BUDGET, Recorder
-from tests.support.timing import wait_until
+from tests.support.timing import TIMEOUT, wait_until
 
 pytestmark = pytest.mark.unit
 
@@ -94,3 +95,27 @@ async def test_one_huge_chunk_goes_in_parts_within_the_budget(tmp_path: Path) ->
     finished = await recorder.close()
     assert finished.data_bytes == 10 * RATE_BYTES
     assert recorder.peak_memory <= BUDGET
+
+
+async def test_calls_ending_together_wait_for_their_disk_side_by_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each recording's sync runs beside the others', not one after another on the disk thread:
+    here a sync returns only once eight are under way at once (else the barrier breaks)."""
+    together = threading.Barrier(8, timeout=TIMEOUT)
+    synced: list[int] = []
+
+    def fdatasync(fd: int) -> None:
+        together.wait()
+        synced.append(fd)
+
+    monkeypatch.setattr(wav.os, "fdatasync", fdatasync)
+    clock = Clock()
+    recorders = [Recorder(tmp_path / f"end{i}.wav.part", clock=clock) for i in range(16)]
+    for recorder in recorders:
+        await recorder.open()
+        await recorder.add(CALLER, tone(PCM_16000, 100))
+    finished = await asyncio.gather(*(recorder.close() for recorder in recorders))
+    assert len(synced) == 16
+    assert all(f.data_bytes == 3200 for f in finished)
+    assert all(parse_wav_header(f.path.read_bytes()[:44]) for f in finished)

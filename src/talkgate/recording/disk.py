@@ -21,6 +21,11 @@ from typing import Any, TypeVar
 
 log = logging.getLogger("talkgate.recording")
 
+# Where finished recordings wait for their disk (fdatasync). On the disk thread, 100 calls ending
+# together waited for 100 syncs in a row (0.6-0.9 s for the last); side by side, the filesystem
+# commits them together. Threads are made as needed, and a thread waiting for a disk costs no CPU.
+SYNC_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="talkgate-sync")
+
 T = TypeVar("T")
 Job = tuple[Callable[..., Any], tuple[Any, ...], "concurrent.futures.Future[Any] | None"]
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talkgate.errors import AudioError, ErrorCode, StorageError
-from talkgate.recording.disk import DISK, DiskThread
+from talkgate.recording.disk import DISK, SYNC_POOL, DiskThread
 from talkgate.recording.flush_clock import FlushClock
 from talkgate.recording.mixer import TimelineMixer
 from talkgate.recording.relay_tap import RelayTap
@@ -269,8 +269,11 @@ class Recorder:
                 await self._disk.call(_nothing)  # the disk thread has written what it was given
         self._release()
         try:
-            # After every append submitted before it, on the same thread.
-            data_bytes = await self._disk.call(self._finalize)
+            # After every append submitted before it, on the same thread; then durable, off it.
+            data_bytes = await self._disk.call(self._patch)
+            if self.error is None:
+                assert self._writer is not None
+                await asyncio.get_running_loop().run_in_executor(SYNC_POOL, self._writer.sync_and_close)
         except OSError as exc:
             self.error = self.error or exc
         if self.error is not None:
@@ -285,11 +288,11 @@ class Recorder:
         self.on_error = None
         self._mixer.release()
 
-    def _finalize(self) -> int:
+    def _patch(self) -> int:
         assert self._writer is not None
         if self.error is not None:
             return 0
-        return self._writer.finalize()
+        return self._writer.patch()
 
     async def abort(self) -> None:
         """Stop without finalising; the file stays for the start-up repair."""

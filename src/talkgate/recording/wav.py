@@ -94,12 +94,26 @@ class WavWriter:
 
     def finalize(self, *, sync: bool = True) -> int:
         """Patch the header with the real sizes, make it durable, close; returns the data bytes."""
-        _patch_sizes(self._fd, self.data_bytes)
+        self.patch()
         if sync:
-            os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = -1
+            self.sync_and_close()
+        else:
+            self.close()
         return self.data_bytes
+
+    def patch(self) -> int:
+        """Patch the header with the real sizes (after the last write); returns the data bytes."""
+        _patch_sizes(self._fd, self.data_bytes)
+        return self.data_bytes
+
+    def sync_and_close(self) -> None:
+        """Make the file durable and close it: ``patch`` first, on the thread that wrote it. May run
+        on any thread: the recordings of calls that end together wait for their disks side by side,
+        not one after another on the thread that writes every call's audio."""
+        try:
+            os.fdatasync(self._fd)  # the size is unchanged since the last append: data is enough
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self._fd >= 0:
