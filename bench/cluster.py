@@ -87,6 +87,9 @@ backend talkgate
     cookie TALKGATE_NODE insert indirect nocache httponly
     option httpchk GET /healthz
     http-check expect status 200
+    # A node that refuses connections is out within 2 s; one that is only slow (a busy machine)
+    # gets 5 s per check before it counts as down, or every app on it would be cut off.
+    timeout check 5s
     default-server check inter 1s fall 2 rise 2
 {servers}"""
 
@@ -419,6 +422,7 @@ class Call:
     ended_at: float = 0.0
     end_reason: str | None = None  # from conversation_ended
     audio_ms: int = 0  # caller audio sent
+    heard: int = 0  # bytes of agent audio received: talkgate had the caller's audio, so it recorded
 
 
 @dataclass
@@ -525,7 +529,9 @@ class App:
 
     def _agent(self, payload: dict[str, Any]) -> None:
         if self.current is not None:
-            self.agent_bytes += len(base64.b64decode(payload["audio"]))
+            n = len(base64.b64decode(payload["audio"]))
+            self.agent_bytes += n
+            self.current.heard += n
 
     def _ended(self, payload: dict[str, Any]) -> None:
         for call in reversed(self.calls):
@@ -668,7 +674,7 @@ async def kill_node(cluster: Cluster, apps: list[App], figures: Figures, errors:
             v = await verdict(client, app, call)
             figures.killed += 1
             row = v.row or {}
-            if call.audio_ms == 0:  # it had only just begun: nothing to keep, but it must be closed
+            if call.heard == 0:  # it had only just begun: maybe nothing to keep, but it must be closed
                 figures.recovered += row.get("status") == "recovered"
                 continue
             if (
@@ -799,7 +805,9 @@ async def settle(cluster: Cluster, calls: list[tuple[App, Call]], figures: Figur
             left = []
             for app, call in pending:
                 v = await verdict(client, app, call)
-                unheard = call.audio_ms == 0  # no audio, no recording (a bare header is not kept)
+                # Audio sent but never relayed may not have reached talkgate (a node stopping):
+                # no audio, no recording (a bare header is not kept).
+                unheard = call.heard == 0
                 if v.row is None or v.row["status"] == "active" or not (v.row.get("audioUrl") or unheard):
                     left.append((app, call, v))
             if not left or time.monotonic() > deadline:
@@ -905,7 +913,9 @@ async def service_faults(
         for app, call in stopped:
             v = await verdict(client, app, call)
             row = v.row or {}
-            if row.get("endReason") != "server_shutdown" or row.get("status") != "ended" or not v.audio_s:
+            # The app may have been ending it itself at that moment: then its reason is "client".
+            reason_ok = row.get("endReason") in ("server_shutdown", "client")
+            if not reason_ok or row.get("status") != "ended" or not (v.audio_s or call.heard == 0):
                 figures.calls_lost += 1
                 figures.notes.append(
                     f"SIGTERM call {call.conversation_id}: {row.get('status')} {row.get('endReason')}"
