@@ -14,14 +14,15 @@ from tests.support.timing import TIMEOUT
 pytestmark = pytest.mark.browser
 
 START = """
-async () => {
+async (kind) => {
   const tg = await import("/static/js/client/index.js");
   const init = { method: "POST", headers: { "Content-Type": "application/json" }, body: '{"user":"pkg"}' };
   const { token } = await (await fetch("/api/dev/token", init)).json();
   const client = await tg.connect({ url: location.origin, token });
   const context = new AudioContext({ sampleRate: 16000 });
   const workletUrl = "/static/js/client/pcm-worklet.js"; // the page's CSP refuses blob: modules
-  const microphone = () => new tg.BrowserMicrophone({ context, workletUrl });
+  const microphone = () =>
+    kind === "webm" ? new tg.MediaRecorderSource() : new tg.BrowserMicrophone({ context, workletUrl });
   const conversation = await client.startConversation({ voice: "default", audio: microphone });
   const player = new tg.BrowserPlayer();
   player.attach(conversation);
@@ -35,9 +36,11 @@ async () => {
 """
 
 
-def test_the_package_makes_a_relayed_turn_from_the_browser_microphone(page, talkgate):
+@pytest.mark.parametrize("kind", ["pcm", "webm"])
+def test_the_package_makes_a_relayed_turn_from_the_browser_microphone(page, talkgate, kind):
+    """PCM16 from the AudioWorklet, or WebM/Opus from MediaRecorder (talkgate decodes it)."""
     page.goto(talkgate.url)
-    started = page.evaluate(START)
+    started = page.evaluate(START, kind)
     assert page.evaluate("__pkg.conversation.press()") == "talking"
     page.wait_for_timeout(2000)  # speaking into the fake microphone
     assert page.evaluate("__pkg.conversation.release()") == "idle"
