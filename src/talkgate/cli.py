@@ -391,6 +391,7 @@ def upgrade_database(settings: Settings, revision: str = "head") -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
+    from talkgate.logs import redact
     from talkgate.persistence.migrate import upgrade
 
     url = make_url(settings.effective_database_url)
@@ -400,8 +401,9 @@ def upgrade_database(settings: Settings, revision: str = "head") -> None:
         cause = getattr(exc, "orig", None) or exc
         reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
         if url.password:
-            reason = reason.replace(url.password, "***")
-        where = url.render_as_string(hide_password=True)
+            reason = reason.replace(str(url.password), "***")
+        where = redact(url.render_as_string(hide_password=True))
+        reason = redact(reason)
         raise Refused(f"TALKGATE_DATABASE_URL: the database at {where} cannot be used: {reason}") from None
 
 

@@ -17,9 +17,11 @@ conversation_id: ContextVar[str | None] = ContextVar("conversation_id", default=
 
 
 # Credentials that travel in URLs and headers (signed media and playback URLs, the provider's
-# signed conversation URL, tokens): access logs and library debug lines would print them.
+# signed conversation URL, tokens, a database URL's ``?password=``): access logs, library debug
+# lines and talkgate doctor's report would print them.
 SECRET_IN_TEXT = re.compile(
-    r"(?P<name>(?:conversation_)?signature=|token=|api_key=|Bearer\s+)(?P<value>[^&\s\"',]+)",
+    r"(?P<name>(?:conversation_)?signature=|token=|api_key=|(?:ssl)?password=|passwd=|Bearer\s+)"
+    r"(?P<value>[^&\s\"',]+)",
     re.IGNORECASE,
 )
 

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     storage_url: str | None = Field(None, validation_alias=_env("TALKGATE_STORAGE_URL"))
     s3_endpoint_url: str | None = Field(None, validation_alias=_env("TALKGATE_S3_ENDPOINT_URL"))
     s3_region: str | None = Field(None, validation_alias=_env("TALKGATE_S3_REGION", "AWS_REGION"))
+    # Declared so that a .env file can hold them (botocore reads only the process environment);
+    # unset, botocore's own chain (profiles, instance roles) applies.
+    s3_access_key_id: str | None = Field(None, validation_alias=_env("AWS_ACCESS_KEY_ID"))
+    s3_secret_access_key: SecretStr | None = Field(None, validation_alias=_env("AWS_SECRET_ACCESS_KEY"))
+    s3_session_token: SecretStr | None = Field(None, validation_alias=_env("AWS_SESSION_TOKEN"))
     media_port: int | None = Field(None, validation_alias=_env("TALKGATE_MEDIA_PORT"))
     redis_url: str | None = Field(None, validation_alias=_env("TALKGATE_REDIS_URL"))
     redis_channel: str = Field("talkgate", min_length=1, validation_alias=_env("TALKGATE_REDIS_CHANNEL"))

@@ -288,3 +288,18 @@ def test_the_release_to_transcript_time_is_measured_over_the_network(sim, tmp_pa
         reason = line(lines, "✓", f"turn end: {mode}")
         ms = int(reason.split("the transcript came ")[1].split(" ms")[0])
         assert 200 <= ms < 200 + scaled(1000), reason
+
+
+@pytest.mark.parametrize("sim", [{}], indirect=True)
+def test_a_password_given_as_a_query_parameter_is_not_printed(sim, tmp_path, postgres_url):
+    """libpq's and asyncpg's ``?password=`` form is no userinfo: it must be masked as well, whether
+    the database answers (trust authentication ignores the password) or not."""
+    port = closed_port()
+    for url in (
+        f"postgresql+asyncpg://talkgate@127.0.0.1:{port}/talkgate?password=QUERYPASS-0123",
+        f"{postgres_url}?password=QUERYPASS-0123",
+    ):
+        lines, _ = run_doctor(settings_for(sim, tmp_path, database_url=url))
+        text = "\n".join(lines)
+        assert "QUERYPASS-0123" not in text
+        assert "password=[redacted]" in text

@@ -6,6 +6,7 @@ import pytest
 from talkgate.errors import NotFoundError, StorageError
 from talkgate.recording.storage import LocalStorage, S3Storage, open_storage
 from talkgate.settings import Settings
+from tests.support.servers import S3_CREDENTIALS
 
 
 @pytest.fixture
@@ -139,3 +140,22 @@ async def test_a_local_folder_deletes_and_lists_by_prefix(tmp_path):
 @pytest.mark.s3
 async def test_a_bucket_deletes_and_lists_by_prefix(store):
     await delete_and_list(store)
+
+
+async def test_credentials_in_the_env_file_reach_the_bucket(s3_bucket, s3_endpoint, tmp_path, monkeypatch):
+    """A deployer who follows the README puts AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in .env:
+    botocore reads only the process environment, so talkgate's settings must carry them."""
+    env_file = tmp_path / ".env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in S3_CREDENTIALS.items() if k.startswith("AWS_")))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    settings = Settings(_env_file=env_file, s3_endpoint_url=s3_endpoint, s3_region="us-east-1")  # type: ignore[call-arg]
+    storage = open_storage(f"s3://{s3_bucket}/rec", settings)
+    try:
+        await storage.put_bytes("calls/env-file.wav", b"RIFF")
+        assert b"".join([b async for b in storage.read("calls/env-file.wav", 0, 3)]) == b"RIFF"
+    finally:
+        await storage.aclose()
+    assert "talkgate-test-secret" not in repr(settings)

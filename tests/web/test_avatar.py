@@ -152,6 +152,10 @@ async def test_a_session_is_a_call_log_and_the_key_never_leaves(avatar_gate, sim
         again = await client.post(f"/api/liveavatar/session/{cid}/stop", headers=gate.headers(), json={})
         listed = (await client.get("/api/calls", headers=gate.headers())).json()
         late = await client.post(f"/api/liveavatar/session/{cid}/keep-alive", headers=gate.headers())
+        late_line = await client.post(
+            f"/api/calls/{cid}/transcript", headers=gate.headers(), json={"role": "agent", "text": "late"}
+        )
+    assert (late_line.status_code, late_line.json()["error"]["code"]) == (409, "call_ended")
     call = stopped.json()
     assert (
         call["status"] == "ended" and call["endReason"] == "user_closed" and call["provider"] == "liveavatar"

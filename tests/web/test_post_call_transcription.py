@@ -95,6 +95,29 @@ async def test_a_relayed_call_keeps_talkgates_lines_and_gains_the_providers_anal
     expect_simulator_analysis(call)
 
 
+async def test_an_app_cannot_write_lines_into_a_relayed_calls_transcript(gate):
+    """The relay hears a relayed call's lines from the provider itself: an app posting an "agent"
+    line would forge the agent's side of the record, during the call or after it."""
+    app = await connect(gate)
+    try:
+        cid = (await app.call("conversation_start", {"voice": "default"}))["conversationId"]
+        async with httpx.AsyncClient(base_url=gate.url) as client:
+            forged = {"role": "agent", "text": "I promise a full refund"}
+            during = await client.post(f"/api/calls/{cid}/transcript", headers=gate.headers(), json=forged)
+            assert during.status_code == 409
+            assert "relayed call's transcript" in during.json()["error"]["message"]
+            await paced_turn(app, speechlike(400), 1)
+            await app.call("conversation_end")
+            await app.wait_for("conversation_ended")
+            after = await client.post(f"/api/calls/{cid}/transcript", headers=gate.headers(), json=forged)
+            assert after.status_code == 409
+            call = (await client.get(f"/api/calls/{cid}", headers=gate.headers())).json()
+    finally:
+        await app.sio.disconnect()
+    assert "I promise a full refund" not in [t["text"] for t in call["transcript"]]
+    assert [t["role"] for t in call["transcript"]] == ["user", "agent"]
+
+
 async def test_a_direct_call_takes_the_providers_transcript_in_place_of_the_pages(hooked):
     gate, sim = hooked
     async with httpx.AsyncClient(base_url=gate.url) as client:
@@ -114,13 +137,15 @@ async def test_a_direct_call_takes_the_providers_transcript_in_place_of_the_page
         assert call["transcript"] == await provider_lines(sim, provider_cid)
         assert [t["role"] for t in call["transcript"]] == ["user", "agent"]
         expect_simulator_analysis(call)
-        # A late line from the page does not mix into the provider's transcript.
+        # A line after the end is refused: it would not mix into the provider's transcript, nor
+        # into anything else of an ended call.
         late = await client.post(
             "/api/calls/conv_direct_hook/transcript",
             headers=gate.headers(),
             json={"role": "agent", "text": "late"},
         )
-        assert late.json() == {"ok": True, "lines": 2}
+        assert (late.status_code, late.json()["error"]["code"]) == (409, "call_ended")
+        assert "no more transcript lines" in late.json()["error"]["message"]
         assert (await client.get("/api/calls/conv_direct_hook", headers=gate.headers())).json()[
             "transcript"
         ] == call["transcript"]

@@ -61,8 +61,8 @@ async def _start_streaming(rt: Runtime, user_id: str, agent_id: str, conversatio
     return DirectStart(started.signed_url, conversation_id, started.media_streaming)
 
 
-def _ended() -> ConflictError:
-    return ConflictError("this call has ended; it takes no more audio", code=ErrorCode.CALL_ENDED)
+def _ended(what: str = "audio") -> ConflictError:
+    return ConflictError(f"this call has ended; it takes no more {what}", code=ErrorCode.CALL_ENDED)
 
 
 async def open_for_chunks(rt: Runtime, user_id: str, conversation_id: str) -> CallLog:
@@ -71,6 +71,25 @@ async def open_for_chunks(rt: Runtime, user_id: str, conversation_id: str) -> Ca
     if call.status != CallStatus.ACTIVE:
         raise _ended()
     return call
+
+
+async def add_transcript_line(
+    rt: Runtime, user_id: str, conversation_id: str, line: dict[str, Any], *, limit: int
+) -> int:
+    """A line the page heard itself, for a call that does not pass through talkgate (direct,
+    avatar): a relayed call's transcript is what talkgate heard from the provider, and an ended
+    call's is closed, so neither takes an app's lines (they would put words in the agent's mouth)."""
+    call = await rt.repo.get_call(user_id, conversation_id)
+    if post_call.relayed(call):
+        raise ConflictError(
+            "talkgate writes a relayed call's transcript itself; it takes no lines from the app"
+        )
+    if call.status != CallStatus.ACTIVE:
+        raise _ended("transcript lines")
+    count = await rt.repo.append_transcript(user_id, conversation_id, [line], limit=limit, active_only=True)
+    if count is None:  # ended between the two reads
+        raise _ended("transcript lines")
+    return count
 
 
 async def add_chunk(rt: Runtime, call: CallLog, pcm: bytes) -> int:

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from talkgate.doctor.report import Report, Status
+from talkgate.logs import redact
 from talkgate.persistence.engine import make_engine
 from talkgate.recording.storage import open_storage
 from talkgate.settings import Settings
@@ -30,9 +31,9 @@ WRITE_PROBE = (
 def without_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
-        return url
+        return redact(url)
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return redact(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
 
 
 def failure_text(exc: BaseException) -> str:
@@ -45,7 +46,7 @@ def failure_text(exc: BaseException) -> str:
 async def check_database(settings: Settings, report: Report, timeout: float) -> None:  # noqa: ASYNC109
     name = "TALKGATE_DATABASE_URL"
     url = make_url(settings.effective_database_url)
-    where = url.render_as_string(hide_password=True)
+    where = redact(url.render_as_string(hide_password=True))  # a ?password= is no userinfo
     engine = None
     try:
         # Inside the try: making a SQLite engine creates its folder, which may fail.
@@ -56,9 +57,9 @@ async def check_database(settings: Settings, report: Report, timeout: float) -> 
     except TimeoutError:
         report.add(SECTION, name, Status.FAIL, f"{where}: no answer within {timeout:g} s")
     except Exception as exc:  # any driver's error is one line, never a traceback
-        reason = failure_text(exc)
+        reason = redact(failure_text(exc))
         if url.password:
-            reason = reason.replace(url.password, "***")
+            reason = reason.replace(str(url.password), "***")
         report.add(SECTION, name, Status.FAIL, f"{where}: cannot write: {reason}")
     else:
         report.add(SECTION, name, Status.OK, f"{where}: reachable and writable")

@@ -429,9 +429,16 @@ class Repository:
             )
 
     async def append_transcript(
-        self, user_id: str, conversation_id: str, entries: list[dict[str, Any]], *, limit: int
-    ) -> int:
-        """Add lines to a user's call transcript (at most ``limit`` in all); returns its length."""
+        self,
+        user_id: str,
+        conversation_id: str,
+        entries: list[dict[str, Any]],
+        *,
+        limit: int,
+        active_only: bool = False,
+    ) -> int | None:
+        """Add lines to a user's call transcript (at most ``limit`` in all); returns its length, or
+        None when ``active_only`` and the call has ended (checked under the row's lock)."""
         async with self._sessions.begin() as db:
             row = await db.scalar(
                 select(CallLog)
@@ -440,6 +447,8 @@ class Repository:
             )
             if row is None:
                 raise NotFoundError("no such call")
+            if active_only and row.status != CallStatus.ACTIVE:
+                return None
             if row.transcript_source == TranscriptSource.PROVIDER:
                 # The provider's transcript came after the call; a late line from the page would
                 # only be a second, worse copy of one of its lines.

@@ -160,18 +160,28 @@ class LocalStorage:
 
 
 class S3Storage:
-    """An S3-compatible bucket through aioboto3 (AWS's botocore, asynchronous). Credentials come from
-    botocore's usual chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, profiles, instance
-    roles) and are never logged. A finished recording is uploaded (multipart when large, read from
-    disk by aiofiles' threads) and its spool file removed only once the upload succeeded."""
+    """An S3-compatible bucket through aioboto3 (AWS's botocore, asynchronous). Credentials are
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` as talkgate's settings read them (the environment
+    or the .env file), else botocore's usual chain (profiles, instance roles); never logged. A
+    finished recording is uploaded (multipart when large, read from disk by aiofiles' threads) and its
+    spool file removed only once the upload succeeded."""
 
-    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None, region: str | None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        endpoint_url: str | None,
+        region: str | None,
+        credentials: dict[str, str] | None = None,
+    ) -> None:
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
             raise StorageError(f"invalid bucket name {bucket[:64]!r}")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
         self.region = region
+        self._credentials = credentials or {}
         self._stack = AsyncExitStack()
         self._client: Any = None
         self._opening = asyncio.Lock()
@@ -190,7 +200,7 @@ class S3Storage:
                     import aioboto3
                     from botocore.config import Config
 
-                    session = aioboto3.Session()
+                    session = aioboto3.Session(**self._credentials)
                     config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
                     self._client = await self._stack.enter_async_context(
                         session.client(
@@ -333,6 +343,19 @@ class S3Storage:
         self._client = None
 
 
+def s3_credentials(settings: Settings) -> dict[str, str] | None:
+    """The AWS keys talkgate's settings hold, as aioboto3's session takes them (None: botocore's chain)."""
+    if settings.s3_access_key_id is None or settings.s3_secret_access_key is None:
+        return None
+    creds = {
+        "aws_access_key_id": settings.s3_access_key_id,
+        "aws_secret_access_key": settings.s3_secret_access_key.get_secret_value(),
+    }
+    if settings.s3_session_token is not None:
+        creds["aws_session_token"] = settings.s3_session_token.get_secret_value()
+    return creds
+
+
 def open_storage(url: str, settings: Settings | None = None) -> Storage:
     parts = urlsplit(url)
     if parts.scheme in ("", "file"):
@@ -343,5 +366,6 @@ def open_storage(url: str, settings: Settings | None = None) -> Storage:
             unquote(parts.path),
             endpoint_url=settings.s3_endpoint_url if settings else None,
             region=settings.s3_region if settings else None,
+            credentials=s3_credentials(settings) if settings else None,
         )
     raise StorageError(f"storage scheme {parts.scheme!r} is not supported (use file:// or s3://)")

@@ -337,9 +337,11 @@ async def upload_chunk(conversation_id: ConversationId, request: Request, user: 
 @router.post("/calls/{conversation_id}/transcript")
 async def add_transcript(conversation_id: ConversationId, line: TranscriptLine, user: User, rt: Rt) -> Any:
     """One transcript line the page heard itself (direct and avatar modes, where the
-    conversation does not pass through talkgate), appended to the call log in order."""
-    count = await rt.repo.append_transcript(
-        user.user_id, conversation_id, [line.model_dump()], limit=MAX_TRANSCRIPT_LINES
+    conversation does not pass through talkgate), appended to the call log in order. Refused with
+    409 for a relayed call (its transcript is talkgate's own) and with 409 ``call_ended`` once the
+    call has ended."""
+    count = await direct.add_transcript_line(
+        rt, user.user_id, conversation_id, line.model_dump(), limit=MAX_TRANSCRIPT_LINES
     )
     return {"ok": True, "lines": count}
 
