@@ -10,9 +10,8 @@ import websockets
 
 from talkgate.protocol import convai
 from talkgate.protocol.liveavatar import Command, DataPacket, token_request
-from tests.simulator.test_liveavatar_sim import KEY as LIVEAVATAR_KEY
 from tests.support.provider_socket import recv_json, signed_url
-from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
+from tests.support.servers import AGENT_ID, LIVEAVATAR_KEY, SIM_KEY, start_simulator
 from tests.support.timing import TIMEOUT
 
 LATENCY_S = 0.25

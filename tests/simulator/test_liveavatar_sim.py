@@ -9,9 +9,8 @@ import websockets
 
 from talkgate.protocol.liveavatar import TRACK_TOPIC, Command, DataPacket, TrackEvent, token_request
 from tests.support.audio import speechlike
+from tests.support.servers import LIVEAVATAR_KEY as KEY
 from tests.support.timing import TIMEOUT
-
-KEY = "sim-liveavatar-key"
 
 
 async def open_session(sim, interactivity="PUSH_TO_TALK"):

@@ -18,10 +18,10 @@ from pydantic import SecretStr
 
 from talkgate.serving import bind
 from tests.support.gate import Gate, start_gate
+from tests.support.servers import LIVEAVATAR_KEY as AVATAR_KEY
 from tests.support.servers import start_simulator
 
 # The simulator's LiveAvatar side, so that avatar mode runs too.
-AVATAR_KEY = "sim-liveavatar-key"
 AVATAR_ID = "00000000-0000-4000-8000-00000000a1a1"
 
 

@@ -37,6 +37,9 @@ def start_simulator(**overrides: object) -> ServerThread:
     return ServerThread(create_simulator_app(config)).start()
 
 
+# The simulator's LiveAvatar API key in tests.
+LIVEAVATAR_KEY = "sim-liveavatar-key"
+
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "talkgate-test-access-key",
     "AWS_SECRET_ACCESS_KEY": "talkgate-test-secret-key-0123456789",
