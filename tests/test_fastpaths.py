@@ -157,7 +157,9 @@ async def test_upstream_frames_arrive_in_order_whichever_path_wrote_them(on: boo
         conv = await ElevenLabsConversation.open(
             f"ws://127.0.0.1:{port}/", convai.ConversationInitiationClientData(), timeout=TIMEOUT
         )
-        chunks = [convai.UserAudioChunk(f"{i:04d}" + "A" * 1000) for i in range(30)]
+        # every length form of a frame: 7-bit, 16-bit (the relay's 100 ms chunks), 64-bit
+        sizes = (10, 1000, 4268, 70_000)
+        chunks = [convai.UserAudioChunk(f"{i:04d}" + "A" * sizes[i % 4]) for i in range(30)]
         try:
             assert conv._direct is on
             for chunk in chunks:
