@@ -42,6 +42,17 @@ def test_a_validation_message_names_fields_and_clips_what_came_from_the_request(
     message = validation_message(errors)
     assert message.startswith("invalid request: body.kkk") and "query.limit" in message
     assert "(and 1 more)" in message and "k" * 41 not in message and len(message) < 300
+    assert "query.limit: Input should be a valid integer;" in message
+    assert "body.user: String should have at most 128 characters (and" in message  # the bound whole
+
+
+def test_a_long_validation_message_is_cut_between_words_and_stays_bounded():
+    sentence = "Input should be " + " or ".join(f"'choice{n}'" for n in range(60))
+    message = validation_message([{"loc": ("body", "mode"), "msg": sentence}])
+    assert len(message) < 160 and message.endswith("…")
+    assert message[: -1].endswith(("'", "or"))  # a whole word before the ellipsis
+    blob = validation_message([{"loc": ("body", "x"), "msg": "y" * 5000}])
+    assert "y" * 120 not in blob and len(blob) < 160  # one long word is still cut
 
 
 def test_production_lists_every_problem_each_named():

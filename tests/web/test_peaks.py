@@ -69,9 +69,14 @@ async def test_the_peaks_are_the_recordings_extremes_in_a_few_kilobytes(plain_ga
         assert default.json()["width"] == 800
         wide = (await client.get("/api/calls/conv_peaks/peaks?width=4096", headers=gate.headers())).json()
         assert (wide["min"], wide["max"]) == extremes(stored, 4096)
+        bounds = {}
         for width in ("0", "4097", "-1", "many", "9" * 30):
             r = await client.get(f"/api/calls/conv_peaks/peaks?width={width}", headers=gate.headers())
             assert r.status_code == 422 and r.json()["error"]["code"] == "bad_request", (width, r.text)
+            bounds[width] = r.json()["error"]["message"]
+        # The refusal states the bound in full (it was cut mid-word, the limit itself lost).
+        assert bounds["0"] == "invalid request: query.width: Input should be greater than or equal to 1"
+        assert bounds["4097"] == "invalid request: query.width: Input should be less than or equal to 4096"
     assert gate.app.runtime.peaks.computed == 1  # read from storage once, then from memory
 
 

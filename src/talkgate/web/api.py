@@ -87,11 +87,24 @@ CODE_FOR_HTTP_STATUS = {
     413: ErrorCode.REQUEST_TOO_LARGE,
 }
 MAX_ERRORS_NAMED = 3  # validation errors named in one message; the rest are counted
-MAX_ECHO = 40  # characters of a field's name or of a message that a refusal repeats
+MAX_ECHO = 40  # characters of a field's name (a body's free-form key) that a refusal repeats
+# pydantic's own sentences ("Input should be less than or equal to 4096") run past MAX_ECHO; cut
+# there they lost the bound itself, so a message has room for them and is cut only between words.
+MAX_MESSAGE = 120
 
 
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 1] + "…"
+
+
+def _clip_words(text: str, limit: int = MAX_MESSAGE) -> str:
+    """text, or its first whole words within limit and "…". Pure."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    # One very long word (an echoed value) is cut where it must be, not dropped whole.
+    return (cut[:space] if space > limit // 2 else cut) + "…"
 
 
 def validation_message(errors: Sequence[Any]) -> str:
@@ -100,7 +113,7 @@ def validation_message(errors: Sequence[Any]) -> str:
     named = []
     for error in errors[:MAX_ERRORS_NAMED]:
         where = ".".join(_clip(str(part)) for part in error.get("loc", ()))
-        named.append(f"{where}: {_clip(str(error.get('msg', 'invalid')))}")
+        named.append(f"{where}: {_clip_words(str(error.get('msg', 'invalid')))}")
     more = len(errors) - MAX_ERRORS_NAMED
     return "invalid request: " + "; ".join(named) + (f" (and {more} more)" if more > 0 else "")
 
@@ -113,7 +126,7 @@ def http_error_response(exc: HTTPException) -> JSONResponse:
     default = ErrorCode.BAD_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL
     code = CODE_FOR_HTTP_STATUS.get(exc.status_code, default)
     metrics.ERRORS.labels(code.value).inc()
-    message = _clip(str(exc.detail)) if isinstance(exc.detail, str) else code.value.replace("_", " ")
+    message = _clip_words(str(exc.detail)) if isinstance(exc.detail, str) else code.value.replace("_", " ")
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
