@@ -62,6 +62,12 @@ async def test_development_sign_in_only_with_the_simulator(gate, tmp_path):
             # A real key: direct mode ends a turn with the published API's silence tail.
             assert (config["pttTurnEnd"], config["pttSilenceMs"]) == ("silence", 1500)
             assert (await client.post("/api/dev/token", json={"user": "ann"})).status_code == 404
+            # Without the one-click sign-in, the token form is all the card shows: it reads on its own.
+            page = (await client.get("/")).text
+            label = re.search(r'<label for="token-input">([^<]*)</label>', page)
+            assert label and label.group(1) == "Paste a JWT from your identity provider"
+            hidden = re.findall(r'<(?:p|button) id="dev-[a-z]+" [^>]*hidden', page)
+            assert len(hidden) == 2  # the one-click hint and button start hidden
     finally:
         real.server.stop()
 
