@@ -156,6 +156,9 @@ async def main() -> None:
             "TALKGATE_JWT_SECRET": JWT_SECRET,
             "TALKGATE_PUBLIC_URL": url,
             "TALKGATE_LOG_LEVEL": "INFO",
+            # One bench user holds every call (the per-user caps would refuse the 11th).
+            "TALKGATE_MAX_ACTIVE_CALLS_PER_USER": "100000",
+            "TALKGATE_MAX_ACTIVE_SESSIONS_PER_USER": "100000",
         }
         env.pop("ELEVENLABS_API_KEY", None)  # the built-in simulator: no provider needed
         log = Path(data) / "server.log"
