@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import websockets
@@ -48,6 +50,7 @@ from talkgate.settings import Settings
 JWT_SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstu"
 SIM_KEY = "bench-sim-key"
 AGENT = "agent_bench"
+BURST_TIMEOUT_S = 300.0
 
 
 async def provider_part(sim: str) -> float:
@@ -77,11 +80,20 @@ async def ready_once(url: str, token: str) -> float:
     return took * 1000
 
 
+async def call(eio: EngineIO, event: str, timeout: float) -> Any:
+    """``EngineIO.call`` with a longer wait: a burst on a busy machine takes more than its 30 s."""
+    eio.next_ack += 1
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    eio.acks[eio.next_ack] = fut
+    eio.send_text(f"42{eio.next_ack}".encode() + json.dumps([event, {}]).encode())
+    return await asyncio.wait_for(fut, timeout)
+
+
 async def burst_one(url: str, token: str, go: asyncio.Event) -> tuple[float, EngineIO]:
     await go.wait()
     t0 = time.perf_counter()
-    eio = await EngineIO.open(url, token)
-    (ack,) = await eio.call("conversation_start")
+    eio = await asyncio.wait_for(EngineIO.open(url, token), BURST_TIMEOUT_S)
+    (ack,) = await call(eio, "conversation_start", BURST_TIMEOUT_S)
     if not ack.get("ok"):
         raise RuntimeError(f"start refused: {ack}")
     return (time.perf_counter() - t0) * 1000, eio
