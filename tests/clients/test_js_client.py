@@ -153,3 +153,18 @@ def test_the_page_copy_of_the_package_is_current(tarball: Path, tmp_path: Path) 
     assert sorted(made) == sorted(have), "run `npm run page` in clients/js and commit the result"
     stale = [name for name in made if made[name] != have[name]]
     assert stale == [], f"stale: {stale}; run `npm run page` in clients/js and commit the result"
+
+
+def test_the_readme_installs_the_tarball_make_client_builds() -> None:
+    """The package is not on the npm registry, where its name is unclaimed: the README's install
+    lines are the tarball `make client` packs (npm pack names it name-version.tgz)."""
+    package = json.loads((CLIENT / "package.json").read_text(encoding="utf-8"))
+    text = README.read_text(encoding="utf-8")
+    (install,) = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)[:1]
+    commands = [line.split("#")[0].strip() for line in install.splitlines()]
+    assert commands[0] == "make client"
+    assert commands[1].startswith("npm install ") and commands[1].endswith(
+        f"clients/js/{package['name']}-{package['version']}.tgz"
+    )
+    assert "not published on the npm registry" in text
+    assert not re.search(rf"^\s*npm install {package['name']}\b", text, re.M)
