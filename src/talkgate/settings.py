@@ -168,6 +168,12 @@ class Settings(BaseSettings):
     media_streaming: bool | None = Field(None, validation_alias=_env("TALKGATE_MEDIA_STREAMING"))
     recording_channels: int = Field(1, ge=1, le=2, validation_alias=_env("TALKGATE_RECORDING_CHANNELS"))
     call_end_wait_s: float = Field(5.0, ge=0, le=60, validation_alias=_env("TALKGATE_CALL_END_WAIT"))
+    # A direct or avatar call with no sign of life (a chunk, a transcript line, a keep-alive, a media
+    # stream) for this long is ended ``abandoned`` (calls/idle.py); 0: never. LiveAvatar's own idle
+    # timeout is 5 minutes and the page's keep-alive comes every minute.
+    call_idle_timeout_s: float = Field(
+        300.0, ge=0, le=7 * 86400, validation_alias=_env("TALKGATE_CALL_IDLE_TIMEOUT")
+    )
 
     # --- bounds on what one request or one user may make talkgate hold (docs/security.md) ---
     # The provider's post-call webhook: a 2-hour MP3 at 128 kbit/s is 7200 s x 16 000 B/s = 115.2 MB,

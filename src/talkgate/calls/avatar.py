@@ -137,6 +137,7 @@ async def keep_alive(rt: Runtime, user_id: str, conversation_id: str) -> None:
     if call.status != CallStatus.ACTIVE:
         raise ProtocolError("this avatar session has ended", code=ErrorCode.NO_CONVERSATION)
     await provider_of(rt).keep_alive(avatar_session)
+    await rt.repo.touch_call(conversation_id)  # a sign of life for the idle reaper (calls.idle)
 
 
 async def stop(rt: Runtime, user_id: str, conversation_id: str, reason: str) -> CallLog:

@@ -7,17 +7,20 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from talkgate.calls import ending, post_call
 from talkgate.calls.media import media_url
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import AudioError, ConflictError, ErrorCode
-from talkgate.persistence.models import CallLog, CallStatus, Cap
+from talkgate.persistence.models import CallLog, CallStatus, Cap, utcnow
 from talkgate.protocol.audio import b64decode_audio
 from talkgate.protocol.elevenlabs_rest import PostCallAudio, PostCallTranscription, WebhookEvent
 
 log = logging.getLogger("talkgate.calls")
+
+TOUCH_EVERY = 0.1  # of TALKGATE_CALL_IDLE_TIMEOUT: how stale a call's last sign of life may be
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,11 @@ async def add_chunk(rt: Runtime, call: CallLog, pcm: bytes) -> int:
     if now is None or now.status != CallStatus.ACTIVE:  # ended while this was written: no orphan
         await rt.recordings.chunks.discard(call.id)
         raise _ended()
+    # A sign of life for the idle reaper (calls.idle), written at most every TOUCH_EVERY of the
+    # timeout: a page uploading every second costs no write per chunk.
+    idle_s = rt.settings.call_idle_timeout_s
+    if idle_s and utcnow() - now.updated_at > timedelta(seconds=idle_s * TOUCH_EVERY):
+        await rt.repo.touch_call(call.conversation_id)
     return total
 
 

@@ -23,8 +23,10 @@ LIVE_SOURCES = (AudioSource.MEDIA_STREAM, AudioSource.RELAY)
 POLL_S = 0.1  # another process is writing the recording; the database is the only signal
 
 
-async def end_call(recordings: Recordings, call: CallLog) -> CallLog:
-    """Give the call the best recording there is, close it (``call_end``) if it is still active, and
+async def end_call(
+    recordings: Recordings, call: CallLog, reason: EndReason = EndReason.CALL_END
+) -> CallLog:
+    """Give the call the best recording there is, close it (``reason``) if it is still active, and
     return its row as it is now."""
     repo = recordings.repo
     if not call.audio_key and call.audio_source in LIVE_SOURCES:
@@ -39,7 +41,8 @@ async def end_call(recordings: Recordings, call: CallLog) -> CallLog:
             call.conversation_id,
             ended_at=ended,
             duration_ms=int((ended - call.started_at).total_seconds() * 1000),
-            end_reason=EndReason.CALL_END,
+            end_reason=reason,
+            active_only=True,
         )
     await recordings.chunks.discard(call.id)  # stored above, or the call has a better recording
     row = await repo.call_by_conversation(call.conversation_id)

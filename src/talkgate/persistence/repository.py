@@ -414,7 +414,10 @@ class Repository:
         end_reason: str | None = None,
         transcript: list[dict[str, Any]] | None = None,
         turns: list[dict[str, Any]] | None = None,
-    ) -> None:
+        active_only: bool = False,
+    ) -> bool:
+        """Close the call log; ``active_only``: only if it is still active (two enders racing, the
+        first one's reason stays). Whether a row changed."""
         values: dict[str, object] = {
             "status": status,
             "ended_at": ended_at or utcnow(),
@@ -423,10 +426,57 @@ class Repository:
         values.update(
             _given(duration_ms=duration_ms, end_reason=end_reason, transcript=transcript, turns=turns)
         )
+        where = [CallLog.conversation_id == conversation_id]
+        if active_only:
+            where.append(CallLog.status == CallStatus.ACTIVE)
+        async with self._sessions.begin() as db:
+            done = await db.execute(update(CallLog).where(*where).values(**values))
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    # --- signs of life, and calls without any (calls.idle) ---
+
+    async def touch_call(self, conversation_id: str) -> None:
+        """The call showed a sign of life (a chunk, a keep-alive): its idle time starts again."""
         async with self._sessions.begin() as db:
             await db.execute(
-                update(CallLog).where(CallLog.conversation_id == conversation_id).values(**values)
+                update(CallLog)
+                .where(CallLog.conversation_id == conversation_id, CallLog.status == CallStatus.ACTIVE)
+                .values(updated_at=utcnow())
             )
+
+    async def idle_calls(self, cutoff: datetime, *, limit: int) -> list[CallLog]:
+        """Active calls that talkgate does not carry itself and that nothing touched since
+        ``cutoff``: not relayed (the relay ends its own) and no media socket holding them."""
+        relayed = (CallLog.provider == "elevenlabs") & CallLog.session_id.is_not(None)
+        async with self._sessions() as db:
+            rows = await db.scalars(
+                select(CallLog)
+                .where(
+                    CallLog.status == CallStatus.ACTIVE,
+                    CallLog.updated_at < cutoff,
+                    ~relayed,
+                    CallLog.media_state.is_(None) | (CallLog.media_state != MediaState.LIVE),
+                )
+                .order_by(CallLog.updated_at)
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def claim_idle_call(self, conversation_id: str, cutoff: datetime, now: datetime) -> bool:
+        """Take an idle call to end it, once across processes: the conditional write succeeds for
+        one reaper only (the others then see it touched), and fails if the call showed life or
+        ended meanwhile. A reaper that dies after the claim leaves the call for a later round."""
+        async with self._sessions.begin() as db:
+            done = await db.execute(
+                update(CallLog)
+                .where(
+                    CallLog.conversation_id == conversation_id,
+                    CallLog.status == CallStatus.ACTIVE,
+                    CallLog.updated_at < cutoff,
+                )
+                .values(updated_at=now)
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
 
     async def append_transcript(
         self,

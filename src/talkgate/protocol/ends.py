@@ -22,6 +22,10 @@ class EndReason(StrEnum):
     CALL_END = "call_end"
     SERVER_CRASH = "server_crash"
     CANCELLED = "cancelled"
+    # A direct or avatar call that showed no sign of life for TALKGATE_CALL_IDLE_TIMEOUT.
+    ABANDONED = "abandoned"
+    # An avatar call whose room never connected (the page's stop says so).
+    NEVER_CONNECTED = "never_connected"
     # Avatar calls: LiveAvatar's stop reasons, lower-cased as stored.
     UNKNOWN = "unknown"
     USER_DISCONNECTED = "user_disconnected"

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from talkgate import __version__, logs, metrics
 from talkgate.auth import bearer
+from talkgate.calls import idle
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import ErrorCode, error_body
 from talkgate.protocol.app_events import user_room
@@ -69,10 +70,12 @@ def create_app(settings: Settings) -> TalkgateApp:
         if recovered:
             log.warning("recovered %d recording(s) left by a crash: %s", len(recovered), ", ".join(recovered))
         storing = asyncio.create_task(runtime.recordings.keep_storing())
+        reaping = asyncio.create_task(idle.keep_reaping(runtime))
         try:
             yield
         finally:
             storing.cancel()
+            reaping.cancel()
             await runtime.aclose()
             await sio.shutdown()
 
