@@ -1,5 +1,6 @@
-"""The direct mode's page reads the provider's frames itself: fed the frames talkgate's own Python
-definitions serialize, it shows the provider's error message (nested under ``error_event``) and, like
+"""The direct mode's page reads the provider's frames itself (through the client package's
+DirectConversation, as the page loads it): fed the frames talkgate's own Python definitions
+serialize, it shows the provider's error message (nested under ``error_event``) and, like
 the push-to-talk relay, drops agent audio from before an interruption."""
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from talkgate.protocol import convai
 pytestmark = pytest.mark.browser
 
 FEED = """async (frames) => {
-  const { DirectConversation } = await import("/static/js/direct.js");
+  const { DirectConversation } = await import("/static/js/client/index.js");
   const { messageFor } = await import("/static/js/app.js");
   const seen = { audio: [], errors: [], messages: [], sent: [], logged: [] };
-  const conversation = new DirectConversation({}, {
-    audio: (b64, format, eventId) => seen.audio.push([b64, eventId]),
-    error: (e) => seen.errors.push({ ...e, shown: messageFor(e) }),
-    message: (m) => seen.messages.push(m),
+  const config = { pttTurnEnd: "signal", pttSilenceMs: 1500 };
+  const conversation = new DirectConversation({}, config, {});
+  conversation.info = { conversationId: "conv_frames", outputFormat: "pcm_16000" };
+  conversation.on("audio", (a) => seen.audio.push([a.base64, a.eventId]));
+  conversation.on("error", (e) => {
+    const error = { code: e.code, message: e.message, fatal: e.fatal };
+    seen.errors.push({ ...error, shown: messageFor(error) });
   });
-  conversation.transcriptLog = { add: (role, text) => seen.logged.push([role, text]) };
+  conversation.on("message", (m) => seen.messages.push(m));
+  conversation.log = (role, text) => seen.logged.push([role, text]);
   conversation.send = (obj) => seen.sent.push(obj);
   for (const frame of frames) conversation.receive(frame);
   return seen;

@@ -20,7 +20,8 @@ PACKAGE = Path(cli.__file__).resolve().parent
 JS = PACKAGE / "static" / "js"
 # Socket.IO's own events, which no talkgate definition names.
 SOCKET_IO_EVENTS = {"connect", "connect_error", "disconnect"}
-# The client package's own conversation events (clients/js/src/events.ts), which relay.js listens to.
+# The client package's own conversation events (clients/js/src/events.ts), which conversation.js
+# listens to.
 PACKAGE_EVENTS = {"message", "audio", "error", "ended", "state"}
 
 
@@ -55,18 +56,24 @@ def test_the_page_names_socket_io_events_only_through_wire_js():
     call = re.compile(r"""\.(?:on|once|emit|emitWithAck)\(\s*["']([\w-]+)["']""")
     for name, text in scripts().items():
         for event in call.findall(text):
-            allowed = SOCKET_IO_EVENTS | (PACKAGE_EVENTS if name == "relay.js" else set())
+            allowed = SOCKET_IO_EVENTS | (PACKAGE_EVENTS if name == "conversation.js" else set())
             assert event in allowed, f"{name} names {event!r} by hand; use wire.js"
-    # Relay mode runs on the client package (js/client/), whose names are generated into its wire.ts.
-    relay = scripts()["relay.js"]
-    assert 'from "./client/index.js"' in relay
+    # Relay and direct mode run on the client package (js/client/), whose names are generated into
+    # its wire.ts.
+    adapter = scripts()["conversation.js"]
+    assert 'from "./client/index.js"' in adapter
     assert names >= {"conversation_start", "send_audio", "agent_audio", "conversation_error"}
+
+
+def package_direct() -> str:
+    """Direct mode as the page runs it: the client package's module, as written into js/client/."""
+    return (JS / "client" / "direct.js").read_text(encoding="utf-8")
 
 
 def test_the_direct_page_handles_only_provider_events_that_exist():
     bodies = provider_event_bodies()
     assert bodies["error"] == "error_event" and bodies["audio"] == "audio_event"
-    direct = scripts()["direct.js"]
+    direct = package_direct()
     handled = set(re.findall(r"""case\s+"([a-z_]+)":""", direct.split("export class")[0]))
     assert handled and handled <= set(bodies), handled - set(bodies)
     assert {convai.ServerError.type, convai.Interruption.type, convai.AgentAudio.type} <= handled
@@ -90,7 +97,7 @@ def test_the_direct_page_sends_provider_messages_only_through_wire_js():
     sends = provider_client_types()
     # The audio chunk is the one message without a type: its type is the key it travels under.
     assert set(json.loads(convai.UserAudioChunk("AA==").serialize())) == {sends["UserAudioChunk"]}
-    direct = scripts()["direct.js"]
+    direct = package_direct()
     assert re.findall(r"""type:\s*["'][a-z_]+["']""", direct) == []
     assert "user_audio_chunk" not in direct
 

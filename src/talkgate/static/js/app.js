@@ -3,10 +3,9 @@
 import { api, setToken, signInLocally, token, userOf } from "./api.js";
 import { AvatarConversation } from "./avatar.js";
 import { Microphone } from "./capture.js";
-import { DirectConversation } from "./direct.js";
 import { AgentPlayer } from "./player.js";
 import { PushToTalk } from "./ptt.js";
-import { RelayConversation } from "./relay.js";
+import { PageConversation } from "./conversation.js";
 import { ERROR_MESSAGES, PAGE_ERRORS } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
@@ -158,13 +157,10 @@ async function connect() {
   };
   const mode = $("mode").value;
   try {
-    const config = await api("/api/config", { auth: false });
     if (mode === "avatar") {
       handlers.ptt = onAvatarPtt;
       const media = { videoHost: $("avatar-video"), context: ui.context, player: ui.player };
       ui.conversation = new AvatarConversation(handlers, media); // records both sides of the call
-    } else if (mode === "direct") {
-      ui.conversation = new DirectConversation(config, handlers);
     } else {
       const microphone = {
         context: ui.context,
@@ -174,7 +170,7 @@ async function connect() {
         onLevel: showLevel,
         stats: ui.stats,
       };
-      ui.conversation = new RelayConversation(token(), handlers, microphone);
+      ui.conversation = new PageConversation(mode, token(), handlers, microphone); // relay or direct
     }
     const started = await ui.conversation.start({ voice: $("voice").value });
     ui.conversationId = started.conversationId;
@@ -214,7 +210,7 @@ function showLevel(peak) {
   $("level").style.width = `${Math.min(100, Math.round(peak * 140))}%`;
 }
 
-// The microphone of one turn (direct and avatar modes): chunks go to the conversation that is running when they are captured.
+// The microphone of one turn (avatar mode): chunks go to the conversation that is running when they are captured.
 function newMicrophone() {
   return new Microphone({
     context: ui.context,

@@ -1,7 +1,8 @@
-// Relay mode on talkgate-client (js/client/: the package as the page loads it). The package holds the
-// Socket.IO conversation, the acknowledged push-to-talk machine and the microphone; this module only
-// adapts them to the page's handlers and status line.
-import { BrowserMicrophone, connect } from "./client/index.js";
+// Relay and direct mode on talkgate-client (js/client/: the package as the page loads it). The package
+// holds the conversation (talkgate's Socket.IO relay, or the provider's WebSocket with a signed URL),
+// the acknowledged push-to-talk machine and the microphone; this module only adapts them to the page's
+// handlers and status line.
+import { BrowserMicrophone, connect, TalkgateClient } from "./client/index.js";
 
 const WORKLET = "/static/js/client/pcm-worklet.js"; // the page's CSP refuses blob: modules
 
@@ -17,9 +18,11 @@ const SHOWN = {
   ending_pressed: "ending_pressed",
 };
 
-export class RelayConversation {
-  // handlers: message, audio, error, ended; microphone: {context, processing, onLevel, stats}
-  constructor(jwt, handlers, microphone) {
+export class PageConversation {
+  // mode: "relay" | "direct"; handlers: message, audio, error, ended;
+  // microphone: {context, processing, onLevel, stats}
+  constructor(mode, jwt, handlers, microphone) {
+    this.mode = mode;
     this.jwt = jwt;
     this.on = handlers;
     this.microphone = microphone;
@@ -46,9 +49,15 @@ export class RelayConversation {
     return mic;
   }
 
+  // Direct mode needs talkgate's HTTP API only (the signed URL, the call log): no Socket.IO connection.
+  async newClient() {
+    const options = { url: window.location.origin, token: this.jwt, socketOptions: { reconnection: false } };
+    return this.mode === "direct" ? new TalkgateClient(options) : connect(options);
+  }
+
   async start({ voice }) {
-    this.client = await connect({ url: window.location.origin, token: this.jwt, socketOptions: { reconnection: false } });
-    const conversation = await this.client.startConversation({ voice, audio: () => this.newMicrophone() });
+    this.client = await this.newClient();
+    const conversation = await this.client.startConversation({ mode: this.mode, voice, audio: () => this.newMicrophone() });
     this.conversation = conversation;
     conversation.on("message", (m) => this.on.message(m));
     conversation.on("audio", (a) => this.on.audio(a.base64, a.format, a.eventId));
