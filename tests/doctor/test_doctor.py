@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from talkgate.doctor import diagnose, render, secrets_of
+from talkgate.doctor.elevenlabs import PROBE_SPEECH_MS
 from talkgate.protocol.audio import AudioFormat
 from talkgate.protocol.dialect import DEFAULT_SILENCE_MS
 from talkgate.serving import ServerThread, bind
@@ -303,3 +305,19 @@ def test_a_password_given_as_a_query_parameter_is_not_printed(sim, tmp_path, pos
         text = "\n".join(lines)
         assert "QUERYPASS-0123" not in text
         assert "password=[redacted]" in text
+
+
+@pytest.mark.parametrize("sim", [{"strict": True}], indirect=True)
+def test_the_probe_speaks_at_real_time_pace_and_says_how_the_tail_went(sim, tmp_path):
+    """Each probe turn's 1.2 s of speech goes out as a microphone has it (sent at once, a VAD that
+    runs on the clock was still hearing it after the release, and that backlog was timed as the
+    turn's end); the silence line says the tail went out at the release, as the relay sends it."""
+    started = time.monotonic()
+    lines, code = run_doctor(settings_for(sim, tmp_path))
+    took = time.monotonic() - started
+    assert code == 0, "\n".join(lines)
+    # Strict: the signal probe is refused at its first message, so one probe speaks its 1.2 s.
+    assert took >= PROBE_SPEECH_MS / 1000, took
+    silence = line(lines, "✓", "turn end: silence")
+    assert silence.endswith("ms after the release (the tail sent at the release, as the relay sends it)")
+    assert int(silence.split("the transcript came ")[1].split(" ms")[0]) < scaled(1000)

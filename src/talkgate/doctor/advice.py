@@ -13,6 +13,9 @@ SECTION = "ElevenLabs"
 # How much later than the silence tail's a signal turn's transcript may come and still count as
 # ended by the signal (network and scheduling jitter between two probe conversations).
 SIGNAL_SLACK_S = 0.25
+# The silence figure is the relay's: its tail goes out whole at the release, so the time is the
+# provider's VAD over the tail plus the network (next to nothing where the VAD counts samples).
+TAIL_NOTE = " (the tail sent at the release, as the relay sends it)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,8 @@ def report_dialects(results: tuple[DialectResult, ...], report: Report) -> None:
                 SECTION,
                 name,
                 Status.OK,
-                f"honoured: the transcript came {result.seconds * 1000:.0f} ms after the release",
+                f"honoured: the transcript came {result.seconds * 1000:.0f} ms after the release"
+                + (TAIL_NOTE if result.mode is TurnEndMode.SILENCE else ""),
             )
         else:
             report.add(SECTION, name, Status.WARN, f"not honoured: {result.reason}")
@@ -67,7 +71,8 @@ def chosen_turn_end(results: tuple[DialectResult, ...]) -> TurnEndMode | None:
     """The signal dialect only where the agent was seen to honour it, and no slower than the
     silence tail: its one gain is ending the turn at the release, so a signal turn whose transcript
     came later was likely ended by the agent's own timers, not by ``end_user_audio``. Else the
-    published silence tail."""
+    published silence tail. The two times are alike: the same speech at real-time pace, the turn's
+    end sent as the relay sends it, timed from the release."""
     times = {r.mode: r.seconds for r in results if r.honoured and r.seconds is not None}
     signal, silence = times.get(TurnEndMode.SIGNAL), times.get(TurnEndMode.SILENCE)
     if signal is not None and (silence is None or signal <= silence + SIGNAL_SLACK_S):

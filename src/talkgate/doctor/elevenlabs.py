@@ -5,6 +5,7 @@ streaming, and a short probe conversation per turn-end dialect. Every request is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import httpx
 
@@ -22,6 +23,7 @@ from talkgate.settings import Environment, Settings
 
 PROBE_SPEECH_MS = 1200
 CHUNK_MS = 100
+REFUSAL_READ_S = 1.0  # the frames a closed socket still holds are read at once; this is a bound
 AGENT_SETTINGS = (
     ("ELEVENLABS_AGENT_ID", "elevenlabs_agent_id"),
     ("ELEVENLABS_AGENT_ID_DEFAULT", "elevenlabs_agent_id_default"),
@@ -209,7 +211,7 @@ async def probe_dialect(
     user's transcript. Never longer than opening the socket plus the turn plus ``wait_s``."""
     signed = provider.public_url(agent_id) if settings.elevenlabs_public_agents else None
     try:
-        async with asyncio.timeout(settings.provider_timeout_s * 2 + wait_s):
+        async with asyncio.timeout(settings.provider_timeout_s * 2 + PROBE_SPEECH_MS / 1000 + wait_s):
             conversation = await provider.open_conversation(
                 agent_id, convai.ConversationInitiationClientData(), signed_url=signed
             )
@@ -226,23 +228,23 @@ async def probe_dialect(
 async def _one_turn(
     conversation: ElevenLabsConversation, settings: Settings, mode: TurnEndMode, wait_s: float
 ) -> DialectResult:
+    """One turn sent as the relay sends a user's: the speech at real-time pace, then the turn's
+    end the dialect's way at once (the silence tail too: the relay sends it in one go at the
+    release). Both dialects are timed the same way, from the release to the transcript, so the
+    figures are what a relay user waits and compare like with like."""
     dialect = Dialect(mode, KeepAliveMode.USER_ACTIVITY, settings.ptt_silence_ms)
     fmt = conversation.input_format
     speech = vowel(fmt, PROBE_SPEECH_MS)
-    step = fmt.bytes_for_ms(CHUNK_MS)
-    chunks = [speech[i : i + step] for i in range(0, len(speech), step)]
     loop = asyncio.get_running_loop()
     try:
         for sent in dialect.upstream(TurnStarted(1), fmt):
             await conversation.send(sent)
-        for chunk in chunks:
-            for sent in dialect.upstream(AudioAccepted(1, chunk), fmt):
-                await conversation.send(sent)
+        chunks = await _speak(conversation, dialect, fmt, speech)
         released = loop.time()
-        for sent in dialect.upstream(TurnEnded(1, len(chunks), len(speech)), fmt):
+        for sent in dialect.upstream(TurnEnded(1, chunks, len(speech)), fmt):
             await conversation.send(sent)
     except ProviderError:
-        return _refused(conversation, mode, None)
+        return await _refused_while_sending(conversation, mode)
     try:
         async with asyncio.timeout(wait_s):
             async for event in conversation.events():
@@ -254,6 +256,34 @@ async def _one_turn(
         return DialectResult(
             mode, False, None, f"no transcript within {wait_s:g} s of the release (the turn never ended)"
         )
+    return _refused(conversation, mode, None)
+
+
+async def _speak(
+    conversation: ElevenLabsConversation, dialect: Dialect, fmt: AudioFormat, speech: bytes
+) -> int:
+    """Sends ``speech`` in CHUNK_MS chunks, each when a microphone would have it (CHUNK_MS after the
+    one before), so a provider whose VAD runs on the clock has no backlog at the release (sent at
+    once, the 1.2 s of speech were still being heard after it, and timed as the turn's end)."""
+    step = fmt.bytes_for_ms(CHUNK_MS)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    chunks = [speech[i : i + step] for i in range(0, len(speech), step)]
+    for n, chunk in enumerate(chunks, 1):
+        await asyncio.sleep(max(0.0, start + n * CHUNK_MS / 1000 - loop.time()))
+        for sent in dialect.upstream(AudioAccepted(1, chunk), fmt):
+            await conversation.send(sent)
+    return len(chunks)
+
+
+async def _refused_while_sending(conversation: ElevenLabsConversation, mode: TurnEndMode) -> DialectResult:
+    """The socket closed under the probe's speech: the provider's error, received before its close
+    and still unread, says why (a strict agent names the message it refused)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(REFUSAL_READ_S):
+            async for event in conversation.events():
+                if isinstance(event, convai.ServerError):
+                    return _refused(conversation, mode, event)
     return _refused(conversation, mode, None)
 
 
