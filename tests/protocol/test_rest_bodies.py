@@ -155,6 +155,13 @@ def test_liveavatar_session_bodies_round_trip():
     assert liveavatar.AvatarRoom.parse(sparse, "s1") == liveavatar.AvatarRoom(
         "s1", "wss://room", "client", None
     )
+    # A talkgate simulator marks its stand-in room (not in the published API); LiveAvatar's reply has no mark.
+    stand_in = liveavatar.AvatarRoom("s1", "ws://sim/_liveavatar/room", "client", 1200, stand_in=True)
+    assert stand_in.build()["talkgate_stand_in"] is True
+    assert liveavatar.AvatarRoom.parse(stand_in.build(), "s1") == stand_in
+    assert liveavatar.AvatarRoom.parse(sparse, "s1").stand_in is False
+    assert "talkgate_stand_in" not in room.build()
+    assert liveavatar.AvatarRoom.parse({**sparse, "talkgate_stand_in": "yes"}, "s1").stand_in is False
     assert liveavatar.SessionRequest("s1").build() == {"session_id": "s1"}
     stop = liveavatar.SessionRequest("s1", "USER_CLOSED")
     assert liveavatar.SessionRequest.parse(stop.build()) == stop

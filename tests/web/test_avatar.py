@@ -170,6 +170,35 @@ async def test_a_session_is_a_call_log_and_the_key_never_leaves(avatar_gate, sim
     assert seen["body"]["interactivity_type"] == "PUSH_TO_TALK" and seen["audioBytes"] == 16000
 
 
+async def test_a_key_holding_simulator_as_the_base_url_hands_out_its_stand_in_room(tmp_path, simulator):
+    """A deployer rehearsing with `talkgate simulator --liveavatar-api-key` as LIVEAVATAR_BASE_URL
+    (talkgate not in simulator mode): the simulator's start reply marks its room as the stand-in, so
+    the page is sent there (LiveKit's client was, and the simulator refused it), and the page's
+    Content-Security-Policy lets it connect."""
+    gate = start_gate(
+        tmp_path,
+        simulator,
+        simulator_mode=False,
+        liveavatar_api_key=SecretStr(KEY),
+        liveavatar_base_url=simulator.http_url,
+        liveavatar_avatar_id=AVATAR,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=gate.url) as client:
+            s = (await client.post("/api/liveavatar/session", headers=gate.headers(), json={})).json()
+            csp = (await client.get("/")).headers["content-security-policy"]
+            async with websockets.connect(f"{s['livekitUrl']}?token={s['livekitToken']}") as room:
+                await room.send(DataPacket("agent-control", Command.START_PTT).serialize())
+                assert DataPacket.parse(await room.recv()).event_type == "user.push_to_talk_started"
+            await client.post(f"/api/liveavatar/session/{s['conversationId']}/stop", headers=gate.headers())
+    finally:
+        gate.server.stop()
+    assert s["transport"] == "simulator" and s["livekitUrl"].endswith("/_liveavatar/room")
+    room_origin = s["livekitUrl"].rsplit("/_liveavatar", 1)[0]
+    connect_src = next(d for d in csp.split(";") if d.strip().startswith("connect-src"))
+    assert room_origin in connect_src.split()
+
+
 async def test_bad_requests_get_specific_errors(avatar_gate):
     gate = avatar_gate
     async with httpx.AsyncClient(base_url=gate.url) as client:

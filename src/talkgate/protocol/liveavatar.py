@@ -190,22 +190,32 @@ class AvatarToken:
         return cls(obj["session_id"], obj["session_token"])
 
 
+# The session-start reply's mark of a talkgate simulator's stand-in room (see AvatarRoom).
+STAND_IN_FIELD = "talkgate_stand_in"
+
+
 @dataclass(frozen=True, slots=True)
 class AvatarRoom:
-    """``POST /v1/sessions/start``'s data: the LiveKit room the page joins."""
+    """``POST /v1/sessions/start``'s data: the LiveKit room the page joins. ``stand_in``: not in the
+    published API; a talkgate simulator marks its room, a WebSocket carrying the room's JSON and no
+    LiveKit, so that talkgate sends the page there whether or not it holds a key for it."""
 
     session_id: str
     livekit_url: str
     livekit_client_token: str
     max_session_duration: int | None
+    stand_in: bool = False
 
     def build(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "session_id": self.session_id,
             "livekit_url": self.livekit_url,
             "livekit_client_token": self.livekit_client_token,
             "max_session_duration": self.max_session_duration,
         }
+        if self.stand_in:
+            data[STAND_IN_FIELD] = True
+        return data
 
     @classmethod
     def parse(cls, data: Any, session_id: str) -> AvatarRoom:
@@ -217,6 +227,7 @@ class AvatarRoom:
             obj["livekit_url"],
             obj["livekit_client_token"],
             duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+            obj.get(STAND_IN_FIELD) is True,
         )
 
 

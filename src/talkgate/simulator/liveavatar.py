@@ -209,7 +209,7 @@ class LiveAvatarSimulator:
         session.last_seen = time.monotonic()
         scheme = "wss" if request.url.scheme == "https" else "ws"
         room_url = f"{scheme}://{request.url.netloc}/_liveavatar/room"
-        room = AvatarRoom(session.session_id, room_url, session.room_token, 1200)
+        room = AvatarRoom(session.session_id, room_url, session.room_token, 1200, stand_in=True)
         return envelope(room.build(), status=201)
 
     def _authorized_session(

@@ -45,8 +45,10 @@ def started_json(started: avatar.StartedAvatar, simulator: bool) -> dict[str, An
         "avatarSessionId": started.avatar_session_id,
         "livekitUrl": room.livekit_url,
         "livekitToken": room.livekit_client_token,
-        # The simulator stands in for the LiveKit room with a WebSocket carrying the same JSON.
-        "transport": "simulator" if simulator else "livekit",
+        # The simulator stands in for the LiveKit room with a WebSocket carrying the same JSON: the
+        # built-in one, or a `talkgate simulator` holding a key (its reply marks the room), where
+        # LiveKit's client would be refused.
+        "transport": "simulator" if simulator or room.stand_in else "livekit",
         "maxSessionDuration": room.max_session_duration,
         "keepAliveIntervalMs": KEEP_ALIVE_INTERVAL_MS,
         "ackTimeoutMs": ACK_TIMEOUT_MS,

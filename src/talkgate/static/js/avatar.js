@@ -100,7 +100,13 @@ class LiveKitRoom {
       if (track.kind === "audio") this.media.remoteAudio(track.mediaStreamTrack);
     });
     this.room.on(RoomEvent.Disconnected, () => this.onClose(1000));
-    await this.room.connect(this.url, this.token);
+    try {
+      await this.room.connect(this.url, this.token);
+    } catch (err) {
+      // LiveKit's own text ("could not establish signal connection") does not say which room.
+      const message = `could not join the avatar's LiveKit room at ${this.url}: ${err.message}`;
+      throw Object.assign(new Error(message), { code: "provider_unreachable" });
+    }
   }
 
   publish(topic, data) {
