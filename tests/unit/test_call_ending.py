@@ -105,16 +105,17 @@ async def test_ending_an_ended_call_with_a_recording_changes_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("provider", "status", "key", "want"),
+    ("provider", "status", "key", "want", "reason"),
     [
-        ("liveavatar", CallStatus.ENDED, "calls/1/client_chunks-a.wav", ("ready", None)),
-        ("liveavatar", CallStatus.ACTIVE, None, ("in_progress", None)),
-        ("liveavatar", CallStatus.ENDED, None, ("none", ending.NO_RECORDING["liveavatar"])),
-        ("elevenlabs", CallStatus.ENDED, None, ("none", ending.NO_RECORDING["elevenlabs"])),
-        ("elevenlabs", CallStatus.RECOVERED, None, ("none", ending.NO_RECORDING["elevenlabs"])),
-        ("liveavatar", CallStatus.FAILED, None, ("none", ending.NOT_STARTED)),
+        ("liveavatar", CallStatus.ENDED, "calls/1/client_chunks-a.wav", ("ready", None), None),
+        ("liveavatar", CallStatus.ACTIVE, None, ("in_progress", None), None),
+        ("liveavatar", CallStatus.ENDED, None, ("none", ending.NO_RECORDING["liveavatar"]), None),
+        ("elevenlabs", CallStatus.ENDED, None, ("none", ending.NO_RECORDING["elevenlabs"]), None),
+        ("elevenlabs", CallStatus.RECOVERED, None, ("none", ending.NO_RECORDING["elevenlabs"]), None),
+        ("liveavatar", CallStatus.FAILED, None, ("none", ending.NOT_STARTED), None),
+        ("liveavatar", CallStatus.FAILED, None, ("none", ending.NEVER_CONNECTED), EndReason.NEVER_CONNECTED),
     ],
 )
-def test_a_call_says_where_its_recording_stands_and_why_it_has_none(provider, status, key, want):
-    call = SimpleNamespace(provider=provider, status=status, audio_key=key)
+def test_a_call_says_where_its_recording_stands_and_why_it_has_none(provider, status, key, want, reason):
+    call = SimpleNamespace(provider=provider, status=status, audio_key=key, end_reason=reason)
     assert ending.recording_state(call) == want  # type: ignore[arg-type]

@@ -334,3 +334,30 @@ def test_the_pages_recording_mixes_both_sides_on_one_clock():
     # 0.5 + 0.75 is clipped; the agent's audio from sample 7 on was cut; the late user chunk dropped.
     assert got["rest"] == [three_quarters, 32767, half, 0, 0]
     assert got["far"] == 40001 - 10 and got["base"] == 40001 and got["up"] == 16
+
+
+async def test_a_call_that_never_connected_is_failed_without_a_recording_of_silence(avatar_gate, simulator):
+    """The page's mix of a room that never connected is pure silence: not a recording, and the
+    call is not a user's hang-up. Silence alone is not stored on a call that did connect either."""
+    gate = avatar_gate
+    silence = bytes(16000 * 2)  # a second of zero samples, as the page uploads for a room never joined
+    async with httpx.AsyncClient(base_url=gate.url) as client:
+        h = gate.headers()
+        started = (await client.post("/api/liveavatar/session", headers=h, json={})).json()
+        cid = started["conversationId"]
+        assert (await client.post(f"/api/calls/{cid}/chunks", headers=h, content=silence)).status_code == 200
+        stopped = await client.post(
+            f"/api/liveavatar/session/{cid}/stop", headers=h, json={"reason": "NEVER_CONNECTED"}
+        )
+        audio = await client.get(f"/api/calls/{cid}/audio", headers=h)
+        quiet = (await client.post("/api/liveavatar/session", headers=h, json={})).json()["conversationId"]
+        await client.post(f"/api/calls/{quiet}/chunks", headers=h, content=silence)
+        closed = (await client.post(f"/api/liveavatar/session/{quiet}/stop", headers=h, json={})).json()
+    assert stopped.status_code == 200, stopped.text
+    call = stopped.json()
+    assert (call["status"], call["endReason"], call["recording"]) == ("failed", "never_connected", "none")
+    assert "never connected" in call["noRecordingReason"] and call["audioUrl"] is None
+    assert audio.status_code == 404
+    assert (await sim_session(simulator, started["avatarSessionId"]))["stoppedReason"] == "USER_DISCONNECTED"
+    assert (closed["status"], closed["endReason"], closed["recording"]) == ("ended", "user_closed", "none")
+    assert "no audio came from the page" in closed["noRecordingReason"]

@@ -14,9 +14,10 @@ from pydantic import SecretStr
 from tests.support.gate import start_gate
 from tests.support.recordings import noise, wav_pcm
 from tests.support.timing import TIMEOUT
-from tests.web.test_avatar import AVATAR, KEY, sim_session
 
 IDLE_S = 0.8
+KEY = "sim-liveavatar-key"
+AVATAR = "00000000-0000-4000-8000-00000000a1a1"
 
 
 @pytest.fixture
@@ -78,5 +79,9 @@ async def test_calls_nobody_ends_are_ended_abandoned_and_free_their_slots(idle_g
     assert kept_call["status"] == "active" and kept_call["recording"] == "in_progress"
     assert (late.status_code, late.json()["error"]["code"]) == (409, "call_ended")
     assert keep_alive.json()["error"]["code"] == "no_conversation"
-    assert (await sim_session(simulator, started["avatarSessionId"]))["stoppedReason"] == "USER_DISCONNECTED"
+    async with httpx.AsyncClient() as sim:
+        seen = await sim.get(
+            f"{simulator.http_url}/_simulator/liveavatar/sessions/{started['avatarSessionId']}"
+        )
+    assert seen.json()["stoppedReason"] == "USER_DISCONNECTED"  # the provider's session stopped too
     assert freed.status_code == 200, freed.text

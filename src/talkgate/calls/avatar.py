@@ -142,15 +142,18 @@ async def keep_alive(rt: Runtime, user_id: str, conversation_id: str) -> None:
 
 async def stop(rt: Runtime, user_id: str, conversation_id: str, reason: str) -> CallLog:
     """End the session with the provider (again harmlessly, if it already stopped) and close the
-    call log with ``reason`` (one of LiveAvatar's stop reasons); idempotent."""
+    call log with ``reason`` (one of LiveAvatar's stop reasons, or ``NEVER_CONNECTED``: the page
+    could not join the room, so the call failed); idempotent."""
     # The page ends with the provider's reason (``USER_CLOSED``) or the stored one (``user_closed``).
     reason = reason.upper()
-    if reason not in END_REASONS:
+    never_connected = reason == EndReason.NEVER_CONNECTED.upper()
+    if reason not in END_REASONS and not never_connected:
         raise ProtocolError(f"unknown reason {reason!r}", code=ErrorCode.BAD_REQUEST)
     call, avatar_session, session_id = await avatar_call(rt, user_id, conversation_id)
     if call.status != CallStatus.ACTIVE:
         return call
-    await stop_quietly(provider_of(rt), avatar_session, reason)
+    # LiveAvatar knows no such reason: to it, the user never came.
+    await stop_quietly(provider_of(rt), avatar_session, "USER_DISCONNECTED" if never_connected else reason)
     # The audio flows in the room, not through talkgate: the page's upload of both sides (the
     # chunks route) is the call's recording. Stored before the close, so that a chunk arriving
     # meanwhile still finds the call active; anything later is refused as ``call_ended``.
@@ -160,9 +163,9 @@ async def stop(rt: Runtime, user_id: str, conversation_id: str, reason: str) -> 
         user_id,
         session_id,
         conversation_id,
-        status=CallStatus.ENDED,
+        status=CallStatus.FAILED if never_connected else CallStatus.ENDED,
         duration_ms=int((ended - call.started_at).total_seconds() * 1000),
-        end_reason=EndReason.from_avatar(reason),
+        end_reason=EndReason.NEVER_CONNECTED if never_connected else EndReason.from_avatar(reason),
     )
     if settled:
         await rt.recordings.chunks.discard(call.id)  # a chunk that came in late is never used

@@ -88,6 +88,7 @@ NO_RECORDING = {
     "elevenlabs": "no audio reached talkgate, and the provider had none to give",
 }
 NOT_STARTED = "the call failed before any audio could flow"
+NEVER_CONNECTED = "the call never connected (the page could not join the avatar's room), so no audio flowed"
 
 
 def recording_state(call: CallLog) -> tuple[str, str | None]:
@@ -97,6 +98,8 @@ def recording_state(call: CallLog) -> tuple[str, str | None]:
         return "ready", None
     if call.status == CallStatus.ACTIVE:
         return "in_progress", None
+    if call.end_reason == EndReason.NEVER_CONNECTED:
+        return "none", NEVER_CONNECTED
     if call.status == CallStatus.FAILED:
         return "none", NOT_STARTED
     return "none", NO_RECORDING.get(call.provider, NO_RECORDING["elevenlabs"])

@@ -48,6 +48,11 @@ CHUNKS_SUFFIX = ".chunks.pcm"
 RATE = 16000
 
 
+def silent(pcm: bytes) -> bool:
+    """Every sample zero: no microphone or voice ever gives exactly that."""
+    return pcm.count(0) == len(pcm)
+
+
 # (user id, event, payload): tells every socket of that user, on whichever process holds it.
 Notify = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
@@ -230,6 +235,12 @@ class Recordings:
 
         pcm = await asyncio.to_thread(read)
         if not pcm:
+            return False
+        if await asyncio.to_thread(silent, pcm):
+            # Pure digital silence (a page whose call never connected uploads its mix of nothing):
+            # as with a live recording that got no audio, no recording beats one of nothing.
+            log.info("call %s: the app's chunks are silence only; not stored", call.conversation_id)
+            await asyncio.to_thread(path.unlink, missing_ok=True)
             return False
         await self._attach(call, wav_header(len(pcm), RATE) + pcm, AudioSource.CLIENT_CHUNKS)
         await asyncio.to_thread(path.unlink, missing_ok=True)

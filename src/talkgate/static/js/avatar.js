@@ -160,6 +160,7 @@ export class AvatarConversation {
       this.videoHost,
     );
     await this.room.connect();
+    this.connected = true; // until then, whatever ends the call says it never connected
     if (s.transport === "livekit" && this.videoHost) this.videoHost.hidden = false; // the avatar's video
     this.keepAlive = setInterval(() => {
       api(`/api/liveavatar/session/${s.conversationId}/keep-alive`, { method: "POST" }).catch((err) =>
@@ -292,6 +293,7 @@ export class AvatarConversation {
   async finish(reason) {
     if (this.finished) return;
     this.finished = true;
+    if (!this.connected) reason = "NEVER_CONNECTED"; // no room, no conversation: not a user's hang-up
     clearInterval(this.keepAlive);
     clearTimeout(this.timer);
     if (this.state !== "ended") this.input("session_stopped");
@@ -324,7 +326,8 @@ export class AvatarConversation {
     if (this.room) this.room.close();
     if (this.recording) this.recording.pageClosed();
     const stop = `/api/liveavatar/session/${this.conversationId}/stop`;
-    api(stop, { method: "POST", body: { reason: "USER_DISCONNECTED" }, keepalive: true }).catch(() => {});
+    const reason = this.connected ? "USER_DISCONNECTED" : "NEVER_CONNECTED";
+    api(stop, { method: "POST", body: { reason }, keepalive: true }).catch(() => {});
   }
 
   async end() {
