@@ -4,16 +4,23 @@ runs and however fast the audio comes; what does not fit is counted, never dropp
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from prometheus_client import REGISTRY
 
+from talkgate.calls.recordings import LiveRecording, Recordings
+from talkgate.persistence.models import AudioSource
 from talkgate.protocol.audio import PCM_16000, parse_wav_header, tone
 from talkgate.recording import wav
 from talkgate.recording.disk import DiskThread
 from talkgate.recording.mixer import AGENT, CALLER
 from talkgate.recording.recorder import BUDGET, Recorder
+from talkgate.recording.storage import LocalStorage
+from tests.support.gate import make_settings
 from tests.support.timing import TIMEOUT, wait_until
 
 pytestmark = pytest.mark.unit
@@ -119,3 +126,38 @@ async def test_calls_ending_together_wait_for_their_disk_side_by_side(
     assert len(synced) == 16
     assert all(f.data_bytes == 3200 for f in finished)
     assert all(parse_wav_header(f.path.read_bytes()[:44]) for f in finished)
+
+
+async def test_the_overflow_is_reported_when_the_recording_is_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What came faster than it could be written is said in the recording's stored log line and
+    added to talkgate_recording_overflow_total."""
+    disk = DiskThread(name="stalled-report")
+    recorder = Recorder(
+        tmp_path / "spool" / "c1.relay.wav.part", clock=Clock(), flush_interval_s=0.01, disk=disk
+    )
+    recorder.path.parent.mkdir()
+    await recorder.open()
+    gate = threading.Event()
+    disk.submit(gate.wait)
+    sender = asyncio.create_task(recorder.add(AGENT, tone(PCM_16000, 30_000)))  # 30 s at once
+    await wait_until(lambda: recorder.overflow > 0)
+    gate.set()
+    await asyncio.wait_for(sender, TIMEOUT)
+
+    settings = make_settings(tmp_path, None)
+    recordings = Recordings(settings, cast(Any, None), LocalStorage(tmp_path / "store"), cast(Any, None))
+
+    async def link(*_: object) -> bool:
+        return True
+
+    recordings.link = link  # type: ignore[method-assign]
+    before = REGISTRY.get_sample_value("talkgate_recording_overflow_total") or 0.0
+    live = LiveRecording("u1", "c1", "conv1", AudioSource.RELAY, recorder)
+    with caplog.at_level(logging.INFO, logger="talkgate"):
+        assert await recordings.finish(live)
+    line = next(r.getMessage() for r in caplog.records if "stored:" in r.getMessage())
+    assert f"overflow {recorder.overflow}, " in line and "ms committed early" in line
+    after = REGISTRY.get_sample_value("talkgate_recording_overflow_total")
+    assert after == before + recorder.overflow
