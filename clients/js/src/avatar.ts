@@ -9,6 +9,7 @@ import { Emitter } from "./emitter.js";
 import { TalkgateError } from "./errors.js";
 import type { Conversation, ConversationEnded, ConversationEvents, ConversationStarted, StartOptions } from "./events.js";
 import { PushToTalk, type PttState } from "./ptt.js";
+import { CallRecording } from "./recording.js";
 import { sourceFactory } from "./relay.js";
 import type { AudioSource } from "./sources.js";
 import { AVATAR_COMMANDS as COMMAND, AVATAR_EVENTS as EVENT, AVATAR_ROOM as ROOM } from "./wire.js";
@@ -170,6 +171,8 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
   session!: AvatarSession;
   room!: AvatarRoom;
   ptt!: PushToTalk;
+  /** Both sides of the call, when `startConversation({recording})` asked for it. */
+  recording: CallRecording | null = null;
   /** Every command sent and event received, in order. */
   readonly log: { out?: string; in?: string }[] = [];
   private waiters: { types: string[]; wake: (type: string) => void }[] = [];
@@ -196,9 +199,10 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
     const s = await this.client.http.json<AvatarSession>("api/liveavatar/session", { body: {} });
     this.session = s;
     this.info = { conversationId: s.conversationId, sessionId: s.sessionId, avatarSessionId: s.avatarSessionId, transport: s.transport, inputFormat: "pcm_16000", outputFormat: ROOM.TRACK_AUDIO_FORMAT };
+    this.startRecording(options);
     const hooks: RoomHooks = {
       packet: (topic, data) => this.receive(topic, data),
-      audio: (pcm) => this.emit("audio", { audio: pcm, base64: "", format: ROOM.TRACK_AUDIO_FORMAT }),
+      audio: (pcm) => this.heard(pcm, options),
       closed: (code) => void this.finish(code === 1000 ? "USER_DISCONNECTED" : "SERVER_ERROR"),
     };
     const Socket = this.client.options.WebSocket ?? globalThis.WebSocket;
@@ -212,7 +216,7 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
     }
     const sources = s.transport === "simulator" ? sourceFactory(options.audio) : () => new LiveKitMicrophone(this.room);
     this.ptt = new PushToTalk(
-      { begin: () => this.startTalking(), send: (chunk) => this.room.sendAudio(chunk), end: () => this.stopTalking() },
+      { begin: () => this.startTalking(), send: (chunk) => this.sendAudio(chunk), end: () => this.stopTalking() },
       sources,
       { onState: (state) => this.emit("state", state), onError: (error) => this.emit("error", error) },
     );
@@ -221,6 +225,30 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
         .catch((error: TalkgateError) => this.emit("error", error));
     }, s.keepAliveIntervalMs);
     return this;
+  }
+
+  private startRecording(options: StartOptions): void {
+    if (!options.recording) return;
+    const path = `api/calls/${encodeURIComponent(this.conversationId)}/chunks`;
+    this.recording = new CallRecording({
+      clock: options.recording.clock,
+      upload: (pcm, keepalive) => this.client.http.bytes(path, pcm, keepalive),
+      onError: (error) => this.emit("error", error instanceof TalkgateError ? error : new TalkgateError("internal", String(error))),
+    });
+    this.recording.start();
+  }
+
+  // The avatar's voice from the simulator's room: to the app, and to the recording unless the app's
+  // player reports it as it is heard.
+  private heard(pcm: Uint8Array, options: StartOptions): void {
+    if (this.recording && !options.recording?.agentFromPlayer) this.recording.captured("agent", samplesOf(pcm));
+    this.emit("audio", { audio: pcm, base64: "", format: ROOM.TRACK_AUDIO_FORMAT });
+  }
+
+  // Only audio inside a window the avatar opened gets here (the machine gates it): what it heard.
+  private sendAudio(chunk: Uint8Array): void {
+    this.room.sendAudio(chunk);
+    this.recording?.captured("user", samplesOf(chunk));
   }
 
   private command(type: string): void {
@@ -244,7 +272,10 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
     const answered = this.answer([EVENT.PTT_STARTED, EVENT.PTT_START_FAILED, EVENT.SESSION_STOPPED]);
     this.command(COMMAND.START_PTT);
     const type = await answered;
-    if (type === EVENT.PTT_STARTED) return;
+    if (type === EVENT.PTT_STARTED) {
+      this.recording?.restart("user"); // a window of its own on the clock
+      return;
+    }
     if (type === "timeout") this.command(COMMAND.STOP_PTT); // to be safe: it may have started late
     const why = type === "timeout" ? "the avatar did not answer the start of push-to-talk in time" : "the avatar could not start listening; try again";
     throw new TalkgateError("avatar_ptt", why);
@@ -318,6 +349,7 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
     this.waiters.splice(0).forEach((w) => w.wake(EVENT.SESSION_STOPPED));
     this.room?.close();
     await this.transcript; // the transcript's last lines before the call log closes
+    await this.recording?.finish(); // its uploads too: the stop makes them the call's recording
     try {
       await this.client.http.json(`api/liveavatar/session/${encodeURIComponent(this.conversationId)}/stop`, { body: { reason } });
     } catch (error) {
@@ -326,6 +358,11 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
     this.emit("ended", this.ended);
     return this.ended;
   }
+}
+
+function samplesOf(bytes: Uint8Array): Int16Array {
+  const copy = bytes.slice(0, bytes.byteLength & ~1); // aligned, whole samples
+  return new Int16Array(copy.buffer, 0, copy.byteLength >> 1);
 }
 
 export async function start(client: TalkgateClient, options: StartOptions): Promise<Conversation> {

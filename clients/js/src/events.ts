@@ -94,6 +94,11 @@ export interface StartOptions {
   inputFormat?: InputFormat;
   /** Where each turn's audio comes from: one source reused every turn, or a factory called per press. */
   audio?: AudioSource | (() => AudioSource);
+  /** Avatar mode: record both sides of the call (the audio does not pass through talkgate) on this
+   * clock (seconds; a browser passes its AudioContext's currentTime) and upload the mix through the
+   * call's chunks route. With `agentFromPlayer` the app's player reports the avatar's voice as it
+   * schedules it (`conversation.recording.played`/`flushed`); otherwise it is placed as it arrives. */
+  recording?: { clock: () => number; agentFromPlayer?: boolean };
   /** Avatar mode over LiveKit: where the avatar's video and voice elements are appended. */
   videoHost?: { append(element: unknown): void };
 }

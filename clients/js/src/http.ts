@@ -15,6 +15,20 @@ export class Http {
     return new URL(path, this.baseUrl.endsWith("/") ? this.baseUrl : `${this.baseUrl}/`).toString();
   }
 
+  /** Raw bytes to a route that takes them (a call's chunks); `keepalive` lets it outlive the page. */
+  async bytes(path: string, body: Uint8Array, keepalive = false): Promise<void> {
+    const headers = { Authorization: `Bearer ${await this.token()}`, "Content-Type": "application/octet-stream" };
+    let response: Response;
+    try {
+      response = await this.fetchImpl(this.url(path), { method: "POST", headers, body: body as BodyInit, keepalive });
+    } catch (err) {
+      throw new TalkgateError("disconnected", `talkgate cannot be reached: ${String(err)}`);
+    }
+    if (response.ok) return;
+    const parsed = (await response.json().catch(() => null)) as { error?: unknown } | null;
+    throw parsed?.error ? fromWire(parsed.error) : new TalkgateError("internal", `HTTP ${response.status}`);
+  }
+
   async json<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
     const headers: Record<string, string> = { Authorization: `Bearer ${await this.token()}` };
     if (init.body !== undefined) headers["Content-Type"] = "application/json";

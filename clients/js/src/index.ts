@@ -19,6 +19,7 @@ export { untilQuiet } from "./quiet.js";
 export { RelayConversation } from "./relay.js";
 export { DirectConversation, directEvent, type DirectEvent, type ServerConfig } from "./direct.js";
 export { AvatarConversation, LiveKitMicrophone, LiveKitRoom, SimulatorRoom, type AvatarRoom, type AvatarSession } from "./avatar.js";
+export { CallRecording, RECORDING_RATE, Timeline, resample, type CallRecordingOptions, type Side } from "./recording.js";
 export { PushAudioSource, type AudioSource, type PushAudioSourceOptions } from "./sources.js";
 export { Chunker, base64ToBytes, bytesToBase64, decodeSamples, floatToPcm16, parseFormat, pcm16Bytes } from "./audio.js";
 export {

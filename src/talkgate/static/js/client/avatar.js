@@ -2,6 +2,7 @@
 import { Emitter } from "./emitter.js";
 import { TalkgateError } from "./errors.js";
 import { PushToTalk } from "./ptt.js";
+import { CallRecording } from "./recording.js";
 import { sourceFactory } from "./relay.js";
 import { AVATAR_COMMANDS as COMMAND, AVATAR_EVENTS as EVENT, AVATAR_ROOM as ROOM } from "./wire.js";
 /** The simulator's room: `{topic, data}` JSON both ways, audio as binary PCM16 frames. */
@@ -113,6 +114,8 @@ export class AvatarConversation extends Emitter {
         this.client = client;
         this.videoHost = videoHost;
         this.mode = "avatar";
+        /** Both sides of the call, when `startConversation({recording})` asked for it. */
+        this.recording = null;
         /** Every command sent and event received, in order. */
         this.log = [];
         this.waiters = [];
@@ -130,9 +133,10 @@ export class AvatarConversation extends Emitter {
         const s = await this.client.http.json("api/liveavatar/session", { body: {} });
         this.session = s;
         this.info = { conversationId: s.conversationId, sessionId: s.sessionId, avatarSessionId: s.avatarSessionId, transport: s.transport, inputFormat: "pcm_16000", outputFormat: ROOM.TRACK_AUDIO_FORMAT };
+        this.startRecording(options);
         const hooks = {
             packet: (topic, data) => this.receive(topic, data),
-            audio: (pcm) => this.emit("audio", { audio: pcm, base64: "", format: ROOM.TRACK_AUDIO_FORMAT }),
+            audio: (pcm) => this.heard(pcm, options),
             closed: (code) => void this.finish(code === 1000 ? "USER_DISCONNECTED" : "SERVER_ERROR"),
         };
         const Socket = this.client.options.WebSocket ?? globalThis.WebSocket;
@@ -146,12 +150,35 @@ export class AvatarConversation extends Emitter {
             throw error;
         }
         const sources = s.transport === "simulator" ? sourceFactory(options.audio) : () => new LiveKitMicrophone(this.room);
-        this.ptt = new PushToTalk({ begin: () => this.startTalking(), send: (chunk) => this.room.sendAudio(chunk), end: () => this.stopTalking() }, sources, { onState: (state) => this.emit("state", state), onError: (error) => this.emit("error", error) });
+        this.ptt = new PushToTalk({ begin: () => this.startTalking(), send: (chunk) => this.sendAudio(chunk), end: () => this.stopTalking() }, sources, { onState: (state) => this.emit("state", state), onError: (error) => this.emit("error", error) });
         this.keepAlive = setInterval(() => {
             this.client.http.json(`api/liveavatar/session/${encodeURIComponent(s.conversationId)}/keep-alive`, { method: "POST" })
                 .catch((error) => this.emit("error", error));
         }, s.keepAliveIntervalMs);
         return this;
+    }
+    startRecording(options) {
+        if (!options.recording)
+            return;
+        const path = `api/calls/${encodeURIComponent(this.conversationId)}/chunks`;
+        this.recording = new CallRecording({
+            clock: options.recording.clock,
+            upload: (pcm, keepalive) => this.client.http.bytes(path, pcm, keepalive),
+            onError: (error) => this.emit("error", error instanceof TalkgateError ? error : new TalkgateError("internal", String(error))),
+        });
+        this.recording.start();
+    }
+    // The avatar's voice from the simulator's room: to the app, and to the recording unless the app's
+    // player reports it as it is heard.
+    heard(pcm, options) {
+        if (this.recording && !options.recording?.agentFromPlayer)
+            this.recording.captured("agent", samplesOf(pcm));
+        this.emit("audio", { audio: pcm, base64: "", format: ROOM.TRACK_AUDIO_FORMAT });
+    }
+    // Only audio inside a window the avatar opened gets here (the machine gates it): what it heard.
+    sendAudio(chunk) {
+        this.room.sendAudio(chunk);
+        this.recording?.captured("user", samplesOf(chunk));
     }
     command(type) {
         this.log.push({ out: type });
@@ -172,8 +199,10 @@ export class AvatarConversation extends Emitter {
         const answered = this.answer([EVENT.PTT_STARTED, EVENT.PTT_START_FAILED, EVENT.SESSION_STOPPED]);
         this.command(COMMAND.START_PTT);
         const type = await answered;
-        if (type === EVENT.PTT_STARTED)
+        if (type === EVENT.PTT_STARTED) {
+            this.recording?.restart("user"); // a window of its own on the clock
             return;
+        }
         if (type === "timeout")
             this.command(COMMAND.STOP_PTT); // to be safe: it may have started late
         const why = type === "timeout" ? "the avatar did not answer the start of push-to-talk in time" : "the avatar could not start listening; try again";
@@ -243,6 +272,7 @@ export class AvatarConversation extends Emitter {
         this.waiters.splice(0).forEach((w) => w.wake(EVENT.SESSION_STOPPED));
         this.room?.close();
         await this.transcript; // the transcript's last lines before the call log closes
+        await this.recording?.finish(); // its uploads too: the stop makes them the call's recording
         try {
             await this.client.http.json(`api/liveavatar/session/${encodeURIComponent(this.conversationId)}/stop`, { body: { reason } });
         }
@@ -252,6 +282,10 @@ export class AvatarConversation extends Emitter {
         this.emit("ended", this.ended);
         return this.ended;
     }
+}
+function samplesOf(bytes) {
+    const copy = bytes.slice(0, bytes.byteLength & ~1); // aligned, whole samples
+    return new Int16Array(copy.buffer, 0, copy.byteLength >> 1);
 }
 export async function start(client, options) {
     return new AvatarConversation(client, options.videoHost).start(options);

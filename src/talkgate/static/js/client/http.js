@@ -11,6 +11,21 @@ export class Http {
     url(path) {
         return new URL(path, this.baseUrl.endsWith("/") ? this.baseUrl : `${this.baseUrl}/`).toString();
     }
+    /** Raw bytes to a route that takes them (a call's chunks); `keepalive` lets it outlive the page. */
+    async bytes(path, body, keepalive = false) {
+        const headers = { Authorization: `Bearer ${await this.token()}`, "Content-Type": "application/octet-stream" };
+        let response;
+        try {
+            response = await this.fetchImpl(this.url(path), { method: "POST", headers, body: body, keepalive });
+        }
+        catch (err) {
+            throw new TalkgateError("disconnected", `talkgate cannot be reached: ${String(err)}`);
+        }
+        if (response.ok)
+            return;
+        const parsed = (await response.json().catch(() => null));
+        throw parsed?.error ? fromWire(parsed.error) : new TalkgateError("internal", `HTTP ${response.status}`);
+    }
     async json(path, init = {}) {
         const headers = { Authorization: `Bearer ${await this.token()}` };
         if (init.body !== undefined)

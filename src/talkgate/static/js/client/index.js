@@ -9,6 +9,7 @@ export { untilQuiet } from "./quiet.js";
 export { RelayConversation } from "./relay.js";
 export { DirectConversation, directEvent } from "./direct.js";
 export { AvatarConversation, LiveKitMicrophone, LiveKitRoom, SimulatorRoom } from "./avatar.js";
+export { CallRecording, RECORDING_RATE, Timeline, resample } from "./recording.js";
 export { PushAudioSource } from "./sources.js";
 export { Chunker, base64ToBytes, bytesToBase64, decodeSamples, floatToPcm16, parseFormat, pcm16Bytes } from "./audio.js";
 export { CLIENT_ERRORS, CLIENT_EVENTS, END_REASONS, ERROR_MESSAGES, INPUT_FORMATS, MESSAGE_TYPES, SERVER_EVENTS, } from "./wire.js";

@@ -111,6 +111,8 @@ export const END_REASONS = [
     "call_end",
     "server_crash",
     "cancelled",
+    "abandoned",
+    "never_connected",
     "unknown",
     "user_disconnected",
     "server_error",
