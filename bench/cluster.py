@@ -347,6 +347,8 @@ class Cluster:
             "TALKGATE_S3_ENDPOINT_URL": f"http://127.0.0.1:{self.switch.port}",
             "TALKGATE_MEDIA_STREAMING": "false",
             "TALKGATE_LOG_LEVEL": "INFO",
+            # Bench users start calls far faster than a person: no hourly rate.
+            "TALKGATE_MAX_CALLS_PER_USER_PER_HOUR": "0",
         }
 
     async def _start_bucket(self) -> None:

@@ -159,6 +159,7 @@ async def main() -> None:
             # One bench user holds every call (the per-user caps would refuse the 11th).
             "TALKGATE_MAX_ACTIVE_CALLS_PER_USER": "100000",
             "TALKGATE_MAX_ACTIVE_SESSIONS_PER_USER": "100000",
+            "TALKGATE_MAX_CALLS_PER_USER_PER_HOUR": "0",
         }
         env.pop("ELEVENLABS_API_KEY", None)  # the built-in simulator: no provider needed
         log = Path(data) / "server.log"

@@ -638,6 +638,8 @@ async def measure(
                 # One bench user holds every session (the per-user limits are per process).
                 "TALKGATE_MAX_SOCKETS_PER_USER": str(n),
                 "TALKGATE_MAX_CONVERSATIONS_PER_USER": str(n),
+                # Bench users start calls far faster than a person: no hourly rate.
+                "TALKGATE_MAX_CALLS_PER_USER_PER_HOUR": "0",
                 **deployment.env(),
             }
         )

@@ -125,6 +125,8 @@ async def soak(n: int, minutes: float, turns: int, interval: float, warmup: floa
         # One soak user holds every session.
         "TALKGATE_MAX_SOCKETS_PER_USER": str(n),
         "TALKGATE_MAX_CONVERSATIONS_PER_USER": str(n),
+        # Bench users start calls far faster than a person: no hourly rate.
+        "TALKGATE_MAX_CALLS_PER_USER_PER_HOUR": "0",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "talkgate.cli", "serve", "--port", str(port)],

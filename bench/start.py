@@ -151,6 +151,8 @@ def start_servers(args: argparse.Namespace, tmp: Path) -> tuple[list[subprocess.
         "TALKGATE_JWT_SECRET": JWT_SECRET,
         "TALKGATE_LOG_LEVEL": "WARNING",
         "TALKGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        # Bench users start calls far faster than a person: no hourly rate.
+        "TALKGATE_MAX_CALLS_PER_USER_PER_HOUR": "0",
     }
     procs = []
     with (tmp / "servers.log").open("wb") as out:

@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_SOCKETS = "too_many_sockets"
     TOO_MANY_CONVERSATIONS = "too_many_conversations"
     TOO_MANY_SESSIONS = "too_many_sessions"
+    TOO_MANY_CALLS = "too_many_calls"  # calls started by one user in the last hour
     CALL_ENDED = "call_ended"
     TOO_MUCH_AUDIO = "too_much_audio"
     # provider side

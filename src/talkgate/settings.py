@@ -206,6 +206,11 @@ class Settings(BaseSettings):
     max_active_calls_per_user: int = Field(
         10, ge=1, validation_alias=_env("TALKGATE_MAX_ACTIVE_CALLS_PER_USER")
     )
+    # Calls of every mode one user may start in an hour (counted in the database); 0: no limit.
+    # Ending a call frees its place among those in progress, never its place in this count.
+    max_calls_per_user_per_hour: int = Field(
+        120, ge=0, validation_alias=_env("TALKGATE_MAX_CALLS_PER_USER_PER_HOUR")
+    )
     # Sessions and calls never ended (a page closed without /end) stop counting after this long.
     active_window_hours: float = Field(
         3.0, gt=0, le=24 * 7, validation_alias=_env("TALKGATE_ACTIVE_WINDOW_HOURS")

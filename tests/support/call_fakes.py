@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
 from talkgate.errors import ConflictError, ErrorCode, ProviderError, TalkgateError
+from talkgate.persistence.models import Cap, Rate
 from talkgate.protocol import convai
 from talkgate.protocol.audio import PCM_16000, AudioFormat
 from talkgate.protocol.dialect import Dialect
@@ -107,6 +109,11 @@ class FakeRepo:
             raise ConflictError("too many", code=ErrorCode.TOO_MANY_CONVERSATIONS)
         return await self.open_conversation(user_id, conversation_id, **fields)
 
+    async def refuse_over_rate(self, user_id: str, rate: Any) -> None:
+        started = sum(c["user_id"] == user_id for c in self.opened.values())
+        if rate.max_starts and started >= rate.max_starts:
+            raise ConflictError("too many calls this hour", code=ErrorCode.TOO_MANY_CALLS)
+
     async def own_provider_conversation(self, user_id: str, conversation_id: str, provider_cid: str) -> bool:
         self.opened[conversation_id]["provider_conversation_id"] = provider_cid
         return True
@@ -178,6 +185,12 @@ class FakeRuntime:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    def call_rate(self) -> Rate:
+        return Rate(self.settings.max_calls_per_user_per_hour, datetime.now(UTC) - timedelta(hours=1))
+
+    def call_cap(self, since: datetime) -> Cap:
+        return Cap(self.settings.max_active_calls_per_user, since, self.call_rate())
 
 
 class FakeLink:

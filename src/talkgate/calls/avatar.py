@@ -10,7 +10,7 @@ from datetime import datetime
 
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import ErrorCode, ProtocolError, TalkgateError
-from talkgate.persistence.models import CallLog, CallStatus, Cap, cuid, utcnow
+from talkgate.persistence.models import CallLog, CallStatus, cuid, utcnow
 from talkgate.protocol.ends import EndReason
 from talkgate.protocol.liveavatar import END_REASONS
 from talkgate.providers.liveavatar import AvatarRoom, LiveAvatarProvider
@@ -67,7 +67,7 @@ async def start(rt: Runtime, user_id: str, choice: AvatarChoice, since: datetime
         provider="liveavatar",
         agent_id=avatar_id,
         voice=(voice_id or "default")[:32],
-        cap=Cap(settings.max_active_calls_per_user, since),
+        cap=rt.call_cap(since),
     )
     try:
         avatar_session, room = await _start_session(rt, provider, choice, avatar_id, voice_id)

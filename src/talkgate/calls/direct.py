@@ -14,7 +14,7 @@ from talkgate.calls import ending, post_call
 from talkgate.calls.media import media_url
 from talkgate.calls.runtime import Runtime
 from talkgate.errors import AudioError, ConflictError, ErrorCode
-from talkgate.persistence.models import CallLog, CallStatus, Cap, utcnow
+from talkgate.persistence.models import CallLog, CallStatus, utcnow
 from talkgate.protocol.audio import b64decode_audio
 from talkgate.protocol.elevenlabs_rest import PostCallAudio, PostCallTranscription, WebhookEvent
 
@@ -47,7 +47,7 @@ async def start(
         conversation_id,
         agent_id=agent_id,
         voice=voice or "default",
-        cap=Cap(settings.max_active_calls_per_user, since),
+        cap=rt.call_cap(since),
     )
     if settings.media_streaming_enabled:
         return await _start_streaming(rt, user_id, agent_id, conversation_id)

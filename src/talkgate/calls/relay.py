@@ -174,11 +174,23 @@ class RelayCalls:
         self.slots.take(user_id)
         running = False
         try:
+            await self._refuse_over_rate(user_id)
             ack, running = await self._open(key, user_id, agent_id, request, link)
             return ack
         finally:
             if not running:  # else _run releases it when the conversation ends
                 self.slots.release(user_id)
+
+    async def _refuse_over_rate(self, user_id: str) -> None:
+        """``too_many_calls`` before the provider is asked for anything. A database that is away
+        does not refuse the start here: the call log's own write waits for it, or says so."""
+        rt = self.get_runtime()
+        try:
+            await rt.repo.refuse_over_rate(user_id, rt.call_rate())
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            log.warning("user %s: the rate of call starts was not checked (database unavailable)", user_id)
 
     async def _open(
         self, key: str, user_id: str, agent_id: str, request: app_events.ConversationStart, link: RelayLink

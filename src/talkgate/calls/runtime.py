@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -13,6 +14,7 @@ from talkgate.auth import Principal, TokenVerifier
 from talkgate.calls.peaks import Peaks
 from talkgate.calls.recordings import Notify, Recordings
 from talkgate.persistence.engine import make_engine, make_sessionmaker
+from talkgate.persistence.models import Cap, Rate, utcnow
 from talkgate.persistence.repository import Repository
 from talkgate.protocol.dialect import Dialect
 from talkgate.protocol.ends import EndReason
@@ -80,6 +82,15 @@ class Runtime:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    def call_rate(self) -> Rate:
+        """The per-user rate of call starts, every mode: the last hour's."""
+        return Rate(self.settings.max_calls_per_user_per_hour, utcnow() - timedelta(hours=1))
+
+    def call_cap(self, since: datetime) -> Cap:
+        """The limits a direct or avatar start is checked against, in the transaction that opens
+        its call log: calls in progress (started after ``since``) and the rate of starts."""
+        return Cap(self.settings.max_active_calls_per_user, since, self.call_rate())
 
     async def authenticate(self, token: str | None) -> Principal:
         if self.settings.jwt_jwks_url:

@@ -105,12 +105,23 @@ def _status_type(enum: type[StrEnum]) -> Enum:
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """A per-user limit on starts: at most ``max_starts`` calls (any status) started after
+    ``since`` (an hour ago); 0: no limit."""
+
+    max_starts: int
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Cap:
     """A per-user limit on rows in progress, as the repository's starts take it: at most
-    ``max_active`` started after ``since`` (older ones, never ended, stop counting)."""
+    ``max_active`` started after ``since`` (older ones, never ended, stop counting); with
+    ``rate``, also at most that many calls started in its window."""
 
     max_active: int
     since: datetime
+    rate: Rate | None = None
 
 
 class Base(DeclarativeBase):

@@ -23,6 +23,7 @@ from talkgate.persistence.models import (
     Cap,
     ConversationSession,
     MediaState,
+    Rate,
     SessionStatus,
     TranscriptSource,
     User,
@@ -403,6 +404,32 @@ class Repository:
                 "(TALKGATE_MAX_ACTIVE_CALLS_PER_USER)",
                 code=ErrorCode.TOO_MANY_CONVERSATIONS,
             )
+        if cap.rate is not None:
+            await self._refuse_over_rate(db, user_id, cap.rate)
+
+    async def _refuse_over_rate(self, db: AsyncSession, user_id: str, rate: Rate) -> None:
+        """``too_many_calls`` when the user started ``rate.max_starts`` calls (of any mode and
+        status: an ended call still cost its start) after ``rate.since``."""
+        if not rate.max_starts:
+            return
+        started = await db.scalar(
+            select(func.count())
+            .select_from(CallLog)
+            .where(CallLog.user_id == user_id, CallLog.started_at >= rate.since)
+        )
+        if (started or 0) >= rate.max_starts:
+            raise ConflictError(
+                f"you started {rate.max_starts} calls in the last hour; try again later "
+                "(TALKGATE_MAX_CALLS_PER_USER_PER_HOUR)",
+                code=ErrorCode.TOO_MANY_CALLS,
+            )
+
+    async def refuse_over_rate(self, user_id: str, rate: Rate) -> None:
+        """The rate alone, for the relay's start (asked before the provider is): its call log is
+        written later, group-committed, so concurrent relay starts of one user may each pass
+        (at most the user's live relay conversations, ``TALKGATE_MAX_CONVERSATIONS_PER_USER``)."""
+        async with self._sessions() as db:
+            await self._refuse_over_rate(db, user_id, rate)
 
     async def finish_call(
         self,

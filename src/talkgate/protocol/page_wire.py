@@ -55,6 +55,7 @@ ERROR_MESSAGES: dict[str, str] = {
     ErrorCode.TOO_MANY_SOCKETS: "Too many connections are open for this user; close one first.",
     ErrorCode.TOO_MANY_CONVERSATIONS: "Too many conversations are running for this user; end one first.",
     ErrorCode.TOO_MANY_SESSIONS: "Too many sessions are open for this user; end one first.",
+    ErrorCode.TOO_MANY_CALLS: "This user has started too many calls in the last hour; try again later.",
     ErrorCode.CALL_ENDED: "This call has already ended.",
     ErrorCode.TOO_MUCH_AUDIO: "This call has more audio than the server keeps.",
     ErrorCode.PROVIDER_UNREACHABLE: "The voice provider cannot be reached right now.",

@@ -56,6 +56,7 @@ STATUS_FOR_CODE = {
     ErrorCode.METADATA_TOO_LARGE: 413,
     ErrorCode.TOO_MUCH_AUDIO: 413,
     ErrorCode.TOO_MANY_SESSIONS: 429,
+    ErrorCode.TOO_MANY_CALLS: 429,
     ErrorCode.CALL_ENDED: 409,
     ErrorCode.WEBHOOK_BUSY: 503,
     ErrorCode.SPOOL_FULL: 507,
