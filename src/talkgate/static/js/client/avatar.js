@@ -146,7 +146,7 @@ export class AvatarConversation extends Emitter {
             await this.room.connect();
         }
         catch (error) {
-            await this.finish("SERVER_ERROR");
+            await this.finish("NEVER_CONNECTED");
             throw error;
         }
         const sources = s.transport === "simulator" ? sourceFactory(options.audio) : () => new LiveKitMicrophone(this.room);

@@ -22,6 +22,7 @@ export const ERROR_MESSAGES = {
     "too_many_sockets": "Too many connections are open for this user; close one first.",
     "too_many_conversations": "Too many conversations are running for this user; end one first.",
     "too_many_sessions": "Too many sessions are open for this user; end one first.",
+    "too_many_calls": "This user has started too many calls in the last hour; try again later.",
     "call_ended": "This call has already ended.",
     "too_much_audio": "This call has more audio than the server keeps.",
     "provider_unreachable": "The voice provider cannot be reached right now.",
