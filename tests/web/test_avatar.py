@@ -309,10 +309,11 @@ def test_the_pages_machine_is_the_same_table_as_talkgates():
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the page's module")
 def test_the_pages_recording_mixes_both_sides_on_one_clock():
-    """call-recording.js's timeline: each side where it was heard, mixed and clipped; audio later
-    cut (a flushed player) is gone; what is taken is never given again; a late chunk is dropped."""
+    """The recording's timeline (the client package's recording.js, as the page loads it): each side
+    where it was heard, mixed and clipped; audio later cut (a flushed player) is gone; what is taken is
+    never given again; a late chunk is dropped."""
     script = (
-        f"import {{ Timeline, resample }} from '{STATIC / 'call-recording.js'}';"
+        f"import {{ Timeline, resample }} from '{STATIC / 'client' / 'recording.js'}';"
         "const t = new Timeline(); const f = (n, v) => new Float32Array(n).fill(v);"
         "t.place('user', f(4, 0.5), 2); t.place('agent', f(4, 0.25), 4);"
         "t.place('agent', f(2, 0.75), 6); const first = Array.from(t.take(5));"

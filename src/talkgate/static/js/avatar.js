@@ -4,12 +4,14 @@
 // user.stop_push_to_talk and mutes at once, and a missing acknowledgement times out to a safe state.
 // With a real key the room is LiveKit (livekit-client, served by talkgate); with the simulator it is
 // the simulator's WebSocket stand-in carrying the same JSON on the same topics. The audio flows in
-// the room, not through talkgate, so the page records both sides itself (call-recording.js).
-import { api, TranscriptLog } from "./api.js";
+// the room, not through talkgate, so the page records both sides itself (the client package's
+// CallRecording, uploading through the call's chunks route).
+import { api, token, TranscriptLog } from "./api.js";
 import { bytesToBase64 } from "./audio.js";
 import { EVENT_INPUTS, step } from "./avatar-ptt.js";
-import { CallRecording } from "./call-recording.js";
 import { tapTrack } from "./capture.js";
+import { CallRecording } from "./client/index.js";
+import { Http } from "./client/http.js";
 import { AVATAR_ROOM } from "./wire.js";
 
 const CONTROL = AVATAR_ROOM.CONTROL_TOPIC;
@@ -172,7 +174,13 @@ export class AvatarConversation {
 
   startRecording() {
     if (!this.context) return;
-    this.recording = new CallRecording(this.conversationId, this.context, (e) => this.on.error(e));
+    const http = new Http(window.location.origin, async () => token());
+    const chunks = `api/calls/${encodeURIComponent(this.conversationId)}/chunks`;
+    this.recording = new CallRecording({
+      clock: () => this.context.currentTime, // the clock the player schedules the avatar's voice on
+      upload: (pcm, keepalive) => http.bytes(chunks, pcm, keepalive),
+      onError: (e) => this.on.error({ code: e.code || "internal", message: e.message, fatal: false }),
+    });
     this.recording.start();
     if (this.player) this.player.taps.add(this.recording); // the avatar's voice as it is played
     this.onPageHide = () => this.pageClosed();
