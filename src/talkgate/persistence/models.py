@@ -17,6 +17,7 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     func,
@@ -159,6 +160,12 @@ class ConversationSession(TimestampMixin, Base):
 
 class CallLog(TimestampMixin, Base):
     __tablename__ = "call_logs"
+    __table_args__ = (
+        # The idle reaper's look for active calls nothing touched (calls.idle; migration 0004).
+        Index("ix_call_logs_status_updated_at", "status", "updated_at"),
+        # A start's count of the user's calls of the last hour (the hourly rate; migration 0004).
+        Index("ix_call_logs_user_started_at", "user_id", "started_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=cuid)
     conversation_id: Mapped[str] = mapped_column(String(128), unique=True)
