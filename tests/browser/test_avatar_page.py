@@ -1,6 +1,7 @@
 """Avatar mode in a real Chromium with a fake microphone, against `talkgate serve` with the
-simulator: the avatar's push-to-talk command cycle, a refused start, and a start that is never
-acknowledged; no microphone audio ever leaves the page outside a window the avatar opened."""
+simulator: the avatar's push-to-talk command cycle, a refused start, a start that is never
+acknowledged, and a room the page cannot join; no microphone audio ever leaves the page outside a
+window the avatar opened."""
 
 from __future__ import annotations
 
@@ -200,3 +201,32 @@ def test_a_start_never_acknowledged_times_out_to_a_safe_state(page, talkgate):
     assert all(entry == {"in": "user.push_to_talk_stop_failed"} for entry in log[2:])
     assert page.evaluate("window.talkgate.conversation.state") == "idle"
     assert seen_by_simulator(page)["audioBytes"] == 0
+
+
+def test_a_room_the_page_cannot_join_is_a_failed_call_that_never_connected(page, talkgate):
+    """The session starts but its room refuses the page (a wrong room token): the call log says the
+    call never connected, not that a user hung up, and keeps no recording of the page's silence."""
+
+    def spoiled_token(route) -> None:
+        answer = route.fetch()
+        body = answer.json()
+        body["livekitToken"] = "not-the-room-token"
+        route.fulfill(response=answer, json=body)
+
+    page.route("**/api/liveavatar/session", spoiled_token)
+    page.goto(talkgate.url)
+    page.click("#dev-signin")
+    page.wait_for_selector('#mode option[value="avatar"]:not([hidden])', state="attached", timeout=WAIT_MS)
+    page.select_option("#mode", "avatar")
+    page.click("#connect")
+    page.wait_for_function("window.talkgate.state === 'error'", timeout=WAIT_MS)
+    jwt = page.evaluate("sessionStorage.getItem('talkgate.token')")
+    auth = {"Authorization": f"Bearer {jwt}"}
+
+    def newest() -> dict:
+        return httpx.get(f"{talkgate.url}/api/calls?limit=1", headers=auth).json()["calls"][0]
+
+    poll_until(lambda: newest()["status"] != "active", TIMEOUT, what="the unjoined call ending")
+    call = newest()
+    assert (call["status"], call["endReason"], call["recording"]) == ("failed", "never_connected", "none")
+    assert "never connected" in call["noRecordingReason"]
