@@ -93,7 +93,7 @@ def test_an_installed_wheel_serves_the_page_and_its_vendored_javascript(wheel, t
                         break
                 except httpx.TransportError:
                     time.sleep(0.05)
-            for page in ("/", "/calls", "/docs", "/static/js/conversation.js", "/static/js/avatar.js"):
+            for page in ("/", "/calls", "/docs", "/static/js/conversation.js", "/static/js/client/avatar.js"):
                 assert client.get(page).status_code == 200, page
             for name, relative in VENDOR_FILES.items():
                 served = client.get(f"/vendor/{name}")

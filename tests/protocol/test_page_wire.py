@@ -22,7 +22,7 @@ JS = PACKAGE / "static" / "js"
 SOCKET_IO_EVENTS = {"connect", "connect_error", "disconnect"}
 # The client package's own conversation events (clients/js/src/events.ts), which conversation.js
 # listens to.
-PACKAGE_EVENTS = {"message", "audio", "error", "ended", "state"}
+PACKAGE_EVENTS = {"message", "audio", "error", "ended", "state", "poster"}
 
 
 def scripts() -> dict[str, str]:

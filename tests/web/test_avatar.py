@@ -15,7 +15,7 @@ import websockets
 from pydantic import SecretStr
 
 from talkgate.errors import ErrorCode, NotFoundError, ProviderError
-from talkgate.protocol.liveavatar import PTT_TABLE, Command, DataPacket, PttInput, PttState
+from talkgate.protocol.liveavatar import Command, DataPacket
 from talkgate.providers.liveavatar import AvatarToken, LiveAvatarProvider
 from talkgate.serving import ServerThread
 from tests.support.gate import start_gate
@@ -278,33 +278,6 @@ async def test_without_a_key_avatar_sessions_are_refused_clearly(gate):
         "message": "LiveAvatar is not configured on this server (LIVEAVATAR_API_KEY)",
     }
     assert config["avatar"] is False
-
-
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the page's module")
-def test_the_pages_machine_is_the_same_table_as_talkgates():
-    script = (
-        f"import {{ STATES, INPUTS, step }} from '{STATIC / 'avatar-ptt.js'}';"
-        "const out = {}; for (const s of STATES) for (const i of INPUTS) out[`${s} ${i}`] = step(s, i);"
-        "console.log(JSON.stringify({STATES, INPUTS, out}));"
-    )
-    result = subprocess.run(
-        ["node", "--input-type=module", "-e", script],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=True,
-    )
-    js = json.loads(result.stdout)
-    assert js["STATES"] == [s.value for s in PttState] and js["INPUTS"] == [i.value for i in PttInput]
-    for state in PttState:
-        for event in PttInput:
-            want = PTT_TABLE.get((state, event), (state, (), None))
-            got = js["out"][f"{state.value} {event.value}"]
-            assert (got["state"], got["actions"], got["error"]) == (
-                want[0].value,
-                [a.value for a in want[1]],
-                want[2],
-            ), (state, event)
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs the page's module")

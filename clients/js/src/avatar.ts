@@ -4,6 +4,7 @@
 // sends user.stop_push_to_talk and waits for user.push_to_talk_stopped; an answer that never comes
 // times out (ackTimeoutMs) to a safe state. The room is LiveKit with a real key (livekit-client, an
 // optional peer dependency) and the simulator's WebSocket stand-in otherwise.
+import { bytesToBase64 } from "./audio.js";
 import type { TalkgateClient } from "./client.js";
 import { Emitter } from "./emitter.js";
 import { TalkgateError } from "./errors.js";
@@ -38,7 +39,13 @@ export interface AvatarRoom {
   close(): void;
 }
 
-type RoomHooks = { packet: (topic: string, data: Packet) => void; audio: (pcm: Uint8Array) => void; closed: (code: number) => void };
+type RoomHooks = {
+  packet: (topic: string, data: Packet) => void;
+  audio: (pcm: Uint8Array) => void;
+  closed: (code: number) => void;
+  /** LiveKit: the avatar's voice as a track (played by its own element), for the recording. */
+  remoteAudio?: (track: unknown) => void;
+};
 
 /** The simulator's room: `{topic, data}` JSON both ways, audio as binary PCM16 frames. */
 export class SimulatorRoom implements AvatarRoom {
@@ -124,13 +131,20 @@ export class LiveKitRoom implements AvatarRoom {
         // not JSON: not for us
       }
     });
-    room.on(RoomEvent.TrackSubscribed, (track: { attach(): { autoplay: boolean } }) => {
+    room.on(RoomEvent.TrackSubscribed, (track: { attach(): { autoplay: boolean }; kind: string; mediaStreamTrack: unknown }) => {
       const element = track.attach();
       element.autoplay = true;
       this.videoHost?.append(element);
+      if (track.kind === "audio") this.hooks.remoteAudio?.(track.mediaStreamTrack);
     });
     room.on(RoomEvent.Disconnected, () => this.hooks.closed(1000));
-    await room.connect(this.url, this.token);
+    try {
+      await room.connect(this.url, this.token);
+    } catch (error) {
+      // LiveKit's own text ("could not establish signal connection") does not say which room.
+      const why = error instanceof Error ? error.message : String(error);
+      throw new TalkgateError("provider_unreachable", `could not join the avatar's LiveKit room at ${this.url}: ${why}`);
+    }
   }
 
   publish(topic: string, data: object): void {
@@ -177,6 +191,8 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
   readonly log: { out?: string; in?: string }[] = [];
   private waiters: { types: string[]; wake: (type: string) => void }[] = [];
   private keepAlive: ReturnType<typeof setInterval> | null = null;
+  private releases: (() => void)[] = []; // of the room's tracks tapped for the recording
+  private connected = false; // until the room is joined, whatever ends the call says it never connected
   private transcript: Promise<void> = Promise.resolve();
   private ended: ConversationEnded | null = null;
 
@@ -204,12 +220,14 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
       packet: (topic, data) => this.receive(topic, data),
       audio: (pcm) => this.heard(pcm, options),
       closed: (code) => void this.finish(code === 1000 ? "USER_DISCONNECTED" : "SERVER_ERROR"),
+      remoteAudio: (track) => this.tapRemote(track, options),
     };
     const Socket = this.client.options.WebSocket ?? globalThis.WebSocket;
     const url = `${s.livekitUrl}${s.livekitUrl.includes("?") ? "&" : "?"}token=${encodeURIComponent(s.livekitToken)}`;
     this.room = s.transport === "simulator" ? new SimulatorRoom(url, hooks, Socket) : new LiveKitRoom(s.livekitUrl, s.livekitToken, hooks, this.videoHost);
     try {
       await this.room.connect();
+      this.connected = true;
     } catch (error) {
       await this.finish("NEVER_CONNECTED");
       throw error;
@@ -242,7 +260,16 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
   // player reports it as it is heard.
   private heard(pcm: Uint8Array, options: StartOptions): void {
     if (this.recording && !options.recording?.agentFromPlayer) this.recording.captured("agent", samplesOf(pcm));
-    this.emit("audio", { audio: pcm, base64: "", format: ROOM.TRACK_AUDIO_FORMAT });
+    this.emit("audio", { audio: pcm, base64: bytesToBase64(pcm), format: ROOM.TRACK_AUDIO_FORMAT });
+  }
+
+  private tapRemote(track: unknown, options: StartOptions): void {
+    const tap = options.recording?.tapRemote;
+    if (!this.recording || !tap) return;
+    tap(track, (pcm) => this.recording?.captured("agent", pcm)).then(
+      (release) => (this.ended ? release() : this.releases.push(release)),
+      (error: unknown) => this.emit("error", new TalkgateError("internal", `the avatar's voice is not recorded: ${String(error)}`)),
+    );
   }
 
   // Only audio inside a window the avatar opened gets here (the machine gates it): what it heard.
@@ -290,7 +317,14 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
   }
 
   private receive(topic: string, data: Packet): void {
-    if (topic === ROOM.TRACK_TOPIC) return; // the picture: shown by apps that want it (data.poster)
+    if (topic === ROOM.TRACK_TOPIC) {
+      // The simulator's stand-in picture, for apps that show it.
+      const poster = data?.poster;
+      if (data?.event_type === ROOM.TRACK_EVENTS.VIDEO_POSTER && typeof poster === "string" && poster.startsWith("data:image/")) {
+        this.emit("poster", { url: poster });
+      }
+      return;
+    }
     if (topic !== ROOM.RESPONSE_TOPIC || typeof data?.event_type !== "string") return;
     const type = data.event_type;
     this.log.push({ in: type });
@@ -343,11 +377,13 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
 
   private async finish(reason: string): Promise<ConversationEnded> {
     if (this.ended) return this.ended;
+    if (!this.connected) reason = "NEVER_CONNECTED"; // no room, no conversation: not a user's hang-up
     this.ended = { reason: reason.toLowerCase(), conversationId: this.session?.conversationId };
     if (this.keepAlive) clearInterval(this.keepAlive);
     this.ptt?.stop();
     this.waiters.splice(0).forEach((w) => w.wake(EVENT.SESSION_STOPPED));
     this.room?.close();
+    this.releases.splice(0).forEach((release) => release());
     await this.transcript; // the transcript's last lines before the call log closes
     await this.recording?.finish(); // its uploads too: the stop makes them the call's recording
     try {
@@ -357,6 +393,21 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
     }
     this.emit("ended", this.ended);
     return this.ended;
+  }
+
+  /** The page is going away (a browser's `pagehide`): nothing can be awaited. The recording's last
+   * stretch and the session's stop go as keepalive requests, which outlive the page. */
+  pageClosed(): void {
+    if (this.ended || !this.session) return;
+    const reason = this.connected ? "USER_DISCONNECTED" : "NEVER_CONNECTED";
+    this.ended = { reason: reason.toLowerCase(), conversationId: this.session.conversationId };
+    if (this.keepAlive) clearInterval(this.keepAlive);
+    this.ptt?.stop();
+    this.room?.close();
+    this.releases.splice(0).forEach((release) => release());
+    this.recording?.pageClosed();
+    const stop = `api/liveavatar/session/${encodeURIComponent(this.conversationId)}/stop`;
+    this.client.http.json(stop, { body: { reason }, keepalive: true }).catch(() => undefined);
   }
 }
 

@@ -78,6 +78,8 @@ export interface ConversationEvents {
   ended: ConversationEnded;
   /** The push-to-talk machine's state: `talking` means audio is being sent. */
   state: PttState;
+  /** Avatar mode with the simulator: the avatar's stand-in picture (a `data:image/` URL). */
+  poster: { url: string };
 }
 
 export type Mode = "relay" | "direct" | "avatar";
@@ -98,7 +100,12 @@ export interface StartOptions {
    * clock (seconds; a browser passes its AudioContext's currentTime) and upload the mix through the
    * call's chunks route. With `agentFromPlayer` the app's player reports the avatar's voice as it
    * schedules it (`conversation.recording.played`/`flushed`); otherwise it is placed as it arrives. */
-  recording?: { clock: () => number; agentFromPlayer?: boolean };
+  recording?: {
+    clock: () => number;
+    agentFromPlayer?: boolean;
+    /** LiveKit: turns the avatar's subscribed audio track into PCM16 at 16 kHz (e.g. `tapTrack`). */
+    tapRemote?: (track: unknown, onPcm: (pcm: Int16Array) => void) => Promise<() => void>;
+  };
   /** Avatar mode over LiveKit: where the avatar's video and voice elements are appended. */
   videoHost?: { append(element: unknown): void };
 }

@@ -29,7 +29,8 @@ export class Http {
     throw parsed?.error ? fromWire(parsed.error) : new TalkgateError("internal", `HTTP ${response.status}`);
   }
 
-  async json<T>(path: string, init: { method?: string; body?: unknown } = {}): Promise<T> {
+  /** `keepalive`: the request outlives the page (a tab that closes still stops its session). */
+  async json<T>(path: string, init: { method?: string; body?: unknown; keepalive?: boolean } = {}): Promise<T> {
     const headers: Record<string, string> = { Authorization: `Bearer ${await this.token()}` };
     if (init.body !== undefined) headers["Content-Type"] = "application/json";
     let response: Response;
@@ -38,6 +39,7 @@ export class Http {
         method: init.method ?? (init.body === undefined ? "GET" : "POST"),
         headers,
         body: init.body === undefined ? undefined : JSON.stringify(init.body),
+        keepalive: init.keepalive ?? false,
       });
     } catch (err) {
       throw new TalkgateError("disconnected", `talkgate cannot be reached: ${String(err)}`);

@@ -14,7 +14,7 @@ export {
   type PttState,
   type TurnLink,
 } from "./ptt.js";
-export { BrowserMicrophone, BrowserPlayer, MediaRecorderSource, PCM_WORKLET_SOURCE, TAIL_MS, type MicrophoneOptions } from "./browser.js";
+export { BrowserMicrophone, BrowserPlayer, MediaRecorderSource, PCM_WORKLET_SOURCE, TAIL_MS, tapTrack, type MicrophoneOptions } from "./browser.js";
 export { untilQuiet } from "./quiet.js";
 export { RelayConversation } from "./relay.js";
 export { DirectConversation, directEvent, type DirectEvent, type ServerConfig } from "./direct.js";

@@ -32,7 +32,8 @@ export const PTT_TABLE: Readonly<Record<string, readonly [PttState, readonly Ptt
   "starting stop": ["idle", ["abort"]],
   "cancelling press": ["starting", []],
   "cancelling acked": ["ending", ["finish"]],
-  "cancelling refused": ["idle", ["cancel"]],
+  // A start refused after its release is still told (an avatar that never answered is named).
+  "cancelling refused": ["idle", ["cancel", "report"]],
   "cancelling stop": ["idle", ["abort"]],
   "talking release": ["ending", ["finish"]],
   "talking stop": ["idle", ["abort"]],
@@ -85,6 +86,8 @@ export class PushToTalk {
   state: PttState = "idle";
   /** Every input and the state it led to, in order (tests and debugging read it). */
   readonly log: { input: PttInput; from: PttState; to: PttState }[] = [];
+  /** Chunks sent upstream (inside a turn). */
+  framesSent = 0;
   /** Chunks a source delivered outside `talking` (never sent). */
   framesDropped = 0;
   private generation = 0;
@@ -165,6 +168,7 @@ export class PushToTalk {
 
   private deliver(chunk: Uint8Array): void {
     if (this.state === "talking" || this.state === "ending" || this.state === "ending_pressed") {
+      this.framesSent += 1;
       this.link.send(chunk);
     } else {
       this.framesDropped += 1;

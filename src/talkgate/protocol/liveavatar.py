@@ -286,9 +286,10 @@ class DataPacket:
 
 
 # --- the push-to-talk command machine -------------------------------------------------------------
-# The page runs it (static/js/avatar-ptt.js holds the same table; a test compares the two). The mic
-# is unmuted only between the provider's ``push_to_talk_started`` and the release, so no audio is
-# ever sent outside a window; a missing acknowledgement times out back to a safe state.
+# The reference of the commands' order (the client package's avatar mode, which the page runs, follows
+# it with its acknowledged push-to-talk machine: clients/js/src/avatar.ts). The mic is unmuted only
+# between the provider's ``push_to_talk_started`` and the release, so no audio is ever sent outside a
+# window; a missing acknowledgement times out back to a safe state.
 
 
 class PttState(StrEnum):

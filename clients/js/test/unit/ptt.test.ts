@@ -116,6 +116,19 @@ describe("PushToTalk", () => {
     expect(link.sent).toEqual(["start", "end"]);
   });
 
+  it("a start refused (or never answered) after its release is still reported, and nothing is sent", async () => {
+    const { source, link, ptt, errors } = machine();
+    void ptt.press();
+    source.opens[0].resolve();
+    await tick();
+    const released = ptt.release();
+    link.acks[0].reject(new TalkgateError("avatar_ptt", "the avatar did not answer the start of push-to-talk in time"));
+    expect(await released).toBe("idle");
+    expect(errors.map((e) => e.code)).toEqual(["avatar_ptt"]);
+    expect(link.sent).toEqual(["start"]);
+    expect(source.closed).toBeGreaterThanOrEqual(1);
+  });
+
   it("a refused start is reported and the next press is a normal turn", async () => {
     const { source, link, ptt, errors } = machine();
     const pressed = ptt.press();

@@ -1,17 +1,14 @@
-// The conversation page: sign-in, connect (relay or direct), push-to-talk in three forms
+// The conversation page: sign-in, connect (relay, direct or avatar, all on the client package), push-to-talk in three forms
 // (press-and-hold button, spacebar hold, toggle), live transcripts, agent audio, a mic meter.
 import { api, setToken, signInLocally, token, userOf } from "./api.js";
-import { AvatarConversation } from "./avatar.js";
-import { Microphone } from "./capture.js";
 import { AgentPlayer } from "./player.js";
-import { PushToTalk } from "./ptt.js";
 import { PageConversation } from "./conversation.js";
 import { ERROR_MESSAGES, PAGE_ERRORS } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
 
 export function messageFor(error) {
-  if (error.code === PAGE_ERRORS.MICROPHONE) return error.message; // ptt.js names the cause itself
+  if (error.code === PAGE_ERRORS.MICROPHONE) return error.message; // the package's ptt names the cause itself
   // Every code's message is generated from talkgate's Python definitions (wire.js).
   const text = ERROR_MESSAGES[error.code] || "Something went wrong.";
   return error.message && error.message !== text ? `${text} (${error.message})` : text;
@@ -21,7 +18,7 @@ const ui = {
   state: "idle",
   conversation: null,
   context: null,
-  ptt: null, // the push-to-talk machine (ptt.js) of the running conversation
+  ptt: null, // the push-to-talk machine (the package's) of the running conversation
   player: null,
   agentEntry: null,
   stats: { turns: 0, chunksSent: 0, bytesSent: 0, transcripts: [], errors: [] },
@@ -101,20 +98,6 @@ function onMessage(m) {
   }
 }
 
-// The avatar's push-to-talk machine: the mic is live only once the avatar has said it listens.
-const AVATAR_STATE_TEXT = {
-  starting: "Waiting for the avatar to listen…",
-  cancelling: "Cancelling…",
-  talking: "Listening to you…",
-  stopping: "Sending…",
-};
-
-function onAvatarPtt(state) {
-  ui.avatarState = state;
-  if (AVATAR_STATE_TEXT[state]) setState(ui.state, AVATAR_STATE_TEXT[state]);
-  else if (state === "idle" && (ui.state === "talking" || ui.state === "ready")) setState("ready");
-}
-
 function onAudio(b64, format) {
   if (ui.player) ui.player.play(b64, format);
 }
@@ -157,30 +140,25 @@ async function connect() {
   };
   const mode = $("mode").value;
   try {
-    if (mode === "avatar") {
-      handlers.ptt = onAvatarPtt;
-      const media = { videoHost: $("avatar-video"), context: ui.context, player: ui.player };
-      ui.conversation = new AvatarConversation(handlers, media); // records both sides of the call
-    } else {
-      const microphone = {
-        context: ui.context,
-        get processing() {
-          return $("processing").checked; // read at each press, as the other modes do
-        },
-        onLevel: showLevel,
-        stats: ui.stats,
-      };
-      ui.conversation = new PageConversation(mode, token(), handlers, microphone); // relay or direct
-    }
+    const microphone = {
+      context: ui.context,
+      get processing() {
+        return $("processing").checked; // read at each press
+      },
+      onLevel: showLevel,
+      stats: ui.stats,
+    };
+    // Avatar mode: the avatar's picture goes to #avatar-video, its voice through the page's player
+    // (which the call's recording taps).
+    const avatar = { videoHost: $("avatar-video"), player: ui.player };
+    ui.conversation = new PageConversation(mode, token(), handlers, microphone, avatar);
     const started = await ui.conversation.start({ voice: $("voice").value });
     ui.conversationId = started.conversationId;
     ui.providerConversationId = started.providerConversationId || started.conversationId;
     if (started.inputFormat && started.inputFormat !== "pcm_16000") {
       throw Object.assign(new Error(`the agent wants ${started.inputFormat}`), { code: "bad_format" });
     }
-    ui.ptt = ui.conversation.pushToTalk
-      ? ui.conversation.pushToTalk({ onState: showPushToTalk, onTurn: () => (ui.stats.turns += 1) })
-      : pushToTalkFor(ui.conversation);
+    ui.ptt = ui.conversation.pushToTalk({ onState: showPushToTalk, onTurn: () => (ui.stats.turns += 1) });
     setState("ready");
   } catch (err) {
     const conversation = ui.conversation;
@@ -208,38 +186,6 @@ async function disconnect() {
 
 function showLevel(peak) {
   $("level").style.width = `${Math.min(100, Math.round(peak * 140))}%`;
-}
-
-// The microphone of one turn (avatar mode): chunks go to the conversation that is running when they are captured.
-function newMicrophone() {
-  return new Microphone({
-    context: ui.context,
-    processing: $("processing").checked,
-    onChunk: (pcm) => {
-      if (!ui.conversation) return;
-      ui.conversation.sendAudio(pcm);
-      ui.stats.chunksSent += 1;
-      ui.stats.bytesSent += pcm.byteLength;
-    },
-    onLevel: showLevel,
-  });
-}
-
-function pushToTalkFor(conversation) {
-  return new PushToTalk({
-    openMicrophone: newMicrophone,
-    begin: () => {
-      if (ui.player) ui.player.flush(); // talking over the agent: barge in
-      conversation.beginTurn();
-    },
-    end: () => {
-      if (ui.conversation !== conversation) return;
-      conversation.endTurn(); // at once, right behind the tail
-      ui.stats.turns += 1;
-    },
-    onState: showPushToTalk,
-    onError: (problem) => showError(problem),
-  });
 }
 
 const BUTTON_TEXT = {

@@ -1,8 +1,8 @@
-// Relay and direct mode on talkgate-client (js/client/: the package as the page loads it). The package
-// holds the conversation (talkgate's Socket.IO relay, or the provider's WebSocket with a signed URL),
-// the acknowledged push-to-talk machine and the microphone; this module only adapts them to the page's
-// handlers and status line.
-import { BrowserMicrophone, connect, TalkgateClient } from "./client/index.js";
+// Every mode on talkgate-client (js/client/: the package as the page loads it). The package holds the
+// conversation (talkgate's Socket.IO relay, the provider's WebSocket with a signed URL, or the
+// avatar's room), the acknowledged push-to-talk machine, the microphone and the avatar call's
+// recording; this module only adapts them to the page's handlers, status line and avatar picture.
+import { BrowserMicrophone, connect, TalkgateClient, tapTrack } from "./client/index.js";
 
 const WORKLET = "/static/js/client/pcm-worklet.js"; // the page's CSP refuses blob: modules
 
@@ -19,13 +19,39 @@ const SHOWN = {
 };
 
 export class PageConversation {
-  // mode: "relay" | "direct"; handlers: message, audio, error, ended;
-  // microphone: {context, processing, onLevel, stats}
-  constructor(mode, jwt, handlers, microphone) {
+  // mode: "relay" | "direct" | "avatar"; handlers: message, audio, error, ended;
+  // microphone: {context, processing, onLevel, stats}; avatar: {videoHost, player} (avatar mode)
+  constructor(mode, jwt, handlers, microphone, avatar = {}) {
     this.mode = mode;
     this.jwt = jwt;
     this.on = handlers;
     this.microphone = microphone;
+    this.avatar = avatar;
+  }
+
+  // What the browser tests read of the running conversation.
+  get state() {
+    return this.conversation ? this.conversation.ptt.state : "idle";
+  }
+
+  get framesSent() {
+    return this.conversation ? this.conversation.ptt.framesSent : 0;
+  }
+
+  get framesDropped() {
+    return this.conversation ? this.conversation.ptt.framesDropped : 0;
+  }
+
+  get log() {
+    return this.conversation && this.conversation.log ? this.conversation.log : [];
+  }
+
+  get recording() {
+    return this.conversation ? this.conversation.recording : null;
+  }
+
+  get session() {
+    return this.conversation ? this.conversation.session : null;
   }
 
   // A new microphone for each press: opened on the press, closed after the turn.
@@ -49,21 +75,40 @@ export class PageConversation {
     return mic;
   }
 
-  // Direct mode needs talkgate's HTTP API only (the signed URL, the call log): no Socket.IO connection.
+  // Direct and avatar mode need talkgate's HTTP API only (the signed URL or session, the call log):
+  // no Socket.IO connection.
   async newClient() {
     const options = { url: window.location.origin, token: this.jwt, socketOptions: { reconnection: false } };
-    return this.mode === "direct" ? new TalkgateClient(options) : connect(options);
+    return this.mode === "relay" ? connect(options) : new TalkgateClient(options);
+  }
+
+  // Avatar mode: the call is recorded on the AudioContext's clock, the avatar's voice as the page's
+  // player schedules it (simulator) or as its LiveKit track plays.
+  avatarOptions() {
+    if (this.mode !== "avatar") return {};
+    const { context } = this.microphone;
+    return {
+      videoHost: this.avatar.videoHost,
+      recording: {
+        clock: () => context.currentTime,
+        agentFromPlayer: true,
+        tapRemote: (track, onPcm) => tapTrack(context, track, onPcm, WORKLET),
+      },
+    };
   }
 
   async start({ voice }) {
     this.client = await this.newClient();
-    const conversation = await this.client.startConversation({ mode: this.mode, voice, audio: () => this.newMicrophone() });
+    const options = { mode: this.mode, voice, audio: () => this.newMicrophone(), ...this.avatarOptions() };
+    const conversation = await this.client.startConversation(options);
     this.conversation = conversation;
+    if (this.mode === "avatar") this.showAvatar(conversation);
     conversation.on("message", (m) => this.on.message(m));
     conversation.on("audio", (a) => this.on.audio(a.base64, a.format, a.eventId));
     conversation.on("error", (e) => this.on.error({ code: e.code, message: e.message, fatal: e.fatal }));
     conversation.on("ended", (e) => {
       this.client.close();
+      this.letGoOfAvatar();
       this.on.ended(e);
     });
     return { ok: true, ...conversation.info };
@@ -91,6 +136,30 @@ export class PageConversation {
       stop: () => ptt.stop(),
       settled: () => ptt.settled(),
     };
+  }
+
+  showAvatar(conversation) {
+    const { videoHost, player } = this.avatar;
+    if (conversation.recording && player) player.taps.add(conversation.recording); // the voice as heard
+    if (conversation.info.transport === "livekit" && videoHost) videoHost.hidden = false; // its video
+    conversation.on("poster", ({ url }) => {
+      if (!videoHost) return;
+      const img = document.createElement("img");
+      img.src = url;
+      img.alt = "The avatar (the simulator's stand-in picture)";
+      videoHost.replaceChildren(img);
+      videoHost.hidden = false;
+    });
+    // A closing tab cannot await anything: the package sends the rest as keepalive requests.
+    this.onPageHide = () => conversation.pageClosed();
+    window.addEventListener("pagehide", this.onPageHide);
+  }
+
+  letGoOfAvatar() {
+    if (this.onPageHide) window.removeEventListener("pagehide", this.onPageHide);
+    this.onPageHide = null;
+    const { player } = this.avatar;
+    if (player && this.conversation && this.conversation.recording) player.taps.delete(this.conversation.recording);
   }
 
   contextualUpdate(text) {

@@ -1,4 +1,11 @@
 // GENERATED from clients/js by `npm run page` (talkgate-client for the page): do not edit.
+// Avatar mode (LiveAvatar push-to-talk): talkgate mints and starts the session with its key; the
+// client joins the session's room and drives push-to-talk with the room's commands. A press sends
+// user.start_push_to_talk and audio flows only once user.push_to_talk_started came back; a release
+// sends user.stop_push_to_talk and waits for user.push_to_talk_stopped; an answer that never comes
+// times out (ackTimeoutMs) to a safe state. The room is LiveKit with a real key (livekit-client, an
+// optional peer dependency) and the simulator's WebSocket stand-in otherwise.
+import { bytesToBase64 } from "./audio.js";
 import { Emitter } from "./emitter.js";
 import { TalkgateError } from "./errors.js";
 import { PushToTalk } from "./ptt.js";
@@ -75,9 +82,18 @@ export class LiveKitRoom {
             const element = track.attach();
             element.autoplay = true;
             this.videoHost?.append(element);
+            if (track.kind === "audio")
+                this.hooks.remoteAudio?.(track.mediaStreamTrack);
         });
         room.on(RoomEvent.Disconnected, () => this.hooks.closed(1000));
-        await room.connect(this.url, this.token);
+        try {
+            await room.connect(this.url, this.token);
+        }
+        catch (error) {
+            // LiveKit's own text ("could not establish signal connection") does not say which room.
+            const why = error instanceof Error ? error.message : String(error);
+            throw new TalkgateError("provider_unreachable", `could not join the avatar's LiveKit room at ${this.url}: ${why}`);
+        }
     }
     publish(topic, data) {
         void this.room?.localParticipant.publishData(new TextEncoder().encode(JSON.stringify(data)), { reliable: true, topic });
@@ -120,6 +136,8 @@ export class AvatarConversation extends Emitter {
         this.log = [];
         this.waiters = [];
         this.keepAlive = null;
+        this.releases = []; // of the room's tracks tapped for the recording
+        this.connected = false; // until the room is joined, whatever ends the call says it never connected
         this.transcript = Promise.resolve();
         this.ended = null;
     }
@@ -138,12 +156,14 @@ export class AvatarConversation extends Emitter {
             packet: (topic, data) => this.receive(topic, data),
             audio: (pcm) => this.heard(pcm, options),
             closed: (code) => void this.finish(code === 1000 ? "USER_DISCONNECTED" : "SERVER_ERROR"),
+            remoteAudio: (track) => this.tapRemote(track, options),
         };
         const Socket = this.client.options.WebSocket ?? globalThis.WebSocket;
         const url = `${s.livekitUrl}${s.livekitUrl.includes("?") ? "&" : "?"}token=${encodeURIComponent(s.livekitToken)}`;
         this.room = s.transport === "simulator" ? new SimulatorRoom(url, hooks, Socket) : new LiveKitRoom(s.livekitUrl, s.livekitToken, hooks, this.videoHost);
         try {
             await this.room.connect();
+            this.connected = true;
         }
         catch (error) {
             await this.finish("NEVER_CONNECTED");
@@ -173,7 +193,13 @@ export class AvatarConversation extends Emitter {
     heard(pcm, options) {
         if (this.recording && !options.recording?.agentFromPlayer)
             this.recording.captured("agent", samplesOf(pcm));
-        this.emit("audio", { audio: pcm, base64: "", format: ROOM.TRACK_AUDIO_FORMAT });
+        this.emit("audio", { audio: pcm, base64: bytesToBase64(pcm), format: ROOM.TRACK_AUDIO_FORMAT });
+    }
+    tapRemote(track, options) {
+        const tap = options.recording?.tapRemote;
+        if (!this.recording || !tap)
+            return;
+        tap(track, (pcm) => this.recording?.captured("agent", pcm)).then((release) => (this.ended ? release() : this.releases.push(release)), (error) => this.emit("error", new TalkgateError("internal", `the avatar's voice is not recorded: ${String(error)}`)));
     }
     // Only audio inside a window the avatar opened gets here (the machine gates it): what it heard.
     sendAudio(chunk) {
@@ -218,8 +244,14 @@ export class AvatarConversation extends Emitter {
             throw new TalkgateError("avatar_ptt", "the avatar did not answer the end of push-to-talk in time");
     }
     receive(topic, data) {
-        if (topic === ROOM.TRACK_TOPIC)
-            return; // the picture: shown by apps that want it (data.poster)
+        if (topic === ROOM.TRACK_TOPIC) {
+            // The simulator's stand-in picture, for apps that show it.
+            const poster = data?.poster;
+            if (data?.event_type === ROOM.TRACK_EVENTS.VIDEO_POSTER && typeof poster === "string" && poster.startsWith("data:image/")) {
+                this.emit("poster", { url: poster });
+            }
+            return;
+        }
         if (topic !== ROOM.RESPONSE_TOPIC || typeof data?.event_type !== "string")
             return;
         const type = data.event_type;
@@ -265,12 +297,15 @@ export class AvatarConversation extends Emitter {
     async finish(reason) {
         if (this.ended)
             return this.ended;
+        if (!this.connected)
+            reason = "NEVER_CONNECTED"; // no room, no conversation: not a user's hang-up
         this.ended = { reason: reason.toLowerCase(), conversationId: this.session?.conversationId };
         if (this.keepAlive)
             clearInterval(this.keepAlive);
         this.ptt?.stop();
         this.waiters.splice(0).forEach((w) => w.wake(EVENT.SESSION_STOPPED));
         this.room?.close();
+        this.releases.splice(0).forEach((release) => release());
         await this.transcript; // the transcript's last lines before the call log closes
         await this.recording?.finish(); // its uploads too: the stop makes them the call's recording
         try {
@@ -281,6 +316,22 @@ export class AvatarConversation extends Emitter {
         }
         this.emit("ended", this.ended);
         return this.ended;
+    }
+    /** The page is going away (a browser's `pagehide`): nothing can be awaited. The recording's last
+     * stretch and the session's stop go as keepalive requests, which outlive the page. */
+    pageClosed() {
+        if (this.ended || !this.session)
+            return;
+        const reason = this.connected ? "USER_DISCONNECTED" : "NEVER_CONNECTED";
+        this.ended = { reason: reason.toLowerCase(), conversationId: this.session.conversationId };
+        if (this.keepAlive)
+            clearInterval(this.keepAlive);
+        this.ptt?.stop();
+        this.room?.close();
+        this.releases.splice(0).forEach((release) => release());
+        this.recording?.pageClosed();
+        const stop = `api/liveavatar/session/${encodeURIComponent(this.conversationId)}/stop`;
+        this.client.http.json(stop, { body: { reason }, keepalive: true }).catch(() => undefined);
     }
 }
 function samplesOf(bytes) {

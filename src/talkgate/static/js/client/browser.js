@@ -125,6 +125,25 @@ export class BrowserMicrophone {
         this.tail?.done();
     }
 }
+/** Any audio track (the avatar's voice in a LiveKit room) as PCM16 frames of 20 ms at the context's
+ * rate, for a call's recording: `onPcm(pcm)` per frame. Resolves with the function that lets it go. */
+export async function tapTrack(context, track, onPcm, workletUrl) {
+    const url = workletUrl ?? URL.createObjectURL(new Blob([PCM_WORKLET_SOURCE], { type: "text/javascript" }));
+    if (!loaded.has(context))
+        loaded.set(context, context.audioWorklet.addModule(url));
+    await loaded.get(context);
+    const source = context.createMediaStreamSource(new MediaStream([track]));
+    const node = new AudioWorkletNode(context, "talkgate-pcm-capture", { channelCount: 1, channelCountMode: "explicit" });
+    node.port.onmessage = (e) => onPcm(new Int16Array(e.data.pcm));
+    const mute = context.createGain();
+    mute.gain.value = 0; // heard through its own element, not twice
+    source.connect(node).connect(mute).connect(context.destination);
+    return () => {
+        node.port.onmessage = null;
+        source.disconnect();
+        node.disconnect();
+    };
+}
 /** The microphone through MediaRecorder as WebM/Opus (a tenth of PCM's bytes; talkgate decodes it).
  * Each turn is one WebM stream, header first. */
 export class MediaRecorderSource {

@@ -26,6 +26,7 @@ export class Http {
         const parsed = (await response.json().catch(() => null));
         throw parsed?.error ? fromWire(parsed.error) : new TalkgateError("internal", `HTTP ${response.status}`);
     }
+    /** `keepalive`: the request outlives the page (a tab that closes still stops its session). */
     async json(path, init = {}) {
         const headers = { Authorization: `Bearer ${await this.token()}` };
         if (init.body !== undefined)
@@ -36,6 +37,7 @@ export class Http {
                 method: init.method ?? (init.body === undefined ? "GET" : "POST"),
                 headers,
                 body: init.body === undefined ? undefined : JSON.stringify(init.body),
+                keepalive: init.keepalive ?? false,
             });
         }
         catch (err) {

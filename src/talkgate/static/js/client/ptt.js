@@ -27,7 +27,8 @@ export const PTT_TABLE = {
     "starting stop": ["idle", ["abort"]],
     "cancelling press": ["starting", []],
     "cancelling acked": ["ending", ["finish"]],
-    "cancelling refused": ["idle", ["cancel"]],
+    // A start refused after its release is still told (an avatar that never answered is named).
+    "cancelling refused": ["idle", ["cancel", "report"]],
     "cancelling stop": ["idle", ["abort"]],
     "talking release": ["ending", ["finish"]],
     "talking stop": ["idle", ["abort"]],
@@ -68,6 +69,8 @@ export class PushToTalk {
         this.state = "idle";
         /** Every input and the state it led to, in order (tests and debugging read it). */
         this.log = [];
+        /** Chunks sent upstream (inside a turn). */
+        this.framesSent = 0;
         /** Chunks a source delivered outside `talking` (never sent). */
         this.framesDropped = 0;
         this.generation = 0;
@@ -137,6 +140,7 @@ export class PushToTalk {
     }
     deliver(chunk) {
         if (this.state === "talking" || this.state === "ending" || this.state === "ending_pressed") {
+            this.framesSent += 1;
             this.link.send(chunk);
         }
         else {
