@@ -50,7 +50,7 @@ def test_a_long_validation_message_is_cut_between_words_and_stays_bounded():
     sentence = "Input should be " + " or ".join(f"'choice{n}'" for n in range(60))
     message = validation_message([{"loc": ("body", "mode"), "msg": sentence}])
     assert len(message) < 160 and message.endswith("…")
-    assert message[: -1].endswith(("'", "or"))  # a whole word before the ellipsis
+    assert message[:-1].endswith(("'", "or"))  # a whole word before the ellipsis
     blob = validation_message([{"loc": ("body", "x"), "msg": "y" * 5000}])
     assert "y" * 120 not in blob and len(blob) < 160  # one long word is still cut
 

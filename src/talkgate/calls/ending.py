@@ -23,9 +23,7 @@ LIVE_SOURCES = (AudioSource.MEDIA_STREAM, AudioSource.RELAY)
 POLL_S = 0.1  # another process is writing the recording; the database is the only signal
 
 
-async def end_call(
-    recordings: Recordings, call: CallLog, reason: EndReason = EndReason.CALL_END
-) -> CallLog:
+async def end_call(recordings: Recordings, call: CallLog, reason: EndReason = EndReason.CALL_END) -> CallLog:
     """Give the call the best recording there is, close it (``reason``) if it is still active, and
     return its row as it is now."""
     repo = recordings.repo
