@@ -1,11 +1,13 @@
 """The shape of the code, checked: imports run one way (web → calls → relay/recording/providers/
-persistence → protocol) and no function in src/ is longer than about a screen.
+persistence → protocol), no function in src/ is longer than about a screen, and the web page leaves
+the conversation to the client package.
 
 Pure reading of the source (ast): no imports of talkgate, no servers; runs in milliseconds."""
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,3 +145,36 @@ def test_web_holds_no_call_logic() -> None:
         text = path.read_text()
         for needle in ("RelaySession(", ".open_conversation(", ".close_conversation(", "recordings.finish("):
             assert needle not in text, f"web/{path.name} does call work itself: {needle}"
+
+
+# The page (static/js/, outside js/client/, which is the client package compiled) holds sign-in,
+# status, buttons, transcript and the call pages; the conversation is the package's. What would show
+# that it is not: Socket.IO spoken directly, audio decoded, framed or scheduled, the microphone
+# opened, timers (push-to-talk timing), or a module the package already has.
+PAGE = SRC / "static" / "js"
+PAGE_MAY_NOT = {
+    "Socket.IO": ("socket.io", ".emit(", "emitWithAck"),
+    "audio playback": ("createBufferSource", "createBuffer(", "copyToChannel", "getChannelData"),
+    "audio framing": ("Int16Array", "Float32Array", "DataView", "btoa(", "decodeSamples", "Chunker"),
+    "the microphone": ("getUserMedia", "audioWorklet", "AudioWorkletNode", "MediaRecorder"),
+    "timing": ("setTimeout", "setInterval"),
+}
+
+
+def test_the_page_has_no_conversation_logic_of_its_own() -> None:
+    modules = sorted(PAGE.glob("*.js"))
+    assert {p.name for p in modules} >= {"app.js", "conversation.js"}
+    assert not {"player.js", "audio.js", "wire.js", "ptt.js", "capture.js"} & {p.name for p in modules}
+    found = [
+        f"{path.name}: {what} ({needle})"
+        for path in modules
+        for what, needles in PAGE_MAY_NOT.items()
+        for needle in needles
+        if needle in path.read_text(encoding="utf-8")
+    ]
+    assert not found, "the page does the client package's work itself:\n" + "\n".join(found)
+    imports = {
+        spec for path in modules for spec in re.findall(r"""from ["']([^"']+)["']""", path.read_text("utf-8"))
+    }
+    assert {s for s in imports if s.startswith("./client/")} == {"./client/index.js", "./client/wire.js"}
+    assert {s for s in imports if not s.startswith("./")} == set(), "the page imports the package only"

@@ -248,16 +248,17 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def wire_modules() -> list[tuple[Any, str]]:
-    """Each generated file's path and text: the page's wire.js, and in a checkout (not an installed
-    wheel) the client package's wire.ts and its README's error table."""
+    """Each generated file's path and text, in a checkout (an installed wheel has no clients/js):
+    the client package's wire.ts and its README's error table. The page has no wire module of its
+    own: it imports the package's, compiled into static/js/client/ by `npm run page`."""
     from pathlib import Path
 
     from talkgate.protocol import page_wire as wire
 
-    package = Path(__file__).resolve().parent
-    modules: list[tuple[Any, str]] = [(package / wire.WIRE_JS, wire.render_wire_js())]
-    client = package.parent.parent / wire.WIRE_TS
-    readme = package.parent.parent / wire.CLIENT_README
+    root = Path(__file__).resolve().parent.parent.parent
+    modules: list[tuple[Any, str]] = []
+    client = root / wire.WIRE_TS
+    readme = root / wire.CLIENT_README
     if client.parent.is_dir():
         modules.append((client, wire.render_wire_ts()))
     if readme.is_file():
@@ -267,8 +268,12 @@ def wire_modules() -> list[tuple[Any, str]]:
 
 def cmd_wire_js(args: argparse.Namespace) -> int:
     """Write (or, with --check, compare) the generated wire modules from the Python definitions."""
+    modules = wire_modules()
+    if not modules:
+        print("talkgate wire-js: no clients/js here; run it in a talkgate checkout", file=sys.stderr)
+        return 2
     stale = 0
-    for path, text in wire_modules():
+    for path, text in modules:
         if args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 print(f"talkgate wire-js: {path} is stale; run `talkgate wire-js`", file=sys.stderr)
@@ -276,6 +281,8 @@ def cmd_wire_js(args: argparse.Namespace) -> int:
             continue
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path}")
+    if not args.check:
+        print("the page's copy follows with `npm run page` in clients/js", file=sys.stderr)
     return stale
 
 
@@ -356,8 +363,8 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int)
     token.set_defaults(func=cmd_token)
 
-    wire = sub.add_parser("wire-js", help="write the generated wire modules (page and client package)")
-    wire.add_argument("--check", action="store_true", help="only say whether the file is current")
+    wire = sub.add_parser("wire-js", help="write the client package's generated wire.ts and error table")
+    wire.add_argument("--check", action="store_true", help="only say whether the files are current")
     wire.set_defaults(func=cmd_wire_js)
     return p
 

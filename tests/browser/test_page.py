@@ -98,6 +98,35 @@ def test_direct_mode_speaks_the_provider_protocol_and_the_media_socket_records(p
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+def test_the_page_says_the_agent_speaks_while_it_is_heard_and_a_press_silences_it(page, talkgate):
+    """The status line follows the player (the package's BrowserPlayer, attached to the
+    conversation): "Agent speaking" while the reply plays, ready once it has; a press during the
+    reply (a barge-in) drops what is queued before the microphone opens."""
+    sign_in_and_connect(page, talkgate.url, "relay")
+    hold_button(page, 3.0)  # the simulator echoes the turn: about 3 s of reply, queued at once
+    page.wait_for_function(
+        "window.talkgate.state === 'agent' && window.talkgate.player.playing", timeout=WAIT_MS
+    )
+    assert page.locator("#state").inner_text() == "Agent speaking"
+    box = page.locator("#ptt").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()  # the agent is still speaking
+    page.wait_for_function("window.talkgate.state === 'talking'", timeout=WAIT_MS)
+    stats = page.evaluate("window.talkgate.player.stats")
+    assert stats["flushed"] >= 1 and stats["ended"] + stats["flushed"] == stats["chunks"], stats
+    assert page.evaluate("window.talkgate.player.playing") is False
+    page.wait_for_timeout(1500)  # speaking over the agent
+    page.mouse.up()
+    wait_for_reply(page, 2)
+    page.wait_for_function(
+        "window.talkgate.state === 'ready' && !window.talkgate.player.playing", timeout=WAIT_MS
+    )
+    assert page.locator("#state").inner_text() == "Ready: hold to talk"
+    after = page.evaluate("window.talkgate.player.stats")
+    assert after["chunks"] > stats["chunks"] and after["ended"] + after["flushed"] == after["chunks"]
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 def test_spacebar_hold_and_toggle_mode_each_make_a_turn(page, talkgate):
     sign_in_and_connect(page, talkgate.url, "relay")
     page.keyboard.down("Space")

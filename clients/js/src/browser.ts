@@ -227,19 +227,46 @@ export class MediaRecorderSource implements AudioSource {
   }
 }
 
+/** Hears what a player schedules and what it drops: a call's recording (`CallRecording` is one). */
+export interface PlayerTap {
+  /** `samples` at `rate` will be heard from `time` (seconds on the player's AudioContext clock). */
+  played(samples: Float32Array, rate: number, time: number): void;
+  /** Everything scheduled from `time` on was dropped (an interruption, a barge-in, the end). */
+  flushed(time: number): void;
+}
+
+export interface PlayerStats {
+  /** Chunks scheduled, their samples, chunks that finished playing, chunks dropped by a flush. */
+  chunks: number;
+  samples: number;
+  ended: number;
+  flushed: number;
+  /** The loudest sample scheduled so far (0..1). */
+  peak: number;
+}
+
+export interface PlayerOptions {
+  /** The context to play on (one is made otherwise); a recording tap places audio on its clock. */
+  context?: AudioContext;
+  /** True when the first chunk is scheduled (and with each one after), false once all have ended or
+   * were flushed: an app's "agent speaking" indicator. */
+  onPlaying?: (playing: boolean) => void;
+}
+
 /** Plays the agent's audio back to back; `flush()` drops what is queued (an interruption, a barge-in). */
 export class BrowserPlayer {
   readonly context: AudioContext;
+  /** Told of every chunk scheduled and every flush (add a call's recording here). */
+  readonly taps = new Set<PlayerTap>();
+  readonly stats: PlayerStats = { chunks: 0, samples: 0, ended: 0, flushed: 0, peak: 0 };
   private sources = new Set<AudioBufferSourceNode>();
   private nextTime = 0;
-  readonly stats = { chunks: 0, samples: 0, ended: 0, flushed: 0 };
+  private readonly onPlaying: (playing: boolean) => void;
 
-  constructor(options: { context?: AudioContext; onPlaying?: (playing: boolean) => void } = {}) {
+  constructor(options: PlayerOptions = {}) {
     this.context = options.context ?? new AudioContext();
     this.onPlaying = options.onPlaying ?? (() => {});
   }
-
-  private readonly onPlaying: (playing: boolean) => void;
 
   /** Plays a conversation's audio, flushes on its interruptions and when the user presses to talk. */
   attach(conversation: Conversation): () => void {
@@ -257,6 +284,9 @@ export class BrowserPlayer {
     const samples = decodeSamples(bytes, encoding);
     if (!samples.length) return;
     if (this.context.state === "suspended") void this.context.resume();
+    let peak = this.stats.peak;
+    for (let i = 0; i < samples.length; i++) peak = Math.max(peak, Math.abs(samples[i]));
+    this.stats.peak = peak;
     const buffer = this.context.createBuffer(1, samples.length, rate);
     buffer.getChannelData(0).set(samples);
     const source = this.context.createBufferSource();
@@ -264,13 +294,14 @@ export class BrowserPlayer {
     source.connect(this.context.destination);
     const at = Math.max(this.context.currentTime + 0.02, this.nextTime);
     source.start(at);
+    for (const tap of this.taps) tap.played(samples, rate, at);
     this.nextTime = at + buffer.duration;
     this.sources.add(source);
     this.stats.chunks += 1;
     this.stats.samples += samples.length;
     this.onPlaying(true);
     source.onended = () => {
-      this.sources.delete(source);
+      if (!this.sources.delete(source)) return; // flushed: counted there
       this.stats.ended += 1;
       if (!this.sources.size) this.onPlaying(false);
     };
@@ -288,6 +319,7 @@ export class BrowserPlayer {
         // already ended
       }
     }
+    for (const tap of this.taps) tap.flushed(this.context.currentTime);
     this.stats.flushed += this.sources.size;
     this.sources.clear();
     this.nextTime = 0;

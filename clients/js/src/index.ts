@@ -14,7 +14,18 @@ export {
   type PttState,
   type TurnLink,
 } from "./ptt.js";
-export { BrowserMicrophone, BrowserPlayer, MediaRecorderSource, PCM_WORKLET_SOURCE, TAIL_MS, tapTrack, type MicrophoneOptions } from "./browser.js";
+export {
+  BrowserMicrophone,
+  BrowserPlayer,
+  MediaRecorderSource,
+  PCM_WORKLET_SOURCE,
+  TAIL_MS,
+  tapTrack,
+  type MicrophoneOptions,
+  type PlayerOptions,
+  type PlayerStats,
+  type PlayerTap,
+} from "./browser.js";
 export { untilQuiet } from "./quiet.js";
 export { RelayConversation } from "./relay.js";
 export { DirectConversation, directEvent, type DirectEvent, type ServerConfig } from "./direct.js";

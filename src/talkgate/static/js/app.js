@@ -1,15 +1,15 @@
 // The conversation page: sign-in, connect (relay, direct or avatar, all on the client package), push-to-talk in three forms
 // (press-and-hold button, spacebar hold, toggle), live transcripts, agent audio, a mic meter.
 import { api, setToken, signInLocally, token, userOf } from "./api.js";
-import { AgentPlayer } from "./player.js";
+import { BrowserPlayer } from "./client/index.js";
+import { CLIENT_ERRORS, ERROR_MESSAGES } from "./client/wire.js";
 import { PageConversation } from "./conversation.js";
-import { ERROR_MESSAGES, PAGE_ERRORS } from "./wire.js";
 
 const $ = (id) => document.getElementById(id);
 
 export function messageFor(error) {
-  if (error.code === PAGE_ERRORS.MICROPHONE) return error.message; // the package's ptt names the cause itself
-  // Every code's message is generated from talkgate's Python definitions (wire.js).
+  if (error.code === CLIENT_ERRORS.MICROPHONE) return error.message; // the package's ptt names the cause itself
+  // Every code's message is generated from talkgate's Python definitions (the package's wire.ts).
   const text = ERROR_MESSAGES[error.code] || "Something went wrong.";
   return error.message && error.message !== text ? `${text} (${error.message})` : text;
 }
@@ -19,7 +19,7 @@ const ui = {
   conversation: null,
   context: null,
   ptt: null, // the push-to-talk machine (the package's) of the running conversation
-  player: null,
+  player: null, // the package's BrowserPlayer: the agent's audio, flushed on interruptions and presses
   agentEntry: null,
   stats: { turns: 0, chunksSent: 0, bytesSent: 0, transcripts: [], errors: [] },
 };
@@ -90,16 +90,9 @@ function onMessage(m) {
     case "agent_response_correction":
       if (ui.agentEntry) ui.agentEntry.textContent = m.text; // what the agent actually said
       break;
-    case "interruption":
-      if (ui.player) ui.player.flush();
-      break;
     default:
       break;
   }
-}
-
-function onAudio(b64, format) {
-  if (ui.player) ui.player.play(b64, format);
 }
 
 // The meter shows the open microphone only: at rest (a turn sent, a disconnect) it reads zero.
@@ -124,14 +117,14 @@ async function connect() {
   // Made inside the click: a user gesture lets the context start running.
   ui.context = ui.context || new AudioContext({ sampleRate: 16000 });
   await ui.context.resume();
-  ui.player = new AgentPlayer(ui.context, {
-    onState: (playing) => {
+  ui.player = new BrowserPlayer({
+    context: ui.context,
+    onPlaying: (playing) => {
       if (ui.state === "ready" || ui.state === "agent") setState(playing ? "agent" : "ready");
     },
   });
   const handlers = {
     message: onMessage,
-    audio: onAudio,
     error: (e) => {
       showError(e);
       if (e.fatal) setState("error", "Error: " + (e.code || ""));
@@ -148,10 +141,9 @@ async function connect() {
       onLevel: showLevel,
       stats: ui.stats,
     };
-    // Avatar mode: the avatar's picture goes to #avatar-video, its voice through the page's player
-    // (which the call's recording taps).
-    const avatar = { videoHost: $("avatar-video"), player: ui.player };
-    ui.conversation = new PageConversation(mode, token(), handlers, microphone, avatar);
+    // The player plays the agent's audio in every mode; in avatar mode the call's recording taps it,
+    // and the avatar's picture goes to #avatar-video.
+    ui.conversation = new PageConversation(mode, token(), handlers, microphone, ui.player, $("avatar-video"));
     const started = await ui.conversation.start({ voice: $("voice").value });
     ui.conversationId = started.conversationId;
     ui.providerConversationId = started.providerConversationId || started.conversationId;
@@ -207,8 +199,7 @@ function showPushToTalk(pttState, { input, from }) {
   showButton(pttState);
   if (ui.state === "idle" || ui.state === "error" || ui.state === "connecting") return;
   if (pttState === "opening" || pttState === "ending_pressed") {
-    if (ui.player && pttState === "opening") ui.player.flush();
-    setState("opening");
+    setState("opening"); // a press stops the agent's audio (the player is attached to the conversation)
   } else if (pttState === "talking") {
     $("error").textContent = "";
     setState("talking");

@@ -4,7 +4,7 @@
 import { api, token, userOf } from "./api.js";
 import { showReport } from "./call-report.js";
 import { Waveform } from "./waveform.js";
-import { ERROR_MESSAGES } from "./wire.js";
+import { ERROR_MESSAGES } from "./client/wire.js";
 
 const $ = (id) => document.getElementById(id);
 const SOURCES = {
@@ -136,7 +136,7 @@ async function showPage(offset) {
 }
 
 function refused(err) {
-  // A refused sign-in says which way it failed (wire.js, from talkgate's definitions).
+  // A refused sign-in says which way it failed (the package's wire module, from talkgate's definitions).
   const readable = ERROR_MESSAGES[err.code];
   $("calls-error").textContent =
     err.status === 401 && readable ? `${readable.replace(/ Sign in again\.$/, "")} Sign in again on the Talk page.` : err.message;

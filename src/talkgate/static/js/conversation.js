@@ -1,7 +1,8 @@
 // Every mode on talkgate-client (js/client/: the package as the page loads it). The package holds the
 // conversation (talkgate's Socket.IO relay, the provider's WebSocket with a signed URL, or the
-// avatar's room), the acknowledged push-to-talk machine, the microphone and the avatar call's
-// recording; this module only adapts them to the page's handlers, status line and avatar picture.
+// avatar's room), the acknowledged push-to-talk machine, the microphone, the agent's audio player
+// and the avatar call's recording; this module only adapts them to the page's handlers, status line
+// and avatar picture.
 import { BrowserMicrophone, connect, TalkgateClient, tapTrack } from "./client/index.js";
 
 const WORKLET = "/static/js/client/pcm-worklet.js"; // the page's CSP refuses blob: modules
@@ -19,14 +20,16 @@ const SHOWN = {
 };
 
 export class PageConversation {
-  // mode: "relay" | "direct" | "avatar"; handlers: message, audio, error, ended;
-  // microphone: {context, processing, onLevel, stats}; avatar: {videoHost, player} (avatar mode)
-  constructor(mode, jwt, handlers, microphone, avatar = {}) {
+  // mode: "relay" | "direct" | "avatar"; handlers: message, error, ended;
+  // microphone: {context, processing, onLevel, stats}; player: the package's BrowserPlayer on the
+  // same context; videoHost: where the avatar's picture goes (avatar mode)
+  constructor(mode, jwt, handlers, microphone, player, videoHost) {
     this.mode = mode;
     this.jwt = jwt;
     this.on = handlers;
     this.microphone = microphone;
-    this.avatar = avatar;
+    this.player = player;
+    this.videoHost = videoHost;
   }
 
   // What the browser tests read of the running conversation.
@@ -88,7 +91,7 @@ export class PageConversation {
     if (this.mode !== "avatar") return {};
     const { context } = this.microphone;
     return {
-      videoHost: this.avatar.videoHost,
+      videoHost: this.videoHost,
       recording: {
         clock: () => context.currentTime,
         agentFromPlayer: true,
@@ -102,11 +105,13 @@ export class PageConversation {
     const options = { mode: this.mode, voice, audio: () => this.newMicrophone(), ...this.avatarOptions() };
     const conversation = await this.client.startConversation(options);
     this.conversation = conversation;
+    // The agent's audio plays; an interruption, a press and the end stop what is queued.
+    const detach = this.player.attach(conversation);
     if (this.mode === "avatar") this.showAvatar(conversation);
     conversation.on("message", (m) => this.on.message(m));
-    conversation.on("audio", (a) => this.on.audio(a.base64, a.format, a.eventId));
     conversation.on("error", (e) => this.on.error({ code: e.code, message: e.message, fatal: e.fatal }));
     conversation.on("ended", (e) => {
+      detach();
       this.client.close();
       this.letGoOfAvatar();
       this.on.ended(e);
@@ -139,8 +144,8 @@ export class PageConversation {
   }
 
   showAvatar(conversation) {
-    const { videoHost, player } = this.avatar;
-    if (conversation.recording && player) player.taps.add(conversation.recording); // the voice as heard
+    const { videoHost, player } = this;
+    if (conversation.recording) player.taps.add(conversation.recording); // the voice as heard
     if (conversation.info.transport === "livekit" && videoHost) videoHost.hidden = false; // its video
     conversation.on("poster", ({ url }) => {
       if (!videoHost) return;
@@ -158,8 +163,7 @@ export class PageConversation {
   letGoOfAvatar() {
     if (this.onPageHide) window.removeEventListener("pagehide", this.onPageHide);
     this.onPageHide = null;
-    const { player } = this.avatar;
-    if (player && this.conversation && this.conversation.recording) player.taps.delete(this.conversation.recording);
+    if (this.conversation && this.conversation.recording) this.player.taps.delete(this.conversation.recording);
   }
 
   contextualUpdate(text) {

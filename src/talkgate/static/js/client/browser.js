@@ -206,9 +206,11 @@ export class MediaRecorderSource {
 /** Plays the agent's audio back to back; `flush()` drops what is queued (an interruption, a barge-in). */
 export class BrowserPlayer {
     constructor(options = {}) {
+        /** Told of every chunk scheduled and every flush (add a call's recording here). */
+        this.taps = new Set();
+        this.stats = { chunks: 0, samples: 0, ended: 0, flushed: 0, peak: 0 };
         this.sources = new Set();
         this.nextTime = 0;
-        this.stats = { chunks: 0, samples: 0, ended: 0, flushed: 0 };
         this.context = options.context ?? new AudioContext();
         this.onPlaying = options.onPlaying ?? (() => { });
     }
@@ -229,6 +231,10 @@ export class BrowserPlayer {
             return;
         if (this.context.state === "suspended")
             void this.context.resume();
+        let peak = this.stats.peak;
+        for (let i = 0; i < samples.length; i++)
+            peak = Math.max(peak, Math.abs(samples[i]));
+        this.stats.peak = peak;
         const buffer = this.context.createBuffer(1, samples.length, rate);
         buffer.getChannelData(0).set(samples);
         const source = this.context.createBufferSource();
@@ -236,13 +242,16 @@ export class BrowserPlayer {
         source.connect(this.context.destination);
         const at = Math.max(this.context.currentTime + 0.02, this.nextTime);
         source.start(at);
+        for (const tap of this.taps)
+            tap.played(samples, rate, at);
         this.nextTime = at + buffer.duration;
         this.sources.add(source);
         this.stats.chunks += 1;
         this.stats.samples += samples.length;
         this.onPlaying(true);
         source.onended = () => {
-            this.sources.delete(source);
+            if (!this.sources.delete(source))
+                return; // flushed: counted there
             this.stats.ended += 1;
             if (!this.sources.size)
                 this.onPlaying(false);
@@ -260,6 +269,8 @@ export class BrowserPlayer {
                 // already ended
             }
         }
+        for (const tap of this.taps)
+            tap.flushed(this.context.currentTime);
         this.stats.flushed += this.sources.size;
         this.sources.clear();
         this.nextTime = 0;

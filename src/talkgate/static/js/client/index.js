@@ -4,7 +4,7 @@ export { connect, TalkgateClient, secondsLeft } from "./client.js";
 export { CallLog } from "./calls.js";
 export { TalkgateError, fromWire, isErrorCode } from "./errors.js";
 export { PTT_INPUTS, PTT_STATES, PTT_TABLE, PushToTalk, microphoneProblem, pttStep, } from "./ptt.js";
-export { BrowserMicrophone, BrowserPlayer, MediaRecorderSource, PCM_WORKLET_SOURCE, TAIL_MS, tapTrack } from "./browser.js";
+export { BrowserMicrophone, BrowserPlayer, MediaRecorderSource, PCM_WORKLET_SOURCE, TAIL_MS, tapTrack, } from "./browser.js";
 export { untilQuiet } from "./quiet.js";
 export { RelayConversation } from "./relay.js";
 export { DirectConversation, directEvent } from "./direct.js";
