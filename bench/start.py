@@ -16,6 +16,9 @@ each in its own process. Measured, in this order:
   first connection to its last acknowledgement, divided by the starts: a start's whole cost to the
   process, its WebSocket and Socket.IO handshakes included.
 
+``--profile FILE`` runs the server under cProfile (its event loop's thread; CPU figures then
+include the profiler's own cost) and writes its statistics to FILE when it stops.
+
 ``--latency-ms N`` asks the simulator to add N ms to each of its round trips (a provider across a
 network): talkgate should add none it could overlap or do ahead of time.
 
@@ -157,7 +160,14 @@ def start_servers(args: argparse.Namespace, tmp: Path) -> tuple[list[subprocess.
     procs = []
     with (tmp / "servers.log").open("wb") as out:
         procs.append(subprocess.Popen(sim_cmd, stdout=out, stderr=out))
-        procs.append(subprocess.Popen([*cmd, "serve", "--port", str(port)], env=env, stdout=out, stderr=out))
+        serve = (
+            [sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "talkgate.cli"]
+            if args.profile
+            else cmd
+        )
+        procs.append(
+            subprocess.Popen([*serve, "serve", "--port", str(port)], env=env, stdout=out, stderr=out)
+        )
     return procs, f"http://127.0.0.1:{sim_port}", f"ws://127.0.0.1:{port}"
 
 
@@ -166,6 +176,9 @@ async def main() -> None:
     parser.add_argument("--sequential", type=int, default=40, help="starts one at a time (ready, provider)")
     parser.add_argument("--burst", type=int, default=500, help="starts at the same instant")
     parser.add_argument("--latency-ms", type=int, default=0, help="added to each simulator round trip")
+    parser.add_argument(
+        "--profile", help="run the server under cProfile, its statistics written to this file"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         procs, sim, url = start_servers(args, Path(tmp))

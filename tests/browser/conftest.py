@@ -53,10 +53,11 @@ def chromium(speech_wav):
 
 
 class Talkgate:
-    def __init__(self, url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes], log: Path, database: Path) -> None:
         self.url = url
         self.proc = proc
         self.log = log
+        self.database = database  # SQLite, in TALKGATE_DATA_DIR
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def serve_talkgate(tmp_path) -> Iterator[Callable[..., Talkgate]]:
                 [sys.executable, "-m", "talkgate.cli", "serve"], env=env, stdout=out, stderr=out
             )
         url = f"http://127.0.0.1:{port}"
-        started.append(Talkgate(url, proc, log))
+        started.append(Talkgate(url, proc, log, home / "data" / "talkgate.db"))
 
         def healthy() -> bool:
             assert proc.poll() is None, log.read_text()

@@ -28,6 +28,7 @@ from tests.support.browser import (
     sign_in_and_connect,
     wait_for_reply,
 )
+from tests.support.provider_socket import recorded_provider_cid
 from tests.support.timing import TIMEOUT
 
 pytestmark = [pytest.mark.browser, pytest.mark.realtime]  # a real browser, at a person's pace
@@ -95,7 +96,10 @@ def simulator_url(talkgate) -> str:
 
 def upstream(page, talkgate) -> Counter[str]:
     """What the provider (the simulator) received in this conversation, by kind of frame."""
-    cid = page.evaluate("window.talkgate.providerConversationId")
+    # A relayed call's conversationId is talkgate's: the provider's id is in talkgate's call log.
+    cid = recorded_provider_cid(
+        str(talkgate.database), page.evaluate("window.talkgate.conversationId")
+    ) or page.evaluate("window.talkgate.providerConversationId")
     r = httpx.get(f"{simulator_url(talkgate)}/_simulator/conversations/{cid}/frames")
     assert r.status_code == 200, r.text
     return Counter(

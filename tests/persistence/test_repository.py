@@ -3,11 +3,19 @@
 import asyncio
 
 import pytest
-from sqlalchemy import delete, event, text
+from sqlalchemy import delete, event, select, text
 from sqlalchemy.exc import StatementError
 
 from talkgate.errors import ConflictError, NotFoundError
-from talkgate.persistence.models import AudioSource, CallStatus, SessionStatus, User, cuid
+from talkgate.persistence.models import (
+    AudioSource,
+    CallLog,
+    CallStatus,
+    ConversationSession,
+    SessionStatus,
+    User,
+    cuid,
+)
 from talkgate.persistence.repository import Repository
 
 
@@ -228,3 +236,77 @@ async def test_statuses_come_back_typed_and_an_unknown_one_is_refused(repo):
     with pytest.raises(StatementError):  # a typo'd status never reaches the table
         await repo.finish_call(call.conversation_id, status="endd")  # type: ignore[arg-type]
     assert (await repo.get_call(alice, call.conversation_id)).status is CallStatus.ACTIVE
+
+
+async def test_a_started_conversations_rows_are_what_the_database_holds(repo):
+    """Starts insert their rows without the ORM's unit of work: the rows handed back are the
+    database's, column for column (defaults included)."""
+    alice = uid()
+    session, call = await repo.open_conversation(
+        alice, f"relay_{cuid()}", metadata={"agentId": "a1"}, audio_source=AudioSource.RELAY, agent_id="a1"
+    )
+    stored = await repo.get_call(alice, call.conversation_id)
+    columns = [c.key for c in CallLog.__table__.columns]
+    assert {k: getattr(call, k) for k in columns} == {k: getattr(stored, k) for k in columns}
+    assert (stored.provider, stored.status, stored.voice, stored.transcript) == (
+        "elevenlabs",
+        "active",
+        None,
+        [],
+    )
+    async with repo._sessions() as db:
+        held = await db.scalar(select(ConversationSession).where(ConversationSession.id == session.id))
+    columns = ["id", "user_id", "session_id", "status", "metadata_", "started_at", "ended_at", "created_at"]
+    assert {k: getattr(session, k) for k in columns} == {k: getattr(held, k) for k in columns}
+
+
+async def test_a_relayed_call_takes_its_provider_id_once_and_its_end_fills_it_only_if_missing(repo):
+    """The relay writes the call log under talkgate's id before the provider's socket has said
+    its own: the provider's id is written once, afterwards; the end writes it only if it is
+    still missing (its first write lost to a database away)."""
+    alice = uid()
+    (s1, c1), (s2, c2) = [
+        await repo.open_conversation(alice, f"relay_{cuid()}", metadata=None, audio_source=AudioSource.RELAY)
+        for _ in range(2)
+    ]
+    assert c1.provider_conversation_id is None
+    await repo.own_relay_conversation(c1.conversation_id, "conv_p1")
+    await repo.own_relay_conversation(c1.conversation_id, "conv_other")  # once only
+    await repo.close_conversation(
+        alice, s1.session_id, c1.conversation_id, provider_conversation_id="conv_p9"
+    )
+    await repo.close_conversation(
+        alice, s2.session_id, c2.conversation_id, provider_conversation_id="conv_p2"
+    )
+    assert (await repo.get_call(alice, c1.conversation_id)).provider_conversation_id == "conv_p1"
+    assert (await repo.get_call(alice, c2.conversation_id)).provider_conversation_id == "conv_p2"
+    assert (await repo.call_by_provider_conversation("elevenlabs", "conv_p1")).id == c1.id  # type: ignore[union-attr]
+
+
+async def test_provider_ids_arriving_together_are_committed_together(repo):
+    alice = uid()
+    opened = await asyncio.gather(
+        *(repo.open_conversation(alice, f"relay_{cuid()}", metadata=None) for _ in range(40))
+    )
+    commits = count_commits(repo)
+    await asyncio.gather(
+        *(repo.own_relay_conversation(c.conversation_id, f"conv_{i}") for i, (_, c) in enumerate(opened))
+    )
+    assert commits[0] <= 3
+    for i, (_, call) in enumerate(opened):
+        assert (await repo.get_call(alice, call.conversation_id)).provider_conversation_id == f"conv_{i}"
+
+
+async def test_a_start_the_provider_refused_is_discarded_for_its_user_only(repo):
+    alice, bob = uid(), uid()
+    session, call = await repo.open_conversation(alice, f"relay_{cuid()}", metadata=None)
+    await repo.discard_conversation(bob, session.session_id, call.conversation_id)  # not bob's
+    assert (await repo.get_call(alice, call.conversation_id)).id == call.id
+    await repo.discard_conversation(alice, session.session_id, call.conversation_id)
+    with pytest.raises(NotFoundError):
+        await repo.get_call(alice, call.conversation_id)
+    async with repo._sessions() as db:
+        assert (
+            await db.scalar(select(ConversationSession).where(ConversationSession.id == session.id)) is None
+        )
+    assert (await repo.list_calls(alice))[1] == 0

@@ -66,10 +66,15 @@ class FakeElevenLabs:
     def __init__(self) -> None:
         self.upstreams: list[FakeUpstream] = []
         self.refuse: TalkgateError | None = None
+        self.asked = asyncio.Event()  # a start asked for a conversation
+        self.hold: asyncio.Event | None = None  # set: the provider answers (None: at once)
 
     async def open_conversation(
         self, agent_id: str, init: Any, *, inactivity_timeout: int = 0
     ) -> FakeUpstream:
+        self.asked.set()
+        if self.hold is not None:
+            await self.hold.wait()
         if self.refuse is not None:
             raise self.refuse
         upstream = FakeUpstream(f"conv_{len(self.upstreams) + 1}")
@@ -95,9 +100,11 @@ class FakeRepo:
         self.away = 0  # how many close attempts fail before the database is back
         self.close_attempts = 0
         self.back = asyncio.Event()  # set when a close succeeded
+        self.written = asyncio.Event()  # set when a call log was opened
 
     async def open_conversation(self, user_id: str, conversation_id: str, **fields: Any) -> tuple[Row, Row]:
         self.opened[conversation_id] = {"user_id": user_id, "id": conversation_id, **fields}
+        self.written.set()
         row = Row(f"sess_{conversation_id}", f"call_{conversation_id}", user_id, conversation_id)
         return row, row
 
@@ -113,6 +120,13 @@ class FakeRepo:
         started = sum(c["user_id"] == user_id for c in self.opened.values())
         if rate.max_starts and started >= rate.max_starts:
             raise ConflictError("too many calls this hour", code=ErrorCode.TOO_MANY_CALLS)
+
+    async def discard_conversation(self, user_id: str, session_id: str, conversation_id: str) -> None:
+        assert self.opened[conversation_id]["user_id"] == user_id
+        del self.opened[conversation_id]
+
+    async def own_relay_conversation(self, conversation_id: str, provider_cid: str) -> None:
+        self.opened[conversation_id].setdefault("provider_conversation_id", provider_cid)
 
     async def own_provider_conversation(self, user_id: str, conversation_id: str, provider_cid: str) -> bool:
         self.opened[conversation_id]["provider_conversation_id"] = provider_cid

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import sqlite3
 from typing import Any
 
 import httpx
@@ -12,7 +14,7 @@ import websockets
 
 from talkgate.serving import ServerThread
 from tests.support.servers import AGENT_ID, SIM_KEY
-from tests.support.timing import TIMEOUT
+from tests.support.timing import TIMEOUT, wait_until
 
 
 async def signed_url(sim: ServerThread, agent_id: str = AGENT_ID) -> str:
@@ -59,7 +61,36 @@ def upstream_kinds(frames: list[dict]) -> list[str]:
     return [f.get("type") or ("user_audio_chunk" if "user_audio_chunk" in f else "text") for f in frames]
 
 
+async def provider_cid(gate: Any, conversation_id: str) -> str:
+    """The provider's id of a relayed call, as talkgate recorded it (an app knows talkgate's id
+    only). The call log is written under talkgate's id while the provider's socket opens, and the
+    provider's id added once that socket said it: just after the start's acknowledgement, so this
+    waits for it. SQLite only (a test's gate)."""
+    url = gate.settings.effective_database_url
+    assert url.startswith("sqlite"), url
+    path = url.split(":///", 1)[1]
+    found: list[str] = []
+
+    def recorded() -> bool:
+        if (pid := recorded_provider_cid(path, conversation_id)) is not None:
+            found.append(pid)
+        return bool(found)
+
+    await wait_until(recorded)
+    return found[0]
+
+
+def recorded_provider_cid(database: str, conversation_id: str) -> str | None:
+    """The provider's id that talkgate's SQLite database holds for a call, if any yet."""
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        row = db.execute(
+            "SELECT provider_conversation_id FROM call_logs WHERE conversation_id = ?", (conversation_id,)
+        ).fetchone()
+    return None if row is None else row[0]
+
+
 async def sim_frames(simulator, conversation_id: str) -> list[dict]:
+    """What the simulator received in one conversation (its own id: ``provider_cid``)."""
     async with httpx.AsyncClient() as client:
         r = await client.get(f"{simulator.http_url}/_simulator/conversations/{conversation_id}/frames")
     return r.json()["frames"]

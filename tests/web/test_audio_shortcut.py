@@ -12,7 +12,7 @@ from typing import Any
 import websockets
 
 from tests.support.audio import speech
-from tests.support.provider_socket import sim_frames
+from tests.support.provider_socket import provider_cid, sim_frames
 from tests.support.timing import TIMEOUT
 
 
@@ -91,7 +91,7 @@ async def test_both_paths_forward_the_same_bytes_in_order_and_give_the_same_erro
     ack = json.loads((await app.next("431"))[3:])[0]
     assert ack["ok"] is False and ack["error"]["code"] == "not_recording"
 
-    frames = await sim_frames(simulator, started["conversationId"])
+    frames = await sim_frames(simulator, await provider_cid(gate, started["conversationId"]))
     up = [base64.b64decode(f["user_audio_chunk"]) for f in frames if "user_audio_chunk" in f]
     assert up == chunks
     await app.ws.close()

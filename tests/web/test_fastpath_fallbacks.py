@@ -15,7 +15,8 @@ from engineio.async_drivers import asgi
 
 from talkgate.fastpaths import engine_loop
 from talkgate.serving import ServerThread
-from tests.support.gate import AppClient, gated, paced_turn
+from tests.support.gate import AppClient, Gate, gated, paced_turn
+from tests.support.provider_socket import provider_cid
 
 GAUGE = re.compile(r'^talkgate_fastpath_active\{name="(\w+)"\} (\S+)$', re.MULTILINE)
 # (gc_pacing is the serving process's, set by `talkgate serve`: tests/test_fastpaths.py)
@@ -33,13 +34,13 @@ async def upstream_audio(simulator: ServerThread, conversation_id: str) -> bytes
     return b"".join(base64.b64decode(f["user_audio_chunk"]) for f in frames if "user_audio_chunk" in f)
 
 
-async def relayed_turn(app: AppClient, simulator: ServerThread) -> None:
+async def relayed_turn(app: AppClient, simulator: ServerThread, gate: Gate) -> None:
     started = await app.call("conversation_start", {"voice": "default"})
     assert started["ok"], started
     audio = clip(500)
     await paced_turn(app, audio, 1)
     assert app.agent_audio()[: len(audio)] == audio  # the simulator's agent echoes the turn
-    assert await upstream_audio(simulator, started["conversationId"]) == audio
+    assert await upstream_audio(simulator, await provider_cid(gate, started["conversationId"])) == audio
     await app.call("conversation_end")
     (ended,) = await app.wait_for("conversation_ended")
     assert ended["reason"] == "client"
@@ -56,7 +57,7 @@ async def test_with_fast_paths_off_the_relay_runs_on_the_libraries_paths(tmp_pat
         assert gate.app.sio.eio._async["websocket"] is engine_loop.GuardedWebSocket  # the library's loop
         gauges = await fastpath_gauges(gate.url)
         assert [gauges[name] for name in RELAY_PATHS] == [0.0, 0.0, 0.0, 0.0]
-        await relayed_turn(app, simulator)
+        await relayed_turn(app, simulator, gate)
 
 
 async def test_where_engineio_differs_the_relay_keeps_its_loop_and_says_so(
@@ -73,7 +74,7 @@ async def test_where_engineio_differs_the_relay_keeps_its_loop_and_says_so(
         gauges = await fastpath_gauges(gate.url)
         assert gauges["engineio_loop"] == 0.0 and gauges["send_audio_predecode"] == 0.0
         assert gauges["backlog_reader"] == 1.0 and gauges["upstream_write"] == 1.0
-        await relayed_turn(app, simulator)
+        await relayed_turn(app, simulator, gate)
     assert "fast path engineio_loop: off (python-engineio's driver table differs)" in caplog.text
 
 
@@ -81,4 +82,4 @@ async def test_with_fast_paths_on_metrics_say_each_took(tmp_path, simulator) -> 
     async with gated(tmp_path, simulator, fastpaths=True) as (gate, app):
         gauges = await fastpath_gauges(gate.url)
         assert [gauges[name] for name in RELAY_PATHS] == [1.0, 1.0, 1.0, 1.0]
-        await relayed_turn(app, simulator)
+        await relayed_turn(app, simulator, gate)

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.audio import speech
 from tests.support.gate import gated
-from tests.support.provider_socket import sim_frames, upstream_kinds
+from tests.support.provider_socket import provider_cid, sim_frames, upstream_kinds
 from tests.support.servers import SIM_KEY, start_simulator_behaving
 from tests.support.timing import poll_until
 
@@ -48,7 +48,7 @@ async def test_a_real_key_and_an_agent_id_alone_hold_a_turn_with_a_strict_provid
         while len(client.agent_audio()) < len(said):
             await client.wait_for("agent_audio", len(client.of("agent_audio")) + 1)
         assert client.agent_audio() == said  # the echo agent plays the turn back, byte for byte
-        kinds = upstream_kinds(await sim_frames(strict_simulator, cid))
+        kinds = upstream_kinds(await sim_frames(strict_simulator, await provider_cid(gate, cid)))
         assert "user_activity" in kinds
         assert not {"user_message_begin", "end_user_audio", "text"} & set(kinds)
         assert not client.of("conversation_error")
@@ -74,8 +74,8 @@ def provider_transcript(sim, cid: str) -> list[dict]:
 async def test_each_dialect_against_each_simulator_behaviour(tmp_path, config, behaviour):
     sim = start_simulator_behaving(behaviour)
     try:
-        async with gated(tmp_path, sim, **CONFIGS[config]) as (_gate, client):
-            cid = (await client.call("conversation_start"))["conversationId"]
+        async with gated(tmp_path, sim, **CONFIGS[config]) as (gate, client):
+            cid = await provider_cid(gate, (await client.call("conversation_start"))["conversationId"])
             said = speech(500)
             await ptt_turn(client, said)
             await client.call("user_activity_signal")  # the keep-alive, as the app may send it

@@ -10,7 +10,7 @@ import websockets
 from talkgate.protocol import convai
 from tests.support.audio import speech
 from tests.support.gate import connect, gated, start_gate
-from tests.support.provider_socket import sim_frames, upstream_kinds
+from tests.support.provider_socket import provider_cid, sim_frames, upstream_kinds
 from tests.support.servers import start_simulator
 from tests.support.timing import wait_until
 
@@ -26,8 +26,8 @@ async def test_silence_dialect_and_user_activity_keepalive_work_with_a_strict_pr
 ):
     async with gated(
         tmp_path, strict_simulator, ptt_turn_end="silence", keepalive="user_activity", ptt_silence_ms=700
-    ) as (_gate, client):
-        cid = (await client.call("conversation_start"))["conversationId"]
+    ) as (gate, client):
+        cid = await provider_cid(gate, (await client.call("conversation_start"))["conversationId"])
         said = speech(300)
         await ptt_turn(client, said)
         await client.call("user_activity_signal")
@@ -65,8 +65,8 @@ async def test_text_keepalive_against_a_strict_provider_names_its_setting(tmp_pa
 
 @pytest.mark.realtime
 async def test_talkgate_sends_keepalives_by_itself_between_turns_only(tmp_path, simulator):
-    async with gated(tmp_path, simulator, keepalive_interval_s=0.1) as (_gate, client):
-        cid = (await client.call("conversation_start"))["conversationId"]
+    async with gated(tmp_path, simulator, keepalive_interval_s=0.1) as (gate, client):
+        cid = await provider_cid(gate, (await client.call("conversation_start"))["conversationId"])
         for _ in range(50):  # wait until at least two keep-alives have reached the provider
             kinds = upstream_kinds(await sim_frames(simulator, cid))
             if kinds.count("text") >= 2:
@@ -216,7 +216,7 @@ async def test_a_dropped_app_socket_ends_its_conversation_cleanly(tmp_path, simu
     gate = start_gate(tmp_path, simulator)
     client = await connect(gate)
     try:
-        cid = (await client.call("conversation_start"))["conversationId"]
+        cid = await provider_cid(gate, (await client.call("conversation_start"))["conversationId"])
         await client.call("user-audio-start")
         await client.sio.disconnect()
         for _ in range(100):

@@ -7,11 +7,11 @@ import pytest
 
 from tests.support.audio import speech
 from tests.support.gate import connect
-from tests.support.provider_socket import sim_frames, upstream_kinds
+from tests.support.provider_socket import provider_cid, sim_frames, upstream_kinds
 from tests.support.timing import TIMEOUT
 
 
-async def test_three_ptt_turns_on_one_connection_follow_seed_000_exactly(simulator, app_client):
+async def test_three_ptt_turns_on_one_connection_follow_seed_000_exactly(simulator, gate, app_client):
     started = await app_client.call(
         "conversation_start", {"voice": "default", "dynamicVariables": {"name": "Ann"}}
     )
@@ -48,7 +48,7 @@ async def test_three_ptt_turns_on_one_connection_follow_seed_000_exactly(simulat
         "agent_response",
     ]
 
-    frames = await sim_frames(simulator, cid)
+    frames = await sim_frames(simulator, await provider_cid(gate, cid))
     kinds = upstream_kinds(frames)
     expected_kinds = ["conversation_initiation_client_data"]
     for chunks in turns:
@@ -65,7 +65,7 @@ async def test_three_ptt_turns_on_one_connection_follow_seed_000_exactly(simulat
     assert "terminate_session" not in kinds
 
 
-async def test_binary_attachments_are_accepted(simulator, app_client):
+async def test_binary_attachments_are_accepted(simulator, gate, app_client):
     cid = (await app_client.call("conversation_start"))["conversationId"]
     await app_client.call("user-audio-start")
     chunk = speech(50)
@@ -73,7 +73,7 @@ async def test_binary_attachments_are_accepted(simulator, app_client):
     assert (await app_client.call("send_audio", {"audio": chunk}))["ok"]
     await app_client.call("user-audio-end")
     await app_client.wait_for("agent_audio")
-    frames = await sim_frames(simulator, cid)
+    frames = await sim_frames(simulator, await provider_cid(gate, cid))
     assert [base64.b64decode(f["user_audio_chunk"]) for f in frames if "user_audio_chunk" in f] == [
         chunk,
         chunk,
@@ -97,7 +97,7 @@ async def test_binary_attachments_are_accepted(simulator, app_client):
     ],
 )
 async def test_bad_input_gets_a_specific_error_and_the_conversation_carries_on(
-    simulator, app_client, event, payload, code
+    simulator, gate, app_client, event, payload, code
 ):
     cid = (await app_client.call("conversation_start"))["conversationId"]
     if event == "send_audio" and code != "not_recording":
@@ -113,7 +113,7 @@ async def test_bad_input_gets_a_specific_error_and_the_conversation_carries_on(
     assert ok["ok"]
     await app_client.call("user-audio-end")
     assert (await app_client.wait_for("agent_audio"))[0]["audio"]
-    frames = await sim_frames(simulator, cid)
+    frames = await sim_frames(simulator, await provider_cid(gate, cid))
     assert all(base64.b64decode(f["user_audio_chunk"]) for f in frames if "user_audio_chunk" in f)
 
 
@@ -147,7 +147,7 @@ async def test_unknown_voice_is_refused(app_client):
     assert ack["error"]["code"] == "unknown_agent"
 
 
-async def test_text_messages_go_upstream_with_seed_002_context_accepted(simulator, app_client):
+async def test_text_messages_go_upstream_with_seed_002_context_accepted(simulator, gate, app_client):
     cid = (await app_client.call("conversation_start"))["conversationId"]
     assert (
         await app_client.call("conversation_message", {"type": "contextual_update", "context": "on page 2"})
@@ -156,7 +156,7 @@ async def test_text_messages_go_upstream_with_seed_002_context_accepted(simulato
     assert (await app_client.call("user_activity_signal"))["ok"]
     reply = await app_client.wait_for("conversation_message", pred=lambda p: p["type"] == "agent_response")
     assert reply[0]["text"] == "You wrote: hello"
-    frames = await sim_frames(simulator, cid)
+    frames = await sim_frames(simulator, await provider_cid(gate, cid))
     assert frames[1:4] == [
         {"type": "contextual_update", "text": "on page 2"},
         {"type": "user_message", "text": "hello"},
@@ -212,13 +212,13 @@ async def test_connection_refused_without_a_valid_token(gate):
         assert refused[0]["data"] == {"code": code} and reason in refused[0]["message"], refused
 
 
-async def test_an_apps_user_id_variable_is_replaced_by_the_signed_in_users(simulator, app_client):
+async def test_an_apps_user_id_variable_is_replaced_by_the_signed_in_users(simulator, gate, app_client):
     started = await app_client.call(
         "conversation_start",
         {"voice": "default", "dynamicVariables": {"user_id": "victim", "name": "Ann"}},
     )
     assert started["ok"] is True
-    frames = await sim_frames(simulator, started["conversationId"])
+    frames = await sim_frames(simulator, await provider_cid(gate, started["conversationId"]))
     first = frames[0]
     assert first["type"] == "conversation_initiation_client_data"
     assert first["dynamic_variables"] == {"user_id": "alice", "name": "Ann"} and first["user_id"] == "alice"

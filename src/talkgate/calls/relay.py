@@ -27,7 +27,8 @@ from talkgate.errors import (
     StorageError,
     TalkgateError,
 )
-from talkgate.persistence.models import AudioSource, CallStatus
+from talkgate.persistence.models import AudioSource, CallLog, CallStatus, cuid
+from talkgate.persistence.repository import Opened
 from talkgate.persistence.retry import retry_transient, transient
 from talkgate.protocol import app_events
 from talkgate.protocol.app_events import ServerEventName as S
@@ -41,6 +42,9 @@ log = logging.getLogger("talkgate.sio")
 
 START_FIELDS = ("metadata", "dynamicVariables", "overrides")
 KNOWN_VOICES = ("default", "female", "male")
+# talkgate's id for a relayed call (the app's ``conversationId``): chosen before the provider's
+# conversation exists. The provider's own id is kept apart (``provider_conversation_id``).
+RELAY_PREFIX = "relay_"
 
 
 class RelayLink(Protocol):
@@ -136,6 +140,7 @@ class RunningCall:
     relay: RelaySession
     recording: LiveRecording | None
     link: RelayLink
+    provider_id: asyncio.Task[None] | None = None  # the provider's id being written (``_open``)
 
 
 class RelayCalls:
@@ -196,53 +201,29 @@ class RelayCalls:
         self, key: str, user_id: str, agent_id: str, request: app_events.ConversationStart, link: RelayLink
     ) -> tuple[dict[str, Any], bool]:
         """Open the upstream conversation, its call log and recording, and start relaying; the
-        acknowledgement, and whether a relay now runs (and owns the user's conversation slot)."""
+        acknowledgement, and whether a relay now runs (and owns the user's conversation slot).
+
+        The call log is keyed by talkgate's own id, so it is written while the provider's
+        socket opens, not after it: the provider's id, which only that socket's metadata gives,
+        is filled in once it is known (``_own_provider_id``)."""
         rt = self.get_runtime()
+        conversation_id = RELAY_PREFIX + cuid()
+        logs.conversation_id.set(conversation_id)  # the run, started below, inherits it
+        rows = asyncio.ensure_future(self._open_rows(user_id, conversation_id, agent_id, request))
         try:
             upstream = await rt.elevenlabs.open_conversation(
                 agent_id, request.initiation(user_id), inactivity_timeout=rt.dialect.inactivity_timeout
             )
         except ProviderError as exc:
+            await self._discard_rows(user_id, rows)
             await link.fail(exc, fatal=True)
             await link.emit(S.CONVERSATION_ENDED, dict(FAILED_START))
             return app_events.failed(exc), False
-        logs.conversation_id.set(upstream.conversation_id)  # the run, started below, inherits it
-        session_id, recording = await self._open_records(user_id, agent_id, request, upstream, link)
-        relay = self._relay(session_id, upstream, request, recording, link)
-        call = RunningCall(key, user_id, relay, recording, link)
-        rt.relays[key] = relay
-        metrics.CONVERSATIONS.labels("relay").inc()
-        metrics.LIVE_CONVERSATIONS.labels("relay").inc()
-        log.info("socket %s: conversation %s started (session %s)", key, relay.conversation_id, session_id)
-        await link.emit(S.CONVERSATION_STARTED, relay.started_payload())
-        task = self.tasks[key] = rt.spawn(self._run(call))
-        task.add_done_callback(lambda done: self.tasks.pop(key) if self.tasks.get(key) is done else None)
-        return app_events.ok(**relay.started_payload()), True
-
-    async def _open_records(
-        self,
-        user_id: str,
-        agent_id: str,
-        request: app_events.ConversationStart,
-        upstream: UpstreamConversation,
-        link: RelayLink,
-    ) -> tuple[str, LiveRecording | None]:
-        """The call log (the upstream is closed if it cannot be written) and the recording."""
-        rt = self.get_runtime()
-        open_rows = functools.partial(
-            rt.repo.open_conversation,
-            user_id,
-            upstream.conversation_id,
-            metadata={"agentId": agent_id, **request.metadata},
-            audio_source=AudioSource.RELAY,
-            provider_conversation_id=upstream.conversation_id,  # the provider's socket said it
-            agent_id=agent_id,
-            voice=request.voice or "default",
-        )
+        except BaseException:  # cancelled, or a bug: the rows being written go too
+            rt.spawn(self._discard_rows(user_id, rows))
+            raise
         try:
-            # A database restarting (seconds) is waited for; one that stays away refuses the start
-            # with a code the app can act on, not an internal error.
-            session, call = await retry_transient(open_rows, f"call log {upstream.conversation_id}")
+            session, call = await rows
         except BaseException as exc:
             await upstream.close()
             if isinstance(exc, Exception) and transient(exc):
@@ -250,17 +231,80 @@ class RelayCalls:
                     "the conversation could not be started: the database is unavailable; try again shortly"
                 ) from None
             raise
+        provider_id = rt.spawn(self._own_provider_id(conversation_id, upstream.conversation_id))
+        recording = await self._start_recording(call, link)
+        relay = self._relay(session.session_id, conversation_id, upstream, request, recording, link)
+        running = RunningCall(key, user_id, relay, recording, link, provider_id)
+        rt.relays[key] = relay
+        metrics.CONVERSATIONS.labels("relay").inc()
+        metrics.LIVE_CONVERSATIONS.labels("relay").inc()
+        log.info(
+            "socket %s: conversation %s started (session %s, provider conversation %s)",
+            key,
+            conversation_id,
+            session.session_id,
+            upstream.conversation_id,
+        )
+        await link.emit(S.CONVERSATION_STARTED, relay.started_payload())
+        task = self.tasks[key] = rt.spawn(self._run(running))
+        task.add_done_callback(lambda done: self.tasks.pop(key) if self.tasks.get(key) is done else None)
+        return app_events.ok(**relay.started_payload()), True
+
+    async def _open_rows(
+        self, user_id: str, conversation_id: str, agent_id: str, request: app_events.ConversationStart
+    ) -> Opened:
+        """The session and call log (group-committed with other starts). A database restarting
+        (seconds) is waited for; one that stays away fails the start (``_open`` says so)."""
+        rt = self.get_runtime()
+        open_rows = functools.partial(
+            rt.repo.open_conversation,
+            user_id,
+            conversation_id,
+            metadata={"agentId": agent_id, **request.metadata},
+            audio_source=AudioSource.RELAY,
+            agent_id=agent_id,
+            voice=request.voice or "default",
+        )
+        return await retry_transient(open_rows, f"call log {conversation_id}")
+
+    async def _discard_rows(self, user_id: str, rows: asyncio.Future[Opened]) -> None:
+        """The provider did not start the conversation: the rows opened meanwhile are removed, once
+        written (a start that did not happen leaves no call log)."""
         try:
-            return session.session_id, await rt.recordings.start(call, AudioSource.RELAY, announced=True)
+            session, call = await rows
+        except Exception:
+            return  # not written
+        try:
+            await self.get_runtime().repo.discard_conversation(
+                user_id, session.session_id, call.conversation_id
+            )
+        except Exception:
+            log.warning("call log %s of a refused start not removed", call.conversation_id, exc_info=True)
+
+    async def _own_provider_id(self, conversation_id: str, provider_conversation_id: str) -> None:
+        """The provider's id on the call log, as its socket said it. The call's end writes it too
+        (only if this did not), so a database away now loses nothing."""
+        try:
+            await self.get_runtime().repo.own_relay_conversation(conversation_id, provider_conversation_id)
+        except Exception:
+            log.warning(
+                "conversation %s: its provider id is saved at its end", conversation_id, exc_info=True
+            )
+
+    async def _start_recording(self, call: CallLog, link: RelayLink) -> LiveRecording | None:
+        rt = self.get_runtime()
+        try:
+            return await rt.recordings.start(call, AudioSource.RELAY, announced=True)
         except OSError as exc:  # the conversation matters more than its recording: go on, say so
-            log.error("conversation %s: cannot record: %s", upstream.conversation_id, exc)
-            await rt.repo.mark_recording(upstream.conversation_id, None)
+            log.error("conversation %s: cannot record: %s", call.conversation_id, exc)
+            await rt.repo.mark_recording(call.conversation_id, None)
             await link.fail(StorageError("this conversation cannot be recorded (storage unavailable)"))
-            return session.session_id, None
+            return None
 
     def _relay(
         self,
         session_id: str,
+        conversation_id: str,
         upstream: UpstreamConversation,
         request: app_events.ConversationStart,
         recording: LiveRecording | None,
@@ -270,6 +314,7 @@ class RelayCalls:
         tap = RelayTap(recording.recorder, on_failure=lambda exc: link.fail(exc)) if recording else None
         return RelaySession(
             session_id=session_id,
+            conversation_id=conversation_id,
             upstream=upstream,
             dialect=rt.dialect,
             emit=link.emit,
@@ -295,6 +340,8 @@ class RelayCalls:
         """The recording stored, the call log closed (or its save deferred), the app told."""
         rt, relay = self.get_runtime(), call.relay
         audio_url = await rt.recordings.finish(call.recording) if call.recording else None
+        if call.provider_id is not None:  # its write first: it sets the column only while unset
+            await asyncio.wait([call.provider_id])
         close = functools.partial(
             rt.repo.close_conversation,
             call.user_id,
@@ -305,6 +352,7 @@ class RelayCalls:
             transcript=relay.stats.transcript,
             turns=[t.as_dict() for t in relay.stats.turns],
             end_reason=relay.end_reason,
+            provider_conversation_id=relay.upstream.conversation_id,  # the provider's socket said it
         )
         what = f"call log {relay.conversation_id}"
         try:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, inspect, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -89,6 +89,32 @@ class _Start:
     voice: str | None
 
 
+async def _nothing(_: object) -> None:
+    """An abandoned write that needs no undoing."""
+
+
+SESSIONS = cast(Table, ConversationSession.__table__)
+CALLS = cast(Table, CallLog.__table__)
+# Mapped attribute → column name (``metadata_`` is the column ``metadata``).
+SESSIONS_BY_KEY = {attr.key: attr.columns[0].name for attr in inspect(ConversationSession).column_attrs}
+CALLS_BY_KEY = {attr.key: attr.columns[0].name for attr in inspect(CallLog).column_attrs}
+# What a call log row holds when a start sets nothing else (the columns' own defaults).
+CALL_DEFAULTS: dict[str, Any] = {
+    **{attr: None for attr in CALLS_BY_KEY},
+    "provider": "elevenlabs",
+    "status": CallStatus.ACTIVE,
+}
+OWN_PROVIDER_ID = (
+    update(CALLS)
+    .where(CALLS.c.conversation_id == bindparam("cid"), CALLS.c.provider_conversation_id.is_(None))
+    .values(provider_conversation_id=bindparam("pid"), updated_at=bindparam("now"))
+)
+
+
+def _columns(by_key: dict[str, str], row: dict[str, Any]) -> dict[str, Any]:
+    return {by_key[key]: value for key, value in row.items()}
+
+
 def _given(**columns: object) -> dict[str, object]:
     """The columns a caller set: None means "leave the column as it is" (or its default)."""
     return {name: value for name, value in columns.items() if value is not None}
@@ -106,6 +132,13 @@ class Repository:
             commit_batch=self._open_together,
             commit_one=self._open_one,
             abandoned=self._end_abandoned,
+            max_batch=MAX_START_BATCH,
+        )
+        # Relayed calls' provider ids, written once each call's provider socket has opened.
+        self.provider_ids: GroupCommit[tuple[str, str], None] = GroupCommit(
+            commit_batch=self._own_together,
+            commit_one=self._own_one,
+            abandoned=_nothing,
             max_batch=MAX_START_BATCH,
         )
 
@@ -281,33 +314,85 @@ class Repository:
         return row
 
     async def _insert_conversations(self, db: AsyncSession, batch: list[_Start]) -> list[Opened]:
+        """The batch's sessions and call logs, as two Core inserts (one statement each for the
+        whole batch); the rows handed back are built from the very values inserted. The ORM's
+        unit of work did the same in about twice the time: its flush tracks every object, sorts
+        the tables and fetches what the database defaulted, none of which a start needs."""
         for user_id in dict.fromkeys(start.user_id for start in batch):
             await self._ensure_user(db, user_id)
         now = utcnow()
-        rows = []
+        sessions: list[dict[str, Any]] = []
+        calls: list[dict[str, Any]] = []
         for start in batch:
-            session = ConversationSession(
-                user_id=start.user_id, session_id=cuid(), metadata_=start.metadata, started_at=now
+            session_id = cuid()
+            sessions.append(
+                {
+                    "id": cuid(),
+                    "user_id": start.user_id,
+                    "session_id": session_id,
+                    "status": SessionStatus.ACTIVE,
+                    "metadata_": start.metadata,
+                    "started_at": now,
+                    "ended_at": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
-            call = CallLog(
-                user_id=start.user_id,
-                conversation_id=start.conversation_id,
-                session_id=session.session_id,
-                started_at=now,
-                transcript=[],
-                turns=[],
-                **_given(
-                    audio_source=start.audio_source,
-                    provider=start.provider,
-                    provider_conversation_id=start.provider_conversation_id,
-                    agent_id=start.agent_id,
-                    voice=start.voice,
-                ),
+            calls.append(
+                {
+                    **CALL_DEFAULTS,
+                    "id": cuid(),
+                    "user_id": start.user_id,
+                    "conversation_id": start.conversation_id,
+                    "session_id": session_id,
+                    "started_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                    "transcript": [],
+                    "turns": [],
+                    **_given(
+                        audio_source=start.audio_source,
+                        provider=start.provider,
+                        provider_conversation_id=start.provider_conversation_id,
+                        agent_id=start.agent_id,
+                        voice=start.voice,
+                    ),
+                }
             )
-            rows.append((session, call))
-        db.add_all([row for pair in rows for row in pair])
-        await db.flush()  # the unit of work inserts each table's rows in one multi-row statement
-        return rows
+        await db.execute(insert(SESSIONS), [_columns(SESSIONS_BY_KEY, row) for row in sessions])
+        await db.execute(insert(CALLS), [_columns(CALLS_BY_KEY, row) for row in calls])
+        return [
+            (ConversationSession(**session), CallLog(**call))
+            for session, call in zip(sessions, calls, strict=True)
+        ]
+
+    async def discard_conversation(self, user_id: str, session_id: str, conversation_id: str) -> None:
+        """A relayed start the provider refused: its session and call log, opened while the
+        provider was asked, are removed (a start that did not happen leaves no call log)."""
+        async with self._sessions.begin() as db:
+            await db.execute(
+                delete(CallLog).where(CallLog.conversation_id == conversation_id, CallLog.user_id == user_id)
+            )
+            await db.execute(
+                delete(ConversationSession).where(
+                    ConversationSession.session_id == session_id, ConversationSession.user_id == user_id
+                )
+            )
+
+    async def own_relay_conversation(self, conversation_id: str, provider_conversation_id: str) -> None:
+        """The provider's id for a relayed call, as its conversation socket said it: written once
+        (only while none is set), after the call log was opened under talkgate's own id.
+        Group-committed like the starts themselves."""
+        await self.provider_ids.submit((conversation_id, provider_conversation_id))
+
+    async def _own_together(self, batch: list[tuple[str, str]]) -> list[None]:
+        now = utcnow()
+        async with self._sessions.begin() as db:
+            await db.execute(OWN_PROVIDER_ID, [{"cid": cid, "pid": pid, "now": now} for cid, pid in batch])
+        return [None] * len(batch)
+
+    async def _own_one(self, item: tuple[str, str]) -> None:
+        await self._own_together([item])
 
     async def close_conversation(
         self,
@@ -320,9 +405,11 @@ class Repository:
         transcript: list[dict[str, Any]] | None = None,
         turns: list[dict[str, Any]] | None = None,
         end_reason: str | None = None,
+        provider_conversation_id: str | None = None,
     ) -> None:
         """End the session and finish its call log in one transaction (a None leaves that
-        column as it is)."""
+        column as it is). ``provider_conversation_id`` (what the provider's socket said) is set
+        only if the call log has none yet: the relay's own write of it may not have landed."""
         now = utcnow()
         values: dict[str, object] = {"ended_at": now, "updated_at": now}
         values.update(
@@ -334,6 +421,10 @@ class Repository:
                 end_reason=end_reason,
             )
         )
+        if provider_conversation_id is not None:
+            values["provider_conversation_id"] = func.coalesce(
+                CallLog.provider_conversation_id, provider_conversation_id
+            )
         async with self._sessions.begin() as db:
             await db.execute(
                 update(ConversationSession)

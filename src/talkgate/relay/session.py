@@ -86,6 +86,7 @@ class RelaySession:
         session_id: str,
         upstream: UpstreamConversation,
         dialect: Dialect,
+        conversation_id: str | None = None,
         emit: Emit,
         app_backlog: Callable[[], int] = lambda: 0,
         tap: Tap | None = None,
@@ -98,6 +99,8 @@ class RelaySession:
         """``clock`` and ``sleep`` time the keep-alive, the turn latencies and the duration (a
         test passes a fake pair; ``clock`` must agree with what ``sleep`` waits for)."""
         self.session_id = session_id
+        # talkgate's id for the call (the provider's own, ``upstream.conversation_id``, by default).
+        self.conversation_id = conversation_id or upstream.conversation_id
         self.upstream = upstream
         self.dialect = dialect
         self.ptt = PushToTalk()
@@ -120,10 +123,6 @@ class RelaySession:
         self.end_reason: EndReason | None = None
         self.ended = asyncio.Event()
         self.app_format = AudioFormat(Encoding.PCM, upstream.input_format.sample_rate)
-
-    @property
-    def conversation_id(self) -> str:
-        return self.upstream.conversation_id
 
     @property
     def duration_ms(self) -> int:

@@ -146,7 +146,8 @@ async function connect() {
     ui.conversation = new PageConversation(mode, token(), handlers, microphone, ui.player, $("avatar-video"));
     const started = await ui.conversation.start({ voice: $("voice").value });
     ui.conversationId = started.conversationId;
-    ui.providerConversationId = started.providerConversationId || started.conversationId;
+    // Direct mode only: a relayed call's conversationId is talkgate's, the provider's id stays on the server.
+    ui.providerConversationId = started.providerConversationId || null;
     if (started.inputFormat && started.inputFormat !== "pcm_16000") {
       throw Object.assign(new Error(`the agent wants ${started.inputFormat}`), { code: "bad_format" });
     }
