@@ -1,4 +1,5 @@
 // The call log: a user's calls, one call with its transcript, and a playback link for its recording.
+import { TalkgateError } from "./errors.js";
 import type { Http } from "./http.js";
 
 export interface TranscriptLine {
@@ -42,25 +43,33 @@ export interface PlaybackLink {
   expiresAt: number;
 }
 
+/** A call id as one path segment; "." and ".." would be resolved away by URL normalisation. */
+function segment(conversationId: string): string {
+  const id = String(conversationId);
+  if (!id || id === "." || id === "..") throw new TalkgateError("not_found", "no such call");
+  return encodeURIComponent(id);
+}
+
 export class CallLog {
   constructor(private readonly http: Http) {}
 
   /** Newest first. */
   list(options: { limit?: number; offset?: number } = {}): Promise<CallPage> {
-    const query = new URLSearchParams();
-    if (options.limit !== undefined) query.set("limit", String(options.limit));
-    if (options.offset !== undefined) query.set("offset", String(options.offset));
-    const suffix = query.toString() ? `?${query}` : "";
-    return this.http.json<CallPage>(`api/calls${suffix}`);
+    // By hand: React Native's built-in URLSearchParams has no set().
+    const query = (["limit", "offset"] as const)
+      .filter((key) => options[key] !== undefined)
+      .map((key) => `${key}=${encodeURIComponent(String(options[key]))}`)
+      .join("&");
+    return this.http.json<CallPage>(`api/calls${query ? `?${query}` : ""}`);
   }
 
-  get(conversationId: string): Promise<Call> {
-    return this.http.json<Call>(`api/calls/${encodeURIComponent(conversationId)}`);
+  async get(conversationId: string): Promise<Call> {
+    return this.http.json<Call>(`api/calls/${segment(conversationId)}`);
   }
 
   /** A signed link to the call's WAV, valid 15 minutes; `not_found` while it has no recording. */
   async playbackLink(conversationId: string): Promise<PlaybackLink> {
-    const link = await this.http.json<PlaybackLink>(`api/calls/${encodeURIComponent(conversationId)}/audio-link`);
+    const link = await this.http.json<PlaybackLink>(`api/calls/${segment(conversationId)}/audio-link`);
     return { url: this.http.url(link.url), expiresAt: link.expiresAt };
   }
 }

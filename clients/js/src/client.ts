@@ -85,7 +85,7 @@ export class TalkgateClient extends Emitter<ClientEvents> {
     this.socket.on("connect", () => {
       this.retries = 0;
       this.scheduleRefresh();
-      this.emit("connected", { recovered: this.socket.recovered });
+      this.emit("connected", { recovered: this.socket.recovered === true });
     });
     this.socket.on("disconnect", (reason) => this.emit("disconnected", { reason }));
     this.socket.on("connect_error", (err: Error & { data?: { code?: unknown } }) => this.refused(err));
@@ -160,8 +160,11 @@ export class TalkgateClient extends Emitter<ClientEvents> {
     let ack: { ok: boolean; error?: unknown };
     try {
       ack = await this.socket.timeout(this.ackTimeoutMs).emitWithAck(event, payload);
-    } catch {
-      throw new TalkgateError(this.socket.connected ? "timeout" : "disconnected");
+    } catch (error) {
+      if (!this.socket.connected) throw new TalkgateError("disconnected");
+      // socket.io's own timeout, or a payload it could not encode (e.g. nested too deeply to walk).
+      if (error instanceof Error && /timed out/.test(error.message)) throw new TalkgateError("timeout");
+      throw new TalkgateError("bad_request", `${event} could not be sent: ${String(error)}`);
     }
     if (!ack || !ack.ok) throw fromWire(ack?.error ?? {});
     return ack as T & { ok: true };

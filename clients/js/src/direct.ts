@@ -72,6 +72,14 @@ export function directEvent(frame: Frame, heard: { lastInterrupt: number }): Dir
   }
 }
 
+/** A provider text frame as a JSON object with a string `type`; anything else throws. */
+export function parseFrame(data: unknown): Frame {
+  if (typeof data !== "string") throw new TypeError("not a text frame");
+  const frame = JSON.parse(data) as unknown;
+  if (!frame || typeof frame !== "object" || typeof (frame as Frame).type !== "string") throw new TypeError("no type");
+  return frame as Frame;
+}
+
 function newConversationId(): string {
   const random = globalThis.crypto?.randomUUID?.().replace(/-/g, "") ?? Math.random().toString(16).slice(2).repeat(3);
   return `conv_${random.slice(0, 24)}`;
@@ -133,7 +141,14 @@ export class DirectConversation extends Emitter<ConversationEvents> implements C
       outputFormat: String(metadata.agent_output_audio_format ?? "pcm_16000"),
       mediaStreamingEnabled: signed.mediaStreamingEnabled,
     };
-    ws.onmessage = (e: MessageEvent) => this.receive(JSON.parse(String(e.data)) as Frame);
+    ws.onmessage = (e: MessageEvent) => {
+      // A frame this client cannot read is told and dropped: never thrown from the socket's handler.
+      try {
+        this.receive(parseFrame(e.data));
+      } catch (error) {
+        this.emit("error", new TalkgateError("bad_provider_frame", `the provider sent a frame this client cannot read (${String(error)})`));
+      }
+    };
     ws.onclose = (e: CloseEvent) => void this.finish(e.code === 1000 ? "agent" : "error");
     return this;
   }
@@ -151,7 +166,12 @@ export class DirectConversation extends Emitter<ConversationEvents> implements C
       ws.onerror = () => reject(new TalkgateError("provider_unreachable"));
       ws.onclose = (e: CloseEvent) => reject(new TalkgateError("provider_closed", `the provider closed (${e.code})`));
       ws.onmessage = (e: MessageEvent) => {
-        const frame = JSON.parse(String(e.data)) as Frame;
+        let frame: Frame;
+        try {
+          frame = parseFrame(e.data);
+        } catch {
+          return; // not the metadata: the opening waits for it (or the socket's close)
+        }
         if (frame.type === "conversation_initiation_metadata") resolve((frame[BODY[frame.type]] ?? {}) as Body);
       };
     });

@@ -183,7 +183,9 @@ export class PushToTalk {
     source.open().then(
       () => {
         if (generation === this.generation) this.input("opened", generation);
-        else source.close(); // released (or stopped) while it opened
+        // Released (or stopped) while it opened: close it, unless a later press already uses this
+        // same source (one source reused every turn), whose recorder must not be stopped under it.
+        else if (this.source !== source) source.close();
       },
       (error: unknown) => {
         if (generation !== this.generation) return;

@@ -22,6 +22,10 @@ interface WireAudio {
   eventId?: number;
 }
 
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
 export function sourceFactory(audio: StartOptions["audio"]): () => AudioSource {
   if (typeof audio === "function") return audio;
   const source = audio ?? new PushAudioSource();
@@ -76,17 +80,34 @@ export class RelayConversation extends Emitter<ConversationEvents> implements Co
 
   listen(): void {
     const socket = this.client.socket;
-    const on = <T>(event: string, handler: (payload: T) => void): void => {
-      const listener = handler as (...args: unknown[]) => void;
+    // A payload this client cannot read (a newer or broken server) is told as a non-fatal error and
+    // dropped: it must never throw inside socket.io-client's listener (in Node that ends the app).
+    const on = (event: string, handler: (payload: unknown) => void): void => {
+      const listener = (payload: unknown): void => {
+        try {
+          handler(payload);
+        } catch (error) {
+          this.emit("error", new TalkgateError("internal", `talkgate sent a ${event} this client cannot read (${String(error)})`));
+        }
+      };
       socket.on(event, listener);
       this.unsubscribe.push(() => socket.off(event, listener));
     };
-    on(SERVER_EVENTS.CONVERSATION_MESSAGE, (m: ConversationMessage) => this.emit("message", m));
-    on(SERVER_EVENTS.AGENT_AUDIO, (a: WireAudio) =>
-      this.emit("audio", { audio: base64ToBytes(a.audio), base64: a.audio, format: a.format, eventId: a.eventId }),
-    );
-    on(SERVER_EVENTS.CONVERSATION_ERROR, (e: unknown) => this.emit("error", fromWire(e)));
-    on(SERVER_EVENTS.CONVERSATION_ENDED, (e: ConversationEnded) => this.finish(e));
+    on(SERVER_EVENTS.CONVERSATION_MESSAGE, (m) => {
+      if (!isObject(m) || typeof m.type !== "string") throw new TypeError("not a message");
+      this.emit("message", m as unknown as ConversationMessage);
+    });
+    on(SERVER_EVENTS.AGENT_AUDIO, (a) => {
+      const wire = (isObject(a) ? a : {}) as Partial<WireAudio>;
+      if (typeof wire.audio !== "string") throw new TypeError("no audio");
+      const audio = base64ToBytes(wire.audio);
+      this.emit("audio", { audio, base64: wire.audio, format: String(wire.format), eventId: wire.eventId });
+    });
+    on(SERVER_EVENTS.CONVERSATION_ERROR, (e) => this.emit("error", fromWire(e)));
+    on(SERVER_EVENTS.CONVERSATION_ENDED, (e) => {
+      const ended = isObject(e) && typeof e.reason === "string" ? e : { reason: "error" };
+      this.finish({ conversationId: this.info?.conversationId, ...(ended as unknown as ConversationEnded) });
+    });
     on("disconnect", () => this.finish({ reason: "disconnected", conversationId: this.info?.conversationId }));
   }
 

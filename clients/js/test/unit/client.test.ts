@@ -178,3 +178,153 @@ describe("relay conversation", () => {
     expect(await ended).toEqual({ reason: "disconnected", conversationId: "c2" });
   });
 });
+
+// Hostile or broken input from the server side must never throw out of a socket handler (in Node an
+// uncaught exception there ends the app): it is told as a typed, non-fatal error and dropped.
+describe("what the server sends that this client cannot read", () => {
+  it("relay: malformed agent_audio, messages and ends are errors, not crashes", async () => {
+    const client = await connect({ url: "http://gate", token: "t" });
+    const socket = FakeSocket.last;
+    socket.acks.conversation_start = () => ({ ok: true, conversationId: "c3" });
+    const conversation = await client.startConversation();
+    const heard: unknown[] = [];
+    conversation.on("audio", (a) => heard.push(["audio", Array.from(a.audio)]));
+    conversation.on("message", (m) => heard.push(["message", m.type]));
+    conversation.on("error", (e) => heard.push(["error", e.code, e.fatal]));
+    conversation.on("ended", (e) => heard.push(["ended", e]));
+    for (const bad of [null, { audio: 123 }, { audio: "!!!!", format: "pcm_16000" }, "AAE="]) {
+      expect(() => socket.fire("agent_audio", bad)).not.toThrow();
+    }
+    expect(() => socket.fire("conversation_message", null)).not.toThrow();
+    expect(() => socket.fire("conversation_error", null)).not.toThrow();
+    socket.fire("agent_audio", { audio: "AAE=", format: "pcm_16000" }); // still heard after all that
+    socket.fire("conversation_ended", "boom");
+    expect(heard).toEqual([
+      ["error", "internal", false],
+      ["error", "internal", false],
+      ["error", "internal", false],
+      ["error", "internal", false],
+      ["error", "internal", false],
+      ["error", "internal", false],
+      ["audio", [0, 1]],
+      ["ended", { reason: "error", conversationId: "c3" }],
+    ]);
+    expect(await conversation.end()).toEqual({ reason: "error", conversationId: "c3" });
+  });
+
+  it("direct: a frame that is not JSON, has no type, or carries bad base64 is a bad_provider_frame", async () => {
+    class FakeWS {
+      static last: FakeWS;
+      readyState = 0;
+      sent: string[] = [];
+      onopen: (() => void) | null = null;
+      onmessage: ((e: { data: unknown }) => void) | null = null;
+      onclose: ((e: { code: number }) => void) | null = null;
+      onerror: (() => void) | null = null;
+      constructor(readonly url: string) {
+        FakeWS.last = this;
+        setTimeout(() => {
+          this.readyState = 1;
+          this.onopen?.();
+        }, 0);
+      }
+      send(text: string) {
+        this.sent.push(text);
+        if (text.includes("conversation_initiation_client_data")) {
+          setTimeout(() => {
+            this.onmessage?.({ data: "not json" }); // before the metadata: ignored, the opening goes on
+            this.onmessage?.({
+              data: JSON.stringify({ type: "conversation_initiation_metadata", conversation_initiation_metadata_event: { conversation_id: "p1" } }),
+            });
+          }, 0);
+        }
+      }
+      close() {
+        this.readyState = 3;
+      }
+    }
+    const fakeFetch = (async (input: string | URL) => {
+      const path = new URL(String(input)).pathname;
+      const body =
+        path === "/api/config"
+          ? { pttTurnEnd: "signal", pttSilenceMs: 1500 }
+          : path === "/api/elevenlabs-signed-url"
+            ? { signedUrl: "ws://provider/x", conversationId: "c4", mediaStreamingEnabled: false }
+            : { durationMs: 1 };
+      return new Response(JSON.stringify(body), { status: 200 });
+    }) as typeof fetch;
+    const client = await connect({ url: "http://gate", token: "t", fetch: fakeFetch, WebSocket: FakeWS as never });
+    const conversation = await client.startConversation({ mode: "direct" });
+    const heard: unknown[] = [];
+    conversation.on("audio", (a) => heard.push(["audio", Array.from(a.audio)]));
+    conversation.on("error", (e) => heard.push(["error", e.code]));
+    const ws = FakeWS.last;
+    for (const data of ["{", "[]", JSON.stringify({ no: "type" }), new Uint8Array([1]), JSON.stringify({ type: "audio", audio_event: { audio_base_64: "!!" } })]) {
+      expect(() => ws.onmessage!({ data })).not.toThrow();
+    }
+    ws.onmessage!({ data: JSON.stringify({ type: "audio", audio_event: { audio_base_64: "AAE=" } }) });
+    expect(heard).toEqual([...Array(5).fill(["error", "bad_provider_frame"]), ["audio", [0, 1]]]);
+    await conversation.end();
+  });
+
+  it("connected's recovered is a boolean even when socket.io-client leaves it unset", async () => {
+    const client = new TalkgateClient({ url: "http://gate", token: "t" });
+    (FakeSocket.last as { recovered: unknown }).recovered = undefined;
+    const connected = client.next("connected");
+    await client.open();
+    expect(await connected).toEqual({ recovered: false });
+    client.close();
+  });
+
+  it("a payload socket.io cannot encode is a bad_request with its cause, not a timeout", async () => {
+    const client = await connect({ url: "http://gate", token: "t" });
+    const socket = FakeSocket.last;
+    socket.acks.conversation_start = () => {
+      throw new RangeError("Maximum call stack size exceeded");
+    };
+    await expect(client.startConversation({ metadata: {} })).rejects.toMatchObject({
+      code: "bad_request",
+      message: expect.stringContaining("Maximum call stack size exceeded"),
+    });
+    socket.acks.conversation_start = () => {
+      throw new Error("operation has timed out");
+    };
+    await expect(client.startConversation()).rejects.toMatchObject({ code: "timeout" });
+  });
+});
+
+describe("the call log", () => {
+  it("builds its query without URLSearchParams.set (React Native's has none) and refuses dot ids", async () => {
+    const asked: string[] = [];
+    const fakeFetch = (async (input: string | URL) => {
+      asked.push(String(input));
+      return new Response(JSON.stringify({ calls: [], total: 0, limit: 5, offset: 10 }), { status: 200 });
+    }) as typeof fetch;
+    const real = globalThis.URLSearchParams;
+    class NativeLike {
+      append() {}
+      set(): never {
+        throw new Error("URLSearchParams.set is not implemented");
+      }
+    }
+    globalThis.URLSearchParams = NativeLike as never;
+    try {
+      const client = await connect({ url: "http://gate/base", token: "t", fetch: fakeFetch });
+      await client.calls.list({ limit: 5, offset: 10 });
+      await client.calls.list();
+      await client.calls.get("conv a/b");
+      for (const id of [".", "..", ""]) {
+        await expect(client.calls.get(id)).rejects.toMatchObject({ code: "not_found" });
+        await expect(client.calls.playbackLink(id)).rejects.toMatchObject({ code: "not_found" });
+      }
+      client.close();
+    } finally {
+      globalThis.URLSearchParams = real;
+    }
+    expect(asked).toEqual([
+      "http://gate/base/api/calls?limit=5&offset=10",
+      "http://gate/base/api/calls",
+      "http://gate/base/api/calls/conv%20a%2Fb",
+    ]);
+  });
+});

@@ -186,3 +186,23 @@ describe("PushToTalk", () => {
     expect(source.closed).toBe(1);
   });
 });
+
+describe("one source reused every turn (React Native's PushAudioSource)", () => {
+  it("a quick tap's late open does not close the source under the next press", async () => {
+    const { source, link, ptt } = machine(); // machine() hands out the same source every press
+    void ptt.press();
+    void ptt.release(); // a tap: cancelled while the source opens
+    const closedByTap = source.closed;
+    const pressed = ptt.press(); // the next press reuses the same source
+    source.opens[0].resolve(); // the tap's open finishes late
+    await tick();
+    expect(source.closed).toBe(closedByTap); // the recorder the new press started is left running
+    source.opens[1].resolve();
+    await tick();
+    link.acks[0].resolve();
+    expect(await pressed).toBe("talking");
+    source.speak(7);
+    expect(await ptt.release()).toBe("idle");
+    expect(link.sent).toEqual(["start", "audio:7", "audio:9", "end"]);
+  });
+});

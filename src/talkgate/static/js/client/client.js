@@ -53,7 +53,7 @@ export class TalkgateClient extends Emitter {
         this.socket.on("connect", () => {
             this.retries = 0;
             this.scheduleRefresh();
-            this.emit("connected", { recovered: this.socket.recovered });
+            this.emit("connected", { recovered: this.socket.recovered === true });
         });
         this.socket.on("disconnect", (reason) => this.emit("disconnected", { reason }));
         this.socket.on("connect_error", (err) => this.refused(err));
@@ -127,8 +127,13 @@ export class TalkgateClient extends Emitter {
         try {
             ack = await this.socket.timeout(this.ackTimeoutMs).emitWithAck(event, payload);
         }
-        catch {
-            throw new TalkgateError(this.socket.connected ? "timeout" : "disconnected");
+        catch (error) {
+            if (!this.socket.connected)
+                throw new TalkgateError("disconnected");
+            // socket.io's own timeout, or a payload it could not encode (e.g. nested too deeply to walk).
+            if (error instanceof Error && /timed out/.test(error.message))
+                throw new TalkgateError("timeout");
+            throw new TalkgateError("bad_request", `${event} could not be sent: ${String(error)}`);
         }
         if (!ack || !ack.ok)
             throw fromWire(ack?.error ?? {});

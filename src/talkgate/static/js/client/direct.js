@@ -53,6 +53,15 @@ export function directEvent(frame, heard) {
             return null;
     }
 }
+/** A provider text frame as a JSON object with a string `type`; anything else throws. */
+export function parseFrame(data) {
+    if (typeof data !== "string")
+        throw new TypeError("not a text frame");
+    const frame = JSON.parse(data);
+    if (!frame || typeof frame !== "object" || typeof frame.type !== "string")
+        throw new TypeError("no type");
+    return frame;
+}
 function newConversationId() {
     const random = globalThis.crypto?.randomUUID?.().replace(/-/g, "") ?? Math.random().toString(16).slice(2).repeat(3);
     return `conv_${random.slice(0, 24)}`;
@@ -100,7 +109,15 @@ export class DirectConversation extends Emitter {
             outputFormat: String(metadata.agent_output_audio_format ?? "pcm_16000"),
             mediaStreamingEnabled: signed.mediaStreamingEnabled,
         };
-        ws.onmessage = (e) => this.receive(JSON.parse(String(e.data)));
+        ws.onmessage = (e) => {
+            // A frame this client cannot read is told and dropped: never thrown from the socket's handler.
+            try {
+                this.receive(parseFrame(e.data));
+            }
+            catch (error) {
+                this.emit("error", new TalkgateError("bad_provider_frame", `the provider sent a frame this client cannot read (${String(error)})`));
+            }
+        };
         ws.onclose = (e) => void this.finish(e.code === 1000 ? "agent" : "error");
         return this;
     }
@@ -114,7 +131,13 @@ export class DirectConversation extends Emitter {
             ws.onerror = () => reject(new TalkgateError("provider_unreachable"));
             ws.onclose = (e) => reject(new TalkgateError("provider_closed", `the provider closed (${e.code})`));
             ws.onmessage = (e) => {
-                const frame = JSON.parse(String(e.data));
+                let frame;
+                try {
+                    frame = parseFrame(e.data);
+                }
+                catch {
+                    return; // not the metadata: the opening waits for it (or the socket's close)
+                }
                 if (frame.type === "conversation_initiation_metadata")
                     resolve((frame[BODY[frame.type]] ?? {}));
             };

@@ -7,6 +7,9 @@ import { fromWire, TalkgateError } from "./errors.js";
 import { PushToTalk } from "./ptt.js";
 import { PushAudioSource } from "./sources.js";
 import { CLIENT_EVENTS, SERVER_EVENTS } from "./wire.js";
+function isObject(value) {
+    return typeof value === "object" && value !== null && !Array.isArray(value);
+}
 export function sourceFactory(audio) {
     if (typeof audio === "function")
         return audio;
@@ -50,15 +53,37 @@ export class RelayConversation extends Emitter {
     }
     listen() {
         const socket = this.client.socket;
+        // A payload this client cannot read (a newer or broken server) is told as a non-fatal error and
+        // dropped: it must never throw inside socket.io-client's listener (in Node that ends the app).
         const on = (event, handler) => {
-            const listener = handler;
+            const listener = (payload) => {
+                try {
+                    handler(payload);
+                }
+                catch (error) {
+                    this.emit("error", new TalkgateError("internal", `talkgate sent a ${event} this client cannot read (${String(error)})`));
+                }
+            };
             socket.on(event, listener);
             this.unsubscribe.push(() => socket.off(event, listener));
         };
-        on(SERVER_EVENTS.CONVERSATION_MESSAGE, (m) => this.emit("message", m));
-        on(SERVER_EVENTS.AGENT_AUDIO, (a) => this.emit("audio", { audio: base64ToBytes(a.audio), base64: a.audio, format: a.format, eventId: a.eventId }));
+        on(SERVER_EVENTS.CONVERSATION_MESSAGE, (m) => {
+            if (!isObject(m) || typeof m.type !== "string")
+                throw new TypeError("not a message");
+            this.emit("message", m);
+        });
+        on(SERVER_EVENTS.AGENT_AUDIO, (a) => {
+            const wire = (isObject(a) ? a : {});
+            if (typeof wire.audio !== "string")
+                throw new TypeError("no audio");
+            const audio = base64ToBytes(wire.audio);
+            this.emit("audio", { audio, base64: wire.audio, format: String(wire.format), eventId: wire.eventId });
+        });
         on(SERVER_EVENTS.CONVERSATION_ERROR, (e) => this.emit("error", fromWire(e)));
-        on(SERVER_EVENTS.CONVERSATION_ENDED, (e) => this.finish(e));
+        on(SERVER_EVENTS.CONVERSATION_ENDED, (e) => {
+            const ended = isObject(e) && typeof e.reason === "string" ? e : { reason: "error" };
+            this.finish({ conversationId: this.info?.conversationId, ...ended });
+        });
         on("disconnect", () => this.finish({ reason: "disconnected", conversationId: this.info?.conversationId }));
     }
     async start(options, format) {
