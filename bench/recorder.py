@@ -8,6 +8,11 @@ calls; and the time from ``call_end`` to the recording being stored (the server 
 after the call log has its ``audio_url``), including for one call of an hour.
 
     .venv/bin/python bench/recorder.py [--streams 100] [--short-min 1] [--long-min 30] [--long-streams 100]
+                                       [--verbose]
+
+``--verbose`` also prints, per run, where the server's finalisations spent their time (p50 / p99
+of each phase of the ``stored`` log line: the rest written and the header patched, the file
+synced, moved into storage, linked to its call log) and the load average.
 
 Last line: ``recorder: N bytes per live call, finalize M ms``.
 """
@@ -40,8 +45,10 @@ from talkgate.web.media import media_url
 JWT_SECRET = "bench-jwt-secret-0123456789abcdefghijklmnop"
 FRAME_S = 0.25  # frames of 250 ms per track
 STORED = re.compile(
-    r"recording (\S+) \(media_stream\) stored: .* finalized in ([0-9.]+) ms, peak memory (\d+) bytes"
+    r"recording (\S+) \(media_stream\) stored: .* "
+    r"finalized in ([0-9.]+) ms \(([^)]*)\), peak memory (\d+) bytes"
 )
+PHASE = re.compile(r"(\w+) ([0-9.]+)")
 
 
 def free_port() -> int:
@@ -123,11 +130,20 @@ async def phase(
             (await client.get(f"/api/calls/{cid}", headers=headers)).json()["audioBytes"] for cid in cids[:3]
         ]
     assert all(s and s >= seconds * 32000 for s in sizes), sizes
-    stored = {m[1]: (float(m[2]), int(m[3])) for m in STORED.finditer(await asyncio.to_thread(log.read_text))}
+    stored = {
+        m[1]: (float(m[2]), int(m[4]), {k: float(v) for k, v in PHASE.findall(m[3])})
+        for m in STORED.finditer(await asyncio.to_thread(log.read_text))
+    }
     mine = [stored[cid] for cid in cids]
+    phases = {name: [p[name] for _, _, p in mine if name in p] for name in mine[0][2]}
     return {
-        "server_finalize_p99": float(np.percentile([f for f, _ in mine], 99)),
-        "recorder_peak": max(p for _, p in mine),
+        "server_finalize_p50": float(np.percentile([f for f, _, _ in mine], 50)),
+        "server_finalize_p99": float(np.percentile([f for f, _, _ in mine], 99)),
+        "phases": {
+            name: (float(np.percentile(v, 50)), float(np.percentile(v, 99))) for name, v in phases.items()
+        },
+        "load": os.getloadavg()[0],
+        "recorder_peak": max(p for _, p, _ in mine),
         "streams": streams,
         "call_s": seconds,
         "per_call": (peak - base) / streams,
@@ -144,6 +160,7 @@ async def main() -> None:
     parser.add_argument("--long-min", type=float, default=30)
     parser.add_argument("--long-streams", type=int, default=100)
     parser.add_argument("--hour-min", type=float, default=60, help="one call this long (0: skip)")
+    parser.add_argument("--verbose", action="store_true", help="each finalisation phase's p50 / p99")
     args = parser.parse_args()
 
     port = free_port()
@@ -196,6 +213,12 @@ async def main() -> None:
             f"{r['per_call'] / 1024:>10.0f} KB {r['server_finalize_p99']:>19.1f} ms "
             f"{r['finalize_p50']:>20.1f} / {r['finalize_p99']:.1f} ms {r['speed']:>10.0f}"
         )
+        if args.verbose:
+            phases = ", ".join(f"{name} {p50:.1f} / {p99:.1f}" for name, (p50, p99) in r["phases"].items())
+            print(
+                f"{'':>6} server finalize p50 / p99 {r['server_finalize_p50']:.1f} / "
+                f"{r['server_finalize_p99']:.1f} ms: {phases} ms; load average {r['load']:.2f}"
+            )
     per_call = max(r["recorder_peak"] for r in rows)
     finalize = rows[-1]["server_finalize_p99"]
     print(f"recorder: {per_call:.0f} bytes per live call, finalize {finalize:.1f} ms")

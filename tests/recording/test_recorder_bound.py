@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any, cast
@@ -159,5 +160,9 @@ async def test_the_overflow_is_reported_when_the_recording_is_stored(
         assert await recordings.finish(live)
     line = next(r.getMessage() for r in caplog.records if "stored:" in r.getMessage())
     assert f"overflow {recorder.overflow}, " in line and "ms committed early" in line
+    # Where the finalisation spent its time, phase by phase (bench/recorder.py --verbose reads it).
+    assert re.search(
+        r"finalized in [0-9.]+ ms \(written [0-9.]+, synced [0-9.]+, stored [0-9.]+, linked [0-9.]+\)", line
+    )
     after = REGISTRY.get_sample_value("talkgate_recording_overflow_total")
     assert after == before + recorder.overflow

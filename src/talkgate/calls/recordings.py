@@ -163,19 +163,24 @@ class Recordings:
             if live.recorder.chunks == 0:  # its bytes, if any, are the silence of the timeline
                 await self._drop_silent(live, finished.path)
                 return None
+            timings = dict(live.recorder.timings)
+            step = time.perf_counter()
             key = self.new_key(live.call_id, live.source.value)
             nbytes = await self.storage.put_file(key, finished.path)
+            timings["stored"], step = (time.perf_counter() - step) * 1000, time.perf_counter()
             attach = functools.partial(self.link, live, key, live.source.value, nbytes)
             if await retry_transient(attach, f"recording {live.conversation_id}"):
                 live.url = self.audio_url(live.conversation_id)
+            timings["linked"] = (time.perf_counter() - step) * 1000
             log.info(
                 "recording %s (%s) stored: %d ms of audio, %d bytes, "
-                "finalized in %.1f ms, peak memory %d bytes; overflow %d, %d ms committed early",
+                "finalized in %.1f ms (%s), peak memory %d bytes; overflow %d, %d ms committed early",
                 live.conversation_id,
                 live.source.value,
                 finished.duration_ms,
                 nbytes,
                 (time.perf_counter() - began) * 1000,
+                ", ".join(f"{name} {ms:.1f}" for name, ms in timings.items()),
                 live.recorder.peak_memory,
                 live.recorder.overflow,
                 live.recorder.committed_early * 1000 // live.recorder.sample_rate,

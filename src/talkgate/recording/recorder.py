@@ -118,6 +118,9 @@ class Recorder:
         # final (the mixer's buffer full). Reported, never dropped.
         self.overflow = 0
         self.committed_early = 0
+        # Where close() spent its time (ms): the rest of the audio written and the header
+        # patched ("written"), then the file made durable ("synced"). Reported by the stored line.
+        self.timings: dict[str, float] = {}
 
     @property
     def memory_bytes(self) -> int:
@@ -262,6 +265,7 @@ class Recorder:
         """Write what is left, patch the header; the file is then a complete WAV."""
         self._stop_clock()
         assert self._writer is not None
+        began = time.perf_counter()
         # Everything left, a pass at a time: each hands the disk no more than MAX_PENDING.
         while self.error is None and (self._inbox or self._mixer.end_frame > self._mixer.emitted_frames):
             self._flush(final=True)
@@ -271,9 +275,12 @@ class Recorder:
         try:
             # After every append submitted before it, on the same thread; then durable, off it.
             data_bytes = await self._disk.call(self._patch)
+            written = time.perf_counter()
+            self.timings["written"] = (written - began) * 1000
             if self.error is None:
                 assert self._writer is not None
                 await asyncio.get_running_loop().run_in_executor(SYNC_POOL, self._writer.sync_and_close)
+                self.timings["synced"] = (time.perf_counter() - written) * 1000
         except OSError as exc:
             self.error = self.error or exc
         if self.error is not None:
