@@ -15,7 +15,7 @@ from talkgate.recording.disk import DiskThread
 from talkgate.recording.mixer import AGENT, CALLER
 from talkgate.recording.recorder import MAX_PENDING, FlushClock, Recorder, RelayTap
 from talkgate.recording.wav import WRITEBACK_BYTES, WavWriter, repair, try_lock, writeback_range
-from tests.support.timing import wait_until
+from tests.support.timing import TIMEOUT, wait_until
 
 pytestmark = pytest.mark.unit
 
@@ -213,6 +213,33 @@ async def test_a_stalled_disk_makes_add_wait_instead_of_growing_memory(tmp_path:
     feeder.cancel()
     finished = await recorder.close()
     assert finished.data_bytes >= adds * len(chunk) - len(chunk)
+
+
+async def test_an_ending_recording_does_not_wait_for_the_disk_thread_and_its_other_calls(
+    tmp_path: Path,
+) -> None:
+    """The disk thread is busy with every other call's audio (here: stalled behind a job that waits
+    for a gate). A recording that ends writes what it had handed the thread, and the rest, itself:
+    it is complete and synced while the thread is still stalled, and the thread's job for it, when
+    its turn comes, writes nothing twice."""
+    disk = DiskThread(name="busy-with-others")
+    clock = Clock()
+    recorder = Recorder(tmp_path / "ends.wav.part", clock=clock, flush_interval_s=3600, disk=disk)
+    await recorder.open()
+    gate = threading.Event()
+    disk.submit(gate.wait)  # every job after this one waits until the gate opens
+    chunks = [tone(PCM_16000, 100, hz=300 + 20 * i) for i in range(12)]
+    try:
+        for chunk in chunks:
+            clock.now += 0.1
+            await recorder.add(CALLER, chunk)
+        assert recorder._pending  # handed to the disk thread, which has not written it
+        finished = await asyncio.wait_for(recorder.close(), TIMEOUT)
+        assert finished.path.read_bytes() == wav_bytes(b"".join(chunks), 16000)
+    finally:
+        gate.set()
+    await disk.call(int)  # the jobs before it, the stale one for this recording included, have run
+    assert finished.path.read_bytes() == wav_bytes(b"".join(chunks), 16000)
 
 
 async def test_recordings_of_one_loop_share_one_clock_that_writes_each_in_its_slice(tmp_path: Path) -> None:

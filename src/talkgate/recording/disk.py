@@ -4,9 +4,10 @@ Every live recording appends to its file every half second. Handing each append 
 loop's default executor costs the loop a future, a wake-up through its self-pipe and a task switch
 per append, and, measured with 300 relayed calls (``bench/relay.py``), raised the relay's median
 per-chunk latency from 4 ms to 100 ms. Appends go to this thread instead without any reply: the
-loop only puts a job on a queue (a C call) and reads counters the thread advances. Opening and
-finalising a file, which the loop must wait for, use ``call``. One thread keeps every recording's
-writes in order; the writes are small page-cache appends, far below what one thread can do.
+loop only puts a job on a queue (a C call) and reads counters the thread advances. Opening a file,
+which the loop must wait for, uses ``call``; finishing one does not come here (``SYNC_POOL``). One
+thread keeps every recording's writes in order; the writes are small page-cache appends, far below
+what one thread can do.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from typing import Any, TypeVar
 
 log = logging.getLogger("talkgate.recording")
 
-# Where finished recordings wait for their disk (fdatasync). On the disk thread, 100 calls ending
-# together waited for 100 syncs in a row (0.6-0.9 s for the last); side by side, the filesystem
-# commits them together. Threads are made as needed, and a thread waiting for a disk costs no CPU.
+# Where recordings are finished (``Recorder.close``): the rest of their audio written, the header
+# patched, fdatasync. On the disk thread, 100 calls ending together waited for 100 syncs in a row
+# (0.6-0.9 s for the last), and each also for every other live call's appends queued there before
+# it; side by side, the filesystem commits the syncs together. Threads are made as needed, and a
+# thread waiting for a disk costs no CPU.
 SYNC_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="talkgate-sync")
 
 T = TypeVar("T")

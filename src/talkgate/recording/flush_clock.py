@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 from talkgate.recording.disk import DiskThread
 
 if TYPE_CHECKING:  # the recorder joins its clock: the clock only calls back into it
-    from talkgate.recording.recorder import Piece, Recorder
+    from talkgate.recording.recorder import Recorder
 
 
-def _write_batch(batch: list[tuple[Recorder, list[Piece]]]) -> None:
-    """On the disk thread: one tick's audio of every recording, in order."""
-    for recorder, pcm in batch:
-        recorder._append(pcm)
+def _write_batch(batch: list[Recorder]) -> None:
+    """On the disk thread: what one tick mixed of each recording, each recording's in order."""
+    for recorder in batch:
+        recorder._write_pending()
 
 
 class FlushClock:
@@ -61,11 +61,12 @@ class FlushClock:
                 del self._clocks[(self._loop, self._interval)]
 
     def _tick(self) -> None:
-        batches: dict[DiskThread, list[tuple[Recorder, list[Piece]]]] = {}
+        batches: dict[DiskThread, list[Recorder]] = {}
         self._turn = (self._turn + 1) % self.SLICES
         for recorder in list(self._recorders)[self._turn :: self.SLICES]:
             if out := recorder._mix():
-                batches.setdefault(recorder._disk, []).append((recorder, out))
+                recorder._pending.append(out)
+                batches.setdefault(recorder._disk, []).append(recorder)
         for disk, batch in batches.items():
             disk.submit(_write_batch, batch)
         self._timer = (

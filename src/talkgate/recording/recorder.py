@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +52,6 @@ Chunk = tuple[int, bytes, float]  # track, PCM16, arrival time
 Piece = tuple[bytes, int]  # PCM16, then frames of silence
 
 _SILENCE = bytes(16 * 1024)  # what the disk thread writes silence from: one for every recording
-
-
-def _nothing() -> None:
-    """A disk job that only says the jobs before it are done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +96,11 @@ class Recorder:
         )
         self._inbox: list[Chunk] = []
         self._inbox_bytes = 0
+        # Audio mixed and counted as queued, not yet written, in order. The disk thread writes it;
+        # a closing recording's finisher takes what is left itself (``_finish``). Whoever writes
+        # holds ``_io``, so the file's appends never interleave.
+        self._pending: deque[list[Piece]] = deque()
+        self._io = threading.Lock()
         # Called on the event loop once, when the disk fails (the recorder stops recording).
         self.on_error: Callable[[BaseException], object] | None = None
         # Bytes handed to the disk thread, and bytes it has written: each counter has one writer
@@ -167,7 +170,18 @@ class Recorder:
     def _backlog_to_disk(self) -> int:
         return self._queued - self._written
 
-    # --- on the disk thread ---
+    # --- on the disk thread (or, once closing, the finisher's pool thread) ---
+
+    def _write_pending(self) -> None:
+        """Write the audio handed out so far, in order. Skipped when the finisher holds the lock:
+        the recording is closing, and the finisher writes all of it itself."""
+        if not self._io.acquire(blocking=False):
+            return
+        try:
+            while self._pending:
+                self._append(self._pending.popleft())
+        finally:
+            self._io.release()
 
     def _append(self, pieces: list[Piece]) -> None:
         for pcm, silence in pieces:
@@ -203,23 +217,28 @@ class Recorder:
     def _mix(self, *, final: bool = False) -> list[Piece]:
         """Mix what was noted, as far as there is room on the way to the disk; returns the audio
         that is final now (counted as queued). What finds no room stays noted for the next pass."""
-        if self.error is not None:
-            self._inbox, self._inbox_bytes = [], 0
-            return []
         try:
-            out = self._place_noted()
-            room = (MAX_PENDING - self._backlog_to_disk() - sum(len(p) for p, _ in out)) // self._frame_bytes
-            upto = self._mixer.end_frame if final else self._mixer.horizon(self._clock())
-            if upto > self._mixer.emitted_frames and (piece := self._mixer.take(upto, room)) != (b"", 0):
-                out.append(piece)
+            out = self._mixed(final=final)
         except Exception as exc:  # a bug here stops this recording, not the call or the others
             log.exception("recording %s: mixing failed", self.path.name)
             self.error = exc
             self._stopped()
             return []
-        self._queued += sum(len(pcm) for pcm, _ in out)
         if self._backlog_to_disk() < MAX_PENDING // 2:
             self._room.set()
+        return out
+
+    def _mixed(self, *, final: bool) -> list[Piece]:
+        """``_mix`` without its event-loop part: the finisher runs it on its thread."""
+        if self.error is not None:
+            self._inbox, self._inbox_bytes = [], 0
+            return []
+        out = self._place_noted()
+        room = (MAX_PENDING - self._backlog_to_disk() - sum(len(p) for p, _ in out)) // self._frame_bytes
+        upto = self._mixer.end_frame if final else self._mixer.horizon(self._clock())
+        if upto > self._mixer.emitted_frames and (piece := self._mixer.take(upto, room)) != (b"", 0):
+            out.append(piece)
+        self._queued += sum(len(pcm) for pcm, _ in out)
         return out
 
     def _place_noted(self) -> list[Piece]:
@@ -247,9 +266,10 @@ class Recorder:
             self._inbox_bytes = sum(len(pcm) for _, pcm, _ in self._inbox)
         return out
 
-    def _flush(self, *, final: bool = False) -> None:
-        if out := self._mix(final=final):
-            self._disk.submit(self._append, out)
+    def _flush(self) -> None:
+        if out := self._mix():
+            self._pending.append(out)
+            self._disk.submit(self._write_pending)
 
     def _leave_clock(self) -> None:
         if self._flush_clock is not None:
@@ -262,31 +282,50 @@ class Recorder:
         self._leave_clock()
 
     async def close(self) -> Finished:
-        """Write what is left, patch the header; the file is then a complete WAV."""
+        """Write what is left, patch the header, make the file durable; it is then a complete WAV.
+
+        All of it on one pool thread (``_finish``), beside the other calls that end: neither the
+        disk thread's queue, where every other live call's audio waits, nor the syncs of others."""
         self._stop_clock()
         assert self._writer is not None
-        began = time.perf_counter()
-        # Everything left, a pass at a time: each hands the disk no more than MAX_PENDING.
-        while self.error is None and (self._inbox or self._mixer.end_frame > self._mixer.emitted_frames):
-            self._flush(final=True)
-            if self._inbox or self._mixer.end_frame > self._mixer.emitted_frames:
-                await self._disk.call(_nothing)  # the disk thread has written what it was given
-        self._release()
+        loop = asyncio.get_running_loop()
+        data_bytes = 0
         try:
-            # After every append submitted before it, on the same thread; then durable, off it.
-            data_bytes = await self._disk.call(self._patch)
-            written = time.perf_counter()
-            self.timings["written"] = (written - began) * 1000
-            if self.error is None:
-                assert self._writer is not None
-                await asyncio.get_running_loop().run_in_executor(SYNC_POOL, self._writer.sync_and_close)
-                self.timings["synced"] = (time.perf_counter() - written) * 1000
+            data_bytes = await loop.run_in_executor(SYNC_POOL, self._finish, time.perf_counter())
         except OSError as exc:
             self.error = self.error or exc
+        if self.error is not None:
+            self._stopped()
+        self._release()
         if self.error is not None:
             await self.abort()
             raise StorageError(f"recording failed: {self.error}")
         return Finished(self.path, data_bytes, self.sample_rate, self.channels)
+
+    def _finish(self, began: float) -> int:
+        """On a pool thread, once closing (nothing on the loop mixes or writes for this recording any
+        more): the audio the disk thread has not written yet and the rest of the timeline, a pass of
+        at most ``MAX_PENDING`` at a time, written here; the header patched; then, the lock let go
+        (a stale disk job must not wait for it), the file synced. Returns the data bytes."""
+        assert self._writer is not None
+        with self._io:
+            while self._pending:
+                self._append(self._pending.popleft())
+            while self.error is None and (self._inbox or self._mixer.end_frame > self._mixer.emitted_frames):
+                try:
+                    out = self._mixed(final=True)
+                except Exception as exc:  # as in _mix: this recording stops, what is on disk stays
+                    log.exception("recording %s: mixing failed", self.path.name)
+                    self.error = exc
+                    break
+                self._append(out)
+            data_bytes = self._patch()
+        written = time.perf_counter()
+        self.timings["written"] = (written - began) * 1000
+        if self.error is None:
+            self._writer.sync_and_close()
+            self.timings["synced"] = (time.perf_counter() - written) * 1000
+        return data_bytes
 
     def _release(self) -> None:
         """Once nothing more is mixed: drop the reference back to the relay (whose tap points here:
@@ -306,4 +345,12 @@ class Recorder:
         self._stop_clock()
         self._release()
         if self._writer is not None:
-            await self._disk.call(self._writer.close)
+            await asyncio.get_running_loop().run_in_executor(SYNC_POOL, self._close_file)
+
+    def _close_file(self) -> None:
+        """Write what was handed out (the file keeps all the audio mixed), then close it."""
+        assert self._writer is not None
+        with self._io:
+            while self._pending:
+                self._append(self._pending.popleft())
+            self._writer.close()
