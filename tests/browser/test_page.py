@@ -8,10 +8,23 @@ import base64
 import httpx
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
+from talkgate.auth import TokenVerifier
+from talkgate.settings import Settings
 from tests.support.audio import best_correlation
-from tests.support.browser import WAIT_MS, hold_button, screenshot, sign_in_and_connect, wait_for_reply
+from tests.support.browser import (
+    WAIT_MS,
+    hold_button,
+    new_page,
+    screenshot,
+    sign_in_and_connect,
+    wait_for_reply,
+)
 from tests.support.recordings import wav_pcm
+from tests.support.servers import AGENT_ID, SIM_KEY, start_simulator
+
+JWT_SECRET = "page-test-jwt-secret-0123456789abcdef"
 
 pytestmark = [pytest.mark.browser, pytest.mark.realtime]  # a real browser, at a person's pace
 
@@ -125,6 +138,43 @@ def test_the_page_says_the_agent_speaks_while_it_is_heard_and_a_press_silences_i
     after = page.evaluate("window.talkgate.player.stats")
     assert after["chunks"] > stats["chunks"] and after["ended"] + after["flushed"] == after["chunks"]
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_call_the_provider_ends_plays_the_agents_last_words_out_before_the_page_says_ended(
+    chromium, serve_talkgate
+):
+    """The provider closes the conversation (its maximum duration) while the agent's reply is still
+    playing: the reply is heard to its end, the page says so, and says "Ended" only once no audio
+    flows. Pressing Disconnect, the user's own end, still silences it at once (the test above)."""
+    simulator = start_simulator(max_duration_s=6.0)  # the close lands inside the 3 s echoed reply
+    page = None
+    try:
+        server = serve_talkgate(
+            ELEVENLABS_API_KEY=SIM_KEY,
+            ELEVENLABS_BASE_URL=simulator.http_url,
+            ELEVENLABS_AGENT_ID=AGENT_ID,
+            TALKGATE_PTT_TURN_END="signal",  # the reply right after the release
+            TALKGATE_JWT_SECRET=JWT_SECRET,
+        )
+        token = TokenVerifier(Settings(_env_file=None, jwt_secret=SecretStr(JWT_SECRET))).issue("erin")  # type: ignore[call-arg]
+        page = new_page(chromium, {"width": 1000, "height": 900})
+        sign_in_and_connect(page, server.url, "relay", token=token)
+        hold_button(page, 3.0)
+        page.wait_for_function(
+            "window.talkgate.state === 'farewell' && window.talkgate.player.playing", timeout=WAIT_MS
+        )
+        assert page.locator("#state").inner_text() == "Agent finishing (the call has ended)"
+        assert page.locator("#connect").inner_text() == "Connect"
+        assert page.locator("#ptt").is_disabled()
+        page.wait_for_function("window.talkgate.state === 'idle'", timeout=WAIT_MS)
+        assert page.evaluate("window.talkgate.player.playing") is False
+        stats = page.evaluate("window.talkgate.player.stats")
+        assert stats["flushed"] == 0 and stats["ended"] == stats["chunks"] > 0, stats
+        assert page.locator("#state").inner_text().startswith("Ended (")
+    finally:
+        if page is not None:
+            page.context.close()
+        simulator.stop()
 
 
 def test_spacebar_hold_and_toggle_mode_each_make_a_turn(page, talkgate):

@@ -134,7 +134,7 @@ class FakeConversation extends Emitter<ConversationEvents> {
 }
 
 describe("a player attached to a conversation", () => {
-  it("plays its audio and flushes on an interruption, a press and the end; detached, it hears nothing", () => {
+  it("plays its audio and flushes on an interruption, a press and the app's end, not the agent's; detached, it hears nothing", () => {
     const { context, p } = player();
     const { heard, tap } = recordingTap();
     p.taps.add(tap);
@@ -149,10 +149,14 @@ describe("a player attached to a conversation", () => {
     conversation.fire("audio", audio(3));
     conversation.fire("ended", { reason: "client" });
     expect(heard.map(([kind, n]) => (kind === "played" ? n : kind))).toEqual([4, "flushed", 2, "flushed", 3, "flushed"]);
+    conversation.fire("audio", audio(2));
+    conversation.fire("ended", { reason: "agent" }); // the agent's goodbye plays out
+    expect(heard.at(-1)).toEqual(["played", 2, 16000, expect.any(Number), expect.any(Number)]);
+    expect(p.playing).toBe(true);
     detach();
     conversation.fire("audio", audio(5));
     conversation.fire("message", { type: "interruption" });
-    expect(context.sources.length).toBe(3);
-    expect(heard.length).toBe(6);
+    expect(context.sources.length).toBe(4);
+    expect(heard.length).toBe(7);
   });
 });

@@ -21,6 +21,7 @@ const ui = {
   ptt: null, // the push-to-talk machine (the package's) of the running conversation
   player: null, // the package's BrowserPlayer: the agent's audio, flushed on interruptions and presses
   agentEntry: null,
+  endedText: null, // a call the agent ended while its goodbye still plays: shown once it has played
   stats: { turns: 0, chunksSent: 0, bytesSent: 0, transcripts: [], errors: [] },
 };
 window.talkgate = ui; // for people poking around, and for the browser tests
@@ -33,6 +34,7 @@ const STATE_TEXT = {
   talking: "Listening to you…",
   sending: "Sending the end of your turn…",
   agent: "Agent speaking",
+  farewell: "Agent finishing (the call has ended)",
   error: "Error",
 };
 
@@ -51,9 +53,10 @@ function setState(state, text, tone = "") {
   el.textContent = text || stateText(state);
   const live = ["ready", "opening", "talking", "sending", "agent"].includes(state);
   $("ptt").disabled = !live;
-  $("connect").textContent = state === "idle" || state === "error" ? "Connect" : "Disconnect";
+  const over = state === "idle" || state === "error" || state === "farewell"; // no call: one may start
+  $("connect").textContent = over ? "Connect" : "Disconnect";
   $("connect").disabled = state === "connecting";
-  for (const id of ["mode", "voice"]) $(id).disabled = state !== "idle" && state !== "error";
+  for (const id of ["mode", "voice"]) $(id).disabled = !over;
 }
 
 function showError(error) {
@@ -108,11 +111,19 @@ function onEnded(info) {
   resetMeter();
   $("avatar-video").hidden = true;
   $("avatar-video").replaceChildren();
-  if (ui.state !== "error") setState("idle", `Ended (${info.reason || "done"})`);
+  if (ui.state === "error") return;
+  const text = `Ended (${info.reason || "done"})`;
+  // The page says idle only once no audio flows: the agent's goodbye plays out first.
+  if (ui.player && ui.player.playing) {
+    ui.endedText = text;
+    setState("farewell");
+  } else setState("idle", text);
 }
 
 async function connect() {
   $("error").textContent = "";
+  ui.endedText = null;
+  if (ui.player) ui.player.flush(); // a goodbye still playing stops for the new call
   setState("connecting");
   // Made inside the click: a user gesture lets the context start running.
   ui.context = ui.context || new AudioContext({ sampleRate: 16000 });
@@ -120,7 +131,10 @@ async function connect() {
   ui.player = new BrowserPlayer({
     context: ui.context,
     onPlaying: (playing) => {
-      if (ui.state === "ready" || ui.state === "agent") setState(playing ? "agent" : "ready");
+      if (!playing && ui.endedText) {
+        setState("idle", ui.endedText);
+        ui.endedText = null;
+      } else if (ui.state === "ready" || ui.state === "agent") setState(playing ? "agent" : "ready");
     },
   });
   const handlers = {

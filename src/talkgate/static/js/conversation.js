@@ -105,7 +105,8 @@ export class PageConversation {
     const options = { mode: this.mode, voice, audio: () => this.newMicrophone(), ...this.avatarOptions() };
     const conversation = await this.client.startConversation(options);
     this.conversation = conversation;
-    // The agent's audio plays; an interruption, a press and the end stop what is queued.
+    // The agent's audio plays; an interruption, a press and the user's end stop what is queued (an
+    // end by the agent or the provider plays out what was received).
     const detach = this.player.attach(conversation);
     if (this.mode === "avatar") this.showAvatar(conversation);
     conversation.on("message", (m) => this.on.message(m));

@@ -214,13 +214,15 @@ export class BrowserPlayer {
         this.context = options.context ?? new AudioContext();
         this.onPlaying = options.onPlaying ?? (() => { });
     }
-    /** Plays a conversation's audio, flushes on its interruptions and when the user presses to talk. */
+    /** Plays a conversation's audio, flushes on its interruptions, when the user presses to talk and
+     * when the app ends the call. A call ended by the agent, the provider or the network plays out
+     * what was received: the agent's goodbye is heard whole. */
     attach(conversation) {
         const offs = [
             conversation.on("audio", (a) => this.play(a.audio, a.format)),
             conversation.on("message", (m) => m.type === "interruption" && this.flush()),
             conversation.on("state", (s) => s === "opening" && this.flush()),
-            conversation.on("ended", () => this.flush()),
+            conversation.on("ended", (e) => e.reason === "client" && this.flush()),
         ];
         return () => offs.forEach((off) => off());
     }
