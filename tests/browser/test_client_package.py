@@ -60,3 +60,32 @@ def test_the_package_makes_a_relayed_turn_from_the_browser_microphone(page, talk
     headers = {"Authorization": f"Bearer {started['token']}"}
     call = httpx.get(f"{talkgate.url}/api/calls/{started['id']}", headers=headers).json()
     assert call["status"] == "ended" and call["audioBytes"] > 16000 * 2 * 1.8
+
+
+CLOSE_WHILE_FRAMES_QUEUE = """
+async () => {
+  const tg = await import("/static/js/client/index.js");
+  const context = new AudioContext({ sampleRate: 16000 });
+  const levels = [];
+  const workletUrl = "/static/js/client/pcm-worklet.js";
+  const mic = new tg.BrowserMicrophone({ context, workletUrl, onLevel: (p) => levels.push(p) });
+  await mic.open();
+  mic.start(() => {});
+  await new Promise((r) => setTimeout(r, 500));
+  const until = performance.now() + 200;
+  while (performance.now() < until); // the page is busy: the worklet's frames queue up meanwhile
+  const before = levels.length;
+  mic.close();
+  await new Promise((r) => setTimeout(r, 300)); // what was queued is delivered now
+  return { heard: Math.max(...levels.slice(0, before)), after: levels.slice(before) };
+}
+"""
+
+
+def test_the_microphones_level_stays_at_zero_after_it_is_closed(page, talkgate):
+    """Frames the worklet posted before the close, delivered after it, do not move the meter: an
+    app's level meter rests at 0 once the turn is over."""
+    page.goto(talkgate.url)
+    got = page.evaluate(CLOSE_WHILE_FRAMES_QUEUE)
+    assert got["heard"] > 0.05  # the fake microphone's speech was metered
+    assert got["after"] == [0]

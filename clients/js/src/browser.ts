@@ -69,6 +69,7 @@ export class BrowserMicrophone implements AudioSource {
   private context: AudioContext | null = null;
   private stream: MediaStream | null = null;
   private nodes: AudioNode[] = [];
+  private worklet: AudioWorkletNode | null = null;
   private chunker: Chunker | null = null;
   private tail: { until: number; done: () => void } | null = null;
   private closed = false;
@@ -93,6 +94,7 @@ export class BrowserMicrophone implements AudioSource {
     mute.gain.value = 0;
     source.connect(node).connect(mute).connect(context.destination);
     this.nodes = [source, node, mute];
+    this.worklet = node;
   }
 
   private abandon(): never {
@@ -136,6 +138,10 @@ export class BrowserMicrophone implements AudioSource {
 
   close(): void {
     this.closed = true;
+    // Frames the worklet posted before the close may still be queued: they must not move the
+    // meter (or reach a chunker) after it.
+    if (this.worklet) this.worklet.port.onmessage = null;
+    this.worklet = null;
     this.options.onLevel?.(0);
     this.stream?.getTracks().forEach((t) => t.stop());
     this.nodes.forEach((n) => n.disconnect());

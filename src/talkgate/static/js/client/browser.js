@@ -49,6 +49,7 @@ export class BrowserMicrophone {
         this.context = null;
         this.stream = null;
         this.nodes = [];
+        this.worklet = null;
         this.chunker = null;
         this.tail = null;
         this.closed = false;
@@ -76,6 +77,7 @@ export class BrowserMicrophone {
         mute.gain.value = 0;
         source.connect(node).connect(mute).connect(context.destination);
         this.nodes = [source, node, mute];
+        this.worklet = node;
     }
     abandon() {
         this.close();
@@ -116,6 +118,11 @@ export class BrowserMicrophone {
     }
     close() {
         this.closed = true;
+        // Frames the worklet posted before the close may still be queued: they must not move the
+        // meter (or reach a chunker) after it.
+        if (this.worklet)
+            this.worklet.port.onmessage = null;
+        this.worklet = null;
         this.options.onLevel?.(0);
         this.stream?.getTracks().forEach((t) => t.stop());
         this.nodes.forEach((n) => n.disconnect());
