@@ -93,8 +93,9 @@ export class SimulatorRoom implements AvatarRoom {
   }
 }
 
-// The parts of livekit-client this mode uses (it is an optional peer: imported only here).
-interface LiveKitModule {
+// The parts of livekit-client this mode uses (it is an optional peer: imported only here). Exported
+// for test/types/livekit.ts, which checks them against livekit-client's own declarations.
+export interface LiveKitModule {
   Room: new (options: object) => {
     on(event: string, listener: (...args: never[]) => void): unknown;
     connect(url: string, token: string): Promise<void>;
