@@ -545,6 +545,33 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def thread_stats(pid: int) -> dict[str, tuple[int, int, int]]:
+    """Voluntary and involuntary context switches and nanoseconds spent runnable but waiting for a
+    CPU (``schedstat``) of the process and its live descendants: their main threads ("main") and
+    all their other threads ("others": the disk thread, the pools)."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for p in process_tree(pid):
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                status = (task / "status").read_text().splitlines()
+                waited = int((task / "schedstat").read_text().split()[1])
+            except FileNotFoundError:
+                continue
+            fields = dict(line.split(":\t", 1) for line in status if ":\t" in line)
+            name = "main" if task.name == str(p) else "others"
+            vol, invol, wait = out.get(name, (0, 0, 0))
+            out[name] = (
+                vol + int(fields["voluntary_ctxt_switches"]),
+                invol + int(fields["nonvoluntary_ctxt_switches"]),
+                wait + waited,
+            )
+    return out
+
+
 def free_port() -> int:
     import socket
 
@@ -674,10 +701,16 @@ async def measure(
         await asyncio.sleep(TURN_CYCLE_S)  # every session has begun its first turn: steady load
         await get_json(sink, "/reset")
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+        threads0 = thread_stats(proc.pid)
         sink0, load0 = cpu_seconds(sink_pid), time.process_time()
         await phase.all_done.wait()  # the traffic is over; the sessions close after this
         elapsed = time.monotonic() - t0
         cpu = (cpu_seconds(proc.pid) - cpu0) / elapsed
+        # Over the window: threads born in it count from zero, threads ended in it not at all.
+        threads = {
+            name: tuple(x - x0 for x, x0 in zip(now, threads0.get(name, (0, 0, 0)), strict=True))
+            for name, now in thread_stats(proc.pid).items()
+        }
         sink_cpu = (cpu_seconds(sink_pid) - sink0) / elapsed
         load_cpu = (time.process_time() - load0) / elapsed
         await sessions
@@ -691,6 +724,7 @@ async def measure(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+    chunks = max(1, len(stats["chunk"]))
     return {
         "kind": kind,
         "chunks": len(stats["chunk"]),
@@ -700,7 +734,13 @@ async def measure(
         "cpu": cpu,
         "load_cpu": load_cpu,
         "sink_cpu": sink_cpu,
-        "cpu_per_chunk_ms": cpu * elapsed * 1000 / max(1, len(stats["chunk"])),
+        "cpu_per_chunk_ms": cpu * elapsed * 1000 / chunks,
+        # The relay's context switches per relayed chunk, voluntary + involuntary, all threads.
+        "switches_per_chunk": sum(v + i for v, i, _ in threads.values()) / chunks,
+        "switches": {name: (v / chunks, i / chunks) for name, (v, i, _) in threads.items() if v + i},
+        # The share of the window its main thread(s) were ready to run but waited for a CPU: the
+        # machine's other work, which a tail then is (above a few per cent, read the run as noise).
+        "run_wait": threads.get("main", (0, 0, 0))[2] / 1e9 / elapsed,
         "start_p50": pct(phase.started, 50) * 1000,
         "start_p99": pct(phase.started, 99) * 1000,
         "failed": len(phase.failures),
@@ -733,15 +773,17 @@ async def bench(
     print("(measured once every session has started; 'start' = connect + conversation_start, ms)")
     print(f"({deployment.describe()}; CPU counts every process of a relay)")
     print("(load, sink: the load generator's and the sink's CPU in the same window, in cores)")
+    print("(cs/chunk: the relay's context switches per relayed chunk, all its threads; waited: the")
+    print(" share of the window its main thread was ready to run but waited for a CPU: the machine's)")
     print(
         f"{'relay':<10}{'chunks':>9}{'p50':>9}{'p99':>9}{'release→end p99':>17}{'CPU (cores)':>13}"
-        f"{'start p50':>11}{'start p99':>11}{'failed':>8}{'load':>7}{'sink':>7}"
+        f"{'start p50':>11}{'start p99':>11}{'failed':>8}{'load':>7}{'sink':>7}{'cs/chunk':>10}{'waited':>8}"
     )
     for r in rows:
         print(
             f"{r['kind']:<10}{r['chunks']:>9}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['end_p99']:>17.2f}"
             f"{r['cpu']:>13.2f}{r['start_p50']:>11.1f}{r['start_p99']:>11.1f}{r['failed']:>8}"
-            f"{r['load_cpu']:>7.2f}{r['sink_cpu']:>7.2f}"
+            f"{r['load_cpu']:>7.2f}{r['sink_cpu']:>7.2f}{r['switches_per_chunk']:>10.2f}{r['run_wait']:>8.0%}"
         )
         if r["failed"]:
             print(f"  {r['kind']}: {r['failed']} sessions did not start; the last: {r['why']}")
@@ -751,6 +793,10 @@ async def bench(
             print(f"median p99 over {repeat} runs: " + ", ".join(f"{k} {v:.2f}" for k, v in p99.items()))
         ratio = p99["talkgate"] / p99["minimal"]
         print(f"relay p99 ratio (talkgate/minimal socket.io) at {n} sessions: {ratio:.2f}")
+
+
+def switches_by_thread(r: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {v:.2f}/{i:.2f}" for name, (v, i) in sorted(r["switches"].items()))
 
 
 def split_cores() -> tuple[set[int], set[int]]:
@@ -774,10 +820,12 @@ async def capacity(kind: str, top: int, step: int, probe: Any) -> tuple[int, dic
         print(
             f"  {PIN_NAMES[kind]:<16}{mid * step:>6} sessions: p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
             f"CPU {r['cpu']:.2f} core, {r['cpu_per_chunk_ms'] * 1000:.0f} µs per chunk, failed starts "
-            f"{r['failed']}, load+sink {r['load_cpu'] + r['sink_cpu']:.2f} core: "
-            + ("carried" if ok else "not carried"),
+            f"{r['failed']}, {r['switches_per_chunk']:.2f} context switches per chunk, waited for a CPU "
+            f"{r['run_wait'] * 100:.0f} % of the time, load+sink "
+            f"{r['load_cpu'] + r['sink_cpu']:.2f} core: " + ("carried" if ok else "not carried"),
             flush=True,
         )
+        print("    context switches per chunk, voluntary/involuntary: " + switches_by_thread(r), flush=True)
         if ok:
             lo, best = mid, r
         else:
