@@ -328,3 +328,34 @@ describe("the call log", () => {
     ]);
   });
 });
+
+describe("ending a relay conversation", () => {
+  it("does not wait forever when the server acknowledges the end but never sends conversation_ended", async () => {
+    vi.useFakeTimers();
+    const client = await connect({ url: "http://gate", token: "t", ackTimeoutMs: 2000 });
+    FakeSocket.last.acks.conversation_start = () => ({ ok: true, conversationId: "c5" });
+    const conversation = await client.startConversation();
+    const ended: unknown[] = [];
+    conversation.on("ended", (e) => ended.push(e));
+    const ending = conversation.end();
+    await vi.advanceTimersByTimeAsync(1999);
+    expect(ended).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await ending).toEqual({ reason: "client", conversationId: "c5" });
+    expect(ended).toEqual([{ reason: "client", conversationId: "c5" }]);
+    client.close();
+  });
+
+  it("resolves with talkgate's summary when conversation_ended precedes the acknowledgement", async () => {
+    const client = await connect({ url: "http://gate", token: "t" });
+    const socket = FakeSocket.last;
+    socket.acks.conversation_start = () => ({ ok: true, conversationId: "c6" });
+    const conversation = await client.startConversation();
+    socket.acks.conversation_end = () => {
+      socket.fire("conversation_ended", { reason: "client", conversationId: "c6", durationMs: 12, audioUrl: "/a" });
+      return { ok: true };
+    };
+    expect(await conversation.end()).toEqual({ reason: "client", conversationId: "c6", durationMs: 12, audioUrl: "/a" });
+    client.close();
+  });
+});

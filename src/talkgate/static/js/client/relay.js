@@ -133,6 +133,15 @@ export class RelayConversation extends Emitter {
                 this.finish({ reason: "disconnected", conversationId: this.info.conversationId });
             }
         }
+        if (this.ended)
+            return this.ended;
+        // talkgate sends conversation_ended before it acknowledges the end; a server that never does
+        // must not leave end() pending forever.
+        let timer;
+        const late = new Promise((resolve) => (timer = setTimeout(resolve, this.client.ackTimeoutMs)));
+        await Promise.race([endedEvent, late]);
+        clearTimeout(timer);
+        this.finish({ reason: "client", conversationId: this.info.conversationId });
         return this.ended ?? endedEvent;
     }
     finish(summary) {
