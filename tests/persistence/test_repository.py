@@ -310,3 +310,25 @@ async def test_a_start_the_provider_refused_is_discarded_for_its_user_only(repo)
             await db.scalar(select(ConversationSession).where(ConversationSession.id == session.id)) is None
         )
     assert (await repo.list_calls(alice))[1] == 0
+
+
+async def test_new_users_of_a_burst_of_starts_are_inserted_in_one_statement(repo):
+    """A burst of first-time users (apps connecting at once) costs one users statement per
+    transaction, not one per user."""
+    users = [uid() for _ in range(30)]
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(repo._sessions.kw["bind"].sync_engine, "before_cursor_execute", seen)
+    await asyncio.gather(*(repo.open_conversation(u, f"relay_{cuid()}", metadata=None) for u in users))
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO USERS")]
+    transactions = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO CALL_LOGS")]
+    assert len(inserts) == len(transactions) <= 3
+    for user in users:
+        assert (await repo.list_calls(user))[1] == 1
+    # Known since: their next starts insert no user at all.
+    statements.clear()
+    await asyncio.gather(*(repo.open_conversation(u, f"relay_{cuid()}", metadata=None) for u in users[:5]))
+    assert not [s for s in statements if s.lstrip().upper().startswith("INSERT INTO USERS")]

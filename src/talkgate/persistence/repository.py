@@ -104,6 +104,14 @@ CALL_DEFAULTS: dict[str, Any] = {
     "provider": "elevenlabs",
     "status": CallStatus.ACTIVE,
 }
+# Statements of the start path, built once (each build coerces every clause anew).
+INSERT_SESSIONS = insert(SESSIONS)
+INSERT_CALLS = insert(CALLS)
+# A user's row, unless it exists: [SQLite's, PostgreSQL's] (a list of rows: one executemany).
+NEW_USERS = [
+    dialect_insert(cast(Table, User.__table__)).on_conflict_do_nothing(index_elements=["id"])
+    for dialect_insert in (sqlite_insert, pg_insert)
+]
 OWN_PROVIDER_ID = (
     update(CALLS)
     .where(CALLS.c.conversation_id == bindparam("cid"), CALLS.c.provider_conversation_id.is_(None))
@@ -143,11 +151,13 @@ class Repository:
         )
 
     async def _ensure_user(self, db: AsyncSession, user_id: str) -> None:
-        if user_id in self._known_users:
-            return
-        dialect = db.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        await db.execute(insert(User).values(id=user_id).on_conflict_do_nothing(index_elements=["id"]))
+        await self._ensure_users(db, [user_id])
+
+    async def _ensure_users(self, db: AsyncSession, user_ids: list[str]) -> None:
+        """The users' rows, those this process has not seen yet inserted in one statement."""
+        new = [{"id": user_id} for user_id in dict.fromkeys(user_ids) if user_id not in self._known_users]
+        if new:
+            await db.execute(NEW_USERS[db.get_bind().dialect.name == "postgresql"], new)
 
     # --- conversation sessions (the conversation routes) ---
 
@@ -318,8 +328,7 @@ class Repository:
         whole batch); the rows handed back are built from the very values inserted. The ORM's
         unit of work did the same in about twice the time: its flush tracks every object, sorts
         the tables and fetches what the database defaulted, none of which a start needs."""
-        for user_id in dict.fromkeys(start.user_id for start in batch):
-            await self._ensure_user(db, user_id)
+        await self._ensure_users(db, [start.user_id for start in batch])
         now = utcnow()
         sessions: list[dict[str, Any]] = []
         calls: list[dict[str, Any]] = []
@@ -359,8 +368,8 @@ class Repository:
                     ),
                 }
             )
-        await db.execute(insert(SESSIONS), [_columns(SESSIONS_BY_KEY, row) for row in sessions])
-        await db.execute(insert(CALLS), [_columns(CALLS_BY_KEY, row) for row in calls])
+        await db.execute(INSERT_SESSIONS, [_columns(SESSIONS_BY_KEY, row) for row in sessions])
+        await db.execute(INSERT_CALLS, [_columns(CALLS_BY_KEY, row) for row in calls])
         return [
             (ConversationSession(**session), CallLog(**call))
             for session, call in zip(sessions, calls, strict=True)
