@@ -258,6 +258,43 @@ def run_sink(port: int) -> None:
 def settle_floor() -> None:
     gc.collect()
     gc.freeze()
+    gc.callbacks.append(print_pauses)
+
+
+_gc_began = [0]
+
+
+def print_pauses(phase: str, info: dict[str, Any]) -> None:
+    """A floor's collections of 1 ms or more, in its log (``gc_in_window`` reads them): generation,
+    start (CLOCK_MONOTONIC s, as the sink's arrival times), milliseconds. talkgate times its own
+    (``talkgate_gc_pause_seconds``)."""
+    if phase == "start":
+        _gc_began[0] = now_ns()
+    elif (took := now_ns() - _gc_began[0]) >= 1_000_000:
+        print(f"bench-gc {info['generation']} {_gc_began[0] / 1e9:.3f} {took / 1e6:.1f}", flush=True)
+
+
+def gc_in_window(log: str, start: float, end: float) -> tuple[int, float, float]:
+    """A floor's collections of 1 ms or more that began in [start, end]: how many, their total and
+    longest pause (ms)."""
+    pauses = [
+        float(ms)
+        for line in log.splitlines()
+        if line.startswith("bench-gc ")
+        for _, _, began, ms in [line.split()]
+        if start <= float(began) <= end
+    ]
+    return len(pauses), sum(pauses), max(pauses, default=0.0)
+
+
+def gc_metrics(text: str) -> dict[str, float]:
+    """talkgate's ``talkgate_gc_pause_seconds`` count and sum, over all generations."""
+    out = {"count": 0.0, "sum": 0.0}
+    for line in text.splitlines():
+        for key in out:
+            if line.startswith(f"talkgate_gc_pause_seconds_{key}{{"):
+                out[key] += float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def run_bare(port: int, sink: int) -> None:
@@ -572,6 +609,29 @@ def thread_stats(pid: int) -> dict[str, tuple[int, int, int]]:
     return out
 
 
+def run_sampler(pid: int, out: Path) -> None:
+    """``--keep``: every 5 ms, the CPU time and the time waiting for a CPU (``schedstat``, ns) of
+    the relay's main thread and of its other threads together, with the time (CLOCK_MONOTONIC ns),
+    until SIGTERM: whether a stall was the relay working, or waiting for its core, or neither
+    (``bench/episodes.py`` reads them)."""
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    rows = []
+    with contextlib.suppress(FileNotFoundError):
+        while not stop:
+            main = other_run = other_wait = 0
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    run, wait = map(int, (task / "schedstat").read_text().split()[:2])
+                    if task.name == str(pid):
+                        main = run, wait
+                    else:
+                        other_run, other_wait = other_run + run, other_wait + wait
+            rows.append(f"{now_ns()} {main[0]} {main[1]} {other_run} {other_wait}")
+            time.sleep(0.005)
+    out.write_text("\n".join(rows) + "\n")
+
+
 def free_port() -> int:
     import socket
 
@@ -645,6 +705,7 @@ async def measure(
     tmp: Path,
     deployment: Deployment,
     cpus: set[int] | None = None,
+    sample: bool = False,
 ) -> dict[str, Any]:
     port = free_port()
     env = {**os.environ}
@@ -698,7 +759,24 @@ async def measure(
         sessions = asyncio.gather(*(session(kind, url, token, duration, *o, phase) for o in offsets))
         await phase.all_started.wait()
         phase.go.set()
+        sampler = (
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    __file__,
+                    "--serve",
+                    "sampler",
+                    "--port",
+                    str(proc.pid),
+                    "--out",
+                    str(tmp / f"{kind}-schedstat.txt"),
+                ]
+            )
+            if sample
+            else None
+        )
         await asyncio.sleep(TURN_CYCLE_S)  # every session has begun its first turn: steady load
+        gc0 = gc_metrics(await get_text(port, "/metrics")) if kind == "talkgate" else None
         await get_json(sink, "/reset")
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
         threads0 = thread_stats(proc.pid)
@@ -706,6 +784,12 @@ async def measure(
         await phase.all_done.wait()  # the traffic is over; the sessions close after this
         elapsed = time.monotonic() - t0
         cpu = (cpu_seconds(proc.pid) - cpu0) / elapsed
+        if sampler is not None:
+            sampler.terminate()
+            sampler.wait(10)
+        if gc0 is not None:  # collections in the window: how many, their total pause (ms), no longest
+            gc1 = gc_metrics(await get_text(port, "/metrics"))
+            gc_window = (int(gc1["count"] - gc0["count"]), (gc1["sum"] - gc0["sum"]) * 1000, float("nan"))
         # Over the window: threads born in it count from zero, threads ended in it not at all.
         threads = {
             name: tuple(x - x0 for x, x0 in zip(now, threads0.get(name, (0, 0, 0)), strict=True))
@@ -725,6 +809,10 @@ async def measure(
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     chunks = max(1, len(stats["chunk"]))
+    if kind in ("bare", "minimal"):
+        gc_window = gc_in_window(log_path.read_text(), t0, t0 + elapsed)
+    elif kind == "node":
+        gc_window = (0, float("nan"), float("nan"))  # not measured
     return {
         "kind": kind,
         "chunks": len(stats["chunk"]),
@@ -741,6 +829,9 @@ async def measure(
         # The share of the window its main thread(s) were ready to run but waited for a CPU: the
         # machine's other work, which a tail then is (above a few per cent, read the run as noise).
         "run_wait": threads.get("main", (0, 0, 0))[2] / 1e9 / elapsed,
+        # Garbage collections in the window (1 ms or more for the floors): count, total and
+        # longest pause in ms (talkgate's longest is not known; Node's are not measured).
+        "gc": gc_window,
         "start_p50": pct(phase.started, 50) * 1000,
         "start_p99": pct(phase.started, 99) * 1000,
         "failed": len(phase.failures),
@@ -765,7 +856,11 @@ async def bench(
         with kept or tempfile.TemporaryDirectory() as tmp:
             for _ in range(repeat):
                 for k in kinds:
-                    rows.append(await measure(k, n, duration, sink_port, sink.pid, Path(tmp), deployment))
+                    rows.append(
+                        await measure(
+                            k, n, duration, sink_port, sink.pid, Path(tmp), deployment, sample=bool(logs)
+                        )
+                    )
     finally:
         sink.terminate()
         sink.wait(10)
@@ -793,6 +888,15 @@ async def bench(
             print(f"median p99 over {repeat} runs: " + ", ".join(f"{k} {v:.2f}" for k, v in p99.items()))
         ratio = p99["talkgate"] / p99["minimal"]
         print(f"relay p99 ratio (talkgate/minimal socket.io) at {n} sessions: {ratio:.2f}")
+
+
+def gc_summary(gc_window: tuple[int, float, float]) -> str:
+    count, total, longest = gc_window
+    if total != total:  # NaN: not measured (Node)
+        return "not measured"
+    return f"{count} ({total:.0f} ms in all" + (
+        f", the longest {longest:.0f} ms)" if longest == longest else ")"
+    )
 
 
 def switches_by_thread(r: dict[str, Any]) -> str:
@@ -825,7 +929,13 @@ async def capacity(kind: str, top: int, step: int, probe: Any) -> tuple[int, dic
             f"{r['load_cpu'] + r['sink_cpu']:.2f} core: " + ("carried" if ok else "not carried"),
             flush=True,
         )
-        print("    context switches per chunk, voluntary/involuntary: " + switches_by_thread(r), flush=True)
+        print(
+            "    context switches per chunk, voluntary/involuntary: "
+            + switches_by_thread(r)
+            + "; garbage collections in the window: "
+            + gc_summary(r["gc"]),
+            flush=True,
+        )
         if ok:
             lo, best = mid, r
         else:
@@ -852,7 +962,9 @@ async def pin_bench(
         with kept or tempfile.TemporaryDirectory() as tmp:
 
             async def probe(kind: str, n: int) -> dict[str, Any]:
-                return await measure(kind, n, duration, sink_port, sink.pid, Path(tmp), deployment, relay)
+                return await measure(
+                    kind, n, duration, sink_port, sink.pid, Path(tmp), deployment, relay, sample=bool(logs)
+                )
 
             for kind in kinds:
                 n, r = await capacity(kind, top, step, probe)
@@ -883,7 +995,8 @@ def main() -> None:
     p.add_argument("--database-url", help="talkgate's TALKGATE_DATABASE_URL (default: SQLite)")
     p.add_argument("--redis-url", help="talkgate's TALKGATE_REDIS_URL")
     p.add_argument("--keep", type=Path, help="keep each relay's log and talkgate's data under this folder")
-    p.add_argument("--serve", choices=["sink", "bare", "minimal"], help=argparse.SUPPRESS)
+    p.add_argument("--serve", choices=["sink", "bare", "minimal", "sampler"], help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--sink", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -893,6 +1006,8 @@ def main() -> None:
         run_bare(args.port, args.sink)
     elif args.serve == "minimal":
         run_minimal(args.port, args.sink)
+    elif args.serve == "sampler":
+        run_sampler(args.port, args.out)
     elif args.pin:
         kinds = tuple(args.only or ("talkgate", "minimal", "node", "bare"))
         deployment = Deployment(args.workers, args.database_url, args.redis_url)
