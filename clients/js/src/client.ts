@@ -20,6 +20,8 @@ export interface ConnectOptions {
   getToken?: () => Promise<string> | string;
   /** How long talkgate may take to acknowledge an event (default 15 s). */
   ackTimeoutMs?: number;
+  /** How long `connect()` keeps trying before it rejects with `unreachable` (default 10 s). */
+  connectTimeoutMs?: number;
   /** Passed to socket.io-client (`transports` defaults to websocket only: no sticky sessions needed). */
   socketOptions?: Partial<ManagerOptions & SocketOptions>;
   /** For direct mode outside browsers (Node 20 has no global WebSocket). */
@@ -62,6 +64,7 @@ export class TalkgateClient extends Emitter<ClientEvents> {
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private retries = 0;
   private closed = false;
+  private lastTransportError: Error | null = null;
 
   constructor(readonly options: ConnectOptions) {
     super();
@@ -88,7 +91,10 @@ export class TalkgateClient extends Emitter<ClientEvents> {
       this.emit("connected", { recovered: this.socket.recovered === true });
     });
     this.socket.on("disconnect", (reason) => this.emit("disconnected", { reason }));
-    this.socket.on("connect_error", (err: Error & { data?: { code?: unknown } }) => this.refused(err));
+    this.socket.on("connect_error", (err: Error & { data?: { code?: unknown } }) => {
+      this.lastTransportError = err;
+      this.refused(err);
+    });
     this.socket.on(SERVER_EVENTS.RECORDING_READY, (payload: RecordingReady) => this.emit("recording_ready", payload));
   }
 
@@ -110,15 +116,26 @@ export class TalkgateClient extends Emitter<ClientEvents> {
   /** Resolves once connected; rejects with the refusal (`unauthorized`, `too_many_sockets`…). */
   open(): Promise<this> {
     return new Promise((resolve, reject) => {
+      const fail = (error: TalkgateError) => {
+        clearTimeout(timer);
+        offOk();
+        offErr();
+        this.close();
+        reject(error);
+      };
       const offOk = this.once("connected", () => {
+        clearTimeout(timer);
         offErr();
         resolve(this);
       });
-      const offErr = this.once("error", (error) => {
-        offOk();
-        this.close();
-        reject(error);
-      });
+      const offErr = this.once("error", fail);
+      // socket.io-client retries a connection that fails below talkgate (nothing listening, a
+      // proxy's refusal, an origin talkgate does not allow) without end: the app is told instead.
+      const timeoutMs = this.options.connectTimeoutMs ?? 10000;
+      const timer = setTimeout(() => {
+        const cause = this.lastTransportError ? `: ${this.lastTransportError.message}` : "";
+        fail(new TalkgateError("unreachable", `no connection to ${this.options.url} within ${timeoutMs} ms${cause}`, true));
+      }, timeoutMs);
       this.socket.connect();
     });
   }

@@ -53,7 +53,8 @@ export const ERROR_MESSAGES = {
   "avatar_ptt": "The avatar did not follow push-to-talk.",
   "call_end_failed": "The call could not be closed; its log may be incomplete.",
   "disconnected": "The connection to talkgate was lost.",
-  "timeout": "talkgate did not answer in time."
+  "timeout": "talkgate did not answer in time.",
+  "unreachable": "talkgate could not be reached (its address, the network, or an origin it does not allow)."
 } as const;
 
 /** Every error code, talkgate's and the client's. */
@@ -65,7 +66,8 @@ export const CLIENT_ERRORS = {
   "AVATAR_PTT": "avatar_ptt",
   "CALL_END_FAILED": "call_end_failed",
   "DISCONNECTED": "disconnected",
-  "TIMEOUT": "timeout"
+  "TIMEOUT": "timeout",
+  "UNREACHABLE": "unreachable"
 } as const;
 
 /** Socket.IO events an app emits. */

@@ -33,6 +33,7 @@ class ClientErrorCode(StrEnum):
     CALL_END_FAILED = "call_end_failed"
     DISCONNECTED = "disconnected"  # the client package: the socket went away mid-request
     TIMEOUT = "timeout"  # the client package: talkgate did not acknowledge in time
+    UNREACHABLE = "unreachable"  # the client package: no connection within its connect timeout
 
 
 ERROR_MESSAGES: dict[str, str] = {
@@ -99,6 +100,9 @@ ERROR_MESSAGES: dict[str, str] = {
     ClientErrorCode.CALL_END_FAILED: "The call could not be closed; its log may be incomplete.",
     ClientErrorCode.DISCONNECTED: "The connection to talkgate was lost.",
     ClientErrorCode.TIMEOUT: "talkgate did not answer in time.",
+    ClientErrorCode.UNREACHABLE: (
+        "talkgate could not be reached (its address, the network, or an origin it does not allow)."
+    ),
 }
 
 # The ``type`` of each ``conversation_message`` talkgate sends (app_events.provider_message); any

@@ -113,6 +113,29 @@ describe("talkgate's refusals arrive typed", () => {
     expect(cut.readable).toContain("not a complete JWT");
   });
 
+  it("on connecting where nothing answers, or from an origin talkgate does not allow: unreachable, in time", async () => {
+    const server = (await import("node:net")).createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as { port: number };
+    await new Promise((r) => server.close(r)); // a port with nothing listening
+    const started = Date.now();
+    const nobody = await refusal(() =>
+      connect({ url: `http://127.0.0.1:${port}`, token: "t", connectTimeoutMs: 1500 }),
+    );
+    expect(nobody).toMatchObject({ code: "unreachable", fatal: true });
+    expect(Date.now() - started).toBeLessThan(5000);
+    const foreign = await refusal(() =>
+      connect({
+        url: gate.url,
+        getToken: () => gate.token("carol"),
+        connectTimeoutMs: 1500,
+        socketOptions: { extraHeaders: { Origin: "https://elsewhere.example" } },
+      }),
+    );
+    expect(foreign.code).toBe("unreachable");
+    expect(foreign.message).toContain(gate.url);
+  });
+
   it("on starting a conversation", async () => {
     const cases: [Parameters<TalkgateClient["startConversation"]>[0], string][] = [
       [{ voice: "robot" }, "unknown_voice"],

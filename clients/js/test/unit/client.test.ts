@@ -37,7 +37,8 @@ class FakeSocket {
     this.options.auth((data) => {
       this.authCalls.push(data);
       const refusal = this.accept(data);
-      if (refusal) this.fire("connect_error", Object.assign(new Error("refused"), { data: { code: refusal } }));
+      if (refusal === "transport") this.fire("connect_error", new Error("websocket error")); // no code: below talkgate
+      else if (refusal) this.fire("connect_error", Object.assign(new Error("refused"), { data: { code: refusal } }));
       else {
         this.connected = true;
         this.fire("connect");
@@ -91,6 +92,23 @@ describe("connect", () => {
     expect(socket.authCalls).toEqual([{ token: "token-1" }, { token: "token-2" }]);
     expect(await client.currentToken()).toBe("token-2");
     client.close();
+  });
+
+  it("rejects with unreachable when no connection is made within its timeout, and stops trying", async () => {
+    vi.useFakeTimers();
+    FakeSocket.refuse = () => "transport";
+    const opening = connect({ url: "http://gate", token: "t", connectTimeoutMs: 2000 });
+    const outcome = opening.then(
+      () => null,
+      (e: unknown) => e,
+    );
+    const socket = FakeSocket.last;
+    await vi.advanceTimersByTimeAsync(1999);
+    expect(await Promise.race([outcome, Promise.resolve("pending")])).toBe("pending");
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await outcome).toMatchObject({ code: "unreachable", fatal: true });
+    expect(((await outcome) as Error).message).toBe("no connection to http://gate within 2000 ms: websocket error");
+    expect(socket.connected).toBe(false);
   });
 
   it("rejects with the typed refusal when talkgate refuses a static token", async () => {

@@ -35,6 +35,7 @@ export class TalkgateClient extends Emitter {
         this.refreshTimer = null;
         this.retries = 0;
         this.closed = false;
+        this.lastTransportError = null;
         if (!options.token && !options.getToken)
             throw new TypeError("connect needs a token or getToken");
         this.token = options.token ?? null;
@@ -56,7 +57,10 @@ export class TalkgateClient extends Emitter {
             this.emit("connected", { recovered: this.socket.recovered === true });
         });
         this.socket.on("disconnect", (reason) => this.emit("disconnected", { reason }));
-        this.socket.on("connect_error", (err) => this.refused(err));
+        this.socket.on("connect_error", (err) => {
+            this.lastTransportError = err;
+            this.refused(err);
+        });
         this.socket.on(SERVER_EVENTS.RECORDING_READY, (payload) => this.emit("recording_ready", payload));
     }
     get connected() {
@@ -76,15 +80,26 @@ export class TalkgateClient extends Emitter {
     /** Resolves once connected; rejects with the refusal (`unauthorized`, `too_many_sockets`…). */
     open() {
         return new Promise((resolve, reject) => {
+            const fail = (error) => {
+                clearTimeout(timer);
+                offOk();
+                offErr();
+                this.close();
+                reject(error);
+            };
             const offOk = this.once("connected", () => {
+                clearTimeout(timer);
                 offErr();
                 resolve(this);
             });
-            const offErr = this.once("error", (error) => {
-                offOk();
-                this.close();
-                reject(error);
-            });
+            const offErr = this.once("error", fail);
+            // socket.io-client retries a connection that fails below talkgate (nothing listening, a
+            // proxy's refusal, an origin talkgate does not allow) without end: the app is told instead.
+            const timeoutMs = this.options.connectTimeoutMs ?? 10000;
+            const timer = setTimeout(() => {
+                const cause = this.lastTransportError ? `: ${this.lastTransportError.message}` : "";
+                fail(new TalkgateError("unreachable", `no connection to ${this.options.url} within ${timeoutMs} ms${cause}`, true));
+            }, timeoutMs);
             this.socket.connect();
         });
     }

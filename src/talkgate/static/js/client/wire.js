@@ -53,7 +53,8 @@ export const ERROR_MESSAGES = {
     "avatar_ptt": "The avatar did not follow push-to-talk.",
     "call_end_failed": "The call could not be closed; its log may be incomplete.",
     "disconnected": "The connection to talkgate was lost.",
-    "timeout": "talkgate did not answer in time."
+    "timeout": "talkgate did not answer in time.",
+    "unreachable": "talkgate could not be reached (its address, the network, or an origin it does not allow)."
 };
 /** Codes only clients raise. */
 export const CLIENT_ERRORS = {
@@ -61,7 +62,8 @@ export const CLIENT_ERRORS = {
     "AVATAR_PTT": "avatar_ptt",
     "CALL_END_FAILED": "call_end_failed",
     "DISCONNECTED": "disconnected",
-    "TIMEOUT": "timeout"
+    "TIMEOUT": "timeout",
+    "UNREACHABLE": "unreachable"
 };
 /** Socket.IO events an app emits. */
 export const CLIENT_EVENTS = {
