@@ -174,6 +174,55 @@ async def test_conversation_starts_arriving_together_are_committed_together(repo
     assert total == 30 and {r.conversation_id for r in rows} == set(cids[1::2])
 
 
+async def test_recordings_stored_together_are_attached_together_each_as_if_alone(repo):
+    """Calls ending at once: their recordings are attached in a few transactions, not one each;
+    each is decided as if it had come alone, in order (two of one call in one batch: the better
+    one wins whichever came first), and the media socket of each call is marked done with it."""
+    alice = uid()
+    calls = [await repo.create_call(alice, f"conv_{cuid()}") for _ in range(40)]
+    for call in calls:
+        assert await repo.issue_media(alice, call.conversation_id, None)
+        assert await repo.claim_media(call.conversation_id)
+    commits = count_commits(repo)
+    first, second = calls[0].conversation_id, calls[1].conversation_id
+    links = [
+        *((c.conversation_id, f"media-{i}", "media_stream", True) for i, c in enumerate(calls)),
+        (first, "relay-after", "relay", False),  # worse, after the media stream's: refused
+        (second, "media-again", "media_stream", True),  # as good, after: refused
+        (f"conv_{cuid()}", "nobody", "relay", False),  # no such call
+    ]
+    swaps = await asyncio.gather(
+        *(
+            repo.set_call_audio(cid, key=key, url="u", source=source, nbytes=i + 1, finalize_media=media)
+            for i, (cid, key, source, media) in enumerate(links)
+        )
+    )
+    assert commits[0] <= 3  # together (the first, perhaps, alone), not one each
+    assert [(s.attached, s.unused_key) for s in swaps] == [
+        *((True, None) for _ in calls),
+        (False, "relay-after"),
+        (False, "media-again"),
+        (False, "nobody"),
+    ]
+    for i, call in enumerate(calls):
+        row = await repo.call_by_conversation(call.conversation_id)
+        assert (row.audio_key, row.audio_source, row.audio_bytes) == (f"media-{i}", "media_stream", i + 1)
+        assert row.media_state == "finalized"
+    # A better recording in the same batch as a worse one of the same call replaces it.
+    third = calls[2].conversation_id
+    third_call = await repo.create_call(alice, f"conv_{cuid()}")
+    swaps = await asyncio.gather(
+        repo.set_call_audio(third, key="later", url="u", source="provider", nbytes=1),
+        repo.set_call_audio(
+            third_call.conversation_id, key="chunks", url="u", source="client_chunks", nbytes=2
+        ),
+        repo.set_call_audio(third_call.conversation_id, key="relay", url="u", source="relay", nbytes=3),
+    )
+    assert [(s.attached, s.unused_key) for s in swaps] == [(False, "later"), (True, None), (True, "chunks")]
+    row = await repo.call_by_conversation(third_call.conversation_id)
+    assert (row.audio_key, row.audio_source, row.audio_bytes, row.media_state) == ("relay", "relay", 3, None)
+
+
 async def test_a_conflicting_start_in_a_burst_fails_alone(repo):
     alice, bob = uid(), uid()
     taken = f"conv_{cuid()}"

@@ -150,7 +150,7 @@ async def test_the_overflow_is_reported_when_the_recording_is_stored(
     settings = make_settings(tmp_path, None)
     recordings = Recordings(settings, cast(Any, None), LocalStorage(tmp_path / "store"), cast(Any, None))
 
-    async def link(*_: object) -> bool:
+    async def link(*_: object, **__: object) -> bool:
         return True
 
     recordings.link = link  # type: ignore[method-assign]

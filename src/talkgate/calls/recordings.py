@@ -104,15 +104,24 @@ class Recordings:
         source: str,
         nbytes: int,
         status: CallStatus | None = None,
+        *,
+        finalize_media: bool = False,
     ) -> bool:
         """Make the stored object ``key`` the call's recording if its source ranks higher than
         what the call has, in one transaction, then delete whichever object lost. A database
-        that is away leaves the object for ``relink``; any other failure deletes it."""
+        that is away leaves the object for ``relink``; any other failure deletes it.
+        ``finalize_media``: the same transaction marks the call's media socket done."""
         conversation_id = call.conversation_id
         url = self.audio_url(conversation_id)
         try:
             swap = await self.repo.set_call_audio(
-                conversation_id, key=key, url=url, source=source, nbytes=nbytes, status=status
+                conversation_id,
+                key=key,
+                url=url,
+                source=source,
+                nbytes=nbytes,
+                status=status,
+                finalize_media=finalize_media,
             )
         except Exception as exc:
             if not transient(exc):
@@ -158,6 +167,8 @@ class Recordings:
         """Finalise, store and attach to the call log; returns the audio URL. Never raises: a failed
         store leaves the spool file, which the next start-up repairs and attaches."""
         began = time.perf_counter()
+        media = live.source is AudioSource.MEDIA_STREAM
+        media_finalized = False  # the call's media socket marked done, with the recording
         try:
             finished = await live.recorder.close()
             if live.recorder.chunks == 0:  # its bytes, if any, are the silence of the timeline
@@ -168,9 +179,10 @@ class Recordings:
             key = self.new_key(live.call_id, live.source.value)
             nbytes = await self.storage.put_file(key, finished.path)
             timings["stored"], step = (time.perf_counter() - step) * 1000, time.perf_counter()
-            attach = functools.partial(self.link, live, key, live.source.value, nbytes)
+            attach = functools.partial(self.link, live, key, live.source.value, nbytes, finalize_media=media)
             if await retry_transient(attach, f"recording {live.conversation_id}"):
                 live.url = self.audio_url(live.conversation_id)
+            media_finalized = media
             timings["linked"] = (time.perf_counter() - step) * 1000
             log.info(
                 "recording %s (%s) stored: %d ms of audio, %d bytes, "
@@ -201,7 +213,7 @@ class Recordings:
                 log.exception("recording %s: could not be stored; kept for repair", live.conversation_id)
         finally:
             self.live.pop(live.conversation_id, None)
-            if live.source is AudioSource.MEDIA_STREAM:
+            if media and not media_finalized:
                 with contextlib.suppress(Exception):  # a URL left 'live' is refused anyway
                     await self.repo.finalize_media(live.conversation_id)
             live.done.set()

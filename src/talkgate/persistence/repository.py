@@ -48,6 +48,7 @@ AUDIO_RANK: dict[AudioSource, int] = {
 log = logging.getLogger("talkgate.persistence")
 
 MAX_START_BATCH = 250  # conversation starts per transaction: bounds one transaction's time
+MAX_LINK_BATCH = 250  # recordings attached per transaction
 
 Opened = tuple[ConversationSession, CallLog]
 
@@ -123,6 +124,40 @@ def _columns(by_key: dict[str, str], row: dict[str, Any]) -> dict[str, Any]:
     return {by_key[key]: value for key, value in row.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class _AudioLink:
+    """One stored recording waiting for the next transaction to attach it (``set_call_audio``)."""
+
+    conversation_id: str
+    key: str
+    url: str
+    source: AudioSource
+    nbytes: int
+    status: CallStatus | None
+    finalize_media: bool
+
+
+def _swap(row: CallLog | None, link: _AudioLink) -> AudioSwap:
+    """``set_call_audio``'s decision for a row already locked, made on the row in memory (so a
+    batch holding two recordings of one call decides the second knowing the first)."""
+    if row is None:
+        return AudioSwap(False, link.key)
+    if link.finalize_media and row.media_state == MediaState.LIVE:
+        row.media_state = MediaState.FINALIZED
+    if row.audio_key == link.key:  # this very object, linked by a relink racing its finish
+        return AudioSwap(True, None)
+    held = AUDIO_RANK[row.audio_source] if row.audio_source else 0
+    if row.audio_key and held >= AUDIO_RANK[link.source]:
+        return AudioSwap(False, link.key)
+    replaced = row.audio_key
+    row.audio_key, row.audio_url, row.audio_source = link.key, link.url, link.source
+    row.audio_bytes = link.nbytes
+    row.updated_at = utcnow()
+    if link.status:
+        row.status = link.status
+    return AudioSwap(True, replaced)
+
+
 def _given(**columns: object) -> dict[str, object]:
     """The columns a caller set: None means "leave the column as it is" (or its default)."""
     return {name: value for name, value in columns.items() if value is not None}
@@ -148,6 +183,15 @@ class Repository:
             commit_one=self._own_one,
             abandoned=_nothing,
             max_batch=MAX_START_BATCH,
+        )
+        # Recordings attached to their calls (``set_call_audio``), group-committed like starts:
+        # 100 calls ending at once made 100 transactions in turn on SQLite's one connection, and
+        # the last recording waited seconds for its call log.
+        self.audio_links: GroupCommit[_AudioLink, AudioSwap] = GroupCommit(
+            commit_batch=self._link_together,
+            commit_one=self._link_one,
+            abandoned=self._link_abandoned,
+            max_batch=MAX_LINK_BATCH,
         )
 
     async def _ensure_user(self, db: AsyncSession, user_id: str) -> None:
@@ -655,45 +699,58 @@ class Repository:
         source: AudioSource | str,
         nbytes: int,
         status: CallStatus | None = None,
+        finalize_media: bool = False,
     ) -> AudioSwap:
         """Attach the object stored under ``key`` unless the call already has a recording from as
         good a source (media stream > relay > the app's chunks > the provider's copy). Deciding
         and switching are one transaction holding the call's row, so of two racing writers one
         wins and the other learns it lost; the result names the object nothing refers to now
         (the replaced one, or ``key`` itself if refused), for the caller to delete.
+        ``finalize_media``: in the same transaction, the call's media socket is done
+        (``finalize_media``), whether or not this recording is attached.
 
         Equal rank keeps what is attached: a second recording of the same source is a replay (a
         webhook, a provider fetch after the webhook) or a repair of a file whose finished copy
-        already arrived, and the first one is what the user was told about."""
+        already arrived, and the first one is what the user was told about.
+
+        Recordings stored while a transaction is under way are attached together in the next one
+        (``group_commit``): each decided as if alone, in the order they came."""
+        link = _AudioLink(conversation_id, key, url, AudioSource(source), nbytes, status, finalize_media)
+        return await self.audio_links.submit(link)
+
+    async def _link_one(self, link: _AudioLink) -> AudioSwap:
         async with self._sessions.begin() as db:
-            # A write first: it takes the row's lock on PostgreSQL and the database's write lock
-            # on SQLite (whose SELECT … FOR UPDATE is a plain SELECT) before the row is read.
-            locked = await db.execute(
-                update(CallLog)
-                .where(CallLog.conversation_id == conversation_id)
-                .values(updated_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
-            row = await db.scalar(
-                select(CallLog)
-                .where(CallLog.conversation_id == conversation_id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-            if not locked.rowcount or row is None:  # type: ignore[attr-defined]
-                return AudioSwap(False, key)
-            if row.audio_key == key:  # this very object, linked by a relink racing its finish
-                return AudioSwap(True, None)
-            new_source = AudioSource(source)
-            held = AUDIO_RANK[row.audio_source] if row.audio_source else 0
-            if row.audio_key and held >= AUDIO_RANK[new_source]:
-                return AudioSwap(False, key)
-            replaced = row.audio_key
-            row.audio_key, row.audio_url, row.audio_source, row.audio_bytes = key, url, new_source, nbytes
-            row.updated_at = utcnow()
-            if status:
-                row.status = status
-            return AudioSwap(True, replaced)
+            rows = await self._lock_calls(db, [link.conversation_id])
+            return _swap(rows.get(link.conversation_id), link)
+
+    async def _link_together(self, batch: list[_AudioLink]) -> list[AudioSwap]:
+        async with self._sessions.begin() as db:
+            rows = await self._lock_calls(db, sorted({link.conversation_id for link in batch}))
+            return [_swap(rows.get(link.conversation_id), link) for link in batch]
+
+    async def _lock_calls(self, db: AsyncSession, conversation_ids: list[str]) -> dict[str, CallLog]:
+        """The calls' rows, locked for the transaction, by conversation id."""
+        # A write first: it takes the rows' locks on PostgreSQL and the database's write lock on
+        # SQLite (whose SELECT … FOR UPDATE is a plain SELECT) before the rows are read.
+        await db.execute(
+            update(CallLog)
+            .where(CallLog.conversation_id.in_(conversation_ids))
+            .values(updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        rows = await db.scalars(
+            select(CallLog)
+            .where(CallLog.conversation_id.in_(conversation_ids))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {row.conversation_id: row for row in rows}
+
+    async def _link_abandoned(self, swap: AudioSwap) -> None:
+        """A recording attached after its caller stopped waiting (the server stopping): the call
+        log is right; only the object it no longer names, if any, is left for nobody to delete."""
+        if swap.unused_key:
+            log.warning("stored object %s is named by no call log and was not deleted", swap.unused_key)
 
     async def record_provider_report(self, conversation_id: str, report: ProviderReport) -> bool:
         """Store what the provider reported after the call on its call log, in one statement. What
