@@ -67,8 +67,13 @@ export class SimulatorRoom implements AvatarRoom {
     });
     ws.onmessage = (e: MessageEvent) => {
       if (typeof e.data !== "string") return this.hooks.audio(new Uint8Array(e.data as ArrayBuffer));
-      const packet = JSON.parse(e.data) as { topic: string; data: Packet };
-      this.hooks.packet(packet.topic, packet.data);
+      let packet: { topic?: unknown; data?: Packet } | null;
+      try {
+        packet = JSON.parse(e.data) as typeof packet;
+      } catch {
+        return; // not JSON: not for us (as over LiveKit); never thrown from the socket's handler
+      }
+      if (packet && typeof packet === "object" && typeof packet.topic === "string") this.hooks.packet(packet.topic, packet.data as Packet);
     };
     ws.onclose = (e: CloseEvent) => this.hooks.closed(e.code);
     // Ask for the avatar's voice (and picture), as a LiveKit participant subscribes to its tracks.

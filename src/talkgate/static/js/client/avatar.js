@@ -31,8 +31,15 @@ export class SimulatorRoom {
         ws.onmessage = (e) => {
             if (typeof e.data !== "string")
                 return this.hooks.audio(new Uint8Array(e.data));
-            const packet = JSON.parse(e.data);
-            this.hooks.packet(packet.topic, packet.data);
+            let packet;
+            try {
+                packet = JSON.parse(e.data);
+            }
+            catch {
+                return; // not JSON: not for us (as over LiveKit); never thrown from the socket's handler
+            }
+            if (packet && typeof packet === "object" && typeof packet.topic === "string")
+                this.hooks.packet(packet.topic, packet.data);
         };
         ws.onclose = (e) => this.hooks.closed(e.code);
         // Ask for the avatar's voice (and picture), as a LiveKit participant subscribes to its tracks.
