@@ -49,14 +49,16 @@ class FakeRecorder:
     def __init__(self, disk: FakeDisk, name: str) -> None:
         self._disk, self.name = disk, name
         self.mixed = 0
+        self._pending: list[bytes] = []  # what the clock handed out, for the disk thread to write
         self.written: list[bytes] = []
 
     def _mix(self) -> bytes:
         self.mixed += 1
         return self.name.encode()
 
-    def _append(self, pcm: bytes) -> None:
-        self.written.append(pcm)
+    def _write_pending(self) -> None:
+        self.written += self._pending
+        self._pending.clear()
 
 
 def test_the_recorder_module_still_exports_its_companions():
