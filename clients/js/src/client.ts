@@ -175,9 +175,12 @@ export class TalkgateClient extends Emitter<ClientEvents> {
   async request<T extends object>(event: string, payload: unknown = {}): Promise<T & { ok: true }> {
     if (!this.socket.connected) throw new TalkgateError("disconnected");
     let ack: { ok: boolean; error?: unknown };
+    this.inFlight.set(event, (this.inFlight.get(event) ?? 0) + 1);
     try {
       ack = await this.socket.timeout(this.ackTimeoutMs).emitWithAck(event, payload);
+      this.acknowledged(event, ack && !ack.ok ? (ack.error ?? {}) : null);
     } catch (error) {
+      this.acknowledged(event, null);
       if (!this.socket.connected) throw new TalkgateError("disconnected");
       // socket.io's own timeout, or a payload it could not encode (e.g. nested too deeply to walk).
       if (error instanceof Error && /timed out/.test(error.message)) throw new TalkgateError("timeout");
@@ -185,6 +188,34 @@ export class TalkgateClient extends Emitter<ClientEvents> {
     }
     if (!ack || !ack.ok) throw fromWire(ack?.error ?? {});
     return ack as T & { ok: true };
+  }
+
+  // talkgate tells a refused request twice: a `conversation_error`, then the request's failed
+  // acknowledgement (docs/protocol.md, Acknowledgements). A live conversation must not take another
+  // start's refusal on this socket (conversation_active, too_many_conversations...) for its own: it
+  // asks here whether the next acknowledgement of that event claims the error (failed with the
+  // same code and message); with none in flight it is told at once.
+  private readonly inFlight = new Map<string, number>();
+  private claimWaiters: { event: string; wake: (failure: unknown) => void }[] = [];
+
+  /** Calls `then(claimed)` once the next acknowledgement of `event` arrives, or at once (false) with none in flight. */
+  claimedByNextAck(error: unknown, event: string, then: (claimed: boolean) => void): void {
+    if (!this.inFlight.get(event)) return then(false);
+    const wire = (error && typeof error === "object" ? error : {}) as Record<string, unknown>;
+    this.claimWaiters.push({
+      event,
+      wake: (failure) => {
+        const f = (failure && typeof failure === "object" ? failure : null) as Record<string, unknown> | null;
+        then(f !== null && f.code === wire.code && f.message === wire.message);
+      },
+    });
+  }
+
+  private acknowledged(event: string, failure: unknown): void {
+    this.inFlight.set(event, Math.max(0, (this.inFlight.get(event) ?? 0) - 1));
+    const waking = this.claimWaiters.filter((w) => w.event === event);
+    this.claimWaiters = this.claimWaiters.filter((w) => w.event !== event);
+    waking.forEach((w) => w.wake(failure));
   }
 
   /** Starts a conversation (relay mode unless `mode` says otherwise). */

@@ -149,7 +149,12 @@ describe("talkgate's refusals arrive typed", () => {
       expect(error.message.length).toBeGreaterThan(0);
     }
     const conversation = await client.startConversation();
+    const errors: string[] = [];
+    conversation.on("error", (e) => errors.push(e.code));
     expect((await refusal(() => client.startConversation())).code).toBe("conversation_active");
+    // The refused start's conversation_error is that start's, not the live conversation's.
+    await conversation.sendContextualUpdate("after the refused start");
+    expect(errors).toEqual([]);
     await conversation.end();
   });
 

@@ -377,3 +377,44 @@ describe("ending a relay conversation", () => {
     client.close();
   });
 });
+
+// talkgate tells a refusal as conversation_error right before the request's failed acknowledgement.
+describe("another start's refusal on the same socket", () => {
+  async function live() {
+    const client = await connect({ url: "http://gate", token: "t" });
+    const socket = FakeSocket.last;
+    socket.acks.conversation_start = () => ({ ok: true, conversationId: "c7" });
+    const conversation = await client.startConversation();
+    const errors: string[] = [];
+    conversation.on("error", (e) => errors.push(e.code));
+    return { client, socket, conversation, errors };
+  }
+
+  it("is not an error of the live conversation; the refused start rejects with it", async () => {
+    const { client, socket, errors } = await live();
+    socket.acks.conversation_start = () => {
+      socket.fire("conversation_error", { code: "conversation_active", message: "already running", fatal: false });
+      return { ok: false, error: { code: "conversation_active", message: "already running" } };
+    };
+    await expect(client.startConversation()).rejects.toMatchObject({ code: "conversation_active" });
+    expect(errors).toEqual([]);
+  });
+
+  it("does not swallow the conversation's own errors meanwhile, and other refusals are still heard", async () => {
+    const { client, socket, conversation, errors } = await live();
+    socket.acks.conversation_start = () => {
+      socket.fire("conversation_error", { code: "slow_consumer", message: "skipped", fatal: false });
+      socket.fire("conversation_error", { code: "provider_closed", message: "gone", fatal: true });
+      expect(errors).toEqual(["provider_closed"]); // fatal: at once; the other waits for the ack
+      return { ok: true, conversationId: "c8" };
+    };
+    await client.startConversation();
+    expect(errors).toEqual(["provider_closed", "slow_consumer"]);
+    socket.acks.conversation_message = () => {
+      socket.fire("conversation_error", { code: "bad_request", message: "text too long", fatal: false });
+      return { ok: false, error: { code: "bad_request", message: "text too long" } };
+    };
+    await expect(conversation.sendUserMessage("x")).rejects.toMatchObject({ code: "bad_request" });
+    expect(errors).toEqual(["provider_closed", "slow_consumer", "bad_request"]); // as before: also heard
+  });
+});

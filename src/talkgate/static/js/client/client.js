@@ -36,6 +36,13 @@ export class TalkgateClient extends Emitter {
         this.retries = 0;
         this.closed = false;
         this.lastTransportError = null;
+        // talkgate tells a refused request twice: a `conversation_error`, then the request's failed
+        // acknowledgement (docs/protocol.md, Acknowledgements). A live conversation must not take another
+        // start's refusal on this socket (conversation_active, too_many_conversations...) for its own: it
+        // asks here whether the next acknowledgement of that event claims the error (failed with the
+        // same code and message); with none in flight it is told at once.
+        this.inFlight = new Map();
+        this.claimWaiters = [];
         if (!options.token && !options.getToken)
             throw new TypeError("connect needs a token or getToken");
         this.token = options.token ?? null;
@@ -139,10 +146,13 @@ export class TalkgateClient extends Emitter {
         if (!this.socket.connected)
             throw new TalkgateError("disconnected");
         let ack;
+        this.inFlight.set(event, (this.inFlight.get(event) ?? 0) + 1);
         try {
             ack = await this.socket.timeout(this.ackTimeoutMs).emitWithAck(event, payload);
+            this.acknowledged(event, ack && !ack.ok ? (ack.error ?? {}) : null);
         }
         catch (error) {
+            this.acknowledged(event, null);
             if (!this.socket.connected)
                 throw new TalkgateError("disconnected");
             // socket.io's own timeout, or a payload it could not encode (e.g. nested too deeply to walk).
@@ -153,6 +163,25 @@ export class TalkgateClient extends Emitter {
         if (!ack || !ack.ok)
             throw fromWire(ack?.error ?? {});
         return ack;
+    }
+    /** Calls `then(claimed)` once the next acknowledgement of `event` arrives, or at once (false) with none in flight. */
+    claimedByNextAck(error, event, then) {
+        if (!this.inFlight.get(event))
+            return then(false);
+        const wire = (error && typeof error === "object" ? error : {});
+        this.claimWaiters.push({
+            event,
+            wake: (failure) => {
+                const f = (failure && typeof failure === "object" ? failure : null);
+                then(f !== null && f.code === wire.code && f.message === wire.message);
+            },
+        });
+    }
+    acknowledged(event, failure) {
+        this.inFlight.set(event, Math.max(0, (this.inFlight.get(event) ?? 0) - 1));
+        const waking = this.claimWaiters.filter((w) => w.event === event);
+        this.claimWaiters = this.claimWaiters.filter((w) => w.event !== event);
+        waking.forEach((w) => w.wake(failure));
     }
     /** Starts a conversation (relay mode unless `mode` says otherwise). */
     async startConversation(options = {}) {

@@ -79,7 +79,13 @@ export class RelayConversation extends Emitter {
             const audio = base64ToBytes(wire.audio);
             this.emit("audio", { audio, base64: wire.audio, format: String(wire.format), eventId: wire.eventId });
         });
-        on(SERVER_EVENTS.CONVERSATION_ERROR, (e) => this.emit("error", fromWire(e)));
+        on(SERVER_EVENTS.CONVERSATION_ERROR, (e) => {
+            const error = fromWire(e);
+            if (error.fatal)
+                return this.emit("error", error);
+            // Another start's refusal on this socket is that start's (its promise rejects), not ours.
+            this.client.claimedByNextAck(e, CLIENT_EVENTS.CONVERSATION_START, (claimed) => claimed || this.emit("error", error));
+        });
         on(SERVER_EVENTS.CONVERSATION_ENDED, (e) => {
             const ended = isObject(e) && typeof e.reason === "string" ? e : { reason: "error" };
             this.finish({ conversationId: this.info?.conversationId, ...ended });
