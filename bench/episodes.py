@@ -33,16 +33,17 @@ def episodes(sent: np.ndarray, slow: np.ndarray) -> list[np.ndarray]:
     return list(np.split(order, cuts))
 
 
-def report(latency: Path, over_ms: float) -> None:
-    kind = latency.name.removesuffix("-latency.json")
+def report(latency: Path, over_ms: float, *, verbose: bool = True) -> str:
+    """Print the run's episodes (``verbose``); returns the one-line summary of them."""
+    stem = latency.name.removesuffix("-latency.json")
     stats = json.loads(latency.read_text())
     lat, at = np.array(stats["chunk"]), np.array(stats["at"])
     reset = float(stats["reset"])
     sent = at - lat / 1000  # s since the sink's reset
-    samples_path = latency.with_name(f"{kind}-schedstat.txt")
+    samples_path = latency.with_name(f"{stem}-schedstat.txt")
     samples = np.loadtxt(samples_path, ndmin=2) if samples_path.exists() else np.zeros((0, 5))
     t = samples[:, 0] / 1e9 - reset if len(samples) else samples[:, 0]
-    log = latency.with_name(f"{kind}.log")
+    log = latency.with_name(f"{stem}.log")
     pauses = [
         (float(began) - reset, float(ms))
         for line in (log.read_text().splitlines() if log.exists() else [])
@@ -50,12 +51,15 @@ def report(latency: Path, over_ms: float) -> None:
         for _, _, began, ms in [line.split()]
     ]
     slow = np.where(lat > over_ms)[0]
-    print(
-        f"{latency.parent.name}/{kind}: {len(lat)} chunks, p99 {np.percentile(lat, 99):.1f} ms, "
-        f"{len(slow)} over {over_ms:g} ms ({100 * len(slow) / max(1, len(lat)):.1f} %)"
-    )
+    if verbose:
+        print(
+            f"{latency.parent.name}/{stem}: {len(lat)} chunks, p99 {np.percentile(lat, 99):.1f} ms, "
+            f"{len(slow)} over {over_ms:g} ms ({100 * len(slow) / max(1, len(lat)):.1f} %)"
+        )
     ran_all = waited_all = span_all = 0.0
-    for e in episodes(sent, slow):
+    found = episodes(sent, slow)
+    collections = 0
+    for e in found:
         start, end = float(sent[e].min()), float(at[e].max())
         line = f"  {start:6.2f}-{end:6.2f} s: {len(e):5d} chunks, worst {lat[e].max():6.1f} ms"
         if len(t):
@@ -70,21 +74,29 @@ def report(latency: Path, over_ms: float) -> None:
                 others = (samples[j, 3:5] - samples[i, 3:5]) / 1e6
                 line += f" (other threads: ran {others[0]:3.0f}, waited {others[1]:3.0f})"
         gcs = [ms for began, ms in pauses if start - 0.01 <= began <= end]
+        collections += len(gcs)
         if gcs:
             line += f"; {len(gcs)} collection(s), {sum(gcs):.0f} ms, the longest {max(gcs):.0f} ms"
-        print(line)
+        if verbose:
+            print(line)
+    summary = f"{len(found)} episodes over {over_ms:g} ms"
     if span_all:
-        print(
-            f"  in all: over {span_all:.0f} ms of episodes the relay ran {100 * ran_all / span_all:.0f} % "
+        summary += (
+            f" ({span_all:.0f} ms in all): the relay ran {100 * ran_all / span_all:.0f} % of them "
             f"and waited for a CPU {100 * waited_all / span_all:.0f} %"
         )
-    if len(t) > 1:
-        whole = (t[-1] - t[0]) * 1000
-        ran, waited = (samples[-1, 1:3] - samples[0, 1:3]) / 1e6 / whole * 100
-        print(
-            f"  the whole sampled time ({whole / 1000:.1f} s): ran {ran:.0f} %, "
-            f"waited for a CPU {waited:.0f} %"
-        )
+    if pauses:
+        summary += f"; {collections} collection(s) began in them"
+    if verbose:
+        print("  in all: " + summary)
+        if len(t) > 1:
+            whole = (t[-1] - t[0]) * 1000
+            ran, waited = (samples[-1, 1:3] - samples[0, 1:3]) / 1e6 / whole * 100
+            print(
+                f"  the whole sampled time ({whole / 1000:.1f} s): ran {ran:.0f} %, "
+                f"waited for a CPU {waited:.0f} %"
+            )
+    return summary
 
 
 def main() -> None:

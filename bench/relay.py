@@ -71,6 +71,8 @@ from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
+import episodes  # bench/episodes.py, beside this script
+
 CHUNK_BYTES = 3200  # 100 ms at 16 kHz PCM16
 TURN_CHUNKS = 30  # a 3 s turn
 TURN_GAP_S = 1.1  # from the last chunk of a turn to the first of the next
@@ -739,7 +741,12 @@ async def measure(
         cmd = ["node", str(NODE_RELAY), str(port), str(sink)]
     else:
         cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--sink", str(sink)]
-    log_path = tmp / f"{kind}.log"
+    # Each run's files under a stem of its own: a bisection's or --repeat's runs are all kept.
+    stem, k = f"{kind}-{n}", 1
+    while (tmp / f"{stem}.log").exists():
+        k += 1
+        stem = f"{kind}-{n}-{k}"
+    log_path = tmp / f"{stem}.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=pinned(cpus)
@@ -769,7 +776,7 @@ async def measure(
                     "--port",
                     str(proc.pid),
                     "--out",
-                    str(tmp / f"{kind}-schedstat.txt"),
+                    str(tmp / f"{stem}-schedstat.txt"),
                 ]
             )
             if sample
@@ -799,7 +806,7 @@ async def measure(
         load_cpu = (time.process_time() - load0) / elapsed
         await sessions
         stats = await get_json(sink, "/stats")
-        (tmp / f"{kind}-latency.json").write_text(json.dumps(stats))
+        (tmp / f"{stem}-latency.json").write_text(json.dumps(stats))
     except BaseException:
         print(
             f"--- {kind} relay's log (last lines) ---\n" + "\n".join(log_path.read_text().splitlines()[-30:])
@@ -832,6 +839,9 @@ async def measure(
         # Garbage collections in the window (1 ms or more for the floors): count, total and
         # longest pause in ms (talkgate's longest is not known; Node's are not measured).
         "gc": gc_window,
+        "episodes": episodes.report(tmp / f"{stem}-latency.json", PIN_P99_MS, verbose=False)
+        if sample
+        else "",
         "start_p50": pct(phase.started, 50) * 1000,
         "start_p99": pct(phase.started, 99) * 1000,
         "failed": len(phase.failures),
@@ -936,6 +946,8 @@ async def capacity(kind: str, top: int, step: int, probe: Any) -> tuple[int, dic
             + gc_summary(r["gc"]),
             flush=True,
         )
+        if r["episodes"]:  # --keep: bench/episodes.py DIR tells them one by one
+            print("    " + r["episodes"], flush=True)
         if ok:
             lo, best = mid, r
         else:
