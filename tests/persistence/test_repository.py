@@ -223,6 +223,36 @@ async def test_recordings_stored_together_are_attached_together_each_as_if_alone
     assert (row.audio_key, row.audio_source, row.audio_bytes, row.media_state) == ("relay", "relay", 3, None)
 
 
+async def test_media_sockets_opening_together_are_claimed_together_each_as_if_alone(repo):
+    """Media sockets opening at once: their claims take a few transactions, not one each; a call
+    is claimed once (a second claim, in the same batch or later, gets nothing), only while its URL
+    is issued, and its call log then names its live recording unless it has a recording already."""
+    alice = uid()
+    calls = [await repo.create_call(alice, f"conv_{cuid()}") for _ in range(30)]
+    for call in calls:
+        assert await repo.issue_media(alice, call.conversation_id, None)
+    has_one = calls[0].conversation_id
+    await repo.set_call_audio(has_one, key="k", url="u", source="provider", nbytes=1)
+    not_issued = await repo.create_call(alice, f"conv_{cuid()}")
+    cids = [c.conversation_id for c in calls]
+    commits = count_commits(repo)
+    claimed = await asyncio.gather(
+        *(
+            repo.claim_media_recording(cid)
+            for cid in [*cids, cids[1], not_issued.conversation_id, f"conv_{cuid()}"]
+        )
+    )
+    assert commits[0] <= 3  # together (the first, perhaps, alone), not one each
+    assert [c.conversation_id if c else None for c in claimed] == [*cids, None, None, None]
+    assert claimed[1].audio_source == "media_stream"  # the row handed back is the claimed one
+    for cid in cids:
+        row = await repo.call_by_conversation(cid)
+        assert row.media_state == "live"
+        assert row.audio_source == ("provider" if cid == has_one else "media_stream")
+    assert await repo.claim_media_recording(cids[2]) is None  # once
+    assert (await repo.call_by_conversation(not_issued.conversation_id)).audio_source is None
+
+
 async def test_a_conflicting_start_in_a_burst_fails_alone(repo):
     alice, bob = uid(), uid()
     taken = f"conv_{cuid()}"

@@ -64,16 +64,19 @@ def refusal(call: CallLog | None, live_here: bool) -> str | None:
 
 async def claim(rt: Runtime, cid: str) -> CallLog | str:
     """The call whose media this socket may record, or why not. The claim is the cross-process
-    check: one socket per issued URL, only while the call is on."""
-    call = await rt.repo.call_by_conversation(cid)
-    why = refusal(call, cid in rt.recordings.live)
-    if why is None and not await rt.repo.claim_media(cid):
-        why = "its media recording is live elsewhere, finalized, or the call has ended"
-    if why is not None:
-        log.warning("media socket refused for %s: %s", cid, why)
-        return why
-    assert call is not None
-    return call
+    check: one socket per issued URL, only while the call is on. It names the call's live
+    recording in the same transaction (group-committed with the claims of sockets opening at the
+    same time); only a refused claim reads the call again, to say why."""
+    if cid in rt.recordings.live:
+        why: str | None = "already live"
+    else:
+        call = await rt.repo.claim_media_recording(cid)
+        if call is not None:
+            return call
+        why = refusal(await rt.repo.call_by_conversation(cid), False)
+    why = why or "its media recording is live elsewhere, finalized, or the call has ended"
+    log.warning("media socket refused for %s: %s", cid, why)
+    return why
 
 
 @dataclass
@@ -96,10 +99,11 @@ class MediaStreamCall:
         cid = call.conversation_id
         logs.conversation_id.set(cid)
         try:
-            live = await rt.recordings.start(call, AudioSource.MEDIA_STREAM)
+            live = await rt.recordings.start(call, AudioSource.MEDIA_STREAM, announced=True)
         except (OSError, TalkgateError) as exc:
             log.error("media %s: cannot record: %s", cid, exc)
             await rt.repo.finalize_media(cid)
+            await rt.repo.mark_recording(cid, None)  # the claim named it: no recording will come
             return None
         metrics.CONVERSATIONS.labels("media_stream").inc()
         metrics.LIVE_CONVERSATIONS.labels("media_stream").inc()

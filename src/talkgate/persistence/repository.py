@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, inspect, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, inspect, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -192,6 +192,15 @@ class Repository:
             commit_one=self._link_one,
             abandoned=self._link_abandoned,
             max_batch=MAX_LINK_BATCH,
+        )
+        # Media sockets claiming their calls (``claim_media_recording``), group-committed: 100
+        # sockets opening at once made 300 transactions in turn, and every recording finished
+        # meanwhile waited behind them for the one SQLite connection to attach itself.
+        self.media_claims: GroupCommit[str, CallLog | None] = GroupCommit(
+            commit_batch=self._claim_together,
+            commit_one=self._claim_one,
+            abandoned=self._claim_abandoned,
+            max_batch=MAX_START_BATCH,
         )
 
     async def _ensure_user(self, db: AsyncSession, user_id: str) -> None:
@@ -825,6 +834,57 @@ class Repository:
                 .values(media_state=MediaState.LIVE, updated_at=utcnow())
             )
             return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    async def claim_media_recording(self, conversation_id: str) -> CallLog | None:
+        """``claim_media`` and ``mark_recording(media_stream)`` in one transaction: the call, now
+        naming its live media recording (unless it has a recording already), or None when it
+        cannot be claimed. Claims that arrive while a transaction is under way are committed
+        together in the next one; of two for one call, the first wins."""
+        return await self.media_claims.submit(conversation_id)
+
+    async def _claim_one(self, conversation_id: str) -> CallLog | None:
+        return (await self._claim_together([conversation_id]))[0]
+
+    async def _claim_together(self, batch: list[str]) -> list[CallLog | None]:
+        async with self._sessions.begin() as db:
+            claimed = set(
+                await db.scalars(
+                    update(CALLS)
+                    .where(
+                        CALLS.c.conversation_id.in_(sorted(set(batch))),
+                        CALLS.c.status == CallStatus.ACTIVE,
+                        CALLS.c.media_state == MediaState.ISSUED,
+                    )
+                    .values(
+                        media_state=MediaState.LIVE,
+                        audio_source=case(
+                            (CALLS.c.audio_key.is_(None), AudioSource.MEDIA_STREAM.value),
+                            else_=CALLS.c.audio_source,
+                        ),
+                        updated_at=utcnow(),
+                    )
+                    .returning(CALLS.c.conversation_id)
+                )
+            )
+            rows = {}
+            if claimed:
+                found = await db.scalars(select(CallLog).where(CallLog.conversation_id.in_(sorted(claimed))))
+                rows = {row.conversation_id: row for row in found}
+        results: list[CallLog | None] = []
+        for conversation_id in batch:
+            results.append(rows.pop(conversation_id, None))  # a second claim of one call: None
+        return results
+
+    async def _claim_abandoned(self, call: CallLog | None) -> None:
+        """A claim committed after its socket stopped waiting: nobody records the call, so it
+        must not stay live or name a recording that will never come."""
+        if call is None:
+            return
+        try:
+            await self.finalize_media(call.conversation_id)
+            await self.mark_recording(call.conversation_id, None)
+        except Exception:
+            log.exception("call log %s: could not release an abandoned media claim", call.conversation_id)
 
     async def finalize_media(self, conversation_id: str) -> None:
         async with self._sessions.begin() as db:
