@@ -46,6 +46,9 @@ PIN_LINE = re.compile(
     r"^capacity per core at p99 < 20 ms: talkgate [0-9]+, python-socketio [0-9]+, "
     r"node socket\.io [0-9]+, bare websockets [0-9]+ sessions$"
 )
+STEP_FIGURES = re.compile(
+    r"[0-9.]+ context switches per chunk, waited for a CPU [0-9]+ % of the time, load\+sink "
+)
 PIN_STEP = re.compile(
     r"^  (talkgate|python-socketio|node socket\.io|bare websockets) +2 sessions: p50 ", re.M
 )
@@ -56,9 +59,10 @@ PIN_STEP = re.compile(
     not (BENCH / "node" / "node_modules").is_dir(),
     reason="the Node relay's packages: make bench-pin installs them",
 )
-def test_the_pinned_capacity_benchmark_runs_small() -> None:
-    """bench/relay.py --pin with every relay (talkgate recording) at 2 sessions, one bisection step
-    each: each step's figures, then the last line."""
+def test_the_pinned_capacity_benchmark_runs_small(tmp_path: Path) -> None:
+    """bench/relay.py --pin --keep with every relay (talkgate recording) at 2 sessions, one
+    bisection step each: each step's figures (context switches, the wait for a CPU, collections,
+    the episodes over 20 ms), then the last line; bench/episodes.py then reads every run kept."""
     done = subprocess.run(
         [
             sys.executable,
@@ -70,6 +74,8 @@ def test_the_pinned_capacity_benchmark_runs_small() -> None:
             "2",
             "--duration",
             "1",
+            "--keep",
+            str(tmp_path),
         ],
         capture_output=True,
         text=True,
@@ -80,3 +86,21 @@ def test_the_pinned_capacity_benchmark_runs_small() -> None:
     assert steps == ["talkgate", "python-socketio", "node socket.io", "bare websockets"], done.stdout
     assert "µs per chunk" in done.stdout
     assert PIN_LINE.match(done.stdout.splitlines()[-1]), done.stdout
+    assert len(STEP_FIGURES.findall(done.stdout)) == 4, done.stdout
+    assert (
+        len(re.findall(r"^    context switches per chunk, voluntary/involuntary: main ", done.stdout, re.M))
+        == 4
+    )
+    assert len(re.findall(r"^    [0-9]+ episodes over 20 ms", done.stdout, re.M)) == 4, done.stdout
+    (kept,) = tmp_path.iterdir()
+    for stem in ("talkgate-2", "minimal-2", "node-2", "bare-2"):
+        assert (kept / f"{stem}-latency.json").is_file() and (kept / f"{stem}-schedstat.txt").is_file()
+    listed = subprocess.run(
+        [sys.executable, str(BENCH / "episodes.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert listed.returncode == 0, listed.stderr
+    runs = re.findall(r"^\S+/(\S+): [0-9]+ chunks, p99 ", listed.stdout, re.M)
+    assert sorted(runs) == ["bare-2", "minimal-2", "node-2", "talkgate-2"], listed.stdout
