@@ -19,6 +19,7 @@ from talkgate.persistence.repository import Repository
 from talkgate.protocol.dialect import Dialect
 from talkgate.protocol.ends import EndReason
 from talkgate.providers.elevenlabs import ElevenLabsProvider
+from talkgate.providers.http import SmallPools
 from talkgate.providers.liveavatar import LiveAvatarProvider
 from talkgate.recording.storage import Storage, open_storage
 from talkgate.settings import Settings
@@ -52,7 +53,11 @@ class Runtime:
         key = settings.elevenlabs_api_key.get_secret_value() if settings.elevenlabs_api_key else ""
         repo = Repository(make_sessionmaker(engine))
         elevenlabs = ElevenLabsProvider(
-            http, settings.elevenlabs_base_url, key, timeout=settings.provider_timeout_s
+            http,
+            settings.elevenlabs_base_url,
+            key,
+            timeout=settings.provider_timeout_s,
+            signing=SmallPools(lambda limits: httpx.AsyncClient(limits=limits)),
         )
         storage = open_storage(settings.effective_storage_url, settings)
         avatar_key = settings.liveavatar_api_key.get_secret_value() if settings.liveavatar_api_key else ""
@@ -110,4 +115,6 @@ class Runtime:
         await self.recordings.abort_all()
         await self.storage.aclose()
         await self.http.aclose()
+        if self.elevenlabs.signing is not None:
+            await self.elevenlabs.signing.aclose()
         await self.engine.dispose()

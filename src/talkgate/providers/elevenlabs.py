@@ -22,7 +22,7 @@ from talkgate.protocol import convai
 from talkgate.protocol import elevenlabs_rest as rest
 from talkgate.protocol.audio import AudioFormat
 from talkgate.providers.base import Closed
-from talkgate.providers.http import RestProvider, request
+from talkgate.providers.http import RestProvider, SmallPools, request
 from talkgate.providers.sockets import connect_options
 
 log = logging.getLogger("talkgate.providers.elevenlabs")
@@ -51,18 +51,32 @@ def _raise_for_status(response: httpx.Response, what: str) -> None:
 
 
 class ElevenLabsProvider(RestProvider):
-    async def _request(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        signing: SmallPools | None = None,
+    ) -> None:
+        """``signing``: the clients that ask for signed URLs, the start path's request (else ``http``)."""
+        super().__init__(http, base_url, api_key, timeout=timeout)
+        self.signing = signing
+
+    async def _request(
+        self, method: str, path: str, what: str, *, pools: SmallPools | None = None, **kwargs: Any
+    ) -> httpx.Response:
         headers = {"xi-api-key": self._api_key, **kwargs.pop("headers", {})}
-        response = await request(
-            self._http,
-            "ElevenLabs",
-            method,
-            f"{self.base_url}{path}",
-            what,
-            headers=headers,
-            timeout=self.timeout,
-            **kwargs,
-        )
+        url = f"{self.base_url}{path}"
+        if pools is not None:
+            response = await pools.request(
+                "ElevenLabs", method, url, what, headers=headers, timeout=self.timeout, **kwargs
+            )
+        else:
+            response = await request(
+                self._http, "ElevenLabs", method, url, what, headers=headers, timeout=self.timeout, **kwargs
+            )
         _raise_for_status(response, what)
         return response
 
@@ -117,7 +131,9 @@ class ElevenLabsProvider(RestProvider):
         provider then allows the URL's signature only once): how talkgate learns the provider's id
         of a conversation that a page opens directly."""
         query = rest.SignedUrlRequest(agent_id, include_conversation_id).query()
-        response = await self._request("GET", rest.SIGNED_URL_PATH, "getting a signed URL", params=query)
+        response = await self._request(
+            "GET", rest.SIGNED_URL_PATH, "getting a signed URL", pools=self.signing, params=query
+        )
         try:
             reply = rest.SignedUrlReply.parse(response.json())
         except (ValueError, ProtocolError) as exc:
