@@ -58,6 +58,7 @@ export class SimulatorRoom implements AvatarRoom {
   ) {}
 
   async connect(): Promise<void> {
+    if (!this.Socket) throw new TalkgateError("not_configured", "the simulator's avatar room needs a WebSocket (pass connect({WebSocket}))");
     const ws = new this.Socket(this.url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;

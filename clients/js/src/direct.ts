@@ -124,12 +124,13 @@ export class DirectConversation extends Emitter<ConversationEvents> implements C
   }
 
   async start(options: StartOptions): Promise<this> {
+    // Before the signed URL: asking for one opens the call's log, which nothing would then close.
+    const Socket = this.client.options.WebSocket ?? globalThis.WebSocket;
+    if (!Socket) throw new TalkgateError("not_configured", "direct mode needs a WebSocket (pass connect({WebSocket}))");
     const signed = await this.client.http.json<{ signedUrl: string; conversationId: string; mediaStreamingEnabled: boolean }>(
       "api/elevenlabs-signed-url",
       { body: { voice: options.voice, conversationId: newConversationId() } },
     );
-    const Socket = this.client.options.WebSocket ?? globalThis.WebSocket;
-    if (!Socket) throw new TalkgateError("not_configured", "direct mode needs a WebSocket (pass connect({WebSocket}))");
     const ws = new Socket(signed.signedUrl);
     this.ws = ws;
     const metadata = await this.initiate(ws, options);

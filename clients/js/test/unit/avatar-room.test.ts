@@ -43,3 +43,10 @@ describe("SimulatorRoom", () => {
     expect(audio).toEqual([4]);
   });
 });
+
+describe("SimulatorRoom without a WebSocket (Node 20 without the flag)", () => {
+  it("refuses with a typed not_configured, not a TypeError", async () => {
+    const room = new SimulatorRoom("ws://sim/room", { packet: () => {}, audio: () => {}, closed: () => {} }, undefined as never);
+    await expect(room.connect()).rejects.toMatchObject({ name: "TalkgateError", code: "not_configured" });
+  });
+});

@@ -418,3 +418,23 @@ describe("another start's refusal on the same socket", () => {
     expect(errors).toEqual(["provider_closed", "slow_consumer", "bad_request"]); // as before: also heard
   });
 });
+
+describe("direct mode without a WebSocket", () => {
+  it("refuses before asking for a signed URL, so no call log is left open", async () => {
+    const asked: string[] = [];
+    const fakeFetch = (async (input: string | URL) => {
+      asked.push(new URL(String(input)).pathname);
+      return new Response(JSON.stringify({ pttTurnEnd: "signal", pttSilenceMs: 1500, signedUrl: "ws://x", conversationId: "c9" }), { status: 200 });
+    }) as typeof fetch;
+    const real = globalThis.WebSocket;
+    (globalThis as { WebSocket?: unknown }).WebSocket = undefined;
+    try {
+      const client = await connect({ url: "http://gate", token: "t", fetch: fakeFetch });
+      await expect(client.startConversation({ mode: "direct" })).rejects.toMatchObject({ code: "not_configured" });
+      client.close();
+    } finally {
+      (globalThis as { WebSocket?: unknown }).WebSocket = real;
+    }
+    expect(asked).toEqual(["/api/config"]);
+  });
+});

@@ -21,6 +21,8 @@ export class SimulatorRoom {
         this.ws = null;
     }
     async connect() {
+        if (!this.Socket)
+            throw new TalkgateError("not_configured", "the simulator's avatar room needs a WebSocket (pass connect({WebSocket}))");
         const ws = new this.Socket(this.url);
         ws.binaryType = "arraybuffer";
         this.ws = ws;

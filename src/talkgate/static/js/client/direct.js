@@ -94,10 +94,11 @@ export class DirectConversation extends Emitter {
         return this.ptt.state;
     }
     async start(options) {
-        const signed = await this.client.http.json("api/elevenlabs-signed-url", { body: { voice: options.voice, conversationId: newConversationId() } });
+        // Before the signed URL: asking for one opens the call's log, which nothing would then close.
         const Socket = this.client.options.WebSocket ?? globalThis.WebSocket;
         if (!Socket)
             throw new TalkgateError("not_configured", "direct mode needs a WebSocket (pass connect({WebSocket}))");
+        const signed = await this.client.http.json("api/elevenlabs-signed-url", { body: { voice: options.voice, conversationId: newConversationId() } });
         const ws = new Socket(signed.signedUrl);
         this.ws = ws;
         const metadata = await this.initiate(ws, options);
