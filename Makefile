@@ -8,6 +8,13 @@ TEST_STAMP := $(VENV)/.test-$(HASH)
 
 .PHONY: run test client test-unit test-relay-slow-paths test-hostile lint bench bench-pin soak cluster clean system-deps
 
+# npm ci in folder $(1) (extra flags $(2)) when it has a lock file. A node_modules that is a link
+# (a git worktree sharing another checkout's modules) is left alone: npm ci would empty the
+# linked folder, under every other checkout that uses it.
+npm_ci = if [ ! -f $(1)/package-lock.json ]; then :; \
+	elif [ -L $(1)/node_modules ]; then echo "$(1)/node_modules is a link to another checkout's: not reinstalled here"; \
+	else cd $(1) && npm ci $(2) --no-audit --no-fund --loglevel=error; fi
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -16,12 +23,12 @@ $(BIN)/python:
 # only the browser tests use (ElevenLabs' official client).
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
-	@if [ -f package-lock.json ]; then npm ci --omit=dev --no-audit --no-fund --loglevel=error; fi
+	@$(call npm_ci,.,--omit=dev)
 	rm -f $(VENV)/.run-*; touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
-	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; fi
+	@$(call npm_ci,.,)
 	rm -f $(VENV)/.test-* $(VENV)/.run-*; touch $@ $(RUN_STAMP)
 
 run: $(RUN_STAMP)
@@ -57,7 +64,7 @@ RELAY_TESTS := tests/web/test_relay_*.py tests/web/test_audio_shortcut.py tests/
 # `make run` needs none of it.
 CLIENT := clients/js
 $(CLIENT)/node_modules/.package-lock.json: $(CLIENT)/package.json $(CLIENT)/package-lock.json
-	cd $(CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	@$(call npm_ci,$(CLIENT),)
 
 client: $(CLIENT)/node_modules/.package-lock.json
 	cd $(CLIENT) && npm run build && npm test && npm pack --loglevel=error
@@ -82,7 +89,7 @@ test-hostile: $(TEST_STAMP)
 # installed only for the benchmarks (again only when its lock file changes); `make run` needs none.
 BENCH_NODE := bench/node
 $(BENCH_NODE)/node_modules/.package-lock.json: $(BENCH_NODE)/package.json $(BENCH_NODE)/package-lock.json
-	cd $(BENCH_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	@$(call npm_ci,$(BENCH_NODE),)
 
 bench: $(TEST_STAMP) $(BENCH_NODE)/node_modules/.package-lock.json
 	$(BIN)/python bench/relay.py
