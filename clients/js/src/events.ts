@@ -117,7 +117,8 @@ export interface Conversation {
   readonly conversationId: string;
   /** The push-to-talk state. */
   readonly pttState: PttState;
-  /** Starts a turn; resolves with `talking` once audio flows, or `idle` when cancelled or refused. */
+  /** Starts a turn; resolves with `talking` once audio flows, `idle` when cancelled or refused, or
+   * `ending` when released before talkgate acknowledged the turn (it then ends with no audio). */
   press(): Promise<PttState>;
   /** Ends the turn (after the source's tail); resolves once the end was sent. */
   release(): Promise<PttState>;

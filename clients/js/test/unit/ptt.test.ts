@@ -206,3 +206,17 @@ describe("one source reused every turn (React Native's PushAudioSource)", () => 
     expect(link.sent).toEqual(["start", "audio:7", "audio:9", "end"]);
   });
 });
+
+describe("what press() resolves with (README, API)", () => {
+  it("ending when released before the acknowledgement: that turn ends with no audio", async () => {
+    const { source, link, ptt } = machine();
+    const pressed = ptt.press();
+    source.opens[0].resolve();
+    await tick();
+    const released = ptt.release();
+    link.acks[0].resolve();
+    expect(await pressed).toBe("ending");
+    expect(await released).toBe("idle");
+    expect(link.sent).toEqual(["start", "end"]);
+  });
+});
