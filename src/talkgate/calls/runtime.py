@@ -49,7 +49,10 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, notify: Notify | None = None) -> Runtime:
         engine = make_engine(settings.effective_database_url)
-        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        tls = httpx.create_ssl_context()  # one CA bundle parsed for every client (tens of ms each)
+        http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50), verify=tls
+        )
         key = settings.elevenlabs_api_key.get_secret_value() if settings.elevenlabs_api_key else ""
         repo = Repository(make_sessionmaker(engine))
         elevenlabs = ElevenLabsProvider(
@@ -57,7 +60,7 @@ class Runtime:
             settings.elevenlabs_base_url,
             key,
             timeout=settings.provider_timeout_s,
-            signing=SmallPools(lambda limits: httpx.AsyncClient(limits=limits)),
+            signing=SmallPools(lambda limits: httpx.AsyncClient(limits=limits, verify=tls)),
         )
         storage = open_storage(settings.effective_storage_url, settings)
         avatar_key = settings.liveavatar_api_key.get_secret_value() if settings.liveavatar_api_key else ""
