@@ -1,17 +1,19 @@
 """The repository on SQLite and on PostgreSQL: the same behaviour, row for row."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, event, select, text
 from sqlalchemy.exc import StatementError
 
-from talkgate.errors import ConflictError, NotFoundError
+from talkgate.errors import ConflictError, ErrorCode, NotFoundError
 from talkgate.persistence.models import (
     AudioSource,
     CallLog,
     CallStatus,
     ConversationSession,
+    Rate,
     SessionStatus,
     User,
     cuid,
@@ -411,3 +413,17 @@ async def test_new_users_of_a_burst_of_starts_are_inserted_in_one_statement(repo
     statements.clear()
     await asyncio.gather(*(repo.open_conversation(u, f"relay_{cuid()}", metadata=None) for u in users[:5]))
     assert not [s for s in statements if s.lstrip().upper().startswith("INSERT INTO USERS")]
+
+
+async def test_the_hourly_rate_counts_the_users_calls_started_since_its_moment_only(repo):
+    alice, bob = uid(), uid()
+    for _ in range(2):
+        await repo.open_conversation(alice, f"relay_{cuid()}", metadata=None)
+    await repo.open_conversation(bob, f"relay_{cuid()}", metadata=None)
+    now = datetime.now(UTC)
+    with pytest.raises(ConflictError) as refused:
+        await repo.refuse_over_rate(alice, Rate(2, now - timedelta(hours=1)))
+    assert refused.value.code is ErrorCode.TOO_MANY_CALLS
+    await repo.refuse_over_rate(alice, Rate(3, now - timedelta(hours=1)))  # under it
+    await repo.refuse_over_rate(alice, Rate(1, now + timedelta(seconds=1)))  # none since
+    await repo.refuse_over_rate(bob, Rate(2, now - timedelta(hours=1)))  # another user's own count

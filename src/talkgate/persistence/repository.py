@@ -113,6 +113,12 @@ NEW_USERS = [
     dialect_insert(cast(Table, User.__table__)).on_conflict_do_nothing(index_elements=["id"])
     for dialect_insert in (sqlite_insert, pg_insert)
 ]
+# A user's calls started since a moment (the hourly rate, asked on every start).
+STARTS_SINCE = (
+    select(func.count())
+    .select_from(CALLS)
+    .where(CALLS.c.user_id == bindparam("user"), CALLS.c.started_at >= bindparam("since"))
+)
 OWN_PROVIDER_ID = (
     update(CALLS)
     .where(CALLS.c.conversation_id == bindparam("cid"), CALLS.c.provider_conversation_id.is_(None))
@@ -565,11 +571,7 @@ class Repository:
         status: an ended call still cost its start) after ``rate.since``."""
         if not rate.max_starts:
             return
-        started = await db.scalar(
-            select(func.count())
-            .select_from(CallLog)
-            .where(CallLog.user_id == user_id, CallLog.started_at >= rate.since)
-        )
+        started = await db.scalar(STARTS_SINCE, {"user": user_id, "since": rate.since})
         if (started or 0) >= rate.max_starts:
             raise ConflictError(
                 f"you started {rate.max_starts} calls in the last hour; try again later "
