@@ -131,9 +131,24 @@ export class DirectConversation extends Emitter<ConversationEvents> implements C
       "api/elevenlabs-signed-url",
       { body: { voice: options.voice, conversationId: newConversationId() } },
     );
-    const ws = new Socket(signed.signedUrl);
-    this.ws = ws;
-    const metadata = await this.initiate(ws, options);
+    let metadata: Body;
+    let ws: WebSocket;
+    try {
+      ws = new Socket(signed.signedUrl);
+      this.ws = ws;
+      metadata = await this.initiate(ws, options);
+    } catch (error) {
+      // The signed URL opened the call's log: close it, or it stays active (counted against the
+      // user's calls) until the idle reaper.
+      if (this.ws) {
+        this.ws.onclose = null;
+        this.ws.close(1000);
+        this.ws = null;
+      }
+      const path = `api/calls/${encodeURIComponent(signed.conversationId)}/end`;
+      await this.client.http.json(path, { method: "POST" }).catch(() => undefined);
+      throw error instanceof TalkgateError ? error : new TalkgateError("provider_unreachable", String(error));
+    }
     this.inputRate = Number(String(metadata.user_input_audio_format ?? "pcm_16000").split("_")[1]) || 16000;
     this.info = {
       conversationId: signed.conversationId,
@@ -155,7 +170,13 @@ export class DirectConversation extends Emitter<ConversationEvents> implements C
   }
 
   private initiate(ws: WebSocket, options: StartOptions): Promise<Body> {
-    return new Promise((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return new Promise<Body>((resolve, reject) => {
+      // A provider that opens but never says its metadata must not leave the start pending forever.
+      timer = setTimeout(
+        () => reject(new TalkgateError("provider_timeout", "the provider did not start the conversation in time")),
+        this.client.ackTimeoutMs,
+      );
       ws.onopen = () =>
         ws.send(
           JSON.stringify({
@@ -175,7 +196,7 @@ export class DirectConversation extends Emitter<ConversationEvents> implements C
         }
         if (frame.type === "conversation_initiation_metadata") resolve((frame[BODY[frame.type]] ?? {}) as Body);
       };
-    });
+    }).finally(() => clearTimeout(timer));
   }
 
   private receive(frame: Frame): void {

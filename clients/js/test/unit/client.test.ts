@@ -438,3 +438,60 @@ describe("direct mode without a WebSocket", () => {
     expect(asked).toEqual(["/api/config"]);
   });
 });
+
+describe("direct mode whose provider socket never starts the conversation", () => {
+  function gate() {
+    const asked: string[] = [];
+    const fakeFetch = (async (input: string | URL, init?: RequestInit) => {
+      const path = new URL(String(input)).pathname;
+      asked.push(`${init?.method ?? "GET"} ${path}`);
+      const body =
+        path === "/api/config"
+          ? { pttTurnEnd: "signal", pttSilenceMs: 1500 }
+          : path === "/api/elevenlabs-signed-url"
+            ? { signedUrl: "ws://provider/x", conversationId: "c10", mediaStreamingEnabled: false }
+            : { status: "ended" };
+      return new Response(JSON.stringify(body), { status: 200 });
+    }) as typeof fetch;
+    return { asked, fakeFetch };
+  }
+  class SilentWS {
+    static behaviour: "close" | "silent" = "silent";
+    readyState = 0;
+    closed: number[] = [];
+    onopen: (() => void) | null = null;
+    onmessage: ((e: { data: unknown }) => void) | null = null;
+    onclose: ((e: { code: number }) => void) | null = null;
+    onerror: (() => void) | null = null;
+    constructor(readonly url: string) {
+      setTimeout(() => {
+        this.readyState = 1;
+        this.onopen?.();
+      }, 0);
+    }
+    send() {
+      if (SilentWS.behaviour === "close") setTimeout(() => this.onclose?.({ code: 1011 }), 0);
+    }
+    close(code: number) {
+      this.closed.push(code);
+    }
+  }
+
+  it("a provider that closes first: provider_closed, and the call's log is ended", async () => {
+    SilentWS.behaviour = "close";
+    const { asked, fakeFetch } = gate();
+    const client = await connect({ url: "http://gate", token: "t", fetch: fakeFetch, WebSocket: SilentWS as never });
+    await expect(client.startConversation({ mode: "direct" })).rejects.toMatchObject({ code: "provider_closed" });
+    expect(asked).toEqual(["GET /api/config", "POST /api/elevenlabs-signed-url", "POST /api/calls/c10/end"]);
+    client.close();
+  });
+
+  it("a provider that never says its metadata: provider_timeout after ackTimeoutMs, and the log is ended", async () => {
+    SilentWS.behaviour = "silent";
+    const { asked, fakeFetch } = gate();
+    const client = await connect({ url: "http://gate", token: "t", fetch: fakeFetch, WebSocket: SilentWS as never, ackTimeoutMs: 50 });
+    await expect(client.startConversation({ mode: "direct" })).rejects.toMatchObject({ code: "provider_timeout" });
+    expect(asked.at(-1)).toBe("POST /api/calls/c10/end");
+    client.close();
+  });
+});

@@ -99,9 +99,25 @@ export class DirectConversation extends Emitter {
         if (!Socket)
             throw new TalkgateError("not_configured", "direct mode needs a WebSocket (pass connect({WebSocket}))");
         const signed = await this.client.http.json("api/elevenlabs-signed-url", { body: { voice: options.voice, conversationId: newConversationId() } });
-        const ws = new Socket(signed.signedUrl);
-        this.ws = ws;
-        const metadata = await this.initiate(ws, options);
+        let metadata;
+        let ws;
+        try {
+            ws = new Socket(signed.signedUrl);
+            this.ws = ws;
+            metadata = await this.initiate(ws, options);
+        }
+        catch (error) {
+            // The signed URL opened the call's log: close it, or it stays active (counted against the
+            // user's calls) until the idle reaper.
+            if (this.ws) {
+                this.ws.onclose = null;
+                this.ws.close(1000);
+                this.ws = null;
+            }
+            const path = `api/calls/${encodeURIComponent(signed.conversationId)}/end`;
+            await this.client.http.json(path, { method: "POST" }).catch(() => undefined);
+            throw error instanceof TalkgateError ? error : new TalkgateError("provider_unreachable", String(error));
+        }
         this.inputRate = Number(String(metadata.user_input_audio_format ?? "pcm_16000").split("_")[1]) || 16000;
         this.info = {
             conversationId: signed.conversationId,
@@ -123,7 +139,10 @@ export class DirectConversation extends Emitter {
         return this;
     }
     initiate(ws, options) {
+        let timer;
         return new Promise((resolve, reject) => {
+            // A provider that opens but never says its metadata must not leave the start pending forever.
+            timer = setTimeout(() => reject(new TalkgateError("provider_timeout", "the provider did not start the conversation in time")), this.client.ackTimeoutMs);
             ws.onopen = () => ws.send(JSON.stringify({
                 type: SENDS.ConversationInitiationClientData,
                 conversation_config_override: options.overrides ?? {},
@@ -142,7 +161,7 @@ export class DirectConversation extends Emitter {
                 if (frame.type === "conversation_initiation_metadata")
                     resolve((frame[BODY[frame.type]] ?? {}));
             };
-        });
+        }).finally(() => clearTimeout(timer));
     }
     receive(frame) {
         const event = directEvent(frame, this.heard);
