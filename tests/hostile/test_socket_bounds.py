@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 import httpx
+import pytest
 import websockets
 from websockets.client import ClientProtocol
 from websockets.frames import Frame
@@ -111,6 +112,34 @@ async def test_a_binary_packet_over_the_message_limit_with_its_attachments_close
     (error,) = errors_in(frames)
     assert error["code"] == "message_too_large" and error["fatal"] is True, error
     await wait_until(lambda: partial_packet_gone(gate, eio_sid) and eio_sid not in gate.app.sio.eio.sockets)
+    await witness_still_answers(witness)
+
+
+@pytest.mark.parametrize("fastpaths", [True, False], ids=["fast-loop", "library-loop"])
+async def test_one_websocket_frame_over_the_message_limit_is_refused_by_name_then_closed(
+    tmp_path, simulator, fastpaths
+):
+    """A frame over TALKGATE_MAX_MESSAGE_BYTES, text or binary, on either Engine.IO loop (the fast
+    path's and, with it off, the library's): the app is told message_too_large, then the
+    connection ends; before, it saw only the socket close."""
+    gate = start_gate(tmp_path, simulator, fastpaths=fastpaths)
+    try:
+        await oversized_frames_are_refused(gate)
+    finally:
+        gate.server.stop()
+
+
+async def oversized_frames_are_refused(gate: Any) -> None:
+    witness = await witness_on(gate)
+    for frame in ("42" + json.dumps(["conversation_message", {"text": "x" * 1_200_000}]), bytes(1_200_000)):
+        ws, eio_sid = await raw_socket(gate)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(frame)
+        frames = await frames_until_closed(ws)
+        (error,) = errors_in(frames)
+        assert error["code"] == "message_too_large" and error["fatal"] is True, error
+        assert "1200" in error["message"] and "TALKGATE_MAX_MESSAGE_BYTES" in error["message"], error
+        await wait_until(lambda: gone(gate, eio_sid))  # noqa: B023 (awaited here, in this iteration)
     await witness_still_answers(witness)
 
 

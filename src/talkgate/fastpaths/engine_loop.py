@@ -14,7 +14,8 @@ loop instead. What the library's loop gave stays:
   task), and a sweep (one timer for all sockets, every half ping timeout) then ends the writer,
   which closes the websocket, which ends the read loop; uvicorn's own websocket pings close a dead
   TCP peer the same way;
-- a message over ``max_http_buffer_size`` ends the connection, as before;
+- a message over ``max_http_buffer_size`` ends the connection, as before (after the relay's fatal
+  ``message_too_large``, told by ``GuardedWebSocket.wait`` on either loop);
 - packets, the handshake, the writer's batching and ``close()`` are the library's own;
 - a message that cannot be decoded or handled is dropped with one short log line, at most a few a
   minute per peer address (``talkgate.logs.PeerNoise``): a peer's garbage never writes tracebacks.
@@ -73,6 +74,21 @@ class GuardedWebSocket(asgi.WebSocket):  # type: ignore[misc]
     one short log line: the library's loop decodes outside any try, so the error would escape to
     the ASGI server (a traceback per frame) and leave the Engine.IO socket open until its ping
     timeout. Not a shortcut: installed with fast paths off too (``guard``)."""
+
+    async def wait(self) -> str | bytes:
+        """A frame; one over ``max_http_buffer_size`` is first told to the server's
+        ``_talkgate_oversized(sid, size)`` (the relay's fatal ``message_too_large``), which the
+        caller's loop, either one, then ends the connection for."""
+        data: str | bytes = await super().wait()
+        socket = getattr(self.handler, "__self__", None)
+        if isinstance(socket, AsyncSocket) and data and len(data) > socket.server.max_http_buffer_size:
+            oversized = getattr(socket.server, "_talkgate_oversized", None)
+            if oversized is not None and not socket.closed:
+                try:
+                    await oversized(socket.sid, len(data))
+                except Exception:  # the connection still ends below: the refusal is a courtesy
+                    log.exception("socket %s: telling an oversized message failed", socket.sid)
+        return data
 
     async def __call__(self, environ: dict[str, Any]) -> str:
         socket = getattr(self.handler, "__self__", None)

@@ -118,6 +118,8 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
         self.sockets_of: dict[str, set[str]] = {}  # user → sids
         self.conversations_of: dict[str, int] = {}  # user → live (or starting) conversations
         self.deadlines: dict[str, tuple[float, asyncio.TimerHandle]] = {}  # sid → (token exp, its timer)
+        # A frame over the limit, seen by the Engine.IO websocket loop before it ends the connection.
+        self.eio._talkgate_oversized = self.oversized_message
         self.bounded = self.library_fits()
         if not self.bounded:
             log.warning(
@@ -265,6 +267,14 @@ class RelayServer(socketio.AsyncServer):  # type: ignore[misc]
                 socketio.packet.ACK, namespace="/", id=ack_id, data=[app_events.failed(error)]
             )
             await self._send_packet(eio_sid, ack)
+
+    async def oversized_message(self, eio_sid: str, size: int) -> None:
+        error = ProtocolError(
+            f"a message of {size} bytes is over the limit of {self.max_packet_bytes} bytes "
+            "(TALKGATE_MAX_MESSAGE_BYTES)",
+            code=ErrorCode.MESSAGE_TOO_LARGE,
+        )
+        await self.refuse(eio_sid, error)
 
     async def refuse(self, eio_sid: str, error: TalkgateError) -> None:
         """Drop the socket's partial packet, tell it why (fatal) and close it."""
