@@ -67,7 +67,9 @@ def test_the_button_says_tap_in_toggle_mode_and_hold_in_hold_mode(screen, talkga
     sign_in_and_connect(page, talkgate.url, "relay", "toggle")
     assert page.locator("#ptt").inner_text() == "Tap to talk"
     assert page.locator("#state").inner_text() == "Ready: tap to talk"
-    assert "Tap the button" in page.locator("#hint").inner_text()
+    hint = page.locator("#hint").inner_text()
+    assert "Tap the button" in hint
+    assert ("spacebar" in hint) is (page.screen_name == "desktop"), hint  # type: ignore[attr-defined]
     press(page)
     page.wait_for_function("window.talkgate.state === 'talking'", timeout=WAIT_MS)
     assert page.locator("#ptt").inner_text() == "Tap to stop"
@@ -79,8 +81,31 @@ def test_the_button_says_tap_in_toggle_mode_and_hold_in_hold_mode(screen, talkga
 
     page.select_option("#ptt-style", "hold")
     assert page.locator("#ptt").inner_text() == "Hold to talk"
+    hint = page.locator("#hint").inner_text()
+    assert hint.startswith("Hold the button") and ("spacebar" in hint) is (page.screen_name == "desktop")  # type: ignore[attr-defined]
     page.wait_for_function("window.talkgate.state === 'ready'", timeout=WAIT_MS)
     assert page.locator("#state").inner_text() == "Ready: hold to talk"
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_each_call_s_lines_stand_under_a_line_of_their_own(screen, talkgate):
+    """A second call on the same page: the first call's lines stay, apart from the second's."""
+    page = screen
+    sign_in_and_connect(page, talkgate.url, "relay", "toggle")
+    press(page)
+    page.wait_for_function("window.talkgate.state === 'talking'", timeout=WAIT_MS)
+    page.wait_for_timeout(1200)  # speaking
+    press(page)
+    wait_for_reply(page, 1)
+    page.click("#connect")  # disconnect
+    page.wait_for_function("window.talkgate.state === 'idle'", timeout=WAIT_MS)
+    page.click("#connect")  # a second call
+    page.wait_for_function("window.talkgate.state === 'ready'", timeout=WAIT_MS)
+    classes = page.locator("#transcript li").evaluate_all("lines => lines.map(l => l.className)")
+    assert classes[0] == "call" and classes[-1] == "call" and classes.count("call") == 2, classes
+    assert {"user", "agent"} <= set(classes[1:-1]), classes
+    assert page.locator("#transcript li.call").first.inner_text().startswith("Relayed call, ")
+    screenshot(page, f"controls-{page.screen_name}-second-call")  # type: ignore[attr-defined]
     assert page.errors == []  # type: ignore[attr-defined]
 
 

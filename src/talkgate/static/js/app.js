@@ -38,6 +38,8 @@ const STATE_TEXT = {
   error: "Error",
 };
 
+const MODE_NAMES = { relay: "Relayed", direct: "Direct", avatar: "Avatar" };
+
 const toggleStyle = () => $("ptt-style").value === "toggle";
 
 function stateText(state) {
@@ -166,6 +168,9 @@ async function connect() {
       throw Object.assign(new Error(`the agent wants ${started.inputFormat}`), { code: "bad_format" });
     }
     ui.ptt = ui.conversation.pushToTalk({ onState: showPushToTalk, onTurn: () => (ui.stats.turns += 1) });
+    // Each call's lines under a line of its own: an earlier call's stay above, apart.
+    const at = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    addLine("call", `${MODE_NAMES[mode] || mode} call, ${at}`);
     setState("ready");
   } catch (err) {
     const conversation = ui.conversation;
@@ -273,13 +278,28 @@ function wirePushToTalk() {
     if (ui.ptt && ui.ptt.held) ui.ptt.release();
     showButton(ui.ptt ? ui.ptt.state : "idle");
     if (ui.state === "ready") setState("ready");
-    $("hint").textContent = toggleStyle()
-      ? "Tap the button (or press the spacebar) to start talking, and tap again to stop and send."
-      : "Hold the button or the spacebar while you speak; release to send.";
+    showHint();
   });
   window.addEventListener("blur", () => {
     if (!toggleStyle()) release(); // a held key is lost with the focus
   });
+}
+
+// A phone has no spacebar: its hint speaks of the button only.
+const HINTS = {
+  toggle: {
+    keys: "Tap the button (or press the spacebar) to start talking, and tap again to stop and send.",
+    touch: "Tap the button to start talking, and tap again to stop and send.",
+  },
+  hold: {
+    keys: "Hold the button or the spacebar while you speak; release to send.",
+    touch: "Hold the button while you speak; release to send.",
+  },
+};
+
+function showHint() {
+  const input = matchMedia("(pointer: coarse)").matches ? "touch" : "keys";
+  $("hint").textContent = HINTS[toggleStyle() ? "toggle" : "hold"][input];
 }
 
 function showAvatarOption(config) {
@@ -312,6 +332,7 @@ async function showSignedIn() {
 
 async function init() {
   setState("idle");
+  showHint();
   wirePushToTalk();
   $("connect").addEventListener("click", () => (ui.conversation ? disconnect() : connect()));
   $("signout").addEventListener("click", async () => {
