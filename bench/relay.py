@@ -862,7 +862,7 @@ async def bench(
     rows: list[dict[str, Any]] = []
     try:
         await wait_port(sink_port)
-        kept = contextlib.nullcontext(tempfile.mkdtemp(dir=logs)) if logs else None
+        kept = contextlib.nullcontext(tempfile.mkdtemp(dir=_made(logs))) if logs else None
         with kept or tempfile.TemporaryDirectory() as tmp:
             for _ in range(repeat):
                 for k in kinds:
@@ -970,7 +970,7 @@ async def pin_bench(
     found: dict[str, int] = {}
     try:
         await wait_port(sink_port)
-        kept = contextlib.nullcontext(tempfile.mkdtemp(dir=logs)) if logs else None
+        kept = contextlib.nullcontext(tempfile.mkdtemp(dir=_made(logs))) if logs else None
         with kept or tempfile.TemporaryDirectory() as tmp:
 
             async def probe(kind: str, n: int) -> dict[str, Any]:
@@ -992,6 +992,12 @@ async def pin_bench(
         + ", ".join(f"{PIN_NAMES[k]} {found[k]}" for k in PIN_NAMES if k in found)
         + " sessions"
     )
+
+
+def _made(folder: Path) -> Path:
+    """``--keep``'s folder, made if missing (a missing one ended the run with a traceback)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def main() -> None:

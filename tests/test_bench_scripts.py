@@ -75,7 +75,7 @@ def test_the_pinned_capacity_benchmark_runs_small(tmp_path: Path) -> None:
             "--duration",
             "1",
             "--keep",
-            str(tmp_path),
+            str(tmp_path / "kept"),  # not made yet: the benchmark makes it
         ],
         capture_output=True,
         text=True,
@@ -92,7 +92,7 @@ def test_the_pinned_capacity_benchmark_runs_small(tmp_path: Path) -> None:
         == 4
     )
     assert len(re.findall(r"^    [0-9]+ episodes over 20 ms", done.stdout, re.M)) == 4, done.stdout
-    (kept,) = tmp_path.iterdir()
+    (kept,) = (tmp_path / "kept").iterdir()
     for stem in ("talkgate-2", "minimal-2", "node-2", "bare-2"):
         assert (kept / f"{stem}-latency.json").is_file() and (kept / f"{stem}-schedstat.txt").is_file()
     listed = subprocess.run(
