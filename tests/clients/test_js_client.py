@@ -60,12 +60,11 @@ def gate(tmp_path: Path, simulator: ServerThread) -> Iterator[str]:
     running.server.stop()
 
 
-def test_a_fresh_node_project_runs_the_readme_example_unmodified(
-    tarball: Path, tmp_path: Path, gate: str
-) -> None:
+def fresh_app(tmp_path: Path, name: str, tarball: Path) -> Path:
+    """A new Node project that installs only the package's tarball and socket.io-client."""
     app = tmp_path / "app"
     app.mkdir()
-    (app / "package.json").write_text(json.dumps({"name": "example-app", "private": True, "type": "module"}))
+    (app / "package.json").write_text(json.dumps({"name": name, "private": True, "type": "module"}))
     npm(
         "install",
         str(tarball),
@@ -75,6 +74,13 @@ def test_a_fresh_node_project_runs_the_readme_example_unmodified(
         "--no-fund",
         cwd=app,
     )
+    return app
+
+
+def test_a_fresh_node_project_runs_the_readme_example_unmodified(
+    tarball: Path, tmp_path: Path, gate: str
+) -> None:
+    app = fresh_app(tmp_path, "example-app", tarball)
     assert not (app / "node_modules" / "talkgate-client" / "src").exists()  # only the built package
     (app / "example.mjs").write_text(readme_example())
     clip = speechlike(1000)
@@ -278,18 +284,7 @@ def test_the_readme_react_native_example_runs_in_node_with_a_stand_in_recorder(
 ) -> None:
     """The README's voice.js, as printed, in a fresh project whose react-native-live-audio-stream is
     a stand-in that records a WAV file: a held button's turn is relayed, transcribed and answered."""
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "package.json").write_text(json.dumps({"name": "rn-app", "private": True, "type": "module"}))
-    npm(
-        "install",
-        str(tarball),
-        "socket.io-client@4.8.4",
-        "--prefer-offline",
-        "--no-audit",
-        "--no-fund",
-        cwd=app,
-    )
+    app = fresh_app(tmp_path, "rn-app", tarball)
     recorder = app / "node_modules" / "react-native-live-audio-stream"
     recorder.mkdir()
     (recorder / "package.json").write_text(
