@@ -4,6 +4,7 @@ machine, which must be the same table as the Python one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -267,6 +268,57 @@ async def test_the_pages_upload_of_both_sides_is_the_avatar_calls_recording(avat
     assert none["recording"] == "none" and none["audioUrl"] is None and none["audioSource"] is None
     assert "no audio came from the page" in none["noRecordingReason"]
     assert none_audio.status_code == 404
+
+
+async def test_a_closing_pages_stop_waits_for_its_last_upload_which_may_arrive_after_it(
+    avatar_gate, simulator, monkeypatch
+):
+    """A tab that closes sends its last recording upload and the stop together (keepalive
+    requests); the stop may arrive first. Told how many bytes the page sent, it stores the
+    recording only once they are all in: nothing of the call's end is lost. Bounded: a stop told of
+    bytes that never come stores what there is once the grace has passed."""
+    from talkgate.calls import avatar as avatar_calls
+
+    gate = avatar_gate
+    first, last = noise(600, 1), noise(400, 2)
+    async with httpx.AsyncClient(base_url=gate.url, timeout=TIMEOUT) as client:
+        h = gate.headers()
+        started = (await client.post("/api/liveavatar/session", headers=h, json={})).json()
+        cid = started["conversationId"]
+        session = f"{simulator.http_url}/_simulator/liveavatar/sessions/{started['avatarSessionId']}"
+        assert (await client.post(f"/api/calls/{cid}/chunks", headers=h, content=first)).status_code == 200
+        stop = asyncio.ensure_future(
+            client.post(
+                f"/api/liveavatar/session/{cid}/stop",
+                headers=h,
+                json={"reason": "USER_DISCONNECTED", "uploadedBytes": len(first) + len(last)},
+            )
+        )
+        # The stop has stopped the provider's session (its step before storing the recording).
+        async with asyncio.timeout(TIMEOUT):
+            while (await client.get(session)).json().get("stoppedReason") is None:  # noqa: ASYNC110 - another process
+                await asyncio.sleep(0.01)
+        late = await client.post(f"/api/calls/{cid}/chunks", headers=h, content=last)  # after the stop left
+        stopped = await stop
+        served = await client.get(f"/api/calls/{cid}/audio", headers=h)
+
+        monkeypatch.setattr(avatar_calls, "UPLOAD_GRACE_S", 0.3)
+        short = (await client.post("/api/liveavatar/session", headers=h, json={})).json()["conversationId"]
+        assert (await client.post(f"/api/calls/{short}/chunks", headers=h, content=first)).status_code == 200
+        never = await client.post(
+            f"/api/liveavatar/session/{short}/stop", headers=h, json={"uploadedBytes": 10 * len(first)}
+        )
+        kept = await client.get(f"/api/calls/{short}/audio", headers=h)
+    assert late.status_code == 200, late.text
+    call = stopped.json()
+    assert (
+        call["status"] == "ended"
+        and call["endReason"] == "user_disconnected"
+        and call["recording"] == "ready"
+    )
+    assert wav_pcm(served.content) == first + last and call["audioBytes"] == len(served.content)
+    assert never.status_code == 200 and never.json()["recording"] == "ready"
+    assert wav_pcm(kept.content) == first
 
 
 async def test_without_a_key_avatar_sessions_are_refused_clearly(gate):

@@ -414,7 +414,8 @@ export class AvatarConversation extends Emitter<ConversationEvents> implements C
     this.releases.splice(0).forEach((release) => release());
     this.recording?.pageClosed();
     const stop = `api/liveavatar/session/${encodeURIComponent(this.conversationId)}/stop`;
-    this.client.http.json(stop, { body: { reason }, keepalive: true }).catch(() => undefined);
+    const body = { reason, uploadedBytes: this.recording?.sentBytes };
+    this.client.http.json(stop, { body, keepalive: true }).catch(() => undefined);
   }
 }
 

@@ -106,6 +106,9 @@ export interface CallRecordingOptions {
 export class CallRecording {
   readonly timeline = new Timeline();
   readonly stats = { uploads: 0, bytes: 0, failed: 0 };
+  /** Bytes handed to uploads so far, the ones still on their way included: a closing page's stop
+   * says it, so that talkgate waits for the last upload, which may arrive after the stop. */
+  sentBytes = 0;
   private origin = 0;
   private sending: Promise<void> = Promise.resolve();
   private ends: Record<Side, number> = { user: -Infinity, agent: -Infinity }; // where each stretch has got to
@@ -165,6 +168,7 @@ export class CallRecording {
 
   private async post(pcm: Int16Array): Promise<void> {
     const bytes = new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength);
+    this.sentBytes += bytes.byteLength;
     try {
       await this.options.upload(bytes, bytes.byteLength <= KEEPALIVE_BYTES);
       this.stats.uploads += 1;

@@ -18,6 +18,8 @@ from talkgate.providers.liveavatar import AvatarRoom, LiveAvatarProvider
 log = logging.getLogger("talkgate.avatar")
 
 CID_PREFIX = "avatar_"
+# How long a stop waits for the page's last recording upload to arrive (it left with the stop).
+UPLOAD_GRACE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -140,10 +142,14 @@ async def keep_alive(rt: Runtime, user_id: str, conversation_id: str) -> None:
     await rt.repo.touch_call(conversation_id)  # a sign of life for the idle reaper (calls.idle)
 
 
-async def stop(rt: Runtime, user_id: str, conversation_id: str, reason: str) -> CallLog:
+async def stop(
+    rt: Runtime, user_id: str, conversation_id: str, reason: str, *, uploaded_bytes: int | None = None
+) -> CallLog:
     """End the session with the provider (again harmlessly, if it already stopped) and close the
     call log with ``reason`` (one of LiveAvatar's stop reasons, or ``NEVER_CONNECTED``: the page
-    could not join the room, so the call failed); idempotent."""
+    could not join the room, so the call failed); idempotent. ``uploaded_bytes``: what the page
+    says it sent of the recording; the recording is stored once that much has arrived (at most
+    ``UPLOAD_GRACE_S`` later)."""
     # The page ends with the provider's reason (``USER_CLOSED``) or the stored one (``user_closed``).
     reason = reason.upper()
     never_connected = reason == EndReason.NEVER_CONNECTED.upper()
@@ -157,6 +163,8 @@ async def stop(rt: Runtime, user_id: str, conversation_id: str, reason: str) -> 
     # The audio flows in the room, not through talkgate: the page's upload of both sides (the
     # chunks route) is the call's recording. Stored before the close, so that a chunk arriving
     # meanwhile still finds the call active; anything later is refused as ``call_ended``.
+    if uploaded_bytes:
+        await rt.recordings.chunks.wait_for(call.id, uploaded_bytes, UPLOAD_GRACE_S)
     settled = await _store_page_recording(rt, call)
     ended = utcnow()
     await rt.repo.close_conversation(

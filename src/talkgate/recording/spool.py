@@ -56,6 +56,10 @@ def folder_bytes(directory: Path) -> int:
     return total
 
 
+# How often a stop waiting for the app's last upload looks again (``ChunkSpool.wait_for``).
+CHUNK_POLL_S = 0.05
+
+
 class ChunkSpool:
     def __init__(self, directory: Path, *, max_total: int, max_per_call: int) -> None:
         self.directory = directory
@@ -111,6 +115,23 @@ class ChunkSpool:
     async def append(self, call_id: str, pcm: bytes) -> int:
         """Add ``pcm`` to the call's chunks; returns their size."""
         return await asyncio.to_thread(self._append, call_id, pcm)
+
+    async def wait_for(self, call_id: str, nbytes: int, within_s: float) -> int:
+        """The call's chunks once they hold ``nbytes`` (what the app says it sent), or as they are
+        after ``within_s``; their size. A closing page's last upload and its stop leave together and
+        may arrive in either order: the stop waits for the upload instead of ending without it."""
+        deadline = time.monotonic() + within_s
+        while True:
+            size = await asyncio.to_thread(self._size, call_id)
+            if size >= nbytes or time.monotonic() >= deadline:
+                return size
+            await asyncio.sleep(CHUNK_POLL_S)
+
+    def _size(self, call_id: str) -> int:
+        try:
+            return self.path(call_id).stat().st_size
+        except FileNotFoundError:
+            return 0
 
     async def discard(self, call_id: str) -> None:
         """The call has ended: its chunks, if any are left, will never be used."""

@@ -35,6 +35,9 @@ class StartAvatar(BaseModel):
 
 class StopAvatar(BaseModel):
     reason: str = Field("USER_CLOSED", max_length=32)
+    # The bytes of the call's recording the page has sent through the chunks route, its last upload
+    # included: a page closing sends that upload and this stop together, and the stop waits for it.
+    uploaded_bytes: int | None = Field(None, ge=0, le=2**40, alias="uploadedBytes")
 
 
 def started_json(started: avatar.StartedAvatar, simulator: bool) -> dict[str, Any]:
@@ -79,6 +82,9 @@ def build_router() -> APIRouter:
     async def stop_avatar(conversation_id: str, body: StopAvatar, user: User, rt: Rt) -> Any:
         """End the session with the provider (again harmlessly, if it already stopped) and close
         the call log with ``reason``; idempotent."""
-        return call_json(await avatar.stop(rt, user.user_id, conversation_id, body.reason))
+        stopped = await avatar.stop(
+            rt, user.user_id, conversation_id, body.reason, uploaded_bytes=body.uploaded_bytes
+        )
+        return call_json(stopped)
 
     return router

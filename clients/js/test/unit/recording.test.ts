@@ -74,6 +74,28 @@ describe("the call's recording", () => {
     expect(keepalive.every((k, i) => k === sent[i].byteLength <= 32000)).toBe(true);
   });
 
+  it("counts every byte handed to an upload, the closing page's last one included, as it leaves", () => {
+    const sent: Uint8Array[] = [];
+    const never = new Promise<void>(() => {}); // uploads still on their way when the page closes
+    const rec = new CallRecording({
+      clock: () => now,
+      upload: (pcm) => {
+        sent.push(pcm.slice());
+        return never;
+      },
+      onError: () => {},
+    });
+    rec.start();
+    now = 11;
+    rec.captured("user", tone(1600, -1000));
+    now = 11.5;
+    rec.pageClosed(); // nothing can be awaited: the stop says how much left, for talkgate to wait for
+    expect(sent.length).toBe(1);
+    expect(rec.sentBytes).toBe(sent[0].byteLength);
+    expect(rec.sentBytes).toBeGreaterThan(0);
+    expect(rec.stats.bytes).toBe(0); // none has been answered yet
+  });
+
   it("a new push-to-talk window starts a stretch of its own; a failed upload is told once", async () => {
     const errors: unknown[] = [];
     const rec = new CallRecording({

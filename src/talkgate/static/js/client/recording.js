@@ -99,6 +99,9 @@ export class CallRecording {
         this.options = options;
         this.timeline = new Timeline();
         this.stats = { uploads: 0, bytes: 0, failed: 0 };
+        /** Bytes handed to uploads so far, the ones still on their way included: a closing page's stop
+         * says it, so that talkgate waits for the last upload, which may arrive after the stop. */
+        this.sentBytes = 0;
         this.origin = 0;
         this.sending = Promise.resolve();
         this.ends = { user: -Infinity, agent: -Infinity }; // where each stretch has got to
@@ -150,6 +153,7 @@ export class CallRecording {
     }
     async post(pcm) {
         const bytes = new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength);
+        this.sentBytes += bytes.byteLength;
         try {
             await this.options.upload(bytes, bytes.byteLength <= KEEPALIVE_BYTES);
             this.stats.uploads += 1;
